@@ -1,0 +1,5 @@
+"""Allows ``python -m rwconsole``."""
+
+from rwconsole.cli import main
+
+raise SystemExit(main())

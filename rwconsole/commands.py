@@ -1,0 +1,34 @@
+"""Subcommand registry: each layer contributes its commands through ``register``."""
+
+from __future__ import annotations
+
+import argparse
+
+from rwconsole.cli import EXIT_BAD, err_console
+
+
+def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rwconsole.config import cli as config_cli
+    from rwconsole.wal import cli as wal_cli
+
+    run = subparsers.add_parser("run", help="run the forwarder headless (no console)")
+    run.add_argument("--config", "-c", metavar="FILE", required=True, help="forwarder config")
+    run.add_argument("--data-dir", metavar="DIR", help="data directory (overrides [storage].path)")
+    run.set_defaults(handler=run_headless)
+
+    demo = subparsers.add_parser("demo", help="open the console on the demo pipeline")
+    demo.add_argument("--data-dir", metavar="DIR", help="data directory (default: a temporary one)")
+    demo.set_defaults(handler=run_console, config=None)
+
+    config_cli.register(subparsers)
+    wal_cli.register(subparsers)
+
+
+def run_headless(args: argparse.Namespace) -> int:
+    err_console.print("[yellow]rwconsole run: the forwarder engine is not available yet[/]")
+    return EXIT_BAD
+
+
+def run_console(args: argparse.Namespace) -> int:
+    err_console.print("[yellow]rwconsole: the console is not available yet[/]")
+    return EXIT_BAD

@@ -1,0 +1,1 @@
+"""Configuration: schema mirroring Alloy's prometheus.remote_write, loading, validation, saving."""

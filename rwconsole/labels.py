@@ -1,0 +1,59 @@
+"""Label sets: the one representation of a series' identity used by every layer.
+
+A label set is a tuple of ``(name, value)`` pairs sorted by name (byte order, as
+Go compares strings), without empty values and without repeated names. Tuples
+are hashable and cheap to compare, so they serve as dictionary keys for series
+caches. ``make_labels`` is the only constructor that normalises; code that
+already holds a normalised tuple passes it along unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+Labels = tuple[tuple[str, str], ...]
+
+METRIC_NAME = "__name__"
+
+EMPTY: Labels = ()
+
+
+class DuplicateLabelError(ValueError):
+    """A label name appears more than once in one label set."""
+
+
+def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
+    """Return the normalised label set for ``pairs``.
+
+    Empty values are dropped (an empty value means the label is absent); a
+    repeated name raises ``DuplicateLabelError``.
+    """
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    result = sorted((name, value) for name, value in items if value != "")
+    for (left, _), (right, _) in zip(result, result[1:], strict=False):
+        if left == right:
+            raise DuplicateLabelError(f"duplicate label name {left!r}")
+    return tuple(result)
+
+
+def get(labels: Labels, name: str, default: str = "") -> str:
+    """Return the value of ``name`` in ``labels`` (``default`` when absent)."""
+    for key, value in labels:
+        if key == name:
+            return value
+    return default
+
+
+def metric_name(labels: Labels) -> str:
+    """Return the ``__name__`` of a label set, or ``""``."""
+    return get(labels, METRIC_NAME)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def format_labels(labels: Labels) -> str:
+    """Format as ``{__name__="up", job="node"}``, the form promtool prints."""
+    inner = ", ".join(f'{name}="{_escape(value)}"' for name, value in labels)
+    return "{" + inner + "}"

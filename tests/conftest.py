@@ -1,0 +1,89 @@
+"""Shared test helpers: peer binaries, free loopback ports, managed processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "wal"
+REQUIRE_PEERS = os.environ.get("RWCONSOLE_REQUIRE_PEERS") == "1"
+
+
+def peer_binary(name: str) -> str:
+    """Return the path of a peer binary, or skip (fail under RWCONSOLE_REQUIRE_PEERS=1)."""
+    for candidate in (name, f"/usr/bin/{name}", f"/usr/sbin/{name}"):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    reason = f"peer binary {name!r} is not installed (Debian package needed)"
+    if REQUIRE_PEERS:
+        pytest.fail(reason + " and RWCONSOLE_REQUIRE_PEERS=1")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class ProcessManager:
+    """Starts processes for a test and always stops them."""
+
+    def __init__(self) -> None:
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, **kwargs)  # type: ignore[call-overload]
+        self._procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def processes() -> Iterator[ProcessManager]:
+    manager = ProcessManager()
+    try:
+        yield manager
+    finally:
+        manager.stop_all()
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"WAL fixtures not found at {FIXTURES}")
+    return FIXTURES
