@@ -1,0 +1,416 @@
+"""Configuration dataclasses: the one description of every table and key.
+
+Attribute names are exactly the TOML key names, which are Grafana Alloy's
+``prometheus.remote_write`` argument and block names (``endpoint``,
+``queue_config.max_shards``, …) plus rwconsole's own tables (``storage``,
+``http``, ``scrape``, ``receiver``, ``synthetic``, ``demo``). Defaults are
+Alloy's. Durations are ``float`` seconds; secrets are ``Secret`` objects.
+
+Each field carries metadata used by the loader and the reference generator:
+``doc`` (one line), ``kind`` (``"duration"`` for float-seconds fields written as
+Go duration strings) and ``required``. The objects are frozen: change them with
+``dataclasses.replace`` so that a snapshot handed to another thread never
+changes under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
+from typing import Any
+
+from rwconsole.config.durations import format_duration
+from rwconsole.config.secrets import Secret
+
+PROTOBUF_V1 = "prometheus.WriteRequest"
+PROTOBUF_V2 = "io.prometheus.write.v2.Request"
+PROTOBUF_MESSAGES = (PROTOBUF_V1, PROTOBUF_V2)
+TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
+AZURE_CLOUDS = ("AzurePublic", "AzureChina", "AzureGovernment")
+RELABEL_ACTIONS = (
+    "replace",
+    "keep",
+    "drop",
+    "keepequal",
+    "dropequal",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
+)
+WAL_PAGE_SIZE = 32 * 1024
+
+
+def _field(default: Any, doc: str, *, kind: str | None = None, required: bool = False) -> Any:
+    meta = {"doc": doc, "kind": kind, "required": required}
+    if isinstance(default, (list, dict)) or is_dataclass(default):
+        template = default
+
+        def factory() -> Any:
+            if isinstance(template, list):
+                return list(template)
+            if isinstance(template, dict):
+                return dict(template)
+            return type(template)()
+
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _duration(seconds: float, doc: str) -> Any:
+    return _field(seconds, doc, kind="duration")
+
+
+def _required(doc: str, default: Any = "") -> Any:
+    return _field(default, doc, required=True)
+
+
+_frozen = dataclass(frozen=True, kw_only=True)
+
+
+# --- HTTP client blocks (shared by endpoints and scrape jobs) ---------------------------
+
+
+@_frozen
+class BasicAuthConfig:
+    """HTTP basic authentication."""
+
+    username: str = _field("", "Basic auth username.")
+    password: Secret | None = _field(None, "Basic auth password.")
+    password_file: str = _field("", "File containing the basic auth password.")
+
+
+@_frozen
+class AuthorizationConfig:
+    """Generic ``Authorization`` header credentials."""
+
+    type: str = _field("Bearer", "Authorization type (scheme), e.g. Bearer.")
+    credentials: Secret | None = _field(None, "Secret value for the Authorization header.")
+    credentials_file: str = _field("", "File containing the credentials.")
+
+
+@_frozen
+class TLSConfig:
+    """TLS settings for connecting to the server."""
+
+    ca_pem: str = _field("", "CA PEM-encoded text to validate the server with.")
+    ca_file: str = _field("", "CA certificate file to validate the server with.")
+    cert_pem: str = _field("", "Client certificate PEM-encoded text.")
+    cert_file: str = _field("", "Client certificate file.")
+    key_pem: Secret | None = _field(None, "Client key PEM-encoded text.")
+    key_file: str = _field("", "Client key file.")
+    insecure_skip_verify: bool = _field(False, "Disable validation of the server certificate.")
+    server_name: str = _field("", "ServerName extension to indicate the name of the server.")
+    min_version: str = _field(
+        "", "Minimum TLS version: TLS10, TLS11, TLS12 or TLS13 (empty: TLS12)."
+    )
+
+
+@_frozen
+class OAuth2Config:
+    """OAuth 2.0 client-credentials authentication."""
+
+    client_id: str = _required("OAuth2 client ID.")
+    client_secret: Secret | None = _field(None, "OAuth2 client secret.")
+    client_secret_file: str = _field("", "File containing the OAuth2 client secret.")
+    scopes: list[str] = _field([], "Scopes to request.")
+    token_url: str = _required("URL to fetch the token from.")
+    endpoint_params: dict[str, str] = _field({}, "Extra parameters appended to the token URL.")
+    proxy_url: str = _field("", "HTTP proxy for token requests.")
+    no_proxy: str = _field("", "Comma-separated hosts/CIDRs excluded from proxying.")
+    proxy_from_environment: bool = _field(False, "Use the proxy from HTTP(S)_PROXY/NO_PROXY.")
+    proxy_connect_header: dict[str, list[Secret]] = _field(
+        {}, "Headers sent to the proxy in CONNECT requests."
+    )
+    tls_config: TLSConfig = _field(TLSConfig(), "TLS settings for token requests.")
+
+
+@_frozen
+class HTTPClientConfig:
+    """HTTP client options common to remote-write endpoints and scrape jobs."""
+
+    bearer_token: Secret | None = _field(None, "Bearer token to authenticate with.")
+    bearer_token_file: str = _field("", "File containing a bearer token.")
+    http_headers: dict[str, list[Secret]] = _field(
+        {}, "Custom headers (values are secrets; a list of values per name)."
+    )
+    proxy_url: str = _field("", "HTTP proxy to send requests through.")
+    no_proxy: str = _field("", "Comma-separated hosts/CIDRs excluded from proxying.")
+    proxy_from_environment: bool = _field(False, "Use the proxy from HTTP(S)_PROXY/NO_PROXY.")
+    proxy_connect_header: dict[str, list[Secret]] = _field(
+        {}, "Headers sent to the proxy in CONNECT requests."
+    )
+    follow_redirects: bool = _field(True, "Follow HTTP redirects.")
+    enable_http2: bool = _field(True, "Allow HTTP/2.")
+    basic_auth: BasicAuthConfig | None = _field(None, "Basic authentication.")
+    authorization: AuthorizationConfig | None = _field(None, "Authorization header credentials.")
+    oauth2: OAuth2Config | None = _field(None, "OAuth 2.0 authentication.")
+    tls_config: TLSConfig = _field(TLSConfig(), "TLS settings.")
+
+
+# --- remote-write endpoint --------------------------------------------------------------
+
+
+@_frozen
+class SigV4Config:
+    """AWS Signature Version 4 authentication."""
+
+    region: str = _field("", "AWS region (empty: from the default credentials chain).")
+    access_key: str = _field("", "AWS access key (empty: AWS_ACCESS_KEY_ID).")
+    secret_key: Secret | None = _field(None, "AWS secret key (empty: AWS_SECRET_ACCESS_KEY).")
+    profile: str = _field("", "Named AWS profile.")
+    role_arn: str = _field("", "AWS role ARN to assume.")
+
+
+@_frozen
+class ManagedIdentityConfig:
+    """Azure user-assigned managed identity."""
+
+    client_id: str = _required("Client ID (UUID) of the managed identity.")
+
+
+@_frozen
+class AzureOAuthConfig:
+    """Azure AD application (OAuth) credentials."""
+
+    client_id: str = _required("Client ID (UUID) of the application.")
+    client_secret: Secret | None = _required("Client secret of the application.", None)
+    tenant_id: str = _required("Tenant ID of the application.")
+
+
+@_frozen
+class AzureSDKConfig:
+    """Azure SDK default credential chain."""
+
+    tenant_id: str = _field("", "Tenant ID (optional).")
+
+
+@_frozen
+class AzureADConfig:
+    """Azure AD authentication; exactly one of managed_identity, oauth, sdk."""
+
+    cloud: str = _field("AzurePublic", "AzurePublic, AzureChina or AzureGovernment.")
+    managed_identity: ManagedIdentityConfig | None = _field(None, "Managed identity.")
+    oauth: AzureOAuthConfig | None = _field(None, "OAuth application credentials.")
+    sdk: AzureSDKConfig | None = _field(None, "Azure SDK credentials.")
+
+
+@_frozen
+class QueueConfig:
+    """How samples are batched and sent (one queue per endpoint)."""
+
+    capacity: int = _field(10000, "Samples buffered per shard.")
+    max_shards: int = _field(50, "Maximum concurrent shards.")
+    min_shards: int = _field(1, "Minimum concurrent shards.")
+    max_samples_per_send: int = _field(2000, "Maximum samples per request.")
+    batch_send_deadline: float = _duration(5.0, "Maximum time a sample waits in a batch.")
+    min_backoff: float = _duration(0.03, "Initial retry delay (doubles per retry).")
+    max_backoff: float = _duration(5.0, "Maximum retry delay.")
+    retry_on_http_429: bool = _field(True, "Retry on HTTP 429 (honouring Retry-After).")
+    sample_age_limit: float = _duration(0.0, "Drop samples older than this (0s: off).")
+
+
+@_frozen
+class MetadataConfig:
+    """How metric metadata is sent."""
+
+    send: bool = _field(True, "Send metric metadata.")
+    send_interval: float = _duration(60.0, "How often metadata is sent.")
+    max_samples_per_send: int = _field(2000, "Maximum metadata entries per request.")
+
+
+@_frozen
+class RelabelConfig:
+    """One write relabelling rule, applied in order to each series before sending."""
+
+    source_labels: list[str] = _field([], "Labels whose values are joined and matched.")
+    separator: str = _field(";", "Separator between joined source label values.")
+    regex: str = _field("(.*)", "RE2 regular expression (anchored at both ends).")
+    modulus: int = _field(0, "Modulus for the hashmod action.")
+    target_label: str = _field("", "Label written by replace/hashmod/lowercase/uppercase/...")
+    replacement: str = _field("$1", "Replacement value; $1, ${name} refer to regex groups.")
+    action: str = _field("replace", "One of " + ", ".join(RELABEL_ACTIONS) + ".")
+
+
+@_frozen
+class EndpointConfig(HTTPClientConfig):
+    """A remote-write destination; one queue each."""
+
+    url: str = _required("Full URL to send metrics to (http or https).")
+    name: str = _field("", "Name used in metrics and the console (default: a config hash).")
+    remote_timeout: float = _duration(30.0, "Timeout for each HTTP request.")
+    headers: dict[str, Secret] = _field(
+        {}, "Extra headers for every request (values are treated as secrets)."
+    )
+    send_exemplars: bool = _field(True, "Send exemplars.")
+    send_native_histograms: bool = _field(False, "Send native histograms.")
+    protobuf_message: str = _field(
+        PROTOBUF_V1, f"{PROTOBUF_V1} (remote write 1.0) or {PROTOBUF_V2} (2.0)."
+    )
+    sigv4: SigV4Config | None = _field(None, "AWS SigV4 authentication.")
+    azuread: AzureADConfig | None = _field(None, "Azure AD authentication.")
+    queue_config: QueueConfig = _field(QueueConfig(), "Queue tuning.")
+    metadata_config: MetadataConfig = _field(MetadataConfig(), "Metadata sending.")
+    write_relabel_config: list[RelabelConfig] = _field([], "Relabel rules, in order.")
+
+    def queue_name(self) -> str:
+        """``name``, or the first 6 hex digits of an md5 of this endpoint's settings.
+
+        Like Alloy, an unnamed endpoint gets a name derived from its whole
+        configuration, so it stays the same across restarts while the config
+        does. Secrets enter the hash only as their redacted form or reference.
+        """
+        if self.name:
+            return self.name
+        text = json.dumps(_hashable(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.md5(text.encode("utf-8")).hexdigest()[:6]
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.reference or str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _hashable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _hashable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hashable(v) for v in value]
+    return value
+
+
+# --- WAL and rwconsole's own tables -----------------------------------------------------
+
+
+@_frozen
+class WALConfig:
+    """The write-ahead log shared by all endpoints."""
+
+    truncate_frequency: float = _duration(7200.0, "How often the WAL is truncated.")
+    min_keepalive_time: float = _duration(300.0, "Minimum age before data may be truncated.")
+    max_keepalive_time: float = _duration(
+        28800.0, "Data older than this is truncated even if unsent."
+    )
+    compression: bool = _field(True, "Snappy-compress WAL records (rwconsole extra).")
+    segment_size: int = _field(
+        128 * 1024 * 1024,
+        "Segment file size in bytes: a multiple of 32768, 65536..268435456 (rwconsole extra).",
+    )
+
+
+@_frozen
+class StorageConfig:
+    """Where rwconsole keeps its data."""
+
+    path: str = _field("data-rwconsole", "Data directory (WAL, delivery progress).")
+
+
+@_frozen
+class HTTPServerConfig:
+    """rwconsole's own HTTP server (self-metrics)."""
+
+    listen_address: str = _field("127.0.0.1:12345", "host:port to listen on.")
+
+
+@_frozen
+class ScrapeConfig(HTTPClientConfig):
+    """A scrape job: targets scraped on an interval and written to the WAL."""
+
+    job_name: str = _required("Job name, added as the job label.")
+    targets: list[str] = _field([], "Targets as host:port.")
+    scrape_interval: float = _duration(60.0, "How often to scrape.")
+    scrape_timeout: float = _duration(10.0, "Per-scrape timeout (<= scrape_interval).")
+    metrics_path: str = _field("/metrics", "HTTP path to scrape.")
+    scheme: str = _field("http", "http or https.")
+    params: dict[str, list[str]] = _field({}, "URL query parameters.")
+    honor_labels: bool = _field(False, "Keep scraped labels that clash with target labels.")
+    honor_timestamps: bool = _field(True, "Keep timestamps present in scraped data.")
+    labels: dict[str, str] = _field({}, "Extra labels added to every scraped series.")
+
+
+@_frozen
+class ReceiverConfig:
+    """Accepts remote-write pushes on POST /api/v1/write."""
+
+    listen_address: str = _field("127.0.0.1:9201", "host:port to listen on.")
+
+
+@_frozen
+class SyntheticConfig:
+    """Synthetic series generator (a source for trying rwconsole out)."""
+
+    series: int = _field(1000, "Number of series.")
+    metrics: int = _field(10, "Number of metric names the series are spread over.")
+    interval: float = _duration(15.0, "Time between samples of a series.")
+    churn: float = _field(0.0, "Fraction (0..1) of series replaced by new ones per interval.")
+    histograms: bool = _field(False, "Include classic histograms among the metrics.")
+    exemplars: bool = _field(False, "Attach exemplars to some samples.")
+    labels: dict[str, str] = _field({}, "Extra labels on every series.")
+
+
+@_frozen
+class DemoConfig:
+    """Demo pipeline switch (set by the CLI)."""
+
+    enabled: bool = _field(False, "Run the embedded receiver as an extra endpoint target.")
+
+
+@_frozen
+class Config:
+    """Top level of the configuration file."""
+
+    external_labels: dict[str, str] = _field({}, "Labels added to every series sent.")
+    endpoint: list[EndpointConfig] = _field([], "Remote-write endpoints ([[endpoint]]).")
+    wal: WALConfig = _field(WALConfig(), "WAL settings.")
+    storage: StorageConfig = _field(StorageConfig(), "Storage settings.")
+    http: HTTPServerConfig = _field(HTTPServerConfig(), "HTTP server settings.")
+    scrape: list[ScrapeConfig] = _field([], "Scrape jobs ([[scrape]]).")
+    receiver: ReceiverConfig | None = _field(None, "Remote-write receiver source.")
+    synthetic: SyntheticConfig | None = _field(None, "Synthetic source.")
+    demo: DemoConfig = _field(DemoConfig(), "Demo settings.")
+
+    def has_source(self) -> bool:
+        """Whether any source (scrape, receiver, synthetic) is configured."""
+        return bool(self.scrape) or self.receiver is not None or self.synthetic is not None
+
+
+def ordered_fields(cls: Any) -> list[Field[Any]]:
+    """Fields in presentation order: required keys, the class's own keys, inherited keys."""
+    klass = cls if isinstance(cls, type) else type(cls)
+    own = set(inspect.get_annotations(klass))
+    all_fields = list(fields(klass))
+    required = [f for f in all_fields if f.metadata.get("required")]
+    rest = [f for f in all_fields if not f.metadata.get("required")]
+    return required + [f for f in rest if f.name in own] + [f for f in rest if f.name not in own]
+
+
+def field_doc(cls: type, name: str) -> str:
+    """The one-line description of ``cls.name``."""
+    for f in fields(cls):
+        if f.name == name:
+            return str(f.metadata.get("doc", ""))
+    raise KeyError(name)
+
+
+def describe_default(cls: type, name: str) -> str:
+    """The default of ``cls.name`` as it would be written in TOML (``""`` when none)."""
+    for f in fields(cls):
+        if f.name != name:
+            continue
+        if f.metadata.get("required"):
+            return ""
+        if f.default is not MISSING:
+            value = f.default
+        elif f.default_factory is not MISSING:
+            value = f.default_factory()
+        else:
+            return ""
+        if value is None or is_dataclass(value) or value in ({}, []):
+            return ""
+        if f.metadata.get("kind") == "duration":
+            return json.dumps(format_duration(value))
+        return json.dumps(value)
+    raise KeyError(name)
