@@ -10,6 +10,7 @@ already holds a normalised tuple passes it along unchanged.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from itertools import pairwise
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -30,7 +31,7 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
     """
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     result = sorted((name, value) for name, value in items if value != "")
-    for (left, _), (right, _) in zip(result, result[1:], strict=False):
+    for (left, _), (right, _) in pairwise(result):
         if left == right:
             raise DuplicateLabelError(f"duplicate label name {left!r}")
     return tuple(result)

@@ -1,0 +1,905 @@
+"""The queue manager: one per endpoint, from WAL chunks to HTTP batches.
+
+It owns the per-endpoint pipeline after the WAL: the series cache (external
+labels, write relabelling, ``__`` label removal, labels encoded once per
+series), the shards (a series always goes to ``ref % shards`` so its samples
+stay in order), batching by ``max_samples_per_send`` / ``batch_send_deadline``,
+the retry loop with backoff and Retry-After, ``sample_age_limit``, dynamic
+resharding, pause/resume, live ``queue_config`` changes, and the delivered
+position (the WAL position up to which every item is finished) that makes a
+restart resume without loss.
+
+Everything runs on one asyncio loop. Chunks come from a ``ChunkSource``; HTTP
+attempts go through a ``SendClient``; both are injected, so this module knows
+neither files nor sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rwconsole.labels import Labels
+from rwconsole.remote import encode
+from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.queue_metrics import (
+    DROP_DROPPED_SERIES,
+    DROP_HISTOGRAMS_DISABLED,
+    DROP_NHCB_V1,
+    DROP_TOO_OLD,
+    DROP_UNKNOWN_SERIES,
+    QueueMetrics,
+)
+from rwconsole.remote.resharding import (
+    SHARD_UPDATE_INTERVAL,
+    EwmaRate,
+    desired_shards,
+)
+
+log = logging.getLogger("rwconsole.queue")
+
+KINDS3 = ("samples", "exemplars", "histograms")
+
+CUSTOM_BUCKETS_SCHEMA = -53
+RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The queue_config values a running queue uses (Alloy's names and defaults)."""
+
+    capacity: int = 10000
+    max_shards: int = 50
+    min_shards: int = 1
+    max_samples_per_send: int = 2000
+    batch_send_deadline: float = 5.0
+    min_backoff: float = 0.03
+    max_backoff: float = 5.0
+    retry_on_http_429: bool = True
+    sample_age_limit: float = 0.0
+
+    @classmethod
+    def from_config(cls, queue_config: Any) -> QueueSettings:
+        return cls(**{name: getattr(queue_config, name) for name in cls.__dataclass_fields__})
+
+    def problems(self) -> list[str]:
+        """The rules Prometheus enforces on queue_config, as messages."""
+        found = []
+        if self.max_shards <= 0:
+            found.append(f"max_shards: must be > 0, got {self.max_shards}")
+        if self.min_shards <= 0:
+            found.append(f"min_shards: must be > 0, got {self.min_shards}")
+        if self.min_shards > self.max_shards:
+            found.append(
+                f"min_shards: must be <= max_shards ({self.max_shards}), got {self.min_shards}"
+            )
+        if self.max_samples_per_send <= 0:
+            found.append(f"max_samples_per_send: must be > 0, got {self.max_samples_per_send}")
+        if self.capacity <= 0:
+            found.append(f"capacity: must be > 0, got {self.capacity}")
+        if self.max_backoff < self.min_backoff:
+            found.append(
+                f"max_backoff: must be >= min_backoff ({self.min_backoff}s), "
+                f"got {self.max_backoff}s"
+            )
+        if self.batch_send_deadline <= 0:
+            found.append(f"batch_send_deadline: must be > 0, got {self.batch_send_deadline}s")
+        if self.sample_age_limit < 0:
+            found.append(f"sample_age_limit: must be >= 0, got {self.sample_age_limit}s")
+        return found
+
+
+class SendResultLike(Protocol):
+    outcome: str
+    status: int | None
+    retry_after: float | None
+    reason: str
+    duration: float
+    written: tuple[int, int, int] | None
+
+
+class SendClient(Protocol):
+    async def send(
+        self, body: bytes, *, protocol: int, attempt: int, items: int, retry_on_http_429: bool
+    ) -> SendResultLike: ...
+
+
+class ChunkSource(Protocol):
+    async def next_chunk(self) -> Chunk:
+        """The next chunk in WAL order (waits until one is available)."""
+        ...
+
+
+@dataclass
+class _Batch:
+    refs: list[int] = field(default_factory=list)
+    series: list[Any] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    exemplars: list[tuple[Any, Any]] = field(default_factory=list)
+    histograms: list[tuple[Any, int, Any]] = field(default_factory=list)
+    exemplar_refs: list[int] = field(default_factory=list)
+    histogram_refs: list[int] = field(default_factory=list)
+    count: int = 0
+    first_seq: int = 0
+    """Sequence number of the chunk of the batch's first item (a lower bound for all)."""
+
+    def counts(self) -> tuple[int, int, int]:
+        return len(self.values), len(self.exemplars), len(self.histograms)
+
+    def lowest_timestamp(self) -> int:
+        candidates = [min(self.timestamps)] if self.timestamps else []
+        candidates += [e.timestamp for _, e in self.exemplars]
+        candidates += [t for _, t, _ in self.histograms]
+        return min(candidates) if candidates else 0
+
+    def highest_timestamp(self) -> int:
+        candidates = [max(self.timestamps)] if self.timestamps else []
+        candidates += [e.timestamp for _, e in self.exemplars]
+        candidates += [t for _, t, _ in self.histograms]
+        return max(candidates) if candidates else 0
+
+
+class _Shard:
+    __slots__ = (
+        "done",
+        "flushing",
+        "full",
+        "inflight",
+        "max_full",
+        "max_per_send",
+        "partial",
+        "space",
+        "task",
+        "wakeup",
+    )
+
+    def __init__(self, max_per_send: int, capacity: int) -> None:
+        self.max_per_send = max_per_send
+        self.max_full = max(1, capacity // max_per_send)
+        self.partial = _Batch()
+        self.full: deque[_Batch] = deque()
+        self.inflight: _Batch | None = None
+        self.done = 0
+        self.flushing = False
+        self.wakeup = asyncio.Event()
+        self.space = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def seal(self) -> bool:
+        """Move a full partial batch to the full queue if there is room."""
+        if self.partial.count >= self.max_per_send and len(self.full) < self.max_full:
+            self.full.append(self.partial)
+            self.partial = _Batch()
+            self.wakeup.set()
+            return True
+        return False
+
+    def take(self, include_partial: bool) -> _Batch | None:
+        if self.full:
+            batch = self.full.popleft()
+            self.seal()
+            return batch
+        if include_partial and self.partial.count:
+            batch, self.partial = self.partial, _Batch()
+            return batch
+        return None
+
+    def oldest_seq(self) -> int | None:
+        """Chunk sequence of the oldest unfinished item in this shard, if any."""
+        if self.inflight is not None:
+            return self.inflight.first_seq
+        if self.full:
+            return self.full[0].first_seq
+        if self.partial.count:
+            return self.partial.first_seq
+        return None
+
+    def unfinished(self) -> list[_Batch]:
+        """Every unfinished batch, oldest first."""
+        batches = [self.inflight] if self.inflight is not None else []
+        batches.extend(self.full)
+        if self.partial.count:
+            batches.append(self.partial)
+        return batches
+
+
+class QueueManager:
+    """Forwards one endpoint's share of the WAL."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        settings: QueueSettings,
+        client: SendClient,
+        source: ChunkSource,
+        lookup: Callable[[int], Labels | None],
+        metrics: QueueMetrics,
+        data_in: EwmaRate,
+        highest_timestamp_in: Callable[[], float],
+        start_position: Position,
+        protocol: int = 1,
+        external_labels: Labels = (),
+        relabel: Callable[[Labels], Labels | None] | None = None,
+        send_exemplars: bool = True,
+        send_native_histograms: bool = False,
+        flush_deadline: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.settings = settings
+        self.protocol = protocol
+        self.send_exemplars = send_exemplars
+        self.send_native_histograms = send_native_histograms
+        self.flush_deadline = flush_deadline
+        self.metrics = metrics
+        self.read_position: Position = start_position
+        self.delivered_position: Position = start_position
+        self.on_delivered: Callable[[Position], None] | None = None
+        self.last_error = ""
+        self.last_error_time = 0.0
+        self.last_status: int | None = None
+        self._client = client
+        self._source = source
+        self._lookup = lookup
+        self._external = external_labels
+        self._relabel = relabel
+        self._clock = clock
+        self._data_in = data_in
+        self._highest_in = highest_timestamp_in
+        self._series: dict[int, Any] = {}
+        self._shards: list[_Shard] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        # (sequence, end position) of chunks not yet known to be delivered.
+        self._marks: deque[tuple[int, Position]] = deque()
+        self._next_seq = 1
+        self._reading_seq: int | None = None
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._gate = asyncio.Event()
+        self._gate.set()
+        self._reshard_lock = asyncio.Lock()
+        self._data_out = EwmaRate()
+        self._data_dropped = EwmaRate()
+        self._data_out_duration = EwmaRate()
+        self._reshard_disabled_until = 0.0
+        self._last_send_time = 0.0
+        self._last_ok_wall = 0.0
+        self._retrying = 0
+        self._first_enqueued_s = 0.0
+        self._stopped = False
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self._publish_settings()
+        self.metrics.shards_desired.set(s.min_shards)
+        self._shards = self._new_shards(s.min_shards)
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name=f"queue-{self.name}-read"),
+            asyncio.create_task(self._reshard_loop(), name=f"queue-{self.name}-reshard"),
+        ]
+
+    async def stop(self, deadline: float | None = None) -> None:
+        """Send what is buffered within ``deadline`` seconds, then cancel the rest.
+
+        Items still unsent when the deadline passes are not lost: the delivered
+        position does not cover them, so they are read again after a restart.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._reading_seq = None
+        for shard in self._shards:
+            shard.flushing = True
+            shard.wakeup.set()
+        tasks = [s.task for s in self._shards if s.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(
+                tasks, timeout=self.flush_deadline if deadline is None else deadline
+            )
+            await _cancel(pending)
+            if pending:
+                log.warning(
+                    "queue %s: %d shard(s) still sending at shutdown; their data stays in the "
+                    "WAL and is sent after a restart",
+                    self.name,
+                    len(pending),
+                )
+        self._advance_delivered()
+
+    def _publish_settings(self) -> None:
+        s = self.settings
+        self.metrics.shard_capacity.set(s.capacity)
+        self.metrics.shards_max.set(s.max_shards)
+        self.metrics.shards_min.set(s.min_shards)
+        self.metrics.max_samples_per_send.set(s.max_samples_per_send)
+
+    def _new_shards(self, n: int) -> list[_Shard]:
+        s = self.settings
+        shards = [_Shard(s.max_samples_per_send, s.capacity) for _ in range(n)]
+        for i, shard in enumerate(shards):
+            shard.task = asyncio.create_task(
+                self._run_shard(shard), name=f"queue-{self.name}-shard-{i}"
+            )
+        self.metrics.shards.set(n)
+        return shards
+
+    # ---- commands ------------------------------------------------------------------
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    async def apply_settings(self, new: QueueSettings) -> None:
+        """Change queue_config live: no restart, no loss, no reordering."""
+        problems = new.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        old = self.settings
+        self.settings = new
+        self._publish_settings()
+        current = len(self._shards)
+        target = max(new.min_shards, min(new.max_shards, current))
+        if (
+            target != current
+            or new.capacity != old.capacity
+            or new.max_samples_per_send != old.max_samples_per_send
+        ):
+            await self._reshard(target)
+        for shard in self._shards:
+            shard.wakeup.set()
+            shard.space.set()
+
+    def forget_series(self, refs: Sequence[int]) -> None:
+        for ref in refs:
+            self._series.pop(ref, None)
+
+    # ---- reading and enqueueing ----------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        while True:
+            chunk = await self._source.next_chunk()
+            seq = self._next_seq
+            self._next_seq += 1
+            self._reading_seq = seq
+            await self._enqueue_chunk(chunk, seq)
+            self._marks.append((seq, chunk.end))
+            self._reading_seq = None
+            self.read_position = chunk.end
+            self._advance_delivered()
+
+    def _resolve(self, ref: int) -> Any:
+        labels = self._lookup(ref)
+        if labels is None:
+            return _MISSING
+        if self._external:
+            present = {name for name, _ in labels}
+            extra = [pair for pair in self._external if pair[0] not in present]
+            if extra:
+                labels = tuple(sorted((*labels, *extra)))
+        if self._relabel is not None:
+            relabelled = self._relabel(labels)
+            if relabelled is None:
+                self._series[ref] = None
+                return None
+            labels = relabelled
+        labels = tuple(
+            pair for pair in labels if not pair[0].startswith("__") or pair[0] == "__name__"
+        )
+        if not labels:
+            self._series[ref] = None
+            return None
+        key: Any = encode.encode_labels_v1(labels) if self.protocol == 1 else labels
+        self._series[ref] = key
+        return key
+
+    async def _wait_for_space(self, shard: _Shard) -> None:
+        self.metrics.enqueue_retries.inc()
+        shard.space.clear()
+        shard.wakeup.set()
+        await shard.space.wait()
+        await self._gate.wait()
+
+    async def _enqueue_chunk(self, chunk: Chunk, seq: int) -> None:
+        await self._gate.wait()
+        limit = self.settings.sample_age_limit
+        cutoff_ms = int((self._clock() - limit) * 1000) if limit > 0 else None
+        if chunk.refs:
+            await self._enqueue_samples(chunk, seq, cutoff_ms)
+        if chunk.exemplars and self.send_exemplars:
+            await self._enqueue_items(
+                "exemplars",
+                chunk.exemplars,
+                seq,
+                cutoff_ms,
+                lambda e: e.timestamp,
+                lambda batch, key, e: batch.exemplars.append((key, e)),
+            )
+        if chunk.histograms:
+            await self._enqueue_histograms(chunk, seq, cutoff_ms)
+
+    def _count_drops(self, kind: str, dropped_series: int, unknown: int, too_old: int) -> None:
+        if dropped_series:
+            self.metrics.dropped(kind, DROP_DROPPED_SERIES).inc(dropped_series)
+            self._data_dropped.add(dropped_series)
+        if unknown:
+            self.metrics.dropped(kind, DROP_UNKNOWN_SERIES).inc(unknown)
+            self._data_dropped.add(unknown)
+        if too_old:
+            self.metrics.dropped(kind, DROP_TOO_OLD).inc(too_old)
+
+    def _note_enqueued(self, kind: str, kept: int, highest_ms: int) -> None:
+        if not kept:
+            return
+        self.metrics.pending[kind].inc(kept)
+        highest = highest_ms // 1000
+        if highest > self.metrics.queue_highest_enqueued.value:
+            self.metrics.queue_highest_enqueued.set(highest)
+        if not self._first_enqueued_s:
+            self._first_enqueued_s = highest
+
+    async def _enqueue_samples(self, chunk: Chunk, seq: int, cutoff_ms: int | None) -> None:
+        """The hot path: a few list appends per sample, no objects."""
+        refs, timestamps, values = chunk.refs, chunk.timestamps, chunk.values
+        series = self._series
+        dropped_series = dropped_unknown = too_old = 0
+        i, n = 0, len(refs)
+        while True:
+            shards = self._shards
+            n_shards = len(shards)
+            max_per_send = self.settings.max_samples_per_send
+            blocked: _Shard | None = None
+            while i < n:
+                ref = refs[i]
+                key = series.get(ref, _MISSING)
+                if key is _MISSING:
+                    key = self._resolve(ref)
+                    if key is _MISSING:
+                        dropped_unknown += 1
+                        i += 1
+                        continue
+                if key is None:
+                    dropped_series += 1
+                    i += 1
+                    continue
+                t = timestamps[i]
+                if cutoff_ms is not None and t < cutoff_ms:
+                    too_old += 1
+                    i += 1
+                    continue
+                shard = shards[ref % n_shards]
+                batch = shard.partial
+                if batch.count >= max_per_send:
+                    if not shard.seal():
+                        blocked = shard
+                        break
+                    batch = shard.partial
+                if not batch.count:
+                    batch.first_seq = seq
+                batch.refs.append(ref)
+                batch.series.append(key)
+                batch.timestamps.append(t)
+                batch.values.append(values[i])
+                batch.count += 1
+                if batch.count >= max_per_send:
+                    shard.seal()
+                i += 1
+            if blocked is None:
+                break
+            await self._wait_for_space(blocked)
+        kept = n - dropped_series - dropped_unknown - too_old
+        self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
+        self._count_drops("samples", dropped_series, dropped_unknown, too_old)
+
+    async def _enqueue_items(
+        self,
+        kind: str,
+        items: Sequence[Any],
+        seq: int,
+        cutoff_ms: int | None,
+        timestamp_of: Callable[[Any], int],
+        add: Callable[[_Batch, Any, Any], None],
+    ) -> None:
+        dropped_series = dropped_unknown = too_old = kept = 0
+        highest = 0
+        refs_attr = "exemplar_refs" if kind == "exemplars" else "histogram_refs"
+        for item in items:
+            key = self._series.get(item.ref, _MISSING)
+            if key is _MISSING:
+                key = self._resolve(item.ref)
+            if key is _MISSING:
+                dropped_unknown += 1
+                continue
+            if key is None:
+                dropped_series += 1
+                continue
+            t = timestamp_of(item)
+            if cutoff_ms is not None and t < cutoff_ms:
+                too_old += 1
+                continue
+            while True:
+                shard = self._shards[item.ref % len(self._shards)]
+                if shard.partial.count < self.settings.max_samples_per_send or shard.seal():
+                    break
+                await self._wait_for_space(shard)
+            batch = shard.partial
+            if not batch.count:
+                batch.first_seq = seq
+            add(batch, key, item)
+            getattr(batch, refs_attr).append(item.ref)
+            batch.count += 1
+            kept += 1
+            highest = max(highest, t)
+            if batch.count >= self.settings.max_samples_per_send:
+                shard.seal()
+        self._note_enqueued(kind, kept, highest)
+        self._count_drops(kind, dropped_series, dropped_unknown, too_old)
+
+    async def _enqueue_histograms(self, chunk: Chunk, seq: int, cutoff_ms: int | None) -> None:
+        histograms = chunk.histograms
+        if not self.send_native_histograms:
+            self.metrics.dropped("histograms", DROP_HISTOGRAMS_DISABLED).inc(len(histograms))
+            return
+        if self.protocol == 1:
+            custom = sum(1 for h in histograms if h.histogram.schema == CUSTOM_BUCKETS_SCHEMA)
+            if custom:
+                self.metrics.dropped("histograms", DROP_NHCB_V1).inc(custom)
+                histograms = [h for h in histograms if h.histogram.schema != CUSTOM_BUCKETS_SCHEMA]
+        await self._enqueue_items(
+            "histograms",
+            histograms,
+            seq,
+            cutoff_ms,
+            lambda h: h.timestamp,
+            lambda batch, key, h: batch.histograms.append((key, h.timestamp, h.histogram)),
+        )
+
+    # ---- delivered position --------------------------------------------------------
+
+    def _advance_delivered(self) -> None:
+        """Move the delivered position to the last chunk with no unfinished item."""
+        low = self._reading_seq if self._reading_seq is not None else self._next_seq
+        for shard in self._shards:
+            oldest = shard.oldest_seq()
+            if oldest is not None and oldest < low:
+                low = oldest
+        marks = self._marks
+        advanced = False
+        while marks and marks[0][0] < low:
+            self.delivered_position = marks.popleft()[1]
+            advanced = True
+        if advanced and self.on_delivered is not None:
+            self.on_delivered(self.delivered_position)
+
+    # ---- sending -------------------------------------------------------------------
+
+    async def _run_shard(self, shard: _Shard) -> None:
+        last_send = time.monotonic()
+        while True:
+            batch = shard.take(include_partial=shard.flushing)
+            if batch is None:
+                if shard.flushing:
+                    return
+                remaining = last_send + self.settings.batch_send_deadline - time.monotonic()
+                if remaining > 0:
+                    shard.wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(shard.wakeup.wait(), timeout=remaining)
+                    continue
+                batch = shard.take(include_partial=True)
+                if batch is None:
+                    last_send = time.monotonic()
+                    continue
+            shard.inflight = batch
+            shard.space.set()
+            await self._send_batch(batch)
+            shard.inflight = None
+            last_send = time.monotonic()
+            shard.done += batch.count
+            shard.space.set()
+            self._advance_delivered()
+
+    def _encode(self, batch: _Batch) -> bytes:
+        encoder = (
+            encode.encode_write_request_v1 if self.protocol == 1 else encode.encode_write_request_v2
+        )
+        body = encoder(
+            batch.series,
+            batch.timestamps,
+            batch.values,
+            exemplars=batch.exemplars,
+            histograms=batch.histograms,
+        )
+        return encode.compress(body)
+
+    def _shed_too_old(self, batch: _Batch) -> _Batch:
+        """Drop items older than sample_age_limit from a batch that waited too long."""
+        limit = self.settings.sample_age_limit
+        if limit <= 0:
+            return batch
+        cutoff = int((self._clock() - limit) * 1000)
+        lowest = batch.lowest_timestamp()
+        if lowest <= 0 or lowest >= cutoff:
+            return batch
+        keep = [i for i, t in enumerate(batch.timestamps) if t >= cutoff]
+        keep_ex = [i for i, (_, e) in enumerate(batch.exemplars) if e.timestamp >= cutoff]
+        keep_h = [i for i, (_, t, _) in enumerate(batch.histograms) if t >= cutoff]
+        shed = _Batch(
+            refs=[batch.refs[i] for i in keep],
+            series=[batch.series[i] for i in keep],
+            timestamps=[batch.timestamps[i] for i in keep],
+            values=[batch.values[i] for i in keep],
+            exemplars=[batch.exemplars[i] for i in keep_ex],
+            exemplar_refs=[batch.exemplar_refs[i] for i in keep_ex],
+            histograms=[batch.histograms[i] for i in keep_h],
+            histogram_refs=[batch.histogram_refs[i] for i in keep_h],
+            first_seq=batch.first_seq,
+        )
+        shed.count = len(keep) + len(keep_ex) + len(keep_h)
+        for kind, before, after in zip(KINDS3, batch.counts(), shed.counts(), strict=True):
+            if before > after:
+                self.metrics.dropped(kind, DROP_TOO_OLD).inc(before - after)
+                self.metrics.pending[kind].dec(before - after)
+        return shed
+
+    async def _send_batch(self, batch: _Batch) -> None:
+        """Send one batch until it succeeds or fails for good (retrying forever)."""
+        metrics = self.metrics
+        started = time.monotonic()
+        original = batch.counts()
+        backoff = self.settings.min_backoff
+        attempt = 0
+        body = self._encode(batch)
+        result: SendResultLike | None = None
+        while True:
+            shed = self._shed_too_old(batch)
+            if shed is not batch:
+                batch = shed
+                if batch.count == 0:
+                    break
+                body = self._encode(batch)
+            if not self._resume.is_set():
+                await self._resume.wait()
+            counts = batch.counts()
+            for kind, n in zip(KINDS3, counts, strict=True):
+                if n:
+                    metrics.sent[kind].inc(n)
+            result = await self._client.send(
+                body,
+                protocol=self.protocol,
+                attempt=attempt,
+                items=batch.count,
+                retry_on_http_429=self.settings.retry_on_http_429,
+            )
+            metrics.batch_duration.observe(result.duration)
+            self.last_status = result.status
+            if result.outcome == "ok":
+                break
+            self.last_error = _describe(result)
+            self.last_error_time = self._clock()
+            if result.outcome != "recoverable":
+                log.error(
+                    "queue %s: non-recoverable error, dropping %d samples, %d exemplars, "
+                    "%d histograms: %s",
+                    self.name,
+                    *counts,
+                    self.last_error,
+                )
+                break
+            sleep = result.retry_after if result.retry_after and result.retry_after > 0 else backoff
+            self._reshard_disabled_until = time.monotonic() + 2 * sleep
+            log.warning(
+                "queue %s: recoverable error, retrying in %.3fs: %s",
+                self.name,
+                sleep,
+                self.last_error,
+            )
+            self._retrying += 1
+            try:
+                await asyncio.sleep(sleep)
+            finally:
+                self._retrying -= 1
+            for kind, n in zip(KINDS3, counts, strict=True):
+                if n:
+                    metrics.retried[kind].inc(n)
+            backoff = min(2 * sleep, self.settings.max_backoff)
+            attempt += 1
+        if result is not None:
+            metrics.bytes_total.inc(len(body))
+            highest = batch.highest_timestamp() // 1000
+            if highest > metrics.queue_highest_sent.value:
+                metrics.queue_highest_sent.set(highest)
+                metrics.highest_sent.set(highest)
+            for kind, n in zip(KINDS3, _failed_counts(result, batch.counts()), strict=True):
+                if n:
+                    metrics.failed[kind].inc(n)
+            if result.outcome == "ok":
+                self._last_send_time = time.monotonic()
+                self._last_ok_wall = self._clock()
+        for kind, n in zip(KINDS3, batch.counts(), strict=True):
+            if n:
+                metrics.pending[kind].dec(n)
+        self._data_out.add(sum(original))
+        self._data_out_duration.add((time.monotonic() - started) * 1e9)
+
+    # ---- resharding ----------------------------------------------------------------
+
+    async def _reshard_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SHARD_UPDATE_INTERVAL)
+            self._data_out.tick()
+            self._data_dropped.tick()
+            self._data_out_duration.tick()
+            decision = desired_shards(
+                current=len(self._shards),
+                min_shards=self.settings.min_shards,
+                max_shards=self.settings.max_shards,
+                rate_in=self._data_in.rate,
+                rate_out=self._data_out.rate,
+                rate_dropped=self._data_dropped.rate,
+                rate_out_duration_ns=self._data_out_duration.rate,
+                delay_seconds=self.lag_seconds(),
+            )
+            if decision is None:
+                continue
+            self.metrics.shards_desired.set(decision.desired_raw)
+            if self._should_reshard(decision.shards):
+                await self._reshard(decision.shards)
+
+    def _should_reshard(self, target: int) -> bool:
+        if target == len(self._shards):
+            return False
+        now = time.monotonic()
+        if now - self._last_send_time > RESHARD_DISABLED_NO_SEND_SECONDS:
+            return False
+        return now >= self._reshard_disabled_until
+
+    async def _reshard(self, n: int) -> None:
+        """Replace the shards by ``n`` new ones without sending or losing anything.
+
+        The old shards' tasks are cancelled (an interrupted request is sent
+        again), and their unfinished batches, oldest first, are dealt out to the
+        new shards by ``ref % n``. Each series' items came from one old shard in
+        order and go to one new shard in the same order, so per-series order
+        holds; the delivered position only uses lower bounds, so it never skips
+        an unfinished item.
+        """
+        async with self._reshard_lock:
+            self._gate.clear()
+            try:
+                old = self._shards
+                for shard in old:
+                    shard.space.set()
+                await _cancel([s.task for s in old if s.task is not None])
+                carried = [batch for shard in old for batch in shard.unfinished()]
+                self._shards = self._new_shards(n)
+                self._redistribute(carried)
+            finally:
+                self._gate.set()
+            log.info("queue %s: resharded from %d to %d shards", self.name, len(old), n)
+
+    def _redistribute(self, batches: list[_Batch]) -> None:
+        shards = self._shards
+        n = len(shards)
+        max_per_send = self.settings.max_samples_per_send
+        for old in batches:
+            for kind_refs, adder in (
+                (
+                    old.refs,
+                    lambda b, i, o=old: (
+                        b.series.append(o.series[i]),
+                        b.timestamps.append(o.timestamps[i]),
+                        b.values.append(o.values[i]),
+                        b.refs.append(o.refs[i]),
+                    ),
+                ),
+                (
+                    old.exemplar_refs,
+                    lambda b, i, o=old: (
+                        b.exemplars.append(o.exemplars[i]),
+                        b.exemplar_refs.append(o.exemplar_refs[i]),
+                    ),
+                ),
+                (
+                    old.histogram_refs,
+                    lambda b, i, o=old: (
+                        b.histograms.append(o.histograms[i]),
+                        b.histogram_refs.append(o.histogram_refs[i]),
+                    ),
+                ),
+            ):
+                for i, ref in enumerate(kind_refs):
+                    shard = shards[ref % n]
+                    batch = shard.partial
+                    if batch.count >= max_per_send:
+                        # Over capacity is allowed here: carried items must not wait.
+                        shard.full.append(batch)
+                        shard.partial = batch = _Batch()
+                    if not batch.count:
+                        batch.first_seq = old.first_seq
+                    else:
+                        batch.first_seq = min(batch.first_seq, old.first_seq)
+                    adder(batch, i)
+                    batch.count += 1
+        for shard in shards:
+            if shard.partial.count >= max_per_send:
+                shard.full.append(shard.partial)
+                shard.partial = _Batch()
+            shard.wakeup.set()
+
+    # ---- state for the console -----------------------------------------------------
+
+    def lag_seconds(self) -> float:
+        """Newest timestamp appended minus newest timestamp this queue sent."""
+        highest = self._highest_in()
+        if highest <= 0:
+            return 0.0
+        sent = self.metrics.queue_highest_sent.value or self._first_enqueued_s
+        return max(0.0, highest - sent) if sent else 0.0
+
+    @property
+    def shard_count(self) -> int:
+        return len(self._shards)
+
+    def status(self) -> str:
+        if self.paused:
+            return "paused"
+        if self._retrying:
+            return "retrying"
+        if self.last_error_time and self.last_error_time > self._last_ok_wall:
+            return "failing"
+        return "healthy"
+
+    def pending_items(self) -> int:
+        return int(sum(self.metrics.pending[k].value for k in KINDS3))
+
+    def out_rate(self) -> float:
+        return self._data_out.rate
+
+
+async def _cancel(tasks: Any) -> None:
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _describe(result: SendResultLike) -> str:
+    status = f"HTTP {result.status}" if result.status is not None else "network error"
+    reason = result.reason.strip()
+    return f"{status}: {reason}" if reason else status
+
+
+def _failed_counts(result: SendResultLike, counts: tuple[int, int, int]) -> tuple[int, int, int]:
+    if result.outcome == "fatal":
+        if result.written is None:
+            return counts
+        return tuple(max(0, c - w) for c, w in zip(counts, result.written, strict=True))  # type: ignore[return-value]
+    if result.outcome == "ok" and result.written is not None:
+        return tuple(max(0, c - w) for c, w in zip(counts, result.written, strict=True))  # type: ignore[return-value]
+    return (0, 0, 0)
