@@ -1,0 +1,149 @@
+"""Request authentication for a remote-write endpoint.
+
+Owns the choice among the endpoint's authentication settings and applying it
+to one request: ``basic_auth`` (``username`` + ``password`` or
+``password_file``), ``bearer_token``/``bearer_token_file``, ``authorization``
+(``type``, default ``Bearer``, + ``credentials`` or ``credentials_file``),
+``oauth2`` (client credentials, see ``oauth2``), ``sigv4`` (see ``sigv4``) and
+``azuread`` (see ``azuread``). Files named by ``*_file`` options are read on
+every request, so a rotated secret is used from the next request on.
+
+If several are set (configuration validation should prevent it), the first in
+the order sigv4, azuread, oauth2, basic_auth, authorization, bearer_token wins.
+Authentication is applied after all other headers, so sigv4 signs the final
+request.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Protocol
+
+import httpx
+
+from rwconsole.remote.azuread import AzureADTokenSource
+from rwconsole.remote.http_common import AuthError, opt, reveal, secret_or_file
+from rwconsole.remote.oauth2 import OAuth2TokenSource
+from rwconsole.remote.sigv4 import SigV4Signer
+
+
+class Authenticator(Protocol):
+    kind: str
+
+    async def apply(self, request: httpx.Request) -> None:
+        """Add credentials to ``request``; raise ``AuthError`` when unavailable."""
+
+    def on_unauthorized(self) -> None:
+        """The receiver answered 401: drop cached credentials."""
+
+    async def aclose(self) -> None: ...
+
+
+class _NoAuth:
+    kind = "none"
+
+    async def apply(self, request: httpx.Request) -> None:
+        return None
+
+    def on_unauthorized(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class _HeaderAuth(_NoAuth):
+    """basic_auth, authorization and bearer_token: one Authorization header."""
+
+    def __init__(self, endpoint: object, kind: str) -> None:
+        self._endpoint = endpoint
+        self.kind = kind
+
+    def _header(self) -> str:
+        endpoint = self._endpoint
+        if self.kind == "basic_auth":
+            block = opt(endpoint, "basic_auth")
+            username = opt(block, "username", "")
+            password = secret_or_file(
+                opt(block, "password"),
+                opt(block, "password_file"),
+                "basic_auth.password",
+                "basic_auth.password_file",
+            )
+            raw = f"{username}:{password or ''}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        if self.kind == "authorization":
+            block = opt(endpoint, "authorization")
+            scheme = opt(block, "type", "") or "Bearer"
+            credentials = secret_or_file(
+                opt(block, "credentials"),
+                opt(block, "credentials_file"),
+                "authorization.credentials",
+                "authorization.credentials_file",
+            )
+            return f"{scheme} {credentials or ''}".rstrip()
+        token = secret_or_file(
+            opt(endpoint, "bearer_token"),
+            opt(endpoint, "bearer_token_file"),
+            "bearer_token",
+            "bearer_token_file",
+        )
+        return f"Bearer {token or ''}".rstrip()
+
+    async def apply(self, request: httpx.Request) -> None:
+        request.headers["Authorization"] = self._header()
+
+
+class _TokenAuth(_NoAuth):
+    """oauth2 and azuread: a cached bearer token from a token source."""
+
+    def __init__(self, source: OAuth2TokenSource | AzureADTokenSource, kind: str) -> None:
+        self._source = source
+        self.kind = kind
+
+    @property
+    def source(self) -> OAuth2TokenSource | AzureADTokenSource:
+        return self._source
+
+    async def apply(self, request: httpx.Request) -> None:
+        token = await self._source.token()
+        request.headers["Authorization"] = f"{token.token_type} {token.value}"
+
+    def on_unauthorized(self) -> None:
+        self._source.invalidate()
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
+
+
+class _SigV4Auth(_NoAuth):
+    kind = "sigv4"
+
+    def __init__(self, block: object) -> None:
+        self._signer = SigV4Signer(block)
+
+    async def apply(self, request: httpx.Request) -> None:
+        await self._signer.sign(request)
+
+    async def aclose(self) -> None:
+        await self._signer.aclose()
+
+
+def build_authenticator(endpoint: object, *, timeout: float = 30.0) -> Authenticator:
+    """The authenticator for ``endpoint`` (raises ``ConnectivityConfigError`` on bad settings)."""
+    if opt(endpoint, "sigv4") is not None:
+        return _SigV4Auth(opt(endpoint, "sigv4"))
+    if opt(endpoint, "azuread") is not None:
+        return _TokenAuth(AzureADTokenSource(opt(endpoint, "azuread"), timeout=timeout), "azuread")
+    if opt(endpoint, "oauth2") is not None:
+        return _TokenAuth(OAuth2TokenSource(opt(endpoint, "oauth2"), timeout=timeout), "oauth2")
+    if opt(endpoint, "basic_auth") is not None:
+        return _HeaderAuth(endpoint, "basic_auth")
+    if opt(endpoint, "authorization") is not None:
+        return _HeaderAuth(endpoint, "authorization")
+    if reveal(opt(endpoint, "bearer_token")) or opt(endpoint, "bearer_token_file"):
+        return _HeaderAuth(endpoint, "bearer_token")
+    return _NoAuth()
+
+
+__all__ = ["AuthError", "Authenticator", "build_authenticator"]

@@ -1,0 +1,399 @@
+"""The remote-write HTTP client: one attempt of one request, classified.
+
+Owns what happens on the wire for one endpoint: a single ``httpx.AsyncClient``
+(HTTP/2 when ``enable_http2`` and the server offers it over TLS), the protocol
+headers of remote-write 1.0 and 2.0, the user's ``headers``/``http_headers``,
+authentication (``auth``), TLS (``tls``), proxies (``proxy``), the
+per-attempt ``remote_timeout``, redirects, and turning whatever comes back —
+a response, a network error, a timeout, a credentials failure — into a
+``SendResult`` the queue manager acts on. ``send`` never raises for anything
+the server or the network does. ``state`` is the connection summary for the
+console; it never contains a secret (URL passwords are shown as ``<secret>``,
+header values are never included).
+
+Retrying, backoff and accounting belong to the queue manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import httpx
+
+from rwconsole.remote.auth import Authenticator, build_authenticator
+from rwconsole.remote.http_common import (
+    AuthError,
+    ConnectivityConfigError,
+    describe_exc,
+    opt,
+    redact_url,
+    reveal,
+)
+from rwconsole.remote.proxy import RoutingTransport, proxy_policy
+from rwconsole.remote.tls import build_ssl_context
+
+Outcome = Literal["ok", "recoverable", "fatal"]
+
+CONTENT_TYPE_V1 = "application/x-protobuf"
+CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+VERSION_V1 = "0.1.0"
+VERSION_V2 = "2.0.0"
+MAX_REASON_BYTES = 1024
+_MAX_DRAIN_BYTES = 64 * 1024
+
+WRITTEN_HEADERS = (
+    "X-Prometheus-Remote-Write-Samples-Written",
+    "X-Prometheus-Remote-Write-Histograms-Written",
+    "X-Prometheus-Remote-Write-Exemplars-Written",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """The classified outcome of one attempt.
+
+    ``outcome``: ``ok`` (2xx), ``recoverable`` (5xx, 429 when retrying it,
+    network errors, timeouts, credentials that could not be obtained) or
+    ``fatal`` (other 4xx, 3xx not followed, 429 when not retrying it, and a
+    2.0 request answered 2xx without any Written header). ``retry_after`` is in
+    seconds (None when absent, unparsable, zero or in the past). ``reason`` is
+    the receiver's body (at most 1024 bytes) or the error text. ``written``
+    holds the samples/histograms/exemplars counts from the Written headers
+    (missing ones count 0), or None when the response had none.
+    """
+
+    outcome: Outcome
+    status: int | None
+    retry_after: float | None
+    reason: str
+    duration: float
+    written: tuple[int, int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConnection:
+    """What the console shows about an endpoint's connection (no secrets)."""
+
+    url: str
+    connected: bool = False
+    last_status: int | None = None
+    last_error: str = ""
+    last_error_time: float | None = None
+    last_success_time: float | None = None
+    protocol: str = ""
+    auth: str = "none"
+    proxied: bool = False
+
+
+class RemoteWriteClient:
+    """Sends remote-write requests to one endpoint, one attempt at a time.
+
+    ``endpoint`` is the endpoint block (Alloy's attribute names). Raises
+    ``ConnectivityConfigError`` for settings that cannot work (unreadable CA,
+    unknown TLS version, unsupported proxy scheme, …).
+    """
+
+    def __init__(self, endpoint: object, *, user_agent: str) -> None:
+        self._endpoint = endpoint
+        url = opt(endpoint, "url", "")
+        if not url:
+            raise ConnectivityConfigError("url is not set")
+        try:
+            self._url = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise ConnectivityConfigError(f"url: {redact_url(url)!r} is not a URL: {exc}") from None
+        if self._url.scheme not in ("http", "https"):
+            raise ConnectivityConfigError(
+                f"url: {redact_url(url)!r} must start with http:// or https://"
+            )
+        self._user_agent = user_agent
+        self._timeout = float(opt(endpoint, "remote_timeout", 30.0))
+        self._follow_redirects = bool(opt(endpoint, "follow_redirects", True))
+        policy = proxy_policy(endpoint)
+        transport = RoutingTransport(
+            policy,
+            verify=build_ssl_context(opt(endpoint, "tls_config")),
+            http2=bool(opt(endpoint, "enable_http2", True)),
+        )
+        self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=self._timeout, trust_env=False
+        )
+        self._state = EndpointConnection(
+            url=redact_url(url),
+            auth=self._auth.kind,
+            proxied=policy.proxy_for(self._url) is not None,
+        )
+
+    @property
+    def state(self) -> EndpointConnection:
+        return self._state
+
+    async def send(
+        self,
+        body: bytes,
+        *,
+        protocol: int,
+        attempt: int,
+        items: int = 0,
+        retry_on_http_429: bool | None = None,
+    ) -> SendResult:
+        """POST one snappy-compressed ``body`` once and classify the outcome.
+
+        ``protocol`` is 1 or 2; ``attempt`` is 0 for the first try and n for
+        the n-th retry (sent as ``Retry-Attempt``); ``items`` is the number of
+        samples + histograms + exemplars in the body (for the 2.0 Written
+        check); ``retry_on_http_429`` defaults to the endpoint's
+        ``queue_config.retry_on_http_429`` (true when unset).
+        """
+        if protocol not in (1, 2):
+            raise ValueError(f"protocol must be 1 or 2, not {protocol!r}")
+        if retry_on_http_429 is None:
+            queue_config = opt(self._endpoint, "queue_config")
+            retry_on_http_429 = bool(opt(queue_config, "retry_on_http_429", True))
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                request = self._build_request(body, protocol, attempt)
+                await self._auth.apply(request)
+                response = await self._client.send(
+                    request, stream=True, follow_redirects=self._follow_redirects
+                )
+                try:
+                    reason = await self._read_reason(response)
+                finally:
+                    await response.aclose()
+        except AuthError as exc:
+            return self._failed(str(exc), start, network=False)
+        except TimeoutError:
+            return self._failed(
+                f"no complete response within remote_timeout ({self._timeout:g}s)", start
+            )
+        except httpx.TimeoutException as exc:
+            return self._failed(
+                f"timed out ({type(exc).__name__}) within remote_timeout ({self._timeout:g}s)",
+                start,
+            )
+        except httpx.HTTPError as exc:
+            return self._failed(_describe_network_error(exc, self._endpoint), start)
+        except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
+            return self._failed(_describe_network_error(exc, self._endpoint), start)
+        return self._classify(response, reason, protocol, items, retry_on_http_429, start)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+        await self._auth.aclose()
+
+    def _build_request(self, body: bytes, protocol: int, attempt: int) -> httpx.Request:
+        headers: list[tuple[str, str]] = [
+            ("Content-Encoding", "snappy"),
+            ("Content-Type", CONTENT_TYPE_V2 if protocol == 2 else CONTENT_TYPE_V1),
+            ("X-Prometheus-Remote-Write-Version", VERSION_V2 if protocol == 2 else VERSION_V1),
+            ("User-Agent", self._user_agent),
+        ]
+        if attempt >= 1:
+            headers.append(("Retry-Attempt", str(attempt)))
+        request = httpx.Request(
+            "POST",
+            self._url,
+            headers=headers,
+            content=body,
+            extensions={"timeout": httpx.Timeout(self._timeout).as_dict()},
+        )
+        _apply_user_headers(request, opt(self._endpoint, "headers", {}) or {})
+        _apply_user_headers(request, opt(self._endpoint, "http_headers", {}) or {})
+        return request
+
+    async def _read_reason(self, response: httpx.Response) -> str:
+        """Up to 1024 bytes of an error body; success bodies are drained and ignored."""
+        limit = _MAX_DRAIN_BYTES if response.is_success else MAX_REASON_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        if response.is_success:
+            return ""
+        return b"".join(chunks)[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
+
+    def _classify(
+        self,
+        response: httpx.Response,
+        body_text: str,
+        protocol: int,
+        items: int,
+        retry_on_http_429: bool,
+        start: float,
+    ) -> SendResult:
+        duration = time.perf_counter() - start
+        status = response.status_code
+        written = parse_written(response.headers)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        reason = body_text or f"HTTP {status} {response.reason_phrase}".rstrip()
+        outcome: Outcome
+        if 200 <= status < 300:
+            outcome, reason = "ok", ""
+            if protocol == 2 and items > 0 and written is None:
+                outcome = "fatal"
+                reason = (
+                    f"receiver did not confirm the write: HTTP {status} to a remote-write 2.0 "
+                    "request without any X-Prometheus-Remote-Write-*-Written header (it "
+                    "probably ignored the 2.0 content type; treated like 415)"
+                )
+        elif status >= 500:
+            outcome = "recoverable"
+        elif status == 429:
+            outcome = "recoverable" if retry_on_http_429 else "fatal"
+        else:
+            outcome = "fatal"
+            if 300 <= status < 400:
+                location = redact_url(response.headers.get("Location", ""))
+                reason = f"HTTP {status} redirect to {location or '?'} not followed" + (
+                    " (follow_redirects is false)" if not self._follow_redirects else ""
+                )
+        if status == 401:
+            self._auth.on_unauthorized()
+        now = time.time()
+        protocol_name = response.http_version
+        if outcome == "ok":
+            self._state = replace(
+                self._state,
+                connected=True,
+                last_status=status,
+                last_success_time=now,
+                protocol=protocol_name,
+            )
+        else:
+            self._state = replace(
+                self._state,
+                connected=True,
+                last_status=status,
+                protocol=protocol_name,
+                last_error=f"HTTP {status}: {_one_line(reason)}",
+                last_error_time=now,
+            )
+        return SendResult(outcome, status, retry_after, reason, duration, written)
+
+    def _failed(self, reason: str, start: float, *, network: bool = True) -> SendResult:
+        reason = redact_url(reason)
+        connected = False if network else self._state.connected
+        self._state = replace(
+            self._state,
+            connected=connected,
+            last_error=_one_line(reason),
+            last_error_time=time.time(),
+        )
+        return SendResult("recoverable", None, None, reason, time.perf_counter() - start, None)
+
+
+def _apply_user_headers(request: httpx.Request, headers: Mapping[str, object]) -> None:
+    """Set user headers last: each name replaces what was there; lists give several values."""
+    if not headers:
+        return
+    names = {name.lower() for name in headers}
+    raw = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in names]
+    for name, values in headers.items():
+        items = values if isinstance(values, list | tuple) else [values]
+        for value in items:
+            text = reveal(value)  # type: ignore[arg-type]
+            if text is not None:
+                raw.append((name.encode("latin-1"), text.encode("utf-8")))
+    request.headers = httpx.Headers(raw)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (integer seconds or HTTP-date).
+
+    None when absent, unparsable, zero or in the past (the caller then uses its
+    own backoff). A date gives the whole seconds until then, as Prometheus does.
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(int(value))
+        return seconds if seconds > 0 else None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    delta = int(moment.timestamp() - (time.time() if now is None else now))
+    return float(delta) if delta > 0 else None
+
+
+def parse_written(headers: httpx.Headers) -> tuple[int, int, int] | None:
+    """The Written counts of a response, or None when no Written header is present."""
+    present = False
+    counts: list[int] = []
+    for name in WRITTEN_HEADERS:
+        raw = headers.get(name)
+        if raw is None:
+            counts.append(0)
+            continue
+        present = True
+        try:
+            counts.append(max(0, int(raw.strip())))
+        except ValueError:
+            counts.append(0)
+    return (counts[0], counts[1], counts[2]) if present else None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _describe_network_error(exc: BaseException, endpoint: object) -> str:
+    """Explain a failed connection; TLS problems get a hint naming the setting."""
+    base = describe_exc(exc)
+    cause = _find_ssl_error(exc)
+    if cause is None:
+        if isinstance(exc, httpx.ProxyError):
+            return f"proxy refused the connection: {base}"
+        return base
+    tls = opt(endpoint, "tls_config")
+    text = str(cause)
+    upper = text.upper()
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        hint = cause.verify_message or text
+        return f"TLS certificate verification failed: {hint} (check tls_config.ca_* / server_name)"
+    if any(k in upper for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS")):
+        minimum = opt(tls, "min_version", "") or "TLS12"
+        return (
+            f"TLS version negotiation failed: the server does not accept TLS {minimum[3]}."
+            f"{minimum[4]} or newer (tls_config.min_version = {minimum}): {text}"
+        )
+    if "CERTIFICATE_REQUIRED" in upper or (
+        "HANDSHAKE_FAILURE" in upper and not opt(tls, "cert_file", opt(tls, "cert_pem", ""))
+    ):
+        return (
+            "TLS handshake failed: the server requires a client certificate "
+            f"(set tls_config.cert_* and key_*): {text}"
+        )
+    if "UNKNOWN_CA" in upper or "BAD_CERTIFICATE" in upper:
+        return f"TLS handshake failed: the server rejected our client certificate: {text}"
+    return f"TLS error: {text}"
+
+
+def _find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        for arg in getattr(current, "args", ()):
+            if isinstance(arg, ssl.SSLError):
+                return arg
+        current = current.__cause__ or current.__context__
+    return None
