@@ -25,8 +25,9 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
 
 def run_headless(args: argparse.Namespace) -> int:
-    err_console.print("[yellow]rwconsole run: the forwarder engine is not available yet[/]")
-    return EXIT_BAD
+    from rwconsole.runner import run_headless as run
+
+    return run(args)
 
 
 def run_console(args: argparse.Namespace) -> int:

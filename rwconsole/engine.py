@@ -1,0 +1,884 @@
+"""The forwarder engine: config → sources → WAL → queues, in a worker thread.
+
+The engine owns one asyncio loop in its own thread. Everything that touches
+the WAL, the queues or the sources runs on that loop; other threads (the
+console, the headless runner's signal handling) talk to it only through
+
+* ``snapshot()`` — the latest immutable ``Snapshot``, rebuilt once per second
+  on the loop and swapped in by reference, so reading it never blocks either
+  side; and
+* ``submit(coro_fn)`` and the command helpers (``apply_queue_config``,
+  ``pause``, ``resume``, ``set_fault``…) — thread-safe, returning a
+  ``concurrent.futures.Future``.
+
+The engine also owns the fan-out after each WAL commit (the memory fast path
+to every queue's follower), the delivery-progress file, WAL truncation driven
+by the slowest endpoint, the periodic fsync, the /metrics endpoint and the
+history the console charts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rwconsole import __version__
+from rwconsole.config import schema
+from rwconsole.labels import Labels, make_labels
+from rwconsole.metrics import Registry
+from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
+from rwconsole.remote import queue_metrics
+from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.follower import WalFollower
+from rwconsole.remote.progress import ProgressStore
+from rwconsole.remote.queue import QueueManager, QueueSettings
+from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
+
+log = logging.getLogger("rwconsole.engine")
+
+T = TypeVar("T")
+
+USER_AGENT = f"rwconsole/{__version__}"
+SNAPSHOT_INTERVAL = 1.0
+SYNC_INTERVAL = 1.0
+HISTORY_SECONDS = 3600
+LOG_LINES = 2000
+
+
+class EngineError(Exception):
+    """The engine cannot start with this configuration (message says why)."""
+
+
+# ---- snapshots -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """One second of one endpoint, as the console charts it."""
+
+    time: float
+    shards: float
+    shards_desired: float
+    shards_min: float
+    shards_max: float
+    lag_seconds: float
+    samples_in_per_second: float
+    samples_out_per_second: float
+    retried_per_second: float
+    failed_per_second: float
+    dropped_per_second: float
+    pending: float
+    send_latency_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSnapshot:
+    name: str
+    url: str
+    protocol: int
+    status: str
+    paused: bool
+    last_error: str
+    last_error_time: float
+    last_status: int | None
+    shards: int
+    shards_desired: float
+    queue_config: dict[str, Any]
+    pending_samples: float
+    pending_exemplars: float
+    pending_histograms: float
+    samples_total: float
+    samples_failed: float
+    samples_retried: float
+    samples_dropped: float
+    exemplars_total: float
+    histograms_total: float
+    bytes_total: float
+    highest_sent_timestamp: float
+    lag_seconds: float
+    read_position: Position
+    delivered_position: Position
+    live: bool
+    connection: Any
+    history: tuple[HistoryPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    time: float
+    level: str
+    logger: str
+    message: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    time: float
+    started: float
+    running: bool
+    data_dir: str
+    wal_dir: str
+    wal_position: Position
+    wal_series: int
+    samples_in_total: float
+    samples_in_per_second: float
+    endpoints: tuple[EndpointSnapshot, ...]
+    sources: dict[str, Any]
+    demo: Any
+    logs: tuple[LogEntry, ...]
+    metrics_address: str
+
+    def endpoint(self, name: str) -> EndpointSnapshot | None:
+        return next((e for e in self.endpoints if e.name == name), None)
+
+
+EMPTY_SNAPSHOT = Snapshot(
+    time=0.0,
+    started=0.0,
+    running=False,
+    data_dir="",
+    wal_dir="",
+    wal_position=(0, 0),
+    wal_series=0,
+    samples_in_total=0.0,
+    samples_in_per_second=0.0,
+    endpoints=(),
+    sources={},
+    demo=None,
+    logs=(),
+    metrics_address="",
+)
+
+
+class _LogBuffer(logging.Handler):
+    """Keeps the newest log records for the console (thread-safe)."""
+
+    def __init__(self, size: int = LOG_LINES) -> None:
+        super().__init__(level=logging.INFO)
+        self._entries: deque[LogEntry] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not break logging
+            message = str(record.msg)
+        endpoint = getattr(record, "endpoint", "")
+        if not endpoint and record.name == "rwconsole.queue" and record.args:
+            endpoint = str(record.args[0]) if isinstance(record.args, tuple) else ""
+        entry = LogEntry(record.created, record.levelname, record.name, message, endpoint)
+        with self._lock:
+            self._entries.append(entry)
+
+    def entries(self) -> tuple[LogEntry, ...]:
+        with self._lock:
+            return tuple(self._entries)
+
+
+# ---- the appender every source writes into -----------------------------------------------
+
+
+class _FanoutAppender:
+    """The ``Appender`` sources use: writes the WAL, then hands the commit to the queues."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._wal = engine.wal
+        self._reset()
+
+    def _reset(self) -> None:
+        self._refs: list[int] = []
+        self._timestamps: list[int] = []
+        self._values: list[float] = []
+        self._exemplars: list[Exemplar] = []
+        self._histograms: list[HistogramSample] = []
+
+    def series_refs(self, labels: Sequence[Labels]) -> list[int]:
+        return self._wal.series_refs(labels)
+
+    def append_samples(
+        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+    ) -> None:
+        if not refs:
+            return
+        self._wal.append_samples(refs, timestamps, values)
+        self._refs.extend(refs)
+        if isinstance(timestamps, int):
+            self._timestamps.extend([timestamps] * len(refs))
+        else:
+            self._timestamps.extend(timestamps)
+        self._values.extend(values)
+
+    def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
+        if exemplars:
+            self._wal.append_exemplars(exemplars)
+            self._exemplars.extend(exemplars)
+
+    def append_histograms(self, histograms: Sequence[HistogramSample]) -> None:
+        if histograms:
+            self._wal.append_histograms(histograms)
+            self._histograms.extend(histograms)
+
+    def append_metadata(self, entries: Sequence[MetricMetadata]) -> None:
+        if entries:
+            self._wal.append_metadata(entries)
+            self._engine.metadata_in.inc(len(entries))
+
+    def commit(self) -> None:
+        self._wal.commit()
+        chunk = Chunk(
+            end=self._wal.position(),
+            refs=self._refs,
+            timestamps=self._timestamps,
+            values=self._values,
+            exemplars=self._exemplars,
+            histograms=self._histograms,
+        )
+        self._reset()
+        self._engine._on_commit(chunk)
+
+
+# ---- one endpoint ------------------------------------------------------------------------
+
+
+@dataclass
+class _Endpoint:
+    index: int
+    config: schema.EndpointConfig
+    queue: QueueManager
+    follower: WalFollower
+    client: Any
+    history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
+    last_counters: dict[str, float] = field(default_factory=dict)
+
+
+def _redact_url(url: str) -> str:
+    from rwconsole.remote.http_common import redact_url
+
+    return redact_url(url)
+
+
+# ---- the engine ----------------------------------------------------------------------------
+
+
+class Engine:
+    """Runs the forwarder in a worker thread. Start with ``start()``, end with ``stop()``."""
+
+    def __init__(
+        self,
+        config: schema.Config,
+        *,
+        config_path: str | Path | None = None,
+        data_dir: str | Path | None = None,
+        flush_deadline: float = 5.0,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self.data_dir = Path(data_dir if data_dir is not None else config.storage.path)
+        self.wal_dir = self.data_dir / "wal"
+        self.flush_deadline = flush_deadline
+        self.serve_metrics = serve_metrics
+        self.registry = Registry()
+        (
+            self.samples_in,
+            self.exemplars_in,
+            self.histograms_in,
+            self.metadata_in,
+            self.highest_timestamp_in,
+        ) = queue_metrics.define_global(self.registry)
+        self.data_in = EwmaRate()
+        self.wal: Any = None
+        self.progress: ProgressStore | None = None
+        self.appender: _FanoutAppender | None = None
+        self.endpoints: list[_Endpoint] = []
+        self.sources: list[Any] = []
+        self.demo_receiver: Any = None
+        self.metrics_server: Any = None
+        self._log_buffer = _LogBuffer()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._snapshot: Snapshot = EMPTY_SNAPSHOT
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._started_at = 0.0
+        self._last_in_total = 0.0
+        self._in_rate = 0.0
+        self._last_commit_end: Position = (0, 0)
+        self.lost_samples_truncated = 0
+
+    # ---- thread plumbing ---------------------------------------------------------------
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the worker thread and wait until the pipeline runs (or failed to)."""
+        logging.getLogger("rwconsole").addHandler(self._log_buffer)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="rwconsole-engine", daemon=True
+        )
+        self._thread.start()
+        if not self._started.wait(timeout):
+            raise EngineError(f"the engine did not start within {timeout:.0f}s")
+        if self._start_error is not None:
+            self._thread.join(timeout=10)
+            raise EngineError(str(self._start_error)) from self._start_error
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Flush, persist progress, close everything; returns when the thread ended."""
+        loop = self._loop
+        if loop is not None and self._stop_requested is not None and loop.is_running():
+            loop.call_soon_threadsafe(self._stop_requested.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        logging.getLogger("rwconsole").removeHandler(self._log_buffer)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the engine thread to end; True if it did."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        except BaseException as err:  # reported to start() or logged; the thread must end
+            if not self._started.is_set():
+                self._start_error = err
+                self._started.set()
+            else:
+                log.exception("engine stopped by an unexpected error")
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def submit(self, fn: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Run ``fn()`` on the engine's loop; thread-safe."""
+        if self._loop is None or not self._loop.is_running():
+            raise EngineError("the engine is not running")
+
+        async def call() -> T:
+            return await fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop)
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # ---- commands (thread-safe) ----------------------------------------------------------
+
+    def apply_queue_config(
+        self, endpoint: str, changes: dict[str, Any], *, save: bool = False
+    ) -> concurrent.futures.Future[schema.QueueConfig]:
+        """Change queue_config fields of a running endpoint (optionally saving the file)."""
+        return self.submit(lambda: self._apply_queue_config(endpoint, changes, save))
+
+    def pause(self, endpoint: str) -> concurrent.futures.Future[None]:
+        return self.submit(lambda: self._set_paused(endpoint, True))
+
+    def resume(self, endpoint: str) -> concurrent.futures.Future[None]:
+        return self.submit(lambda: self._set_paused(endpoint, False))
+
+    def set_fault(self, mode: str, **options: Any) -> concurrent.futures.Future[None]:
+        async def call() -> None:
+            if self.demo_receiver is None:
+                raise EngineError("there is no demo receiver in this pipeline")
+            await _maybe_await(self.demo_receiver.set_fault(mode, **options))
+
+        return self.submit(call)
+
+    def _find(self, name: str) -> _Endpoint:
+        for endpoint in self.endpoints:
+            if endpoint.queue.name == name:
+                return endpoint
+        raise EngineError(f"no endpoint named {name!r}")
+
+    async def _set_paused(self, name: str, paused: bool) -> None:
+        queue = self._find(name).queue
+        if paused:
+            queue.pause()
+        else:
+            queue.resume()
+        log.info(
+            "endpoint %s %s", name, "paused" if paused else "resumed", extra={"endpoint": name}
+        )
+
+    async def _apply_queue_config(
+        self, name: str, changes: dict[str, Any], save: bool
+    ) -> schema.QueueConfig:
+        endpoint = self._find(name)
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(schema.QueueConfig)})
+        if unknown:
+            raise EngineError(f"unknown queue_config field(s): {', '.join(unknown)}")
+        new_config = dataclasses.replace(endpoint.config.queue_config, **changes)
+        settings = QueueSettings.from_config(new_config)
+        problems = settings.problems()
+        if problems:
+            raise EngineError("; ".join(f"queue_config.{p}" for p in problems))
+        await endpoint.queue.apply_settings(settings)
+        endpoint.config = dataclasses.replace(endpoint.config, queue_config=new_config)
+        endpoints = list(self.config.endpoint)
+        endpoints[endpoint.index] = endpoint.config
+        self.config = dataclasses.replace(self.config, endpoint=endpoints)
+        log.info(
+            "endpoint %s: queue_config changed: %s",
+            name,
+            ", ".join(f"{k}={v}" for k, v in sorted(changes.items())),
+            extra={"endpoint": name},
+        )
+        if save:
+            if self.config_path is None:
+                raise EngineError("there is no config file to save to (demo pipeline)")
+            from rwconsole.config.save import update_config_file
+
+            await asyncio.to_thread(
+                update_config_file,
+                self.config_path,
+                {("endpoint", endpoint.index, "queue_config", k): v for k, v in changes.items()},
+            )
+        return new_config
+
+    # ---- startup and shutdown ------------------------------------------------------------
+
+    async def _main(self) -> None:
+        self._stop_requested = asyncio.Event()
+        try:
+            await self._startup()
+        except BaseException as err:
+            self._start_error = err
+            self._started.set()
+            await self._shutdown()
+            return
+        self._started.set()
+        self._started_at = time.time()
+        await self._stop_requested.wait()
+        await self._shutdown()
+
+    async def _startup(self) -> None:
+        from rwconsole.wal.storage import WalStorage
+
+        cfg = self.config
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise EngineError(f"cannot create the data directory {self.data_dir}: {err}") from None
+        self.wal = WalStorage.open(
+            self.wal_dir,
+            segment_size=cfg.wal.segment_size,
+            compress=cfg.wal.compression,
+        )
+        self._last_commit_end = self.wal.position()
+        self.progress = ProgressStore(self.data_dir)
+        self.appender = _FanoutAppender(self)
+        if cfg.demo.enabled:
+            await self._start_demo_receiver()
+        for index, endpoint_config in enumerate(cfg.endpoint):
+            self.endpoints.append(self._make_endpoint(index, endpoint_config))
+        for endpoint in self.endpoints:
+            endpoint.queue.start()
+        self.progress.save(force=True)
+        await self._start_sources()
+        if self.serve_metrics:
+            await self._start_metrics_server()
+        loop_tasks: list[Callable[[], Awaitable[None]]] = [
+            self._snapshot_loop,
+            self._sync_loop,
+            self._rate_loop,
+            self._truncate_loop,
+        ]
+        self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
+        self._refresh_snapshot()
+        log.info(
+            "engine started: WAL %s, %d endpoint(s), %d source(s)",
+            self.wal_dir,
+            len(self.endpoints),
+            len(self.sources),
+        )
+
+    def _make_endpoint(self, index: int, config: schema.EndpointConfig) -> _Endpoint:
+        from rwconsole.remote.client import RemoteWriteClient
+        from rwconsole.remote.relabel import compile_rules, relabel
+
+        name = config.queue_name()
+        assert self.progress is not None
+        saved = self.progress.get(name)
+        wal_end = self.wal.position()
+        start = saved if saved is not None else wal_end
+        if saved is None:
+            self.progress.set(name, start)
+        client = RemoteWriteClient(config, user_agent=USER_AGENT)
+        rules = compile_rules(config.write_relabel_config)
+        follower = WalFollower(self.wal_dir, start, wal_end)
+        queue = QueueManager(
+            name=name,
+            url=_redact_url(config.url),
+            settings=QueueSettings.from_config(config.queue_config),
+            client=client,
+            source=follower,
+            lookup=self.wal.lookup,
+            metrics=queue_metrics.QueueMetrics(self.registry, name, _redact_url(config.url)),
+            data_in=self.data_in,
+            highest_timestamp_in=lambda: self.highest_timestamp_in.value,
+            start_position=start,
+            protocol=2 if config.protobuf_message == schema.PROTOBUF_V2 else 1,
+            external_labels=make_labels(self.config.external_labels),
+            relabel=(lambda labels, rules=rules: relabel(labels, rules)) if rules else None,
+            send_exemplars=config.send_exemplars,
+            send_native_histograms=config.send_native_histograms,
+            flush_deadline=self.flush_deadline,
+        )
+        progress = self.progress
+        queue.on_delivered = lambda position, name=name: progress.set(name, position)
+        if saved is not None and saved != wal_end:
+            log.info(
+                "endpoint %s resumes from WAL position %s (WAL end %s)",
+                name,
+                saved,
+                wal_end,
+                extra={"endpoint": name},
+            )
+        return _Endpoint(index=index, config=config, queue=queue, follower=follower, client=client)
+
+    async def _start_demo_receiver(self) -> None:
+        from rwconsole.demo.receiver import DemoReceiver
+
+        self.demo_receiver = DemoReceiver()
+        await self.demo_receiver.start("127.0.0.1", 0)
+        url = f"http://127.0.0.1:{self.demo_receiver.port}/api/v1/write"
+        demo_endpoints = [
+            schema.EndpointConfig(url=url, name="demo-v1"),
+            schema.EndpointConfig(
+                url=url,
+                name="demo-v2",
+                protobuf_message=schema.PROTOBUF_V2,
+                queue_config=schema.QueueConfig(max_shards=10, batch_send_deadline=1.0),
+            ),
+        ]
+        self.config = dataclasses.replace(
+            self.config, endpoint=[*self.config.endpoint, *demo_endpoints]
+        )
+
+    async def _start_sources(self) -> None:
+        cfg = self.config
+        assert self.appender is not None
+        if cfg.synthetic is not None:
+            from rwconsole.sources.synthetic import SyntheticSource
+
+            source = SyntheticSource(cfg.synthetic, self.appender)
+            await _maybe_await(source.start())
+            self.sources.append(source)
+        if cfg.scrape:
+            from rwconsole.sources.scrape import ScrapeManager
+
+            manager = ScrapeManager(cfg.scrape, self.appender)
+            await _maybe_await(manager.start())
+            self.sources.append(manager)
+        if cfg.receiver is not None:
+            from rwconsole.sources.receiver import RemoteWriteReceiver
+
+            receiver = RemoteWriteReceiver(cfg.receiver, self.appender)
+            await _maybe_await(receiver.start())
+            self.sources.append(receiver)
+
+    async def _start_metrics_server(self) -> None:
+        from rwconsole.sources.httpserver import HttpServer, Request, Response
+
+        async def handle(request: Request) -> Response:
+            if request.path == "/metrics" and request.method in ("GET", "HEAD"):
+                return Response(
+                    status=200,
+                    body=self.registry.expose().encode(),
+                    headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+                )
+            if request.path in ("/-/healthy", "/-/ready"):
+                return Response(status=200, body=b"ok\n")
+            return Response(status=404, body=b"not found\n")
+
+        host, _, port = self.config.http.listen_address.rpartition(":")
+        server = HttpServer(handle)
+        try:
+            await server.start(host.strip("[]") or "127.0.0.1", int(port))
+        except OSError as err:
+            raise EngineError(
+                f"http.listen_address: cannot listen on {self.config.http.listen_address}: "
+                f"{err.strerror or err}"
+            ) from None
+        self.metrics_server = server
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for source in reversed(self.sources):
+            with contextlib.suppress(Exception):
+                await _maybe_await(source.stop())
+        await asyncio.gather(
+            *(e.queue.stop(self.flush_deadline) for e in self.endpoints), return_exceptions=True
+        )
+        if self.progress is not None:
+            for endpoint in self.endpoints:
+                self.progress.set(endpoint.queue.name, endpoint.queue.delivered_position)
+            self.progress.save()
+        for endpoint in self.endpoints:
+            with contextlib.suppress(Exception):
+                await endpoint.client.aclose()
+        if self.demo_receiver is not None:
+            with contextlib.suppress(Exception):
+                await self.demo_receiver.stop()
+        if self.metrics_server is not None:
+            with contextlib.suppress(Exception):
+                await self.metrics_server.stop()
+        if self.wal is not None:
+            self.wal.close()
+        self._refresh_snapshot(running=False)
+        log.info("engine stopped")
+
+    # ---- data path -----------------------------------------------------------------------
+
+    def _on_commit(self, chunk: Chunk) -> None:
+        start, self._last_commit_end = self._last_commit_end, chunk.end
+        items = chunk.item_count
+        if not items and start == chunk.end:
+            return
+        if chunk.refs:
+            self.samples_in.inc(len(chunk.refs))
+            highest = max(chunk.timestamps) // 1000
+            if highest > self.highest_timestamp_in.value:
+                self.highest_timestamp_in.set(highest)
+        if chunk.exemplars:
+            self.exemplars_in.inc(len(chunk.exemplars))
+        if chunk.histograms:
+            self.histograms_in.inc(len(chunk.histograms))
+            highest = max(h.timestamp for h in chunk.histograms) // 1000
+            if highest > self.highest_timestamp_in.value:
+                self.highest_timestamp_in.set(highest)
+        self.data_in.add(items)
+        for endpoint in self.endpoints:
+            endpoint.follower.offer(start, chunk)
+
+    # ---- periodic work -------------------------------------------------------------------
+
+    async def _rate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SHARD_UPDATE_INTERVAL)
+            self.data_in.tick()
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                self.wal.sync()
+            except OSError as err:
+                log.error("WAL fsync failed: %s", err)
+            if self.progress is not None:
+                await asyncio.to_thread(self.progress.save)
+
+    async def _truncate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.wal.truncate_frequency)
+            try:
+                self.truncate_wal()
+            except Exception:
+                log.exception("WAL truncation failed; it is tried again next round")
+
+    def truncate_wal(self, now: float | None = None) -> Any:
+        """One truncation round (on the loop): keep what the slowest endpoint needs."""
+        wal_cfg = self.config.wal
+        now_ms = int((time.time() if now is None else now) * 1000)
+        sent = [e.queue.metrics.queue_highest_sent.value for e in self.endpoints]
+        lowest_sent_ms = int(min(sent) * 1000) if sent and min(sent) > 0 else 0
+        mint = max(0, lowest_sent_ms - int(wal_cfg.min_keepalive_time * 1000))
+        floor = now_ms - int(wal_cfg.max_keepalive_time * 1000)
+        mint = max(mint, floor)
+        current = self.wal.position()[0]
+        needed = min((e.queue.delivered_position[0] for e in self.endpoints), default=current)
+        before = needed
+        forced = self._segments_older_than(floor, needed)
+        if forced > before:
+            lost_by = {
+                e.queue.name: self._samples_between(e.queue.delivered_position, forced)
+                for e in self.endpoints
+                if e.queue.delivered_position[0] < forced
+            }
+            for endpoint in self.endpoints:
+                lost = lost_by.get(endpoint.queue.name, 0)
+                if lost:
+                    endpoint.queue.metrics.dropped("samples", queue_metrics.DROP_WAL_TRUNCATED).inc(
+                        lost
+                    )
+                    self.lost_samples_truncated += lost
+                    log.error(
+                        "endpoint %s: %d unsent samples are older than max_keepalive_time (%ss) "
+                        "and are truncated from the WAL",
+                        endpoint.queue.name,
+                        lost,
+                        wal_cfg.max_keepalive_time,
+                        extra={"endpoint": endpoint.queue.name},
+                    )
+            before = forced
+        report = self.wal.truncate(before_segment=before, mint_ms=mint)
+        removed = getattr(report, "removed_series", None)
+        if removed:
+            for endpoint in self.endpoints:
+                endpoint.queue.forget_series(removed)
+        return report
+
+    def _segments_older_than(self, floor_ms: int, needed: int) -> int:
+        """The first segment index at or after ``needed`` holding data newer than ``floor_ms``."""
+        result = needed
+        for info in self.wal.segments_info():
+            if info.index < needed:
+                continue
+            if (
+                info.max_time is not None
+                and info.max_time < floor_ms
+                and info.index < self.wal.position()[0]
+            ):
+                result = info.index + 1
+            else:
+                break
+        return result
+
+    def _samples_between(self, start: Position, before_segment: int) -> int:
+        total = 0
+        for info in self.wal.segments_info():
+            if start[0] <= info.index < before_segment:
+                total += info.samples or 0
+        return total
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL)
+            self._record_history()
+            self._refresh_snapshot()
+
+    def _record_history(self) -> None:
+        now = time.time()
+        total_in = self.samples_in.value
+        self._in_rate = max(0.0, total_in - self._last_in_total) / SNAPSHOT_INTERVAL
+        self._last_in_total = total_in
+        for endpoint in self.endpoints:
+            m = endpoint.queue.metrics
+            counters = {
+                "out": m.sent["samples"].value,
+                "retried": m.retried["samples"].value,
+                "failed": m.failed["samples"].value,
+                "dropped": m.total_dropped("samples"),
+                "dur_sum": m.batch_duration.sum,
+                "dur_count": float(m.batch_duration.count),
+            }
+            last = endpoint.last_counters or counters
+            delta = {k: counters[k] - last.get(k, 0.0) for k in counters}
+            endpoint.last_counters = counters
+            latency = delta["dur_sum"] / delta["dur_count"] if delta["dur_count"] else 0.0
+            endpoint.history.append(
+                HistoryPoint(
+                    time=now,
+                    shards=m.shards.value,
+                    shards_desired=m.shards_desired.value,
+                    shards_min=m.shards_min.value,
+                    shards_max=m.shards_max.value,
+                    lag_seconds=endpoint.queue.lag_seconds(),
+                    samples_in_per_second=self._in_rate,
+                    samples_out_per_second=delta["out"] - delta["retried"],
+                    retried_per_second=delta["retried"],
+                    failed_per_second=delta["failed"],
+                    dropped_per_second=delta["dropped"],
+                    pending=m.pending["samples"].value,
+                    send_latency_seconds=latency,
+                )
+            )
+
+    def _refresh_snapshot(self, running: bool = True) -> None:
+        endpoints = []
+        for endpoint in self.endpoints:
+            queue = endpoint.queue
+            m = queue.metrics
+            endpoints.append(
+                EndpointSnapshot(
+                    name=queue.name,
+                    url=queue.url,
+                    protocol=queue.protocol,
+                    status=queue.status(),
+                    paused=queue.paused,
+                    last_error=queue.last_error,
+                    last_error_time=queue.last_error_time,
+                    last_status=queue.last_status,
+                    shards=queue.shard_count,
+                    shards_desired=m.shards_desired.value,
+                    queue_config=dataclasses.asdict(endpoint.config.queue_config),
+                    pending_samples=m.pending["samples"].value,
+                    pending_exemplars=m.pending["exemplars"].value,
+                    pending_histograms=m.pending["histograms"].value,
+                    samples_total=m.sent["samples"].value,
+                    samples_failed=m.failed["samples"].value,
+                    samples_retried=m.retried["samples"].value,
+                    samples_dropped=m.total_dropped("samples"),
+                    exemplars_total=m.sent["exemplars"].value,
+                    histograms_total=m.sent["histograms"].value,
+                    bytes_total=m.bytes_total.value,
+                    highest_sent_timestamp=m.queue_highest_sent.value,
+                    lag_seconds=queue.lag_seconds(),
+                    read_position=queue.read_position,
+                    delivered_position=queue.delivered_position,
+                    live=endpoint.follower.live,
+                    connection=getattr(endpoint.client, "state", None),
+                    history=tuple(endpoint.history),
+                )
+            )
+        sources: dict[str, Any] = {}
+        for source in self.sources:
+            status = getattr(source, "status", None)
+            if callable(status):
+                with contextlib.suppress(Exception):
+                    sources[type(source).__name__] = status()
+        demo = None
+        if self.demo_receiver is not None:
+            with contextlib.suppress(Exception):
+                demo = self.demo_receiver.stats()
+        address = ""
+        if self.metrics_server is not None:
+            address = f"{self.metrics_server.host}:{self.metrics_server.port}"
+        self._snapshot = Snapshot(
+            time=time.time(),
+            started=self._started_at,
+            running=running,
+            data_dir=str(self.data_dir),
+            wal_dir=str(self.wal_dir),
+            wal_position=self.wal.position() if self.wal is not None else (0, 0),
+            wal_series=getattr(self.wal, "series_count", 0) if self.wal is not None else 0,
+            samples_in_total=self.samples_in.value,
+            samples_in_per_second=self._in_rate,
+            endpoints=tuple(endpoints),
+            sources=sources,
+            demo=demo,
+            logs=self._log_buffer.entries(),
+            metrics_address=address,
+        )
+
+
+async def _maybe_await(value: Any) -> Any:
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value

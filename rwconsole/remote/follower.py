@@ -1,0 +1,158 @@
+"""Feeds one queue with chunks in WAL order: from memory when caught up, from files otherwise.
+
+After every commit the engine offers the committed data (already in columns)
+to each follower together with the WAL positions before and after it. A
+follower that is caught up keeps the chunk in a bounded buffer — the memory
+fast path, no re-reading or decoding. A follower that is behind (a restart, an
+outage that filled the shards, a buffer overflow) ignores offers and reads the
+WAL segments from its own position with a tail reader until it reaches the
+newest committed position, then switches back to memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Callable
+
+from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.wal import records
+from rwconsole.wal.segment import CorruptionError, TailReader
+
+log = logging.getLogger("rwconsole.follower")
+
+MAX_BUFFERED_ITEMS = 200_000
+"""Items held in memory per follower before it falls back to reading files."""
+
+MAX_CHUNK_ITEMS = 20_000
+"""Records read from files are merged into chunks of about this many items."""
+
+POLL_SECONDS = 1.0
+
+
+class WalFollower:
+    """A ``ChunkSource`` for ``QueueManager`` over a WAL directory."""
+
+    def __init__(
+        self,
+        wal_dir: str | os.PathLike[str],
+        start: Position,
+        wal_end: Position,
+        *,
+        on_corruption: Callable[[CorruptionError], None] | None = None,
+        on_skipped_segments: Callable[[list[int]], None] | None = None,
+    ) -> None:
+        self._dir = wal_dir
+        self._handed: Position = start
+        self._wal_end: Position = wal_end
+        self._buffer: deque[Chunk] = deque()
+        self._buffered_items = 0
+        self._live = start == wal_end
+        self._reader: TailReader | None = None
+        self._wakeup = asyncio.Event()
+        self._on_corruption = on_corruption
+        self._on_skipped = on_skipped_segments
+        self.fallbacks = 0
+        """How often the memory buffer overflowed and reading went back to files."""
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    def offer(self, start: Position, chunk: Chunk) -> None:
+        """Called after each commit, on the engine's loop, with the committed data."""
+        self._wal_end = chunk.end
+        if not self._live:
+            self._wakeup.set()
+            return
+        expected = self._buffer[-1].end if self._buffer else self._handed
+        if start != expected or self._buffered_items + chunk.item_count > MAX_BUFFERED_ITEMS:
+            self._fall_back()
+            return
+        self._buffer.append(chunk)
+        self._buffered_items += chunk.item_count
+        self._wakeup.set()
+
+    def _fall_back(self) -> None:
+        self._live = False
+        self._buffer.clear()
+        self._buffered_items = 0
+        self._reader = None
+        self.fallbacks += 1
+        self._wakeup.set()
+
+    async def next_chunk(self) -> Chunk:
+        for _ in iter(int, 1):  # runs until a chunk is available; each pass waits or reads
+            if self._live:
+                if self._buffer:
+                    chunk = self._buffer.popleft()
+                    self._buffered_items -= chunk.item_count
+                    self._handed = chunk.end
+                    return chunk
+            else:
+                chunk = self._read_files()
+                if chunk is not None:
+                    self._handed = chunk.end
+                    return chunk
+                if self._handed >= self._wal_end:
+                    self._live = True
+                    self._reader = None
+                    continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=POLL_SECONDS)
+        raise AssertionError("unreachable")
+
+    def _read_files(self) -> Chunk | None:
+        """Read the next records from files, merged into one chunk (None if nothing new)."""
+        if self._reader is None:
+            self._reader = TailReader(self._dir, self._handed)
+        reader = self._reader
+        chunk: Chunk | None = None
+        try:
+            batch = reader.read(max_records=256)
+        except CorruptionError as err:
+            log.error("WAL corruption while reading for a queue: %s; skipping the segment", err)
+            if self._on_corruption is not None:
+                self._on_corruption(err)
+            reader.skip_segment()
+            return Chunk(end=reader.position)
+        if reader.skipped:
+            log.warning("WAL segments %s were removed before this queue read them", reader.skipped)
+            if self._on_skipped is not None:
+                self._on_skipped(list(reader.skipped))
+            reader.skipped.clear()
+        for record in batch:
+            end = (record.segment, record.end)
+            if chunk is None:
+                chunk = Chunk(end=end)
+            try:
+                _decode_into(chunk, record.data)
+            except records.RecordDecodeError as err:
+                log.error(
+                    "undecodable WAL record in segment %d at %d: %s; skipped",
+                    record.segment,
+                    record.start,
+                    err,
+                )
+            chunk.end = end
+        if chunk is None and reader.position > self._handed:
+            # Only padding or series records: still progress.
+            return Chunk(end=reader.position)
+        return chunk
+
+
+def _decode_into(chunk: Chunk, data: bytes) -> None:
+    kind = records.record_type(data)
+    if kind == records.SAMPLES:
+        refs, timestamps, values = records.decode_samples(data)
+        chunk.refs.extend(refs)
+        chunk.timestamps.extend(timestamps)
+        chunk.values.extend(values)
+    elif kind == records.EXEMPLARS:
+        chunk.exemplars.extend(records.decode_exemplars(data))
+    elif kind in records.HISTOGRAM_TYPES:
+        chunk.histograms.extend(records.decode_histograms(data))
