@@ -22,7 +22,7 @@ from typing import Protocol
 import httpx
 
 from rwconsole.remote.azuread import AzureADTokenSource
-from rwconsole.remote.http_common import AuthError, opt, reveal, secret_or_file
+from rwconsole.remote.http_common import AuthError, opt, secret_or_file
 from rwconsole.remote.oauth2 import OAuth2TokenSource
 from rwconsole.remote.sigv4 import SigV4Signer
 
@@ -141,7 +141,7 @@ def build_authenticator(endpoint: object, *, timeout: float = 30.0) -> Authentic
         return _HeaderAuth(endpoint, "basic_auth")
     if opt(endpoint, "authorization") is not None:
         return _HeaderAuth(endpoint, "authorization")
-    if reveal(opt(endpoint, "bearer_token")) or opt(endpoint, "bearer_token_file"):
+    if opt(endpoint, "bearer_token") is not None or opt(endpoint, "bearer_token_file"):
         return _HeaderAuth(endpoint, "bearer_token")
     return _NoAuth()
 

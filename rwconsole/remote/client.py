@@ -113,6 +113,12 @@ class RemoteWriteClient:
                 f"url: {redact_url(url)!r} must start with http:// or https://"
             )
         self._user_agent = user_agent
+        try:
+            self._setup(endpoint, url)
+        except AuthError as exc:
+            raise ConnectivityConfigError(str(exc)) from None
+
+    def _setup(self, endpoint: object, url: str) -> None:
         self._timeout = float(opt(endpoint, "remote_timeout", 30.0))
         self._follow_redirects = bool(opt(endpoint, "follow_redirects", True))
         policy = proxy_policy(endpoint)

@@ -47,12 +47,19 @@ def opt(obj: object, name: str, default: Any = None) -> Any:
 
 
 def reveal(value: SecretLike | str | None) -> str | None:
-    """The plain value of a secret (a ``Secret`` or, in tests, a plain string)."""
+    """The plain value of a secret (a ``Secret`` or a plain string).
+
+    Raises ``AuthError`` when the secret refers to something unreadable now.
+    """
     if value is None:
         return None
-    if isinstance(value, str):
-        return value
-    return value.reveal()
+    # Checked before ``str``: a config ``Secret`` is a ``str`` whose text is redacted.
+    if hasattr(value, "reveal"):
+        try:
+            return value.reveal()
+        except Exception as exc:  # a missing variable or unreadable file behind the secret
+            raise AuthError(str(exc)) from None
+    return str(value)
 
 
 def read_secret_file(path: str, key: str) -> str:

@@ -1,0 +1,515 @@
+"""Fast protobuf encoders for remote-write requests (protocol 1.0 and 2.0).
+
+This module owns the wire bytes a remote-write sender produces: it writes the
+protobuf encoding directly with ``bytes.join`` and ``struct`` and never builds
+protobuf message objects (the generated modules in ``rwconsole.remote.proto``
+are the reference the tests compare against). It also owns snappy compression
+and the protocol's header constants.
+
+Protocol 1.0 (``prometheus.WriteRequest``)
+    ``encode_labels_v1(labels)`` gives the encoded ``labels`` fields of a
+    TimeSeries; the queue computes it once per series and keeps the bytes.
+    ``encode_write_request_v1(series_labels, timestamps, values, *, exemplars,
+    histograms, metadata)`` takes columns: ``series_labels[i]`` is the
+    pre-encoded labels of sample ``i``. Exemplars are ``(labels_bytes,
+    Exemplar)`` pairs, histograms ``(labels_bytes, timestamp, Histogram)``
+    triples, metadata ``(metric_family_name, MetricMetadata)`` pairs. Every
+    sample, histogram and exemplar gets its own TimeSeries, as Prometheus sends.
+
+Protocol 2.0 (``io.prometheus.write.v2.Request``)
+    ``encode_write_request_v2(series_labels, timestamps, values, *,
+    start_timestamps, metadata, histograms, exemplars)`` takes the same columns
+    but with ``Labels`` tuples (strings are interned into a per-request
+    ``SymbolTable``). ``metadata[i]`` is the ``MetricMetadata`` (or None) of
+    sample ``i``'s series; ``start_timestamps[i]`` is its start timestamp (0 =
+    unset). Histograms are ``HistogramEntry`` tuples ``(labels, timestamp,
+    histogram, start_timestamp=0, metadata=None)``, exemplars ``ExemplarEntry``
+    tuples ``(labels, exemplar, metadata=None)``; plain tuples of those shapes
+    work too. Within one call the symbol refs of a series are computed once per
+    distinct ``Labels`` object (and metadata once per distinct object), so the
+    caller should pass the same tuple object for every sample of a series.
+    Symbols are numbered in first-seen order: float samples, then histograms,
+    then exemplars; for each entry the series labels, then help, then unit,
+    then exemplar labels.
+
+Encoding rules followed (proto3, as the protobuf package serialises): scalars
+equal to zero (all-zero bits, so ``-0.0`` is written) and empty strings are
+omitted; ``oneof`` histogram counts are always written; int64 values are
+two's-complement varints (negative ones take 10 bytes); ``sint32``/``sint64``
+use zigzag; repeated scalars are packed; doubles keep their exact bits, so the
+staleness marker survives.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
+from typing import NamedTuple
+
+import snappy
+
+from rwconsole.labels import Labels
+from rwconsole.model import Exemplar, Histogram, MetricMetadata
+
+CONTENT_TYPE_V1 = "application/x-protobuf"
+CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+CONTENT_ENCODING = "snappy"
+VERSION_HEADER = "X-Prometheus-Remote-Write-Version"
+VERSION_V1 = "0.1.0"
+VERSION_V2 = "2.0.0"
+PROTOBUF_MESSAGE_V1 = "prometheus.WriteRequest"
+PROTOBUF_MESSAGE_V2 = "io.prometheus.write.v2.Request"
+SAMPLES_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Samples-Written"
+HISTOGRAMS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Histograms-Written"
+EXEMPLARS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Exemplars-Written"
+
+_U64 = (1 << 64) - 1
+
+
+def compress(body: bytes) -> bytes:
+    """Snappy-compress ``body`` in the block format remote write requires."""
+    return snappy.compress(body)
+
+
+# --- varint primitives -------------------------------------------------------
+
+
+def _varint_slow(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_TABLE_SIZE = 1 << 14  # varints and field prefixes below this are looked up
+_VARINTS: list[bytes] = [_varint_slow(n) for n in range(_TABLE_SIZE)]
+
+
+def _varint(value: int) -> bytes:
+    """Varint of an unsigned value; negative values as 64-bit two's complement."""
+    if 0 <= value < _TABLE_SIZE:
+        return _VARINTS[value]
+    return _varint_slow(value & _U64)
+
+
+def _zigzag(value: int) -> int:
+    return value << 1 if value >= 0 else ((-value) << 1) - 1
+
+
+def _key(field: int, wire_type: int) -> bytes:
+    return _varint((field << 3) | wire_type)
+
+
+def _prefix_table(field: int) -> list[bytes]:
+    key = _key(field, 2)
+    return [key + _varint(n) for n in range(_TABLE_SIZE)]
+
+
+def _field_prefix(table: list[bytes], field: int, length: int) -> bytes:
+    """Key and length of a length-delimited field (table lookup when small)."""
+    if length < _TABLE_SIZE:
+        return table[length]
+    return _key(field, 2) + _varint_slow(length)
+
+
+_LEN1 = _prefix_table(1)
+_LEN5 = _prefix_table(5)
+
+_pack_double = struct.Struct("<d").pack
+_pack_sample_head = struct.Struct("<BBBd").pack  # samples key, length, value key, value
+_ZERO_DOUBLE = bytes(8)
+
+
+def _string_field(field: int, text: str) -> bytes:
+    """A string field, omitted when empty (proto3)."""
+    if not text:
+        return b""
+    raw = text.encode()
+    return _key(field, 2) + _varint(len(raw)) + raw
+
+
+def _message_field(field: int, body: bytes) -> bytes:
+    return _key(field, 2) + _varint(len(body)) + body
+
+
+def _double_field(field: int, value: float) -> bytes:
+    raw = _pack_double(value)
+    if raw == _ZERO_DOUBLE:
+        return b""
+    return _key(field, 1) + raw
+
+
+def _varint_field(field: int, value: int) -> bytes:
+    if value == 0:
+        return b""
+    return _key(field, 0) + _varint(value)
+
+
+def _packed_doubles(field: int, values: Sequence[float]) -> bytes:
+    if not values:
+        return b""
+    return _message_field(field, struct.pack(f"<{len(values)}d", *values))
+
+
+def _packed_varints(field: int, values: Iterable[int]) -> bytes:
+    body = b"".join(map(_varint, values))
+    if not body:
+        return b""
+    return _message_field(field, body)
+
+
+# --- shared message bodies ---------------------------------------------------
+
+
+def _spans(field: int, spans: Sequence[tuple[int, int]]) -> bytes:
+    out = []
+    for offset, length in spans:
+        body = _varint_field(1, _zigzag(offset)) + _varint_field(2, length)
+        out.append(_message_field(field, body))
+    return b"".join(out)
+
+
+def _histogram_body(histogram: Histogram, timestamp: int, start_timestamp: int = 0) -> bytes:
+    """Fields 1..17 of a Histogram message (identical in both protocols)."""
+    h = histogram
+    parts: list[bytes] = []
+    if h.is_float:
+        parts.append(_key(2, 1) + _pack_double(h.count))
+    else:
+        parts.append(_key(1, 0) + _varint(int(h.count)))
+    parts.append(_double_field(3, h.sum))
+    parts.append(_varint_field(4, _zigzag(h.schema)))
+    parts.append(_double_field(5, h.zero_threshold))
+    if h.is_float:
+        parts.append(_key(7, 1) + _pack_double(h.zero_count))
+    else:
+        parts.append(_key(6, 0) + _varint(int(h.zero_count)))
+    parts.append(_spans(8, h.negative_spans))
+    if h.is_float:
+        parts.append(_packed_doubles(10, h.negative_buckets))
+    else:
+        parts.append(_packed_varints(9, (_zigzag(int(d)) for d in h.negative_buckets)))
+    parts.append(_spans(11, h.positive_spans))
+    if h.is_float:
+        parts.append(_packed_doubles(13, h.positive_buckets))
+    else:
+        parts.append(_packed_varints(12, (_zigzag(int(d)) for d in h.positive_buckets)))
+    parts.append(_varint_field(14, int(h.reset_hint)))
+    parts.append(_varint_field(15, timestamp))
+    parts.append(_packed_doubles(16, h.custom_values))
+    parts.append(_varint_field(17, start_timestamp))
+    return b"".join(parts)
+
+
+# --- protocol 1.0 ------------------------------------------------------------
+
+
+def encode_labels_v1(labels: Labels) -> bytes:
+    """The repeated ``labels`` fields (field 1) of a v1 TimeSeries or Exemplar."""
+    out = []
+    for name, value in labels:
+        body = _string_field(1, name) + _string_field(2, value)
+        out.append(_message_field(1, body))
+    return b"".join(out)
+
+
+def _metadata_v1(name: str, meta: MetricMetadata) -> bytes:
+    body = (
+        _varint_field(1, int(meta.type))
+        + _string_field(2, name)
+        + _string_field(4, meta.help)
+        + _string_field(5, meta.unit)
+    )
+    return _message_field(3, body)
+
+
+def _exemplar_v1(exemplar: Exemplar) -> bytes:
+    return (
+        encode_labels_v1(exemplar.labels)
+        + _double_field(2, exemplar.value)
+        + _varint_field(3, exemplar.timestamp)
+    )
+
+
+def _timestamp_tail(timestamp: int) -> bytes:
+    """The timestamp field of a Sample (field 2), empty for 0."""
+    return b"" if timestamp == 0 else b"\x10" + _varint(timestamp)
+
+
+def _float_samples_v1(
+    out: list[bytes],
+    series_labels: Sequence[bytes],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+) -> None:
+    extend = out.extend
+    prefix = _LEN1
+    head = _pack_sample_head
+    last_t: int | None = None
+    tail = b""
+    sample_len = 0
+    for labels, t, v in zip(series_labels, timestamps, values, strict=True):
+        if t != last_t:
+            last_t = t
+            tail = _timestamp_tail(t)
+            sample_len = 9 + len(tail)
+        if v == 0.0 and _pack_double(v) == _ZERO_DOUBLE:
+            sample = b"\x12" + _varint(len(tail)) + tail
+        else:
+            sample = head(0x12, sample_len, 0x09, v) + tail
+        size = len(labels) + len(sample)
+        extend(
+            (prefix[size] if size < _TABLE_SIZE else _field_prefix(prefix, 1, size), labels, sample)
+        )
+
+
+def encode_write_request_v1(
+    series_labels: Sequence[bytes],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+    *,
+    exemplars: Sequence[tuple[bytes, Exemplar]] = (),
+    histograms: Sequence[tuple[bytes, int, Histogram]] = (),
+    metadata: Sequence[tuple[str, MetricMetadata]] = (),
+) -> bytes:
+    """Encode a ``prometheus.WriteRequest`` (uncompressed protobuf bytes)."""
+    if not len(series_labels) == len(timestamps) == len(values):
+        raise ValueError(
+            f"column lengths differ: {len(series_labels)} labels, "
+            f"{len(timestamps)} timestamps, {len(values)} values"
+        )
+    out: list[bytes] = []
+    _float_samples_v1(out, series_labels, timestamps, values)
+    for labels, t, histogram in histograms:
+        series = labels + _message_field(4, _histogram_body(histogram, t))
+        out.append(_message_field(1, series))
+    for labels, exemplar in exemplars:
+        series = labels + _message_field(3, _exemplar_v1(exemplar))
+        out.append(_message_field(1, series))
+    for name, meta in metadata:
+        out.append(_metadata_v1(name, meta))
+    return b"".join(out)
+
+
+# --- protocol 2.0 ------------------------------------------------------------
+
+
+class SymbolTable:
+    """Interns strings for one v2 request; ``symbols[0]`` is always ``""``.
+
+    Symbols are numbered in first-seen order. ``refs`` interns a whole list at
+    once (deduplication runs in C), which is how the request encoder uses it.
+    """
+
+    __slots__ = ("_index", "symbols")
+
+    def __init__(self) -> None:
+        self.symbols: list[str] = [""]
+        self._index: dict[str, int] = {"": 0}
+
+    def reset(self) -> None:
+        """Forget every symbol except ``""`` (done before each request)."""
+        self.symbols = [""]
+        self._index = {"": 0}
+
+    def ref(self, text: str) -> int:
+        """The index of ``text``, adding it when new."""
+        index = self._index.get(text)
+        if index is None:
+            index = len(self.symbols)
+            self._index[text] = index
+            self.symbols.append(text)
+        return index
+
+    def refs(self, strings: list[str]) -> list[int]:
+        """The indexes of ``strings``, adding the new ones in first-seen order."""
+        index = self._index
+        fresh = [text for text in dict.fromkeys(strings) if text not in index]
+        if fresh:
+            index.update(zip(fresh, range(len(self.symbols), len(self.symbols) + len(fresh))))
+            self.symbols.extend(fresh)
+        return list(map(index.__getitem__, strings))
+
+    def label_refs(self, labels: Labels) -> list[int]:
+        """``[name_ref, value_ref, ...]`` for a label set."""
+        return self.refs(list(chain.from_iterable(labels)))
+
+    def encode(self) -> bytes:
+        """The repeated ``symbols`` fields (field 4) of a Request."""
+        raws = map(str.encode, self.symbols)
+        return b"".join([b"\x22" + _varint(len(raw)) + raw for raw in raws])
+
+
+class HistogramEntry(NamedTuple):
+    labels: Labels
+    timestamp: int
+    histogram: Histogram
+    start_timestamp: int = 0
+    metadata: MetricMetadata | None = None
+
+
+class ExemplarEntry(NamedTuple):
+    labels: Labels
+    exemplar: Exemplar
+    metadata: MetricMetadata | None = None
+
+
+def _distinct(objects: Iterable[object]) -> dict[int, object]:
+    """Distinct objects by identity, in first-seen order (the caller keeps them alive)."""
+    items = list(objects)
+    return dict(zip(map(id, items), items, strict=True))
+
+
+class _V2Fields:
+    """The label-refs and metadata fields of every distinct series object of a request.
+
+    All strings of the request are interned in one bulk call; afterwards each
+    distinct ``Labels`` (and ``MetricMetadata``) object maps, by ``id``, to its
+    encoded field. The input lists keep those objects alive during the call, so
+    ids cannot be recycled.
+    """
+
+    __slots__ = ("labels", "metadata", "symbols")
+
+    def __init__(
+        self,
+        label_sets: dict[int, Labels],
+        extra_label_sets: Sequence[Labels],
+        metas: dict[int, MetricMetadata],
+    ) -> None:
+        self.symbols = SymbolTable()
+        strings = list(chain.from_iterable(chain.from_iterable(label_sets.values())))
+        strings.extend(chain.from_iterable(chain.from_iterable(extra_label_sets)))
+        for meta in metas.values():
+            strings.append(meta.help)
+            strings.append(meta.unit)
+        refs = self.symbols.refs(strings)
+        varint = _VARINTS.__getitem__ if len(self.symbols.symbols) <= _TABLE_SIZE else _varint
+        encoded = list(map(varint, refs))
+        pos = 0
+        self.labels: dict[int, bytes] = {}
+        for key, labels in label_sets.items():
+            end = pos + 2 * len(labels)
+            body = b"".join(encoded[pos:end])
+            self.labels[key] = _field_prefix(_LEN1, 1, len(body)) + body if body else b""
+            pos = end
+        self.extra_start = pos
+        pos += sum(2 * len(labels) for labels in extra_label_sets)
+        self.metadata: dict[int, bytes] = {id(None): b""}
+        for key, meta in metas.items():
+            body = (
+                _varint_field(1, int(meta.type))
+                + _varint_field(3, refs[pos])
+                + _varint_field(4, refs[pos + 1])
+            )
+            self.metadata[key] = _message_field(5, body)
+            pos += 2
+        self._encoded = encoded
+
+    def refs_field(self, start: int, count: int) -> tuple[bytes, int]:
+        """Packed refs of ``count`` strings of the extra label sets at ``start``."""
+        first = self.extra_start + start
+        body = b"".join(self._encoded[first : first + count])
+        return (_field_prefix(_LEN1, 1, len(body)) + body if body else b""), start + count
+
+
+def _float_samples_v2(
+    out: list[bytes],
+    refs_fields: Iterable[bytes],
+    meta_fields: Iterable[bytes],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+    starts: Iterable[int],
+) -> None:
+    extend = out.extend
+    prefix = _LEN5
+    head = _pack_sample_head
+    last: tuple[int, int] | None = None
+    tail = b""
+    sample_len = 0
+    for refs, meta_field, t, v, st in zip(refs_fields, meta_fields, timestamps, values, starts):
+        if (t, st) != last:
+            last = (t, st)
+            tail = _timestamp_tail(t) + (b"\x18" + _varint(st) if st else b"")
+            sample_len = 9 + len(tail)
+        if v == 0.0 and _pack_double(v) == _ZERO_DOUBLE:
+            sample = b"\x12" + _varint(len(tail)) + tail
+        else:
+            sample = head(0x12, sample_len, 0x09, v) + tail
+        size = len(refs) + len(sample) + len(meta_field)
+        extend(
+            (
+                prefix[size] if size < _TABLE_SIZE else _field_prefix(prefix, 5, size),
+                refs,
+                sample,
+                meta_field,
+            )
+        )
+
+
+def encode_write_request_v2(
+    series_labels: Sequence[Labels],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+    *,
+    start_timestamps: Sequence[int] | None = None,
+    metadata: Sequence[MetricMetadata | None] | None = None,
+    histograms: Sequence[HistogramEntry | tuple] = (),
+    exemplars: Sequence[ExemplarEntry | tuple] = (),
+) -> bytes:
+    """Encode an ``io.prometheus.write.v2.Request`` (uncompressed protobuf bytes)."""
+    n = len(series_labels)
+    if not n == len(timestamps) == len(values):
+        raise ValueError(
+            f"column lengths differ: {n} labels, {len(timestamps)} timestamps, {len(values)} values"
+        )
+    for name, column in (("start_timestamps", start_timestamps), ("metadata", metadata)):
+        if column is not None and len(column) != n:
+            raise ValueError(f"{name} has {len(column)} entries for {n} samples")
+    labels_col = list(series_labels)
+    metas_col = list(metadata) if metadata is not None else [None] * n
+    hists = [HistogramEntry(*entry) for entry in histograms]
+    exs = [ExemplarEntry(*entry) for entry in exemplars]
+    label_sets = _distinct(chain(labels_col, (h.labels for h in hists), (e.labels for e in exs)))
+    metas = _distinct(
+        meta
+        for meta in chain(metas_col, (h.metadata for h in hists), (e.metadata for e in exs))
+        if meta is not None
+    )
+    fields = _V2Fields(label_sets, [e.exemplar.labels for e in exs], metas)  # type: ignore[arg-type]
+    labels_field = fields.labels.__getitem__
+    metadata_field = fields.metadata.__getitem__
+
+    out: list[bytes] = []
+    _float_samples_v2(
+        out,
+        map(labels_field, map(id, labels_col)),
+        map(metadata_field, map(id, metas_col)),
+        timestamps,
+        values,
+        start_timestamps if start_timestamps is not None else repeat(0, n),
+    )
+    for h in hists:
+        body = (
+            labels_field(id(h.labels))
+            + _message_field(3, _histogram_body(h.histogram, h.timestamp, h.start_timestamp))
+            + metadata_field(id(h.metadata))
+        )
+        out.append(_message_field(5, body))
+    pos = 0
+    for e in exs:
+        exemplar = e.exemplar
+        refs, pos = fields.refs_field(pos, 2 * len(exemplar.labels))
+        body = (
+            labels_field(id(e.labels))
+            + _message_field(
+                4,
+                refs + _double_field(2, exemplar.value) + _varint_field(3, exemplar.timestamp),
+            )
+            + metadata_field(id(e.metadata))
+        )
+        out.append(_message_field(5, body))
+    return fields.symbols.encode() + b"".join(out)
