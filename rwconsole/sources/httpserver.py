@@ -220,10 +220,14 @@ class HttpServer:
     def connections(self) -> int:
         return len(self._writers)
 
-    async def start(self, host: str, port: int) -> None:
-        """Listen on host:port (port 0 picks a free one, kept for later reopening)."""
+    def set_address(self, host: str, port: int) -> None:
+        """Where ``open_listener`` listens (port 0 picks a free one, kept for reopening)."""
         self._host = host
         self._port = port
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on host:port (port 0 picks a free one, kept for later reopening)."""
+        self.set_address(host, port)
         await self.open_listener()
 
     async def open_listener(self) -> None:

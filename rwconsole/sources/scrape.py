@@ -1,0 +1,574 @@
+"""Scraping: one asyncio ``ScrapeLoop`` per target and the ``ScrapeManager`` over them.
+
+A scrape GETs the target (Accept negotiates OpenMetrics 1.0.0 first, then text
+0.0.4, as Prometheus does), parses the whole payload before appending anything,
+and then in one synchronous block appends series, samples, exemplars and
+metadata, the report series (``up``, ``scrape_duration_seconds``,
+``scrape_samples_scraped``, ``scrape_samples_post_metric_relabeling``,
+``scrape_series_added``) and staleness markers, and commits once.
+
+Semantics follow Prometheus: target labels (``job``, ``instance`` and the job's
+``labels``) are added to every series; with ``honor_labels = false`` a clashing
+scraped label is kept as ``exported_<name>``; explicit timestamps are used only
+with ``honor_timestamps`` (and such series are not tracked for staleness); a
+series that disappears gets a stale marker at the next scrape; a failed or
+unparsable scrape sets ``up`` to 0, appends nothing from the payload and marks
+every series of the previous scrape stale; a stopped target marks all its
+series (report series too) stale.
+
+The scrape cache maps the series text of a line to its WAL ref, so a steady
+target costs no label parsing and no label-set construction per scrape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from rwconsole import __version__
+from rwconsole.labels import METRIC_NAME, Labels, make_labels
+from rwconsole.model import STALE_NAN, Appender, Exemplar, MetricMetadata
+from rwconsole.sources.textparse import ParseError, Payload, format_for, parse
+
+log = logging.getLogger(__name__)
+
+ACCEPT_HEADER = (
+    "application/openmetrics-text;version=1.0.0,"
+    "application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+USER_AGENT = f"rwconsole/{__version__}"
+REPORT_NAMES = (
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+)
+_THREAD_PARSE_BYTES = 512 * 1024
+"""Payloads larger than this are parsed in a worker thread so the loop stays responsive."""
+
+
+def target_labels(config: Any, target: str) -> Labels:
+    """``job``, ``instance`` and the job's extra labels (which may override both)."""
+    pairs = {"job": config.job_name, "instance": target}
+    pairs.update(getattr(config, "labels", None) or {})
+    return make_labels(pairs)
+
+
+def merge_labels(scraped: Labels, target: Labels, honor_labels: bool) -> Labels:
+    """Apply target labels to a scraped label set (Prometheus' honor_labels rules)."""
+    result = dict(scraped)
+    if honor_labels:
+        for name, value in target:
+            if name not in result:
+                result[name] = value
+    else:
+        for name, value in target:
+            if name in result:
+                exported = "exported_" + name
+                while exported in result:
+                    exported = "exported_" + exported
+                result[exported] = result.pop(name)
+            result[name] = value
+    return make_labels(result)
+
+
+def scrape_url(config: Any, target: str) -> str:
+    scheme = getattr(config, "scheme", "http") or "http"
+    path = getattr(config, "metrics_path", "/metrics") or "/metrics"
+    if not path.startswith("/"):
+        path = "/" + path
+    return f"{scheme}://{target}{path}"
+
+
+def _params(config: Any) -> list[tuple[str, str]]:
+    params = getattr(config, "params", None) or {}
+    return [(name, value) for name, values in params.items() for value in values]
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    job: str
+    instance: str
+    url: str
+    health: str = "unknown"
+    """``unknown`` before the first scrape, then ``up`` or ``down``."""
+    last_scrape: float | None = None
+    """Unix time (seconds) the last scrape started."""
+    last_duration: float = 0.0
+    last_samples: int = 0
+    last_error: str = ""
+    scrapes: int = 0
+    failures: int = 0
+    parse_errors: int = 0
+    series: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeCounters:
+    scrapes_total: int = 0
+    scrape_failures_total: int = 0
+    parse_errors_total: int = 0
+
+
+@dataclass(slots=True)
+class _CacheState:
+    """What survives a reload of the same target: refs by series text, staleness set."""
+
+    refs: dict[str, int] = field(default_factory=dict)
+    tracked: set[int] = field(default_factory=set)
+    family_meta: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    exemplars: dict[int, tuple[Labels, float, int]] = field(default_factory=dict)
+    report_refs: list[int] | None = None
+
+
+class ScrapeLoop:
+    """Scrapes one target on the job's interval and writes into an Appender."""
+
+    def __init__(
+        self,
+        config: Any,
+        target: str,
+        appender: Appender,
+        client: httpx.AsyncClient,
+        *,
+        authenticator: Any = None,
+        offset: float = 0.0,
+        clock: Callable[[], float] = time.time,
+        on_result: Callable[[bool, bool], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.target = target
+        self._appender = appender
+        self._client = client
+        self._auth = authenticator
+        self._offset = offset
+        self._clock = clock
+        self._on_result = on_result
+        self._target_labels = target_labels(config, target)
+        self._url = scrape_url(config, target)
+        self._params = _params(config)
+        self._state = _CacheState()
+        self._task: asyncio.Task[None] | None = None
+        self._status = TargetStatus(config.job_name, target, self._url)
+        self._stopped = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def status(self) -> TargetStatus:
+        return self._status
+
+    def take_state(self, other: ScrapeLoop) -> None:
+        """Continue where ``other`` (the same target before a reload) left off."""
+        self._state = other._state
+        self._status = replace(other._status, url=self._url)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = float(self.config.scrape_interval)
+        await asyncio.sleep(self._offset)
+        next_at = loop.time()
+        while not self._stopped:
+            await self.scrape_once()
+            next_at += interval
+            delay = next_at - loop.time()
+            if delay < 0:  # a slow scrape: skip the missed slots instead of bursting
+                next_at = loop.time()
+                delay = 0.0
+            await asyncio.sleep(delay)
+
+    async def stop(self, *, stale: bool = True) -> None:
+        """Stop scraping; with ``stale`` mark every series of this target stale."""
+        self._stopped = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
+        if stale:
+            self._end_of_run_staleness()
+
+    # --- one scrape ----------------------------------------------------------------------
+
+    async def scrape_once(self) -> bool:
+        """Scrape, append and commit once; return whether the target was up."""
+        started = self._clock()
+        timestamp = int(started * 1000)
+        t0 = time.perf_counter()
+        payload: Payload | None = None
+        error = ""
+        parse_error = False
+        try:
+            body, content_type = await self._fetch()
+            fmt = format_for(content_type)
+            known = self._state.refs
+            if len(body) > _THREAD_PARSE_BYTES:
+                payload = await asyncio.to_thread(parse, body, fmt, known)
+            else:
+                payload = parse(body, fmt, known)
+        except ParseError as exc:
+            error = f"parse error at line {exc.line}: {exc.reason}"
+            parse_error = True
+        except (httpx.HTTPError, OSError) as exc:
+            error = _describe(exc)
+        except _ScrapeFailed as exc:
+            error = str(exc)
+        duration = time.perf_counter() - t0
+        try:
+            self._append(timestamp, payload, duration)
+        except Exception as exc:  # the appender refused (e.g. disk full): report, keep going
+            log.exception("appending the scrape of %s failed", self._url)
+            error = error or f"append failed: {exc}"
+            payload = None
+        up = payload is not None
+        s = self._status
+        self._status = TargetStatus(
+            s.job,
+            s.instance,
+            s.url,
+            "up" if up else "down",
+            started,
+            duration,
+            len(payload.keys) if payload is not None else 0,
+            error,
+            s.scrapes + 1,
+            s.failures + (0 if up else 1),
+            s.parse_errors + (1 if parse_error else 0),
+            len(self._state.tracked) if up else 0,
+        )
+        if error:
+            log.debug("scrape of %s failed: %s", self._url, error)
+        if self._on_result is not None:
+            self._on_result(up, parse_error)
+        return up
+
+    async def _fetch(self) -> tuple[bytes, str]:
+        timeout = float(getattr(self.config, "scrape_timeout", 10.0))
+        headers = {
+            "Accept": ACCEPT_HEADER,
+            "User-Agent": USER_AGENT,
+            "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
+        }
+        request = self._client.build_request(
+            "GET", self._url, params=self._params, headers=headers, timeout=timeout
+        )
+        if self._auth is not None:
+            await self._auth.apply(request)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._client.send(request)
+        except TimeoutError:
+            raise _ScrapeFailed(f"scrape timed out after {timeout:g}s") from None
+        if response.status_code != 200:
+            raise _ScrapeFailed(
+                f"server returned HTTP status {response.status_code} {response.reason_phrase}"
+            )
+        return response.content, response.headers.get("content-type", "")
+
+    def _append(self, timestamp: int, payload: Payload | None, duration: float) -> int:
+        app = self._appender
+        state = self._state
+        added = 0
+        scraped = 0
+        tracked: set[int] = set()
+        if payload is not None:
+            refs, added = self._resolve(payload)
+            scraped = len(refs)
+            values = payload.values
+            explicit = payload.timestamps if self.config.honor_timestamps else {}
+            if len(set(refs)) != len(refs):
+                refs, values, explicit = _drop_duplicates(refs, values, explicit)
+            if refs:
+                if explicit:
+                    stamps = [timestamp] * len(refs)
+                    for index, ts in explicit.items():
+                        stamps[index] = ts
+                    app.append_samples(refs, stamps, values)
+                else:
+                    app.append_samples(refs, timestamp, values)
+            tracked = set(refs)
+            if explicit:
+                tracked.difference_update(refs[i] for i in explicit)
+            self._append_exemplars(payload, timestamp)
+            self._append_metadata(payload)
+        gone = state.tracked - tracked
+        if gone:
+            stale = sorted(gone)
+            app.append_samples(stale, timestamp, [STALE_NAN] * len(stale))
+        state.tracked = tracked
+        up = payload is not None
+        report = [1.0 if up else 0.0, duration, float(scraped), float(scraped), float(added)]
+        app.append_samples(self._report_refs(), timestamp, report)
+        app.commit()
+        return added
+
+    def _resolve(self, payload: Payload) -> tuple[list[int], int]:
+        """Refs for every sample line, creating series for keys not seen before."""
+        cache = self._state.refs
+        new = payload.new_series
+        if new:
+            keys = list(new)
+            honor = bool(self.config.honor_labels)
+            target = self._target_labels
+            labels = [merge_labels(new[key], target, honor) for key in keys]
+            cache.update(zip(keys, self._appender.series_refs(labels), strict=True))
+        refs = [cache[key] for key in payload.keys]
+        if len(cache) > len(refs) + len(new):  # forget series that are gone
+            self._state.refs = dict(zip(payload.keys, refs, strict=True))
+        return refs, len(new)
+
+    def _append_exemplars(self, payload: Payload, timestamp: int) -> None:
+        if not payload.exemplars:
+            return
+        cache = self._state.refs
+        last = self._state.exemplars
+        batch: list[Exemplar] = []
+        for ex in payload.exemplars:
+            ref = cache[payload.keys[ex.index]]
+            ts = ex.timestamp if ex.timestamp is not None else timestamp
+            seen = (ex.labels, ex.value, ts)
+            if ex.timestamp is not None and last.get(ref) == seen:
+                continue  # the same exemplar exposed again: already written
+            last[ref] = seen
+            batch.append(Exemplar(ref, ts, ex.value, ex.labels))
+        if batch:
+            self._appender.append_exemplars(batch)
+
+    def _append_metadata(self, payload: Payload) -> None:
+        known = self._state.family_meta
+        cache = self._state.refs
+        new = payload.new_series
+        entries: dict[int, MetricMetadata] = {}
+        keys = payload.keys
+        for family in payload.families:
+            if not family.explicit or family.start >= family.end:
+                continue
+            meta = (int(family.type), family.unit, family.help)
+            changed = known.get(family.name) != meta
+            known[family.name] = meta
+            if not changed and not new:
+                continue
+            for index in range(family.start, family.end):
+                key = keys[index]
+                if changed or key in new:
+                    ref = cache[key]
+                    entries[ref] = MetricMetadata(ref, family.type, family.unit, family.help)
+        if entries:
+            self._appender.append_metadata(list(entries.values()))
+
+    def _report_refs(self) -> list[int]:
+        state = self._state
+        if state.report_refs is None:
+            labels = [
+                make_labels([*self._target_labels, (METRIC_NAME, name)]) for name in REPORT_NAMES
+            ]
+            state.report_refs = self._appender.series_refs(labels)
+        return state.report_refs
+
+    def _end_of_run_staleness(self) -> None:
+        state = self._state
+        refs = sorted(state.tracked)
+        if state.report_refs is not None:
+            refs.extend(state.report_refs)
+        if not refs:
+            return
+        timestamp = int(self._clock() * 1000)
+        try:
+            self._appender.append_samples(refs, timestamp, [STALE_NAN] * len(refs))
+            self._appender.commit()
+        except Exception:
+            log.exception("writing staleness markers for %s failed", self._url)
+        state.tracked = set()
+
+
+class _ScrapeFailed(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _drop_duplicates(
+    refs: list[int], values: list[float], explicit: dict[int, int]
+) -> tuple[list[int], list[float], dict[int, int]]:
+    """Keep the first sample of a series that a payload exposes more than once."""
+    seen: set[int] = set()
+    keep_refs: list[int] = []
+    keep_values: list[float] = []
+    keep_ts: dict[int, int] = {}
+    for index, ref in enumerate(refs):
+        if ref in seen:
+            continue
+        seen.add(ref)
+        if index in explicit:
+            keep_ts[len(keep_refs)] = explicit[index]
+        keep_refs.append(ref)
+        keep_values.append(values[index])
+    return keep_refs, keep_values, keep_ts
+
+
+# --- manager --------------------------------------------------------------------------------
+
+
+def stagger_offset(job: str, target: str, interval: float) -> float:
+    """A stable start offset within the interval, so targets do not scrape in lockstep."""
+    return (zlib.crc32(f"{job}/{target}".encode()) / 2**32) * interval
+
+
+@dataclass(slots=True)
+class _Job:
+    config: Any
+    client: httpx.AsyncClient
+    authenticator: Any
+    error: str = ""
+
+
+class ScrapeManager:
+    """Runs a ScrapeLoop per (job, target) of the ``[[scrape]]`` configs."""
+
+    def __init__(
+        self,
+        appender: Appender,
+        *,
+        stagger: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._appender = appender
+        self._stagger = stagger
+        self._clock = clock
+        self._loops: dict[tuple[str, str], ScrapeLoop] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._broken: dict[tuple[str, str], TargetStatus] = {}
+        self._scrapes = 0
+        self._failures = 0
+        self._parse_errors = 0
+
+    def _record(self, up: bool, parse_error: bool) -> None:
+        self._scrapes += 1
+        if not up:
+            self._failures += 1
+        if parse_error:
+            self._parse_errors += 1
+
+    async def apply(self, configs: Sequence[Any]) -> None:
+        """Start, restart or stop loops so that exactly ``configs`` are scraped."""
+        wanted: dict[tuple[str, str], Any] = {}
+        for config in configs:
+            for target in config.targets:
+                wanted[(config.job_name, target)] = config
+        for key in [k for k in self._loops if k not in wanted]:
+            await self._loops.pop(key).stop(stale=True)
+        self._broken = {k: v for k, v in self._broken.items() if k in wanted}
+        jobs: dict[str, _Job] = {}
+        for config in configs:
+            old = self._jobs.get(config.job_name)
+            if old is not None and old.config == config:
+                jobs[config.job_name] = old
+            else:
+                jobs[config.job_name] = _build_job(config)
+        for key, config in wanted.items():
+            job = jobs[config.job_name]
+            loop = self._loops.get(key)
+            if loop is not None and loop.config == config and loop._client is job.client:
+                continue
+            if job.error:
+                if loop is not None:
+                    await self._loops.pop(key).stop(stale=True)
+                self._broken[key] = TargetStatus(
+                    key[0], key[1], scrape_url(config, key[1]), "down", last_error=job.error
+                )
+                continue
+            self._broken.pop(key, None)
+            offset = stagger_offset(key[0], key[1], config.scrape_interval) if self._stagger else 0
+            new_loop = ScrapeLoop(
+                config,
+                key[1],
+                self._appender,
+                job.client,
+                authenticator=job.authenticator,
+                offset=offset,
+                clock=self._clock,
+                on_result=self._record,
+            )
+            if loop is not None:
+                await loop.stop(stale=False)
+                new_loop.take_state(loop)
+            self._loops[key] = new_loop
+            new_loop.start()
+        for name, job in self._jobs.items():
+            if jobs.get(name) is not job:
+                await _close_job(job)
+        self._jobs = jobs
+
+    async def stop(self) -> None:
+        """Stop every loop (staleness markers for all their series) and close clients."""
+        for loop in self._loops.values():
+            await loop.stop(stale=True)
+        self._loops.clear()
+        for job in self._jobs.values():
+            await _close_job(job)
+        self._jobs.clear()
+
+    def targets(self) -> list[TargetStatus]:
+        statuses = [loop.status() for loop in self._loops.values()]
+        statuses.extend(self._broken.values())
+        return sorted(statuses, key=lambda s: (s.job, s.instance))
+
+    def counters(self) -> ScrapeCounters:
+        return ScrapeCounters(self._scrapes, self._failures, self._parse_errors)
+
+
+def _build_job(config: Any) -> _Job:
+    """HTTP client with the job's auth, TLS and proxy settings (errors kept, not raised)."""
+    try:
+        from rwconsole.remote.auth import build_authenticator
+        from rwconsole.remote.proxy import RoutingTransport, proxy_policy
+        from rwconsole.remote.tls import build_ssl_context
+
+        ssl_context = build_ssl_context(getattr(config, "tls_config", None))
+        transport = RoutingTransport(
+            proxy_policy(config),
+            verify=ssl_context,
+            http2=bool(getattr(config, "enable_http2", False)),
+        )
+        authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
+        headers = _custom_headers(config)
+        client = httpx.AsyncClient(
+            transport=transport,
+            headers=headers,
+            follow_redirects=bool(getattr(config, "follow_redirects", True)),
+            trust_env=False,
+        )
+        return _Job(config, client, authenticator)
+    except ValueError as exc:  # ConnectivityConfigError and friends name the setting
+        return _Job(config, httpx.AsyncClient(), None, f"job {config.job_name!r}: {exc}")
+
+
+def _custom_headers(config: Any) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, values in (getattr(config, "http_headers", None) or {}).items():
+        revealed = [v.reveal() if hasattr(v, "reveal") else str(v) for v in values]
+        if revealed:
+            headers[name] = ", ".join(revealed)
+    return headers
+
+
+async def _close_job(job: _Job) -> None:
+    await job.client.aclose()
+    if job.authenticator is not None and hasattr(job.authenticator, "aclose"):
+        await job.authenticator.aclose()
