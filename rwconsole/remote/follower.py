@@ -147,12 +147,12 @@ class WalFollower:
 
 def _decode_into(chunk: Chunk, data: bytes) -> None:
     kind = records.record_type(data)
-    if kind == records.SAMPLES:
-        refs, timestamps, values = records.decode_samples(data)
-        chunk.refs.extend(refs)
-        chunk.timestamps.extend(timestamps)
-        chunk.values.extend(values)
-    elif kind == records.EXEMPLARS:
-        chunk.exemplars.extend(records.decode_exemplars(data))
+    if kind == records.RecordType.SAMPLES:
+        samples = records.decode_samples(data)
+        chunk.refs.extend(samples.refs)
+        chunk.timestamps.extend(samples.timestamps)
+        chunk.values.extend(samples.values)
+    elif kind == records.RecordType.EXEMPLARS:
+        chunk.exemplars.extend(records.decode_exemplars(data).exemplars)
     elif kind in records.HISTOGRAM_TYPES:
-        chunk.histograms.extend(records.decode_histograms(data))
+        chunk.histograms.extend(records.decode_histograms(data).histograms)
