@@ -363,11 +363,20 @@ def _describe_network_error(exc: BaseException, endpoint: object) -> str:
     """Explain a failed connection; TLS problems get a hint naming the setting."""
     base = describe_exc(exc)
     cause = _find_ssl_error(exc)
+    tls = opt(endpoint, "tls_config")
     if cause is None:
         if isinstance(exc, httpx.ProxyError):
             return f"proxy refused the connection: {base}"
+        https = str(opt(endpoint, "url", "")).lower().startswith("https:")
+        has_cert = opt(tls, "cert_file", "") or opt(tls, "cert_pem", "")
+        if https and not has_cert and isinstance(exc, httpx.ReadError | httpx.WriteError):
+            # A server that wants a client certificate drops the connection
+            # after the handshake; the alert saying so is often lost.
+            return (
+                f"{base}: the server closed the TLS connection; if it requires a client "
+                "certificate, set tls_config.cert_* and key_*"
+            )
         return base
-    tls = opt(endpoint, "tls_config")
     text = str(cause)
     upper = text.upper()
     if isinstance(cause, ssl.SSLCertVerificationError):

@@ -329,7 +329,8 @@ class SymbolTable:
         index = self._index
         fresh = [text for text in dict.fromkeys(strings) if text not in index]
         if fresh:
-            index.update(zip(fresh, range(len(self.symbols), len(self.symbols) + len(fresh))))
+            first = len(self.symbols)
+            index.update(zip(fresh, range(first, first + len(fresh)), strict=True))
             self.symbols.extend(fresh)
         return list(map(index.__getitem__, strings))
 
@@ -372,7 +373,7 @@ class _V2Fields:
     ids cannot be recycled.
     """
 
-    __slots__ = ("labels", "metadata", "symbols")
+    __slots__ = ("_encoded", "extra_start", "labels", "metadata", "symbols")
 
     def __init__(
         self,
@@ -430,7 +431,9 @@ def _float_samples_v2(
     last: tuple[int, int] | None = None
     tail = b""
     sample_len = 0
-    for refs, meta_field, t, v, st in zip(refs_fields, meta_fields, timestamps, values, starts):
+    for refs, meta_field, t, v, st in zip(
+        refs_fields, meta_fields, timestamps, values, starts, strict=True
+    ):
         if (t, st) != last:
             last = (t, st)
             tail = _timestamp_tail(t) + (b"\x18" + _varint(st) if st else b"")

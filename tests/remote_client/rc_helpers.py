@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import http.server
 import ipaddress
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,6 +266,8 @@ class HTTPServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:
+            pass  # closed by aclose(); ending normally keeps asyncio's stream callback quiet
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -318,6 +322,44 @@ def _encode_response(response: Response) -> bytes:
     lines += [f"{k}: {v}" for k, v in response.headers]
     lines.append(f"Content-Length: {len(response.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+
+
+class ThreadedTLSReceiver:
+    """A blocking TLS server in a thread; unlike asyncio it sends TLS alerts on failures."""
+
+    def __init__(self, ctx: ssl.SSLContext) -> None:
+        self.requests: list[Request] = []
+        requests = self.requests
+
+        class _Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                requests.append(Request("POST", self.path, list(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
 
 
 # --- forward proxy ----------------------------------------------------------------------
@@ -381,6 +423,8 @@ class ForwardProxy:
                 _pipe(reader, upstream_writer), _pipe(up_reader, writer), return_exceptions=True
             )
         except (ConnectionError, OSError, asyncio.IncompleteReadError, ValueError):
+            pass
+        except asyncio.CancelledError:
             pass
         finally:
             self._tasks.discard(task)
@@ -470,6 +514,8 @@ class H2Server:
                 writer.write(conn.data_to_send())
                 await writer.drain()
         except (ConnectionError, ssl.SSLError, h2.exceptions.ProtocolError):
+            pass
+        except asyncio.CancelledError:
             pass
         finally:
             self._tasks.discard(task)
