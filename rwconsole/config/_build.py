@@ -220,12 +220,15 @@ def _convert_secret(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
             if keys == ["env"]:
                 return Secret.from_env(value["env"], key_path=key_path)
             return Secret.from_file(value["file"], key_path=key_path, base_dir=ctx.base_dir)
-    return _bad(
-        path,
-        'expected a secret: a string, { env = "VARIABLE" } or { file = "path" }',
-        None if isinstance(value, dict) else value,
-        ctx,
+    # Never echo what was written: it may be the secret itself.
+    ctx.problems.append(
+        Problem(
+            path,
+            'expected a secret: a string, { env = "VARIABLE" } or { file = "path" }, '
+            f"got {_kind_of(value)}",
+        )
     )
+    return _INVALID
 
 
 def _bad(path: KeyPath, expected: str, value: Any, ctx: BuildContext) -> Any:
@@ -244,6 +247,18 @@ def _describe(value: Any) -> str:
     if isinstance(value, (str, int, float)):
         return json.dumps(value)
     return f"a {type(value).__name__}"
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, dict):
+        return "a table with keys " + ", ".join(sorted(map(str, value))) if value else "a table"
+    return _describe(value) if isinstance(value, list) else f"a {type(value).__name__}"
 
 
 def _unwrap_optional(hint: Any) -> Any:

@@ -31,7 +31,7 @@ from rwconsole.config._build import dataclass_for_path, default_of
 from rwconsole.config.durations import format_duration
 from rwconsole.config.errors import ConfigError, KeyPath, Problem
 from rwconsole.config.load import config_from_dict, parse_toml, read_config_text
-from rwconsole.config.secrets import REDACTED, Secret
+from rwconsole.config.secrets import REDACTED, Secret, redact_url
 
 _DELETE = object()
 
@@ -92,6 +92,8 @@ def _plain(value: Any, redact: bool, f: Field[Any] | None = None) -> Any:
         return [_plain(v, redact, f) for v in value]
     if f is not None and f.metadata.get("kind") == "duration" and isinstance(value, float):
         return format_duration(value)
+    if redact and f is not None and f.name.endswith("url") and isinstance(value, str):
+        return redact_url(value)
     return value
 
 

@@ -22,7 +22,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any
 
 from rwconsole.config.durations import format_duration
-from rwconsole.config.secrets import Secret
+from rwconsole.config.secrets import Secret, redact_url
 
 PROTOBUF_V1 = "prometheus.WriteRequest"
 PROTOBUF_V2 = "io.prometheus.write.v2.Request"
@@ -69,7 +69,22 @@ def _required(doc: str, default: Any = "") -> Any:
     return _field(default, doc, required=True)
 
 
-_frozen = dataclass(frozen=True, kw_only=True)
+def _safe_repr(self: Any) -> str:
+    # Like the generated repr, but URL fields hide a password written in the URL
+    # (user:pass@host); Secret fields already render as <secret>.
+    parts = []
+    for f in fields(self):
+        value = getattr(self, f.name)
+        if f.name.endswith("url") and isinstance(value, str):
+            value = redact_url(value)
+        parts.append(f"{f.name}={value!r}")
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _frozen(cls: type) -> Any:
+    made = dataclass(frozen=True, kw_only=True, repr=False)(cls)
+    made.__repr__ = _safe_repr  # type: ignore[method-assign]
+    return made
 
 
 # --- HTTP client blocks (shared by endpoints and scrape jobs) ---------------------------

@@ -27,6 +27,19 @@ REDACTED = "<secret>"
 SecretKind = Literal["value", "env", "file"]
 
 
+def redact_url(url: str) -> str:
+    """``url`` with the password of its user-info (``user:pass@``) replaced by ``<secret>``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, tail = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:{REDACTED}@{host}{slash}{tail}"
+
+
 class SecretError(Exception):
     """A secret reference cannot be resolved (missing variable, unreadable file)."""
 

@@ -21,7 +21,7 @@ import re2
 from rwconsole.config import schema
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
-from rwconsole.config.secrets import Secret, SecretError
+from rwconsole.config.secrets import Secret, SecretError, redact_url
 
 # Prometheus rejects these header names in remote-write `headers` (case-insensitive);
 # `authorization` must be configured through an auth block instead.
@@ -302,7 +302,8 @@ class _Validator:
             if scheme not in ("http", "https", "socks5"):
                 self.add(
                     (*path, "proxy_url"),
-                    f"must be an http://, https:// or socks5:// URL, got {p.proxy_url!r}",
+                    "must be an http://, https:// or socks5:// URL, "
+                    f"got {redact_url(p.proxy_url)!r}",
                 )
         if p.no_proxy and not p.proxy_url and not p.proxy_from_environment:
             self.add((*path, "no_proxy"), "requires proxy_url")
@@ -476,13 +477,14 @@ class _Validator:
             elif not _HEADER_NAME.match(name):
                 self.add((*path, name), f"{name!r} is not a valid HTTP header name")
 
-    def url(self, url: str, path: KeyPath, *, required: bool) -> None:
+    def url(self, raw_url: str, path: KeyPath, *, required: bool) -> None:
+        url = redact_url(raw_url)
         if not url:
             if required:
                 self.add(path, "must not be empty")
             return
         try:
-            parts = urlsplit(url)
+            parts = urlsplit(raw_url)
             parts.port  # noqa: B018 - raises ValueError on a bad port
         except ValueError as exc:
             self.add(path, f"invalid URL {url!r}: {exc}")
