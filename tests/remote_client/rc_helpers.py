@@ -235,12 +235,12 @@ class HTTPServer:
 
     async def start(self) -> HTTPServer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     @property
     def url(self) -> str:
@@ -387,12 +387,12 @@ class ForwardProxy:
 
     async def start(self) -> ForwardProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._port = self._server.sockets[0].getsockname()[1]
         return self
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        return self._port
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
