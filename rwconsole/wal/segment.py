@@ -20,6 +20,7 @@ Positions are ``(segment_index, end_offset)`` pairs: the end of a record.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import struct
@@ -108,7 +109,7 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentFile]:
 def find_gaps(segments: Sequence[SegmentFile]) -> list[int]:
     """Indexes missing between the first and the last segment."""
     missing: list[int] = []
-    for prev, cur in zip(segments, segments[1:], strict=False):
+    for prev, cur in itertools.pairwise(segments):
         missing.extend(range(prev.index + 1, cur.index))
     return missing
 
@@ -420,6 +421,15 @@ class WalWriter:
             self._done_pages += 1
             self.pages_completed += 1
 
+    def write_zero_page(self) -> None:
+        """Fill the current page with zeros even when it is empty (a repaired empty segment)."""
+        if self._page_used == 0:
+            self._pending += _ZERO_PAGE
+            self._done_pages += 1
+            self.pages_completed += 1
+        else:
+            self._pad_page()
+
     def flush(self) -> None:
         """Write buffered bytes to the segment file (``os.write``; no fsync)."""
         data = self._pending
@@ -602,3 +612,24 @@ class TailReader:
                 raise CorruptionError(seg, base + end, "last record is torn")
             return True
         return at_eof
+
+
+def salvage_records(path: str | os.PathLike[str], index: int, offset: int) -> Iterator[WalRecord]:
+    """Records still decodable after a corruption at ``offset`` (best effort).
+
+    Resynchronises at each following page boundary; used to say what a repair
+    would drop, never to keep data past a corruption. Each step advances at
+    least one page, so the scan is bounded by the file size.
+    """
+    size = os.path.getsize(path)
+    page = offset
+    while page < size:
+        last_end = page
+        try:
+            for rec in iter_segment(path, index, start_offset=page):
+                last_end = rec.end
+                yield rec
+            return
+        except CorruptionError as exc:
+            last_end = max(last_end, exc.offset)
+        page = max(page // PAGE_SIZE * PAGE_SIZE + PAGE_SIZE, -(-last_end // PAGE_SIZE) * PAGE_SIZE)

@@ -1,0 +1,826 @@
+"""The WAL lifecycle: series table, append API, replay, repair, checkpoint, truncation.
+
+``WalStorage`` plays the part of Alloy's WAL storage (Prometheus' agent DB):
+sources append through the ``rwconsole.model.Appender`` protocol, endpoint
+queues tail the segments (``rwconsole.wal.segment.TailReader``) and the engine
+truncates what every endpoint has delivered.
+
+Durability:
+
+* ``append_*`` only encode records into memory.
+* When ``commit()`` returns, its records have been written to the active
+  segment file with ``os.write`` (Series, Metadata, Samples, Histograms,
+  Exemplars, in that order). They are in the kernel's page cache: a process
+  crash or ``kill -9`` loses nothing; a power loss can lose what was not
+  fsynced yet.
+* ``fsync`` happens when a segment is closed (on rotation and ``close()``),
+  when a checkpoint is written (files and directory, before the rename), and
+  whenever the owner calls ``sync()`` (the engine does so on a timer).
+
+Damage found on open never stops the storage from starting. Corruption is
+repaired the way Prometheus does it (the damaged segment is cut at the first
+bad fragment, later segments are deleted) and reported with what was dropped.
+A gap in segment numbering, or a missing first segment after the checkpoint,
+is bridged with empty segment files, so no readable data is given up and
+Prometheus can read the directory again.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import repeat
+from pathlib import Path
+
+from rwconsole.labels import Labels
+from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
+from rwconsole.wal import records as rec
+from rwconsole.wal.segment import (
+    DEFAULT_SEGMENT_SIZE,
+    CorruptionError,
+    Position,
+    SegmentListError,
+    WalWriter,
+    checkpoint_name,
+    find_gaps,
+    fsync_dir,
+    iter_checkpoint,
+    iter_segment,
+    last_checkpoint,
+    list_checkpoints,
+    list_segments,
+    salvage_records,
+    segment_name,
+)
+
+_NEVER = -(1 << 63)
+_CHECKPOINT_BATCH = 1024 * 1024
+
+Listener = Callable[[Position], None]
+
+
+class UnknownSeriesError(KeyError):
+    """A sample refers to a series ref the WAL does not know (or has collected)."""
+
+
+@dataclass(slots=True)
+class CorruptionInfo:
+    """A corruption and what cutting the WAL there costs."""
+
+    segment: int
+    offset: int
+    reason: str
+    checkpoint: int | None = None
+    records_lost: int = 0
+    samples_lost: int = 0
+    segments_lost: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"segment {segment_name(self.segment)}"
+        if self.checkpoint is not None:
+            where = f"{checkpoint_name(self.checkpoint)}/{segment_name(self.segment)}"
+        later = (
+            f", and later segments {', '.join(segment_name(s) for s in self.segments_lost)}"
+            if self.segments_lost
+            else ""
+        )
+        return (
+            f"{where} at offset {self.offset}: {self.reason}; cutting here drops at least "
+            f"{self.records_lost} records ({self.samples_lost} samples){later}"
+        )
+
+
+@dataclass(slots=True)
+class RepairReport:
+    """What a repair changed (or, with ``dry_run``, would change)."""
+
+    dry_run: bool
+    gaps_filled: list[int] = field(default_factory=list)
+    corruption: CorruptionInfo | None = None
+    segments_deleted: list[int] = field(default_factory=list)
+    records_kept: int = 0
+    backup_dir: str | None = None
+    changed: bool = False
+
+
+@dataclass(slots=True)
+class TruncateReport:
+    checkpoint: int | None = None
+    folded_segments: list[int] = field(default_factory=list)
+    samples_dropped: int = 0
+    series_collected: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    index: int
+    size: int
+    min_time_ms: int | None
+    max_time_ms: int | None
+
+
+# ---------------------------------------------------------------------------
+# directory repair (shared with rwconsole.wal.tools)
+
+
+def fill_gaps(directory: str | os.PathLike[str], *, dry_run: bool = False) -> list[int]:
+    """Create empty segment files for missing indexes; return the indexes.
+
+    Covers gaps between segments and the first segment after the newest
+    checkpoint. An empty segment reads as no records, so nothing is lost and
+    the numbering becomes contiguous again.
+    """
+    directory = Path(directory)
+    cp = last_checkpoint(directory)
+    first = cp[0] + 1 if cp else None
+    segments = [s for s in list_segments(directory) if first is None or s.index >= first]
+    missing = find_gaps(segments)
+    if first is not None and segments and segments[0].index > first:
+        missing = list(range(first, segments[0].index)) + missing
+    if not dry_run and missing:
+        for index in missing:
+            (directory / segment_name(index)).touch()
+        fsync_dir(directory)
+    return missing
+
+
+def loss_after(
+    directory: str | os.PathLike[str], segment: int, offset: int, path: Path | None = None
+) -> tuple[int, int, list[int]]:
+    """(records, samples, later segment indexes) a cut at ``segment``/``offset`` drops.
+
+    Counts what is still decodable after the corruption (best effort) plus
+    every later segment of ``directory``.
+    """
+    directory = Path(directory)
+    records = samples = 0
+    seg_path = path or directory / segment_name(segment)
+    for item in salvage_records(seg_path, segment, offset):
+        records += 1
+        samples += _samples_in(item.data)
+    later = [s for s in list_segments(directory) if s.index > segment]
+    for seg in later:
+        for item in salvage_records(seg.path, seg.index, 0):
+            records += 1
+            samples += _samples_in(item.data)
+    return records, samples, [s.index for s in later]
+
+
+def _samples_in(data: bytes) -> int:
+    try:
+        return rec.count_samples(data)
+    except rec.RecordDecodeError:
+        return 0
+
+
+def cut_at(
+    directory: str | os.PathLike[str],
+    segment: int,
+    offset: int,
+    *,
+    compress: bool,
+    backup_dir: Path | None = None,
+) -> tuple[int, list[int]]:
+    """Rewrite ``segment`` with the records that end before ``offset``; delete later ones.
+
+    Mirrors Prometheus' ``WL.Repair``: later segments are deleted, the damaged
+    file is renamed ``N.repair``, its good prefix is re-logged into a fresh
+    segment N whose last page is padded, then ``N.repair`` is removed (moved
+    into ``backup_dir`` with the deleted segments, when one is given).
+    Returns (records kept, segments deleted).
+    """
+    directory = Path(directory)
+    if backup_dir is not None:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+    deleted = []
+    for seg in list_segments(directory):
+        if seg.index > segment:
+            if backup_dir is not None:
+                shutil.move(str(seg.path), str(backup_dir / seg.path.name))
+            else:
+                seg.path.unlink()
+            deleted.append(seg.index)
+    path = directory / segment_name(segment)
+    repair_path = path.with_name(path.name + ".repair")
+    os.replace(path, repair_path)
+    kept: list[bytes] = []
+    try:
+        for item in iter_segment(repair_path, segment):
+            if item.end >= offset:
+                break
+            kept.append(item.data)
+    except CorruptionError:
+        pass
+    writer = WalWriter(directory, compress=compress, first_segment=segment)
+    for data in kept:
+        writer.log([data])
+    if writer.offset == 0:
+        writer.write_zero_page()  # as Prometheus: a repaired empty segment is one zero page
+    writer.close()
+    if backup_dir is not None:
+        shutil.move(str(repair_path), str(backup_dir / (path.name + ".damaged")))
+    else:
+        repair_path.unlink()
+    fsync_dir(directory)
+    return len(kept), deleted
+
+
+# ---------------------------------------------------------------------------
+# the storage
+
+
+class WalStorage:
+    """An open WAL directory: replayed state plus a writer on a fresh segment."""
+
+    def __init__(
+        self, directory: Path, *, segment_size: int, compress: bool, logger: logging.Logger
+    ):
+        self.directory = directory
+        self.compress = compress
+        self.segment_size = segment_size
+        self.log = logger
+        self._lock = threading.RLock()
+        self._labels: dict[int, Labels] = {}
+        self._refs: dict[Labels, int] = {}
+        self._last_ts: dict[int, int] = {}
+        self._alias: dict[int, int] = {}
+        self._deleted: dict[int, int] = {}
+        self._metadata: dict[int, MetricMetadata] = {}
+        self._next_ref = 0
+        self._seg_times: dict[int, list[int]] = {}
+        self._listeners: list[Listener] = []
+        self._pending_series: list[tuple[int, Labels]] = []
+        self._pending_meta: list[MetricMetadata] = []
+        self._pending_samples: list[bytes] = []
+        self._pending_hist: list[bytes] = []
+        self._pending_exemplars: list[bytes] = []
+        self._pending_ts: list[tuple[Sequence[int], Sequence[int] | int]] = []
+        self.open_report = RepairReport(dry_run=False)
+        self.replay_errors: list[str] = []
+        self.counters: dict[str, float] = dict.fromkeys(_COUNTER_NAMES, 0.0)
+        self._writer: WalWriter | None = None
+        self._last_truncate_mint: int | None = None
+
+    # -- opening -------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        compress: bool = True,
+        logger: logging.Logger | None = None,
+    ) -> WalStorage:
+        """Open (creating if needed) and replay a WAL directory, repairing damage."""
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self = cls(
+            path,
+            segment_size=segment_size,
+            compress=compress,
+            logger=logger or logging.getLogger("rwconsole.wal"),
+        )
+        started = time.monotonic()
+        self._replay()
+        self._writer = WalWriter(path, segment_size=segment_size, compress=compress)
+        self.counters["prometheus_remote_write_data_replay_duration_seconds"] = (
+            time.monotonic() - started
+        )
+        return self
+
+    def _replay(self) -> None:
+        report = self.open_report
+        gaps = fill_gaps(self.directory)
+        if gaps:
+            report.gaps_filled = gaps
+            report.changed = True
+            self.counters["rwconsole_wal_segment_gaps_filled_total"] += len(gaps)
+            self.log.warning(
+                "WAL %s: missing segments %s replaced by empty ones",
+                self.directory,
+                ", ".join(segment_name(i) for i in gaps),
+            )
+        cp = last_checkpoint(self.directory)
+        first = 0
+        if cp is not None:
+            first = cp[0] + 1
+            try:
+                for item in iter_checkpoint(cp[1], cp[0]):
+                    self._apply(item.data, None)
+            except (CorruptionError, SegmentListError) as exc:
+                self.counters["prometheus_remote_write_wal_corruptions_total"] += 1
+                message = f"checkpoint {cp[1].name} is damaged, kept what precedes it: {exc}"
+                self.replay_errors.append(message)
+                self.log.error("WAL %s: %s", self.directory, message)
+        for seg in list_segments(self.directory):
+            if seg.index < first:
+                continue
+            try:
+                for item in iter_segment(seg.path, seg.index):
+                    self._apply(item.data, seg.index)
+            except CorruptionError as exc:
+                self._repair_on_open(exc)
+                break
+
+    def _repair_on_open(self, exc: CorruptionError) -> None:
+        records, samples, later = loss_after(self.directory, exc.segment, exc.offset)
+        info = CorruptionInfo(exc.segment, exc.offset, exc.reason, None, records, samples, later)
+        self.log.error("WAL %s: corruption in %s; repairing", self.directory, info.describe())
+        self.counters["prometheus_remote_write_wal_corruptions_total"] += 1
+        self.counters["rwconsole_wal_repair_records_dropped_total"] += records
+        self.counters["rwconsole_wal_repair_samples_dropped_total"] += samples
+        kept, deleted = cut_at(self.directory, exc.segment, exc.offset, compress=self.compress)
+        self.open_report.corruption = info
+        self.open_report.segments_deleted = deleted
+        self.open_report.records_kept = kept
+        self.open_report.changed = True
+        for index in deleted:
+            self._seg_times.pop(index, None)
+
+    def _apply(self, data: bytes, segment: int | None) -> None:
+        try:
+            decoded = rec.decode(data)
+        except rec.RecordDecodeError as exc:
+            self.counters["rwconsole_wal_undecodable_records_total"] += 1
+            self.replay_errors.append(str(exc))
+            self.log.warning("WAL %s: skipped a record: %s", self.directory, exc)
+            return
+        if isinstance(decoded, rec.SeriesRecord):
+            for ref, labels in decoded.series:
+                existing = self._refs.get(labels)
+                if existing is not None and existing != ref:
+                    self._alias[ref] = existing
+                    self._deleted[ref] = segment if segment is not None else -1
+                    continue
+                if existing is None:
+                    self.counters["prometheus_remote_write_wal_storage_created_series_total"] += 1
+                self._refs[labels] = ref
+                self._labels[ref] = labels
+                self._last_ts.setdefault(ref, 0)
+                self._next_ref = max(self._next_ref, ref)
+        elif isinstance(decoded, rec.SamplesRecord):
+            self._note_times(decoded.refs, decoded.timestamps, segment)
+        elif isinstance(decoded, rec.HistogramsRecord):
+            hs = decoded.histograms
+            self._note_times([h.ref for h in hs], [h.timestamp for h in hs], segment)
+        elif isinstance(decoded, rec.MetadataRecord):
+            for meta in decoded.entries:
+                self._metadata[self._alias.get(meta.ref, meta.ref)] = meta
+        elif isinstance(decoded, rec.UnsupportedRecord | rec.UnknownRecord):
+            self.counters["rwconsole_wal_unknown_records_total"] += 1
+
+    def _note_times(self, refs: list[int], ts: list[int], segment: int | None) -> None:
+        if not refs:
+            return
+        last = self._last_ts
+        alias = self._alias
+        known = self._labels
+        for ref, t in zip(refs, ts, strict=True):
+            ref = alias.get(ref, ref)
+            if t > last.get(ref, _NEVER) and ref in known:
+                last[ref] = t
+        if segment is not None:
+            self._widen(segment, min(ts), max(ts))
+
+    def _widen(self, segment: int, lo: int, hi: int) -> None:
+        span = self._seg_times.get(segment)
+        if span is None:
+            self._seg_times[segment] = [lo, hi]
+        else:
+            span[0] = min(span[0], lo)
+            span[1] = max(span[1], hi)
+
+    # -- Appender protocol ---------------------------------------------------
+    def series_refs(self, labels: Sequence[Labels]) -> list[int]:
+        """Refs for label sets, creating series (and Series records) for new ones."""
+        with self._lock:
+            get = self._refs.get
+            out = list(map(get, labels))
+            if None in out:
+                for i, ref in enumerate(out):
+                    if ref is None:
+                        out[i] = self._create(labels[i])
+            return out  # type: ignore[return-value]
+
+    def _create(self, labels: Labels) -> int:
+        ref = self._refs.get(labels)
+        if ref is not None:
+            return ref
+        if not labels:
+            raise ValueError("empty label set")
+        self._next_ref += 1
+        ref = self._next_ref
+        self._refs[labels] = ref
+        self._labels[ref] = labels
+        self._last_ts[ref] = _NEVER
+        self._pending_series.append((ref, labels))
+        self.counters["prometheus_remote_write_wal_storage_created_series_total"] += 1
+        return ref
+
+    def append_samples(
+        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+    ) -> None:
+        if not refs:
+            return
+        with self._lock:
+            if None in map(self._labels.get, refs):
+                missing = [r for r in refs if r not in self._labels][:5]
+                raise UnknownSeriesError(f"unknown series refs {missing}")
+            self._pending_samples.append(rec.encode_samples(refs, timestamps, values))
+            self._pending_ts.append((refs, timestamps))
+            self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(refs)
+
+    def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
+        if not exemplars:
+            return
+        with self._lock:
+            for ex in exemplars:
+                if ex.ref not in self._labels:
+                    raise UnknownSeriesError(f"unknown series ref {ex.ref} for an exemplar")
+            self._pending_exemplars.append(rec.encode_exemplars(exemplars))
+            self.counters["prometheus_remote_write_wal_exemplars_appended_total"] += len(exemplars)
+
+    def append_histograms(self, histograms: Sequence[HistogramSample]) -> None:
+        if not histograms:
+            return
+        with self._lock:
+            for h in histograms:
+                if h.ref not in self._labels:
+                    raise UnknownSeriesError(f"unknown series ref {h.ref} for a histogram")
+            self._pending_hist.extend(rec.encode_histograms(histograms))
+            self._pending_ts.append(
+                ([h.ref for h in histograms], [h.timestamp for h in histograms])
+            )
+            self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(histograms)
+
+    def append_metadata(self, entries: Sequence[MetricMetadata]) -> None:
+        with self._lock:
+            for meta in entries:
+                if meta.ref not in self._labels:
+                    raise UnknownSeriesError(f"unknown series ref {meta.ref} for metadata")
+                if self._metadata.get(meta.ref) != meta:
+                    self._pending_meta.append(meta)
+                    self.counters["prometheus_remote_write_wal_metadata_updates_total"] += 1
+
+    def commit(self) -> None:
+        """Write the appended records to the segment file and notify listeners."""
+        with self._lock:
+            writer = self._require_writer()
+            records: list[bytes] = []
+            if self._pending_series:
+                records.append(rec.encode_series(self._pending_series))
+            if self._pending_meta:
+                records.append(rec.encode_metadata(self._pending_meta))
+            records.extend(self._pending_samples)
+            records.extend(self._pending_hist)
+            records.extend(self._pending_exemplars)
+            if not records:
+                return
+            seg_before = writer.segment
+            position = writer.log(records)
+            for meta in self._pending_meta:
+                self._metadata[meta.ref] = meta
+            self._apply_pending_times(seg_before, writer.segment)
+            self._pending_series = []
+            self._pending_meta = []
+            self._pending_samples = []
+            self._pending_hist = []
+            self._pending_exemplars = []
+            listeners = list(self._listeners)
+        for callback in listeners:
+            callback(position)
+
+    def _apply_pending_times(self, seg_before: int, seg_after: int) -> None:
+        last = self._last_ts
+        out_of_order = 0
+        lo = hi = None
+        for refs, ts in self._pending_ts:
+            if not all(map(last.__contains__, refs)):
+                out_of_order += self._slow_times(refs, repeat(ts) if isinstance(ts, int) else ts)
+                t_lo = t_hi = None
+            elif isinstance(ts, int):
+                t_lo = t_hi = ts
+                olds = list(map(last.__getitem__, refs))
+                if max(olds) <= ts and len(set(refs)) == len(refs):
+                    last.update(zip(refs, repeat(ts)))
+                else:
+                    out_of_order += self._slow_times(refs, repeat(ts))
+            else:
+                t_lo, t_hi = min(ts), max(ts)
+                olds = list(map(last.__getitem__, refs))
+                if not any(map(operator.gt, olds, ts)) and len(set(refs)) == len(refs):
+                    last.update(zip(refs, ts, strict=True))
+                else:
+                    out_of_order += self._slow_times(refs, ts)
+            if t_lo is None or t_hi is None:
+                continue
+            lo = t_lo if lo is None else min(lo, t_lo)
+            hi = t_hi if hi is None else max(hi, t_hi)
+        self._pending_ts = []
+        if lo is not None and hi is not None:
+            for segment in range(seg_before, seg_after + 1):
+                self._widen(segment, lo, hi)
+        self.counters["prometheus_remote_write_wal_out_of_order_samples_total"] += out_of_order
+
+    def _slow_times(self, refs: Iterable[int], ts: Iterable[int]) -> int:
+        last = self._last_ts
+        out_of_order = 0
+        for ref, t in zip(refs, ts, strict=False):
+            if ref not in last:
+                continue  # collected by a truncation since it was appended
+            if t < last[ref]:
+                out_of_order += 1
+            else:
+                last[ref] = t
+        return out_of_order
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(position)`` after every commit that wrote records."""
+        with self._lock:
+            self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        with self._lock:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+    # -- queries -------------------------------------------------------------
+    def lookup(self, ref: int) -> Labels | None:
+        """Labels of a series ref (aliases left by duplicate Series records resolve too)."""
+        labels = self._labels.get(ref)
+        if labels is None and ref in self._alias:
+            labels = self._labels.get(self._alias[ref])
+        return labels
+
+    def series_count(self) -> int:
+        return len(self._labels)
+
+    def position(self) -> Position:
+        with self._lock:
+            return self._require_writer().position()
+
+    def segments_info(self) -> list[SegmentInfo]:
+        out = []
+        for seg in list_segments(self.directory):
+            span = self._seg_times.get(seg.index)
+            out.append(
+                SegmentInfo(
+                    seg.index, seg.size, span[0] if span else None, span[1] if span else None
+                )
+            )
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """Self-metrics with Alloy's names (plus a few ``rwconsole_wal_*`` extras)."""
+        with self._lock:
+            out = dict(self.counters)
+            out["prometheus_remote_write_wal_storage_active_series"] = len(self._labels)
+            out["prometheus_remote_write_wal_storage_deleted_series"] = len(self._deleted)
+            writer = self._writer
+            if writer is not None:
+                out["prometheus_tsdb_wal_segment_current"] = writer.segment
+                out["prometheus_tsdb_wal_completed_pages_total"] = writer.pages_completed
+                out["prometheus_tsdb_wal_record_bytes_saved_total"] = writer.bytes_saved
+            out["prometheus_tsdb_wal_storage_size_bytes"] = sum(
+                s.size for s in list_segments(self.directory)
+            )
+            return out
+
+    # -- durability ----------------------------------------------------------
+    def sync(self) -> None:
+        """fsync the active segment."""
+        with self._lock:
+            if self._writer is not None and not self._writer.closed:
+                started = time.monotonic()
+                self._writer.fsync()
+                self.counters["prometheus_tsdb_wal_fsync_duration_seconds"] = (
+                    time.monotonic() - started
+                )
+
+    def close(self) -> None:
+        """Pad the last page, fsync and close the active segment."""
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+
+    def _require_writer(self) -> WalWriter:
+        if self._writer is None or self._writer.closed:
+            raise RuntimeError("the WAL is closed")
+        return self._writer
+
+    # -- truncation ----------------------------------------------------------
+    def truncate(self, *, before_segment: int, mint_ms: int) -> TruncateReport:
+        """Collect old series, fold old segments into a checkpoint, delete them.
+
+        Series with no sample at or after ``mint_ms`` are forgotten. Segments
+        from the first up to ``min(before_segment - 1, first + (last - first) * 2 // 3)``
+        (``last`` = the newest finished segment) are folded into
+        ``checkpoint.N`` together with the previous checkpoint, keeping live
+        series, their latest metadata and samples with ``t >= mint_ms``. At
+        least two segments must qualify, as in Prometheus.
+        """
+        started = time.monotonic()
+        report = TruncateReport()
+        with self._lock:
+            writer = self._require_writer()
+            report.series_collected = self._collect(mint_ms, writer.segment)
+            if writer.offset > 0:
+                writer.rotate()
+            segments = list_segments(self.directory)
+            cp = last_checkpoint(self.directory)
+            lowest = cp[0] + 1 if cp else 0
+            candidates = [s.index for s in segments if lowest <= s.index < writer.segment]
+            if not candidates:
+                return report
+            first, last = candidates[0], candidates[-1]
+            upto = min(before_segment - 1, first + (last - first) * 2 // 3)
+            if upto <= first:
+                return report
+            keep = dict(self._labels)
+            deleted = dict(self._deleted)
+        # Building the checkpoint reads finished segments only: no lock needed.
+        try:
+            dropped = self._write_checkpoint(cp, first, upto, mint_ms, keep, deleted)
+        except (CorruptionError, SegmentListError, OSError) as exc:
+            self.counters["prometheus_remote_write_wal_checkpoint_creations_failed_total"] += 1
+            if isinstance(exc, CorruptionError):
+                self.counters["prometheus_remote_write_wal_corruptions_total"] += 1
+            report.error = f"checkpoint failed: {exc}"
+            self.log.error("WAL %s: %s", self.directory, report.error)
+            return report
+        report.checkpoint = upto
+        report.samples_dropped = dropped
+        with self._lock:
+            for seg in list_segments(self.directory):
+                if seg.index <= upto:
+                    seg.path.unlink()
+                    report.folded_segments.append(seg.index)
+                    self._seg_times.pop(seg.index, None)
+            for ref, seg_index in list(self._deleted.items()):
+                if seg_index <= upto:
+                    del self._deleted[ref]
+                    self._alias.pop(ref, None)
+                    self.counters["prometheus_remote_write_wal_storage_removed_series_total"] += 1
+        for index, path in list_checkpoints(self.directory):
+            if index < upto:
+                try:
+                    shutil.rmtree(path)
+                    self.counters["prometheus_remote_write_wal_checkpoint_deletions_total"] += 1
+                except OSError:
+                    self.counters[
+                        "prometheus_remote_write_wal_checkpoint_deletions_failed_total"
+                    ] += 1
+        self.counters["prometheus_remote_write_wal_truncate_duration_seconds"] = (
+            time.monotonic() - started
+        )
+        return report
+
+    def _collect(self, mint_ms: int, current_segment: int) -> int:
+        stale = [ref for ref, t in self._last_ts.items() if t < mint_ms]
+        for ref in stale:
+            labels = self._labels.pop(ref, None)
+            self._last_ts.pop(ref, None)
+            self._metadata.pop(ref, None)
+            if labels is not None and self._refs.get(labels) == ref:
+                del self._refs[labels]
+            self._deleted[ref] = current_segment
+        return len(stale)
+
+    def _write_checkpoint(
+        self,
+        previous: tuple[int, Path] | None,
+        first: int,
+        upto: int,
+        mint_ms: int,
+        alive: dict[int, Labels],
+        deleted: dict[int, int],
+    ) -> int:
+        self.counters["prometheus_remote_write_wal_checkpoint_creations_total"] += 1
+        final = self.directory / checkpoint_name(upto)
+        tmp = final.with_name(final.name + ".tmp")
+        for stale in self.directory.glob("checkpoint.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+        writer = WalWriter(tmp, segment_size=self.segment_size, compress=self.compress)
+        batch: list[bytes] = []
+        size = 0
+        metadata: dict[int, MetricMetadata] = {}
+        dropped = 0
+
+        def keep(ref: int) -> bool:
+            return ref in alive or deleted.get(ref, -1) > upto
+
+        def emit(data: bytes) -> None:
+            nonlocal size, batch
+            batch.append(data)
+            size += len(data)
+            if size >= _CHECKPOINT_BATCH:
+                writer.log(batch)
+                batch, size = [], 0
+
+        sources = []
+        if previous is not None:
+            sources.append(iter_checkpoint(previous[1], previous[0]))
+        for seg in list_segments(self.directory):
+            if first <= seg.index <= upto:
+                sources.append(iter_segment(seg.path, seg.index))
+        try:
+            for source in sources:
+                for item in source:
+                    dropped += self._filter_record(item.data, mint_ms, keep, emit, metadata)
+            if metadata:
+                emit(rec.encode_metadata(list(metadata.values())))
+            if batch:
+                writer.log(batch)
+            writer.close()
+            fsync_dir(tmp)
+            os.replace(tmp, final)
+            fsync_dir(self.directory)
+        except BaseException:
+            writer.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return dropped
+
+    @staticmethod
+    def _filter_record(
+        data: bytes,
+        mint_ms: int,
+        keep: Callable[[int], bool],
+        emit: Callable[[bytes], None],
+        metadata: dict[int, MetricMetadata],
+    ) -> int:
+        try:
+            decoded = rec.decode(data)
+        except rec.RecordDecodeError:
+            return 0
+        if isinstance(decoded, rec.SeriesRecord):
+            kept = [(ref, labels) for ref, labels in decoded.series if keep(ref)]
+            if kept:
+                emit(rec.encode_series(kept))
+        elif isinstance(decoded, rec.SamplesRecord):
+            idx = [i for i, t in enumerate(decoded.timestamps) if t >= mint_ms]
+            if idx:
+                emit(
+                    rec.encode_samples(
+                        [decoded.refs[i] for i in idx],
+                        [decoded.timestamps[i] for i in idx],
+                        [decoded.values[i] for i in idx],
+                    )
+                )
+            return len(decoded.refs) - len(idx)
+        elif isinstance(decoded, rec.HistogramsRecord):
+            hs = [h for h in decoded.histograms if h.timestamp >= mint_ms]
+            for data_out in rec.encode_histograms(hs) if hs else []:
+                emit(data_out)
+            return len(decoded.histograms) - len(hs)
+        elif isinstance(decoded, rec.ExemplarsRecord):
+            exs = [e for e in decoded.exemplars if e.timestamp >= mint_ms]
+            if exs:
+                emit(rec.encode_exemplars(exs))
+        elif isinstance(decoded, rec.TombstonesRecord):
+            ivs = [iv for iv in decoded.intervals if iv[2] >= mint_ms]
+            if ivs:
+                emit(rec.encode_tombstones(ivs))
+        elif isinstance(decoded, rec.MetadataRecord):
+            for meta in decoded.entries:
+                if keep(meta.ref):
+                    metadata[meta.ref] = meta
+        return 0
+
+    # -- context manager -----------------------------------------------------
+    def __enter__(self) -> WalStorage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_COUNTER_NAMES = (
+    "prometheus_remote_write_wal_storage_created_series_total",
+    "prometheus_remote_write_wal_storage_removed_series_total",
+    "prometheus_remote_write_wal_samples_appended_total",
+    "prometheus_remote_write_wal_exemplars_appended_total",
+    "prometheus_remote_write_wal_metadata_updates_total",
+    "prometheus_remote_write_wal_out_of_order_samples_total",
+    "prometheus_remote_write_data_replay_duration_seconds",
+    "prometheus_remote_write_wal_truncate_duration_seconds",
+    "prometheus_remote_write_wal_corruptions_total",
+    "prometheus_remote_write_wal_checkpoint_creations_total",
+    "prometheus_remote_write_wal_checkpoint_creations_failed_total",
+    "prometheus_remote_write_wal_checkpoint_deletions_total",
+    "prometheus_remote_write_wal_checkpoint_deletions_failed_total",
+    "prometheus_tsdb_wal_fsync_duration_seconds",
+    "rwconsole_wal_segment_gaps_filled_total",
+    "rwconsole_wal_repair_records_dropped_total",
+    "rwconsole_wal_repair_samples_dropped_total",
+    "rwconsole_wal_undecodable_records_total",
+    "rwconsole_wal_unknown_records_total",
+)
