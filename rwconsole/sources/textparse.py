@@ -271,7 +271,7 @@ def _parse_exemplar(text: str, openmetrics_ts: bool = True) -> tuple[Labels, flo
     try:
         labels = make_labels(pairs)
     except DuplicateLabelError as exc:
-        raise ValueError(f"exemplar: {exc}") from None
+        raise ValueError(f"exemplar: {exc}".replace("duplicate", "repeated")) from None
     if end < len(text) and text[end] not in " \t":
         raise ValueError("expected a space after the exemplar's label set")
     parts = text[end:].split()
