@@ -33,7 +33,7 @@ def test_defaults_are_alloys() -> None:
     assert endpoint.send_exemplars is True
     assert endpoint.send_native_histograms is False
     assert endpoint.follow_redirects is True
-    assert endpoint.enable_http2 is True
+    assert endpoint.enable_http2 is False  # Alloy's current docs; scrape keeps True
     assert endpoint.protobuf_message == "prometheus.WriteRequest"
     q = endpoint.queue_config
     assert (q.capacity, q.max_shards, q.min_shards, q.max_samples_per_send) == (10000, 50, 1, 2000)
@@ -90,6 +90,11 @@ def test_values_are_converted() -> None:
     assert [s.reveal() for s in endpoint.http_headers["X-Key"]] == ["a", "b"]
     assert config.external_labels == {"cluster": "c1"}
     assert config.scrape[0].params == {"collect": ["cpu", "meminfo"]}
+
+
+def test_scrape_http2_default() -> None:
+    text = '[[scrape]]\njob_name = "a"\ntargets = ["h:1"]\n'
+    assert parse_config(text).scrape[0].enable_http2 is True
 
 
 def test_scrape_timeout_defaults_to_interval_when_shorter() -> None:

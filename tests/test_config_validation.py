@@ -72,6 +72,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "not a valid HTTP header name",
     ),
     (
+        "header-value-newline",
+        EP + 'headers = { "X-Api" = "a\\r\\nInjected: yes" }\n',
+        "endpoint[0].headers.X-Api",
+        "must not contain line breaks",
+    ),
+    (
+        "http-headers-newline",
+        EP + 'http_headers = { "X-Api" = ["ok", "b\\nc"] }\n',
+        "endpoint[0].http_headers.X-Api",
+        "must not contain line breaks",
+    ),
+    (
         "http-headers-reserved",
         EP + 'http_headers = { "Host" = ["x"] }\n',
         "endpoint[0].http_headers.Host",

@@ -476,6 +476,13 @@ class _Validator:
                 self.add((*path, name), f"{name!r} is a reserved header and cannot be set")
             elif not _HEADER_NAME.match(name):
                 self.add((*path, name), f"{name!r} is not a valid HTTP header name")
+            values = headers[name] if isinstance(headers[name], list) else [headers[name]]
+            for value in values:
+                if isinstance(value, Secret) and value.kind == "value":
+                    text = value.reveal()
+                    if "\r" in text or "\n" in text or "\0" in text:
+                        # The value itself is never quoted: it may be a credential.
+                        self.add((*path, name), "header value must not contain line breaks")
 
     def url(self, raw_url: str, path: KeyPath, *, required: bool) -> None:
         url = redact_url(raw_url)
