@@ -297,51 +297,69 @@ def encode_write_request_v1(
 # --- protocol 2.0 ------------------------------------------------------------
 
 
+class _VarintsByText(dict[str, bytes]):
+    """Maps each symbol to the varint of its index, adding unknown ones on lookup.
+
+    Lookups of known symbols stay in C (``map(table.__getitem__, strings)``);
+    only a new symbol runs ``__missing__``.
+    """
+
+    __slots__ = ("symbols",)
+
+    def __init__(self) -> None:
+        super().__init__({"": _VARINTS[0]})
+        self.symbols: list[str] = [""]
+
+    def __missing__(self, text: str) -> bytes:
+        symbols = self.symbols
+        varint = _varint(len(symbols))
+        self[text] = varint
+        symbols.append(text)
+        return varint
+
+
 class SymbolTable:
     """Interns strings for one v2 request; ``symbols[0]`` is always ``""``.
 
-    Symbols are numbered in first-seen order. ``refs`` interns a whole list at
-    once (deduplication runs in C), which is how the request encoder uses it.
+    Symbols are numbered in first-seen order.
     """
 
-    __slots__ = ("_index", "symbols")
+    __slots__ = ("_table",)
 
     def __init__(self) -> None:
-        self.symbols: list[str] = [""]
-        self._index: dict[str, int] = {"": 0}
+        self._table = _VarintsByText()
+
+    @property
+    def symbols(self) -> list[str]:
+        return self._table.symbols
 
     def reset(self) -> None:
         """Forget every symbol except ``""`` (done before each request)."""
-        self.symbols = [""]
-        self._index = {"": 0}
+        self._table = _VarintsByText()
 
     def ref(self, text: str) -> int:
         """The index of ``text``, adding it when new."""
-        index = self._index.get(text)
-        if index is None:
-            index = len(self.symbols)
-            self._index[text] = index
-            self.symbols.append(text)
-        return index
-
-    def refs(self, strings: list[str]) -> list[int]:
-        """The indexes of ``strings``, adding the new ones in first-seen order."""
-        index = self._index
-        fresh = [text for text in dict.fromkeys(strings) if text not in index]
-        if fresh:
-            first = len(self.symbols)
-            index.update(zip(fresh, range(first, first + len(fresh)), strict=True))
-            self.symbols.extend(fresh)
-        return list(map(index.__getitem__, strings))
+        return _decode_varint(self._table[text])
 
     def label_refs(self, labels: Labels) -> list[int]:
         """``[name_ref, value_ref, ...]`` for a label set."""
-        return self.refs(list(chain.from_iterable(labels)))
+        return [self.ref(text) for text in chain.from_iterable(labels)]
+
+    def packed_refs(self, strings: Iterable[str]) -> bytes:
+        """The concatenated varints of the refs of ``strings`` (interning them)."""
+        return b"".join(map(self._table.__getitem__, strings))
 
     def encode(self) -> bytes:
         """The repeated ``symbols`` fields (field 4) of a Request."""
-        raws = map(str.encode, self.symbols)
+        raws = map(str.encode, self._table.symbols)
         return b"".join([b"\x22" + _varint(len(raw)) + raw for raw in raws])
+
+
+def _decode_varint(raw: bytes) -> int:
+    value = 0
+    for shift, byte in enumerate(raw):
+        value |= (byte & 0x7F) << (7 * shift)
+    return value
 
 
 class HistogramEntry(NamedTuple):
@@ -367,54 +385,33 @@ def _distinct(objects: Iterable[object]) -> dict[int, object]:
 class _V2Fields:
     """The label-refs and metadata fields of every distinct series object of a request.
 
-    All strings of the request are interned in one bulk call; afterwards each
-    distinct ``Labels`` (and ``MetricMetadata``) object maps, by ``id``, to its
-    encoded field. The input lists keep those objects alive during the call, so
-    ids cannot be recycled.
+    Each distinct ``Labels`` (and ``MetricMetadata``) object maps, by ``id``, to
+    its encoded field. The caller's lists keep those objects alive during the
+    call, so ids cannot be recycled.
     """
 
-    __slots__ = ("_encoded", "extra_start", "labels", "metadata", "symbols")
+    __slots__ = ("labels", "metadata", "symbols")
 
-    def __init__(
-        self,
-        label_sets: dict[int, Labels],
-        extra_label_sets: Sequence[Labels],
-        metas: dict[int, MetricMetadata],
-    ) -> None:
+    def __init__(self, label_sets: dict[int, Labels], metas: dict[int, MetricMetadata]) -> None:
         self.symbols = SymbolTable()
-        strings = list(chain.from_iterable(chain.from_iterable(label_sets.values())))
-        strings.extend(chain.from_iterable(chain.from_iterable(extra_label_sets)))
-        for meta in metas.values():
-            strings.append(meta.help)
-            strings.append(meta.unit)
-        refs = self.symbols.refs(strings)
-        varint = _VARINTS.__getitem__ if len(self.symbols.symbols) <= _TABLE_SIZE else _varint
-        encoded = list(map(varint, refs))
-        pos = 0
+        packed = self.symbols.packed_refs
         self.labels: dict[int, bytes] = {}
         for key, labels in label_sets.items():
-            end = pos + 2 * len(labels)
-            body = b"".join(encoded[pos:end])
+            body = packed(chain.from_iterable(labels))
             self.labels[key] = _field_prefix(_LEN1, 1, len(body)) + body if body else b""
-            pos = end
-        self.extra_start = pos
-        pos += sum(2 * len(labels) for labels in extra_label_sets)
         self.metadata: dict[int, bytes] = {id(None): b""}
         for key, meta in metas.items():
-            body = (
-                _varint_field(1, int(meta.type))
-                + _varint_field(3, refs[pos])
-                + _varint_field(4, refs[pos + 1])
-            )
+            body = _varint_field(1, int(meta.type))
+            if meta.help:
+                body += b"\x18" + packed((meta.help,))
+            if meta.unit:
+                body += b"\x20" + packed((meta.unit,))
             self.metadata[key] = _message_field(5, body)
-            pos += 2
-        self._encoded = encoded
 
-    def refs_field(self, start: int, count: int) -> tuple[bytes, int]:
-        """Packed refs of ``count`` strings of the extra label sets at ``start``."""
-        first = self.extra_start + start
-        body = b"".join(self._encoded[first : first + count])
-        return (_field_prefix(_LEN1, 1, len(body)) + body if body else b""), start + count
+    def refs_field(self, labels: Labels) -> bytes:
+        """The packed ``labels_refs`` field (field 1) of a label set."""
+        body = self.symbols.packed_refs(chain.from_iterable(labels))
+        return _field_prefix(_LEN1, 1, len(body)) + body if body else b""
 
 
 def _float_samples_v2(
@@ -482,7 +479,7 @@ def encode_write_request_v2(
         for meta in chain(metas_col, (h.metadata for h in hists), (e.metadata for e in exs))
         if meta is not None
     )
-    fields = _V2Fields(label_sets, [e.exemplar.labels for e in exs], metas)  # type: ignore[arg-type]
+    fields = _V2Fields(label_sets, metas)  # type: ignore[arg-type]
     labels_field = fields.labels.__getitem__
     metadata_field = fields.metadata.__getitem__
 
@@ -502,10 +499,9 @@ def encode_write_request_v2(
             + metadata_field(id(h.metadata))
         )
         out.append(_message_field(5, body))
-    pos = 0
     for e in exs:
         exemplar = e.exemplar
-        refs, pos = fields.refs_field(pos, 2 * len(exemplar.labels))
+        refs = fields.refs_field(exemplar.labels)
         body = (
             labels_field(id(e.labels))
             + _message_field(
