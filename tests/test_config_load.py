@@ -33,7 +33,7 @@ def test_defaults_are_alloys() -> None:
     assert endpoint.send_exemplars is True
     assert endpoint.send_native_histograms is False
     assert endpoint.follow_redirects is True
-    assert endpoint.enable_http2 is False  # Alloy's current docs; scrape keeps True
+    assert endpoint.enable_http2 is True
     assert endpoint.protobuf_message == "prometheus.WriteRequest"
     q = endpoint.queue_config
     assert (q.capacity, q.max_shards, q.min_shards, q.max_samples_per_send) == (10000, 50, 1, 2000)

@@ -266,9 +266,6 @@ class EndpointConfig(HTTPClientConfig):
     protobuf_message: str = _field(
         PROTOBUF_V1, f"{PROTOBUF_V1} (remote write 1.0) or {PROTOBUF_V2} (2.0)."
     )
-    # Alloy's current default (and Prometheus 3's) for remote write: HTTP/2 would
-    # multiplex every shard onto one connection.
-    enable_http2: bool = _field(False, "Allow HTTP/2 (off: one connection per shard).")
     sigv4: SigV4Config | None = _field(None, "AWS SigV4 authentication.")
     azuread: AzureADConfig | None = _field(None, "Azure AD authentication.")
     queue_config: QueueConfig = _field(QueueConfig(), "Queue tuning.")
