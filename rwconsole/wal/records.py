@@ -18,6 +18,7 @@ Float bit patterns (staleness marker, NaN payloads, -0.0) are kept exactly.
 from __future__ import annotations
 
 import operator
+import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -571,6 +572,40 @@ _DECODERS = {
     9: decode_histograms,
     10: decode_histograms,
 }
+
+
+_SAMPLE_ENTRIES = re.compile(
+    rb"(?:[\x80-\xff]{0,9}[\x00-\x7f][\x80-\xff]{0,9}[\x00-\x7f].{8})*", re.S
+)
+
+
+def check_samples(data: bytes) -> str | None:
+    """Structural check of a samples record without building Python objects.
+
+    Returns None when every entry is well formed, else the decoder's message.
+    """
+    if len(data) <= 1:
+        return None
+    if len(data) >= 17:
+        body = memoryview(data)[17:]
+        size = len(body)
+        if size % 10 == 0 and (size == 0 or (max(body[0::10]) < 0x80 and max(body[1::10]) < 0x80)):
+            return None
+        if (
+            size % 11 == 0
+            and size
+            and min(body[0::11]) >= 0x80
+            and max(body[1::11]) < 0x80
+            and max(body[2::11]) < 0x80
+        ):
+            return None
+        if _SAMPLE_ENTRIES.fullmatch(data, 17) is not None:
+            return None
+    try:
+        decode_samples(data)
+    except RecordDecodeError as exc:
+        return str(exc)
+    return None
 
 
 def count_samples(data: bytes) -> int:

@@ -185,7 +185,7 @@ def cut_at(
     segment: int,
     offset: int,
     *,
-    compress: bool,
+    compress: bool | None = None,
     backup_dir: Path | None = None,
 ) -> tuple[int, list[int]]:
     """Rewrite ``segment`` with the records that end before ``offset``; delete later ones.
@@ -194,6 +194,7 @@ def cut_at(
     file is renamed ``N.repair``, its good prefix is re-logged into a fresh
     segment N whose last page is padded, then ``N.repair`` is removed (moved
     into ``backup_dir`` with the deleted segments, when one is given).
+    ``compress`` None keeps snappy on if any kept record was compressed.
     Returns (records kept, segments deleted).
     """
     directory = Path(directory)
@@ -211,13 +212,17 @@ def cut_at(
     repair_path = path.with_name(path.name + ".repair")
     os.replace(path, repair_path)
     kept: list[bytes] = []
+    any_compressed = False
     try:
         for item in iter_segment(repair_path, segment):
             if item.end >= offset:
                 break
             kept.append(item.data)
+            any_compressed = any_compressed or item.compressed
     except CorruptionError:
         pass
+    if compress is None:
+        compress = any_compressed
     writer = WalWriter(directory, compress=compress, first_segment=segment)
     for data in kept:
         writer.log([data])
