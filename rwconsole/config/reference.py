@@ -97,7 +97,7 @@ def current_section(text: str) -> str:
 def _render_table(
     cls: type, title: str, prefix: tuple[str, ...], out: list[str], seen: dict[type, str]
 ) -> None:
-    seen[cls] = title
+    seen.setdefault(cls, title)
     doc = (cls.__doc__ or "").strip().splitlines()[0]
     out.append(f"### {title}\n\n{doc}\n")
     out.append("| key | type | default | description |\n|---|---|---|---|")
@@ -115,8 +115,12 @@ def _render_table(
             name = ".".join(path)
             children.append((block, f"`[[{name}]]`" if is_array else f"`[{name}]`", path))
     out.append("")
+    # Claim every child block first, so a shared block (tls_config) is described
+    # at its shallowest place and nested repeats refer to it.
+    for block, child_title, _ in children:
+        seen.setdefault(block, child_title)
     for block, child_title, path in children:
-        if block in seen:
+        if seen[block] != child_title:
             out.append(f"### {child_title}\n\nSame keys as {seen[block]}.\n")
             continue
         _render_table(block, child_title, path, out, seen)

@@ -337,7 +337,9 @@ class ScrapeConfig(HTTPClientConfig):
     job_name: str = _required("Job name, added as the job label.")
     targets: list[str] = _field([], "Targets as host:port.")
     scrape_interval: float = _duration(60.0, "How often to scrape.")
-    scrape_timeout: float = _duration(10.0, "Per-scrape timeout (<= scrape_interval).")
+    scrape_timeout: float = _duration(
+        10.0, "Per-scrape timeout, <= scrape_interval (default: 10s or the interval if shorter)."
+    )
     metrics_path: str = _field("/metrics", "HTTP path to scrape.")
     scheme: str = _field("http", "http or https.")
     params: dict[str, list[str]] = _field({}, "URL query parameters.")
