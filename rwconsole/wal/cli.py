@@ -1,10 +1,403 @@
-"""``rwconsole wal ...`` subcommands."""
+"""``rwconsole wal ...`` subcommands: inspect, dump, verify, repair, open.
+
+Thin wrappers around ``rwconsole.wal.tools``; this module only parses
+arguments and prints. Each command takes a WAL directory or a data directory
+holding ``wal/``. Exit codes: 0 fine, 1 damage found (or the command could not
+finish), 2 usage error (bad arguments, missing or unreadable directory, not a WAL).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import struct
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from rwconsole.labels import format_labels
+from rwconsole.model import is_stale_nan
+from rwconsole.selector import SelectorError, parse_selector
+from rwconsole.wal import tools
+
+EXIT_OK = 0
+EXIT_BAD = 1
+EXIT_USAGE = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser("wal", help="inspect, dump, verify and repair WAL directories")
-    parser.set_defaults(handler=lambda args: 1)
+    parser.set_defaults(handler=_no_subcommand, wal_parser=parser)
+    sub = parser.add_subparsers(dest="wal_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("inspect", help="summarise segments, records, series and damage")
+    p.add_argument("dir", metavar="DIR", help="WAL directory or data directory containing wal/")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="top N metric names")
+    p.set_defaults(handler=_cmd_inspect)
+
+    p = sub.add_parser("dump", help="print samples, exemplars and histograms")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--match", metavar="SELECTOR", help='series selector, e.g. up{job="node"}')
+    p.add_argument("--start", metavar="MS|RFC3339", help="earliest timestamp")
+    p.add_argument("--end", metavar="MS|RFC3339", help="latest timestamp")
+    p.add_argument("--format", choices=("text", "json", "openmetrics"), default="text")
+    p.set_defaults(handler=_cmd_dump)
+
+    p = sub.add_parser("verify", help="check every fragment and record (exit 1 when damaged)")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_verify)
+
+    p = sub.add_parser("repair", help="cut a damaged WAL at the first damage, keeping a backup")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--dry-run", action="store_true", help="only say what would change")
+    p.add_argument("--no-backup", action="store_true", help="delete instead of moving aside")
+    p.set_defaults(handler=_cmd_repair)
+
+    p = sub.add_parser("open", help="open the WAL in the console")
+    p.add_argument("dir", metavar="DIR")
+    p.set_defaults(handler=_cmd_open)
+
+
+def _out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _no_subcommand(args: argparse.Namespace) -> int:
+    args.wal_parser.print_help()
+    return EXIT_USAGE
+
+
+def _resolve(path: str) -> Path | None:
+    try:
+        return tools.resolve_wal_dir(path)
+    except (OSError, tools.NotAWalError) as exc:
+        _err().print(f"[bold red]error:[/] {exc}", markup=True)
+        return None
+
+
+def _guard(func: Any, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+    try:
+        return True, func(*args, **kwargs)
+    except PermissionError as exc:
+        _err().print(f"[bold red]error:[/] permission denied: {exc.filename or exc}")
+    except OSError as exc:
+        _err().print(f"[bold red]error:[/] {exc}")
+    return False, None
+
+
+# ---------------------------------------------------------------------------
+# inspect
+
+
+def _fmt_ts(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    try:
+        stamp = datetime.fromtimestamp(ms / 1000).astimezone().isoformat(timespec="milliseconds")
+    except (OverflowError, OSError, ValueError):
+        return str(ms)
+    return f"{ms} ({stamp})"
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    wal_dir = _resolve(args.dir)
+    if wal_dir is None:
+        return EXIT_USAGE
+    if args.top < 0:
+        _err().print("[bold red]error:[/] --top must be >= 0")
+        return EXIT_USAGE
+    ok, report = _guard(tools.inspect, wal_dir, top=args.top)
+    if not ok:
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+        return EXIT_OK
+    out = _out()
+    out.print(f"[bold]WAL[/] {report.directory}")
+    table = Table("segment", "size", "records", "first rec", "last rec", "min time", "max time")
+    for s in report.segments:
+        table.add_row(
+            s.name,
+            f"{s.size:,}",
+            f"{s.records:,}",
+            "-" if s.first_record_offset is None else str(s.first_record_offset),
+            "-" if s.last_record_offset is None else str(s.last_record_offset),
+            str(s.min_time_ms if s.min_time_ms is not None else "-"),
+            str(s.max_time_ms if s.max_time_ms is not None else "-"),
+        )
+    out.print(table)
+    out.print(f"checkpoint: {report.checkpoint or 'none'}")
+    records = ", ".join(f"{k}={v:,}" for k, v in sorted(report.records.items())) or "none"
+    out.print(f"records: {records}")
+    out.print(
+        f"series: {report.series:,}  samples: {report.samples:,}  "
+        f"exemplars: {report.exemplars:,}  histograms: {report.histograms:,}"
+    )
+    out.print(f"time range: {_fmt_ts(report.min_time_ms)} .. {_fmt_ts(report.max_time_ms)}")
+    if report.top_metrics:
+        top = Table("metric", "series", title="top metric names")
+        for name, count in report.top_metrics:
+            top.add_row(name or "(no name)", f"{count:,}")
+        out.print(top)
+    if report.top_label_names:
+        out.print("label names: " + ", ".join(f"{n} ({c:,})" for n, c in report.top_label_names))
+    if report.gaps:
+        out.print("[yellow]missing segments:[/] " + ", ".join(f"{i:08d}" for i in report.gaps))
+    for line in report.undecodable:
+        out.print(f"[yellow]undecodable record:[/] {line}")
+    if report.corruption is not None:
+        out.print(f"[bold red]corruption:[/] {report.corruption.describe()}")
+    else:
+        out.print("corruption: none")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# dump
+
+
+def _parse_time(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    stripped = text.strip()
+    if stripped.lstrip("-").isdigit():
+        return int(stripped)
+    try:
+        parsed = datetime.fromisoformat(stripped.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{flag}: {text!r} is neither milliseconds nor an RFC 3339 time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{flag}: {text!r} needs a time zone (e.g. Z or +02:00)")
+    return int(parsed.timestamp() * 1000)
+
+
+def _json_value(value: float) -> float | str:
+    if math.isnan(value):
+        return "stale" if is_stale_nan(value) else "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def _text_value(value: float) -> str:
+    if math.isnan(value):
+        bits = struct.unpack(">Q", struct.pack(">d", value))[0]
+        return f"stale (0x{bits:016x})" if is_stale_nan(value) else "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _om_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _om_labels(labels: Any) -> tuple[str, str]:
+    name = ""
+    parts = []
+    for key, val in labels:
+        if key == "__name__":
+            name = val
+            continue
+        escaped = val.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+        parts.append(f'{key}="{escaped}"')
+    return name, ("{" + ",".join(parts) + "}") if parts else ""
+
+
+def _bucket(h: Any, value: float) -> float | str | int:
+    return _json_value(float(value)) if h.is_float else int(value)
+
+
+def _histogram_json(h: Any) -> dict[str, Any]:
+    return {
+        "schema": h.schema,
+        "zero_threshold": _json_value(h.zero_threshold),
+        "zero_count": _json_value(float(h.zero_count)) if h.is_float else h.zero_count,
+        "count": _json_value(float(h.count)) if h.is_float else h.count,
+        "sum": _json_value(h.sum),
+        "positive_spans": [list(s) for s in h.positive_spans],
+        "negative_spans": [list(s) for s in h.negative_spans],
+        "positive_buckets": [
+            _json_value(float(b)) if h.is_float else b for b in h.positive_buckets
+        ],
+        "negative_buckets": [
+            _json_value(float(b)) if h.is_float else b for b in h.negative_buckets
+        ],
+        "reset_hint": h.reset_hint.name.lower(),
+        "float": h.is_float,
+        "custom_values": [_json_value(v) for v in h.custom_values],
+    }
+
+
+def _cmd_dump(args: argparse.Namespace) -> int:
+    try:
+        selector = parse_selector(args.match) if args.match else None
+        start = _parse_time(args.start, "--start")
+        end = _parse_time(args.end, "--end")
+    except (SelectorError, ValueError) as exc:
+        _err().print(f"[bold red]error:[/] {exc}", markup=True)
+        return EXIT_USAGE
+    wal_dir = _resolve(args.dir)
+    if wal_dir is None:
+        return EXIT_USAGE
+    problems: list[str] = []
+    write = sys.stdout.write
+    try:
+        for item in tools.iter_dump(wal_dir, selector, start, end, problems=problems):
+            write(_format_item(item, args.format))
+        if args.format == "openmetrics":
+            write("# EOF\n")
+    except BrokenPipeError:
+        return EXIT_OK
+    except OSError as exc:
+        _err().print(f"[bold red]error:[/] {exc}")
+        return EXIT_USAGE
+    for problem in problems:
+        _err().print(f"[yellow]warning:[/] {problem}")
+    return EXIT_OK
+
+
+def _format_item(item: tools.DumpItem, fmt: str) -> str:
+    if fmt == "json":
+        obj: dict[str, Any] = {"labels": dict(item.labels), "timestamp": item.timestamp}
+        if item.kind == "sample":
+            obj["value"] = _json_value(item.value)
+        elif item.kind == "exemplar":
+            obj = {
+                "type": "exemplar",
+                **obj,
+                "value": _json_value(item.value),
+                "exemplar_labels": dict(item.exemplar_labels),
+            }
+        else:
+            obj = {"type": "histogram", **obj, "histogram": _histogram_json(item.histogram)}
+        return json.dumps(obj) + "\n"
+    if fmt == "openmetrics":
+        name, labels = _om_labels(item.labels)
+        seconds = f"{item.timestamp / 1000:.3f}"
+        if item.kind == "sample":
+            return f"{name}{labels} {_om_value(item.value)} {seconds}\n"
+        if item.kind == "exemplar":
+            _, ex_labels = _om_labels(item.exemplar_labels)
+            return (
+                f"# exemplar {name}{labels} {ex_labels or '{}'} {_om_value(item.value)} {seconds}\n"
+            )
+        h = item.histogram
+        assert h is not None
+        return (
+            f"# histogram {name}{labels} count={h.count} sum={_om_value(h.sum)} "
+            f"schema={h.schema} {seconds}\n"
+        )
+    labels = format_labels(item.labels)
+    if item.kind == "sample":
+        return f"{labels} {_text_value(item.value)} {item.timestamp}\n"
+    if item.kind == "exemplar":
+        return (
+            f"exemplar {labels} {format_labels(item.exemplar_labels)} "
+            f"{_text_value(item.value)} {item.timestamp}\n"
+        )
+    h = item.histogram
+    assert h is not None
+    return f"histogram {labels} count={h.count} sum={h.sum} schema={h.schema} {item.timestamp}\n"
+
+
+# ---------------------------------------------------------------------------
+# verify / repair / open
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    wal_dir = _resolve(args.dir)
+    if wal_dir is None:
+        return EXIT_USAGE
+    ok, report = _guard(tools.verify, wal_dir)
+    if not ok:
+        return EXIT_USAGE
+    if args.json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "directory": report.directory,
+                    "ok": report.ok,
+                    "segments": report.segments,
+                    "records": report.records,
+                    "bytes": report.bytes_read,
+                    "problems": [
+                        {
+                            "kind": p.kind,
+                            "segment": p.segment,
+                            "offset": p.offset,
+                            "message": p.message,
+                            "records_lost": p.records_lost,
+                            "samples_lost": p.samples_lost,
+                        }
+                        for p in report.problems
+                    ],
+                    "notes": report.notes,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+        return EXIT_OK if report.ok else EXIT_BAD
+    out = _out()
+    out.print(
+        f"verified {report.segments} segment(s), {report.records:,} records, "
+        f"{report.bytes_read:,} bytes in {report.seconds:.2f}s ({report.mb_per_second:.0f} MB/s)"
+    )
+    for note in report.notes:
+        out.print(f"note: {note}")
+    if report.ok:
+        out.print("[green]OK[/]: no damage found")
+        return EXIT_OK
+    for p in report.problems:
+        where = p.segment if p.offset is None else f"{p.segment} offset {p.offset}"
+        out.print(f"[bold red]{p.kind}[/] in {where}: {p.message}")
+    return EXIT_BAD
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    wal_dir = _resolve(args.dir)
+    if wal_dir is None:
+        return EXIT_USAGE
+    ok, report = _guard(tools.repair, wal_dir, dry_run=args.dry_run, backup=not args.no_backup)
+    if not ok:
+        return EXIT_BAD
+    out = _out()
+    verb = "would" if report.dry_run else "did"
+    if not report.gaps_filled and report.corruption is None:
+        out.print("[green]OK[/]: nothing to repair")
+        return EXIT_OK
+    if report.gaps_filled:
+        names = ", ".join(f"{i:08d}" for i in report.gaps_filled)
+        out.print(f"{verb} create empty segment(s) for missing {names} (nothing lost)")
+    c = report.corruption
+    if c is not None:
+        out.print(f"corruption: {c.describe()}")
+        if report.segments_deleted:
+            names = ", ".join(f"{i:08d}" for i in report.segments_deleted)
+            out.print(f"{verb} remove later segment(s) {names}")
+        if not report.dry_run:
+            out.print(f"kept {report.records_kept:,} record(s) before the damage")
+    if report.backup_dir:
+        out.print(f"removed data kept in {report.backup_dir}")
+    return EXIT_OK
+
+
+def _cmd_open(args: argparse.Namespace) -> int:
+    _err().print("rwconsole wal open: the console WAL view is not available yet")
+    return EXIT_BAD
