@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from rwconsole import __version__
 from rwconsole.config import schema
+from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
@@ -41,7 +42,7 @@ from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.follower import WalFollower
 from rwconsole.remote.progress import ProgressStore
-from rwconsole.remote.queue import QueueManager, QueueSettings
+from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
 
 log = logging.getLogger("rwconsole.engine")
@@ -430,11 +431,10 @@ class Engine:
         if unknown:
             raise EngineError(f"unknown queue_config field(s): {', '.join(unknown)}")
         new_config = dataclasses.replace(endpoint.config.queue_config, **changes)
-        settings = QueueSettings.from_config(new_config)
-        problems = settings.problems()
+        problems = queue_config_problems(new_config)
         if problems:
-            raise EngineError("; ".join(f"queue_config.{p}" for p in problems))
-        await endpoint.queue.apply_settings(settings)
+            raise EngineError("; ".join(f"queue_config.{p.describe()}" for p in problems))
+        await endpoint.queue.apply_settings(new_config)
         endpoint.config = dataclasses.replace(endpoint.config, queue_config=new_config)
         endpoints = list(self.config.endpoint)
         endpoints[endpoint.index] = endpoint.config
@@ -531,7 +531,7 @@ class Engine:
         queue = QueueManager(
             name=name,
             url=_redact_url(config.url),
-            settings=QueueSettings.from_config(config.queue_config),
+            settings=config.queue_config,
             client=client,
             source=follower,
             lookup=self.wal.lookup,
@@ -561,9 +561,9 @@ class Engine:
     async def _start_demo_receiver(self) -> None:
         from rwconsole.demo.receiver import DemoReceiver
 
-        self.demo_receiver = DemoReceiver()
-        await self.demo_receiver.start("127.0.0.1", 0)
-        url = f"http://127.0.0.1:{self.demo_receiver.port}/api/v1/write"
+        self.demo_receiver = DemoReceiver("127.0.0.1:0")
+        await self.demo_receiver.start()
+        url = self.demo_receiver.url
         demo_endpoints = [
             schema.EndpointConfig(url=url, name="demo-v1"),
             schema.EndpointConfig(
@@ -583,21 +583,37 @@ class Engine:
         if cfg.synthetic is not None:
             from rwconsole.sources.synthetic import SyntheticSource
 
-            source = SyntheticSource(cfg.synthetic, self.appender)
-            await _maybe_await(source.start())
-            self.sources.append(source)
+            synthetic = SyntheticSource.from_config(cfg.synthetic, self.appender)
+            synthetic.start()
+            self.sources.append(synthetic)
         if cfg.scrape:
             from rwconsole.sources.scrape import ScrapeManager
 
-            manager = ScrapeManager(cfg.scrape, self.appender)
-            await _maybe_await(manager.start())
+            manager = ScrapeManager(self.appender)
+            await manager.apply(cfg.scrape)
             self.sources.append(manager)
         if cfg.receiver is not None:
             from rwconsole.sources.receiver import RemoteWriteReceiver
 
-            receiver = RemoteWriteReceiver(cfg.receiver, self.appender)
-            await _maybe_await(receiver.start())
+            receiver = RemoteWriteReceiver(self.appender, cfg.receiver.listen_address)
+            try:
+                await receiver.start()
+            except OSError as err:
+                raise EngineError(
+                    f"receiver.listen_address: cannot listen on "
+                    f"{cfg.receiver.listen_address}: {err.strerror or err}"
+                ) from None
             self.sources.append(receiver)
+
+    def _source_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {}
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                if hasattr(source, "targets"):
+                    status["scrape"] = {"targets": source.targets(), "counters": source.counters()}
+                elif hasattr(source, "stats"):
+                    status[type(source).__name__] = source.stats()
+        return status
 
     async def _start_metrics_server(self) -> None:
         from rwconsole.sources.httpserver import HttpServer, Request, Response
@@ -847,12 +863,7 @@ class Engine:
                     history=tuple(endpoint.history),
                 )
             )
-        sources: dict[str, Any] = {}
-        for source in self.sources:
-            status = getattr(source, "status", None)
-            if callable(status):
-                with contextlib.suppress(Exception):
-                    sources[type(source).__name__] = status()
+        sources = self._source_status()
         demo = None
         if self.demo_receiver is not None:
             with contextlib.suppress(Exception):

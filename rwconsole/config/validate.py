@@ -87,6 +87,13 @@ def warnings(config: schema.Config) -> list[Problem]:
     return found
 
 
+def queue_config_problems(queue_config: schema.QueueConfig) -> list[Problem]:
+    """The queue_config rules alone (for live edits), paths relative to queue_config."""
+    validator = _Validator()
+    validator.queue(queue_config, ())
+    return validator.problems
+
+
 def check_secret_references(config: schema.Config) -> list[Problem]:
     """A problem for every env/file secret that cannot be resolved now."""
     problems: list[Problem] = []

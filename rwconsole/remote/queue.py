@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rwconsole.config.schema import QueueConfig
+from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels
 from rwconsole.remote import encode
 from rwconsole.remote.chunks import Chunk, Position
@@ -49,51 +51,6 @@ KINDS3 = ("samples", "exemplars", "histograms")
 CUSTOM_BUCKETS_SCHEMA = -53
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    """The queue_config values a running queue uses (Alloy's names and defaults)."""
-
-    capacity: int = 10000
-    max_shards: int = 50
-    min_shards: int = 1
-    max_samples_per_send: int = 2000
-    batch_send_deadline: float = 5.0
-    min_backoff: float = 0.03
-    max_backoff: float = 5.0
-    retry_on_http_429: bool = True
-    sample_age_limit: float = 0.0
-
-    @classmethod
-    def from_config(cls, queue_config: Any) -> QueueSettings:
-        return cls(**{name: getattr(queue_config, name) for name in cls.__dataclass_fields__})
-
-    def problems(self) -> list[str]:
-        """The rules Prometheus enforces on queue_config, as messages."""
-        found = []
-        if self.max_shards <= 0:
-            found.append(f"max_shards: must be > 0, got {self.max_shards}")
-        if self.min_shards <= 0:
-            found.append(f"min_shards: must be > 0, got {self.min_shards}")
-        if self.min_shards > self.max_shards:
-            found.append(
-                f"min_shards: must be <= max_shards ({self.max_shards}), got {self.min_shards}"
-            )
-        if self.max_samples_per_send <= 0:
-            found.append(f"max_samples_per_send: must be > 0, got {self.max_samples_per_send}")
-        if self.capacity <= 0:
-            found.append(f"capacity: must be > 0, got {self.capacity}")
-        if self.max_backoff < self.min_backoff:
-            found.append(
-                f"max_backoff: must be >= min_backoff ({self.min_backoff}s), "
-                f"got {self.max_backoff}s"
-            )
-        if self.batch_send_deadline <= 0:
-            found.append(f"batch_send_deadline: must be > 0, got {self.batch_send_deadline}s")
-        if self.sample_age_limit < 0:
-            found.append(f"sample_age_limit: must be >= 0, got {self.sample_age_limit}s")
-        return found
 
 
 class SendResultLike(Protocol):
@@ -219,7 +176,7 @@ class QueueManager:
         *,
         name: str,
         url: str,
-        settings: QueueSettings,
+        settings: QueueConfig,
         client: SendClient,
         source: ChunkSource,
         lookup: Callable[[int], Labels | None],
@@ -353,11 +310,11 @@ class QueueManager:
     def paused(self) -> bool:
         return not self._resume.is_set()
 
-    async def apply_settings(self, new: QueueSettings) -> None:
+    async def apply_settings(self, new: QueueConfig) -> None:
         """Change queue_config live: no restart, no loss, no reordering."""
-        problems = new.problems()
+        problems = queue_config_problems(new)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("; ".join(p.describe() for p in problems))
         old = self.settings
         self.settings = new
         self._publish_settings()

@@ -1,0 +1,420 @@
+"""Queue manager behaviour against a real loopback receiver and the real HTTP client.
+
+The chunks come from a list (the WAL follower has its own tests); everything
+after the queue — encoder, snappy, client, HTTP, the receiver's decoder — is
+real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+
+import pytest
+
+from rwconsole.config import schema
+from rwconsole.config.schema import QueueConfig
+from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.labels import Labels, make_labels
+from rwconsole.metrics import Registry
+from rwconsole.remote.chunks import Chunk
+from rwconsole.remote.client import RemoteWriteClient
+from rwconsole.remote.queue import QueueManager
+from rwconsole.remote.queue_metrics import QueueMetrics
+from rwconsole.remote.relabel import compile_rules, relabel
+from rwconsole.remote.resharding import EwmaRate
+
+NOW_MS = int(time.time() * 1000)
+
+
+class ListSource:
+    """Chunks handed over by the test, in order."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Chunk] = asyncio.Queue()
+        self.position = 0
+
+    def push(self, refs: list[int], timestamps: list[int], values: list[float]) -> Chunk:
+        self.position += 1
+        chunk = Chunk(end=(0, self.position), refs=refs, timestamps=timestamps, values=values)
+        self._queue.put_nowait(chunk)
+        return chunk
+
+    async def next_chunk(self) -> Chunk:
+        return await self._queue.get()
+
+
+def series_table(n: int) -> dict[int, Labels]:
+    return {
+        ref: make_labels({"__name__": "test_metric", "series": str(ref), "job": "queue-test"})
+        for ref in range(1, n + 1)
+    }
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+class Harness:
+    def __init__(self, receiver: DemoReceiver, settings: QueueConfig, **kwargs: object) -> None:
+        self.receiver = receiver
+        self.registry = Registry()
+        self.series = series_table(int(kwargs.pop("series", 50)))  # type: ignore[call-overload]
+        self.source = ListSource()
+        endpoint = schema.EndpointConfig(
+            url=receiver.url,
+            name="test",
+            remote_timeout=float(kwargs.pop("timeout", 5.0)),  # type: ignore[arg-type]
+        )
+        self.client = RemoteWriteClient(endpoint, user_agent="rwconsole-test")
+        self.queue = QueueManager(
+            name="test",
+            url=receiver.url,
+            settings=settings,
+            client=self.client,
+            source=self.source,
+            lookup=self.series.get,
+            metrics=QueueMetrics(self.registry, "test", receiver.url),
+            data_in=EwmaRate(),
+            highest_timestamp_in=lambda: NOW_MS / 1000,
+            start_position=(0, 0),
+            flush_deadline=5.0,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.registry.value(
+            f"prometheus_remote_storage_{name}", remote_name="test", url=self.receiver.url, **labels
+        )
+
+    def push_rounds(self, rounds: int, *, start_ms: int = NOW_MS) -> int:
+        refs = sorted(self.series)
+        for r in range(rounds):
+            self.source.push(refs, [start_ms + r * 1000] * len(refs), [float(r)] * len(refs))
+        return rounds * len(refs)
+
+    def delivered_everything(self, expected: int) -> Callable[[], bool]:
+        return lambda: (
+            self.receiver.stats().samples >= expected
+            and self.queue.delivered_position == (0, self.source.position)
+        )
+
+
+def run(test: Callable[[DemoReceiver], Awaitable[None]]) -> None:
+    async def main() -> None:
+        receiver = DemoReceiver("127.0.0.1:0")
+        await receiver.start()
+        try:
+            await test(receiver)
+        finally:
+            await receiver.stop()
+
+    asyncio.run(main())
+
+
+def assert_in_order(receiver: DemoReceiver, rounds: int, n_series: int) -> None:
+    per_series = receiver.series()
+    assert len(per_series) == n_series
+    for labels, stats in per_series.items():
+        assert stats.out_of_order == 0, labels
+        assert stats.samples == rounds, (labels, stats.samples)
+        assert stats.last_value == float(rounds - 1)
+
+
+def test_everything_arrives_in_order_across_shards() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=4,
+                max_shards=4,
+                max_samples_per_send=37,
+                batch_send_deadline=0.05,
+                capacity=100,
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(20)
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        assert_in_order(receiver, 20, 50)
+        assert h.metric("samples_total") == expected
+        assert h.metric("samples_pending") == 0
+        assert h.metric("samples_failed_total") == 0
+        assert h.metric("shards") == 4
+        assert h.metric("queue_highest_sent_timestamp_seconds") == (NOW_MS + 19_000) // 1000
+        assert h.metric("bytes_total") > 0
+
+    run(body)
+
+
+def test_5xx_is_retried_with_backoff_until_it_succeeds() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("error_5xx", status=503)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                max_samples_per_send=1000,
+                batch_send_deadline=0.05,
+                min_backoff=0.05,
+                max_backoff=0.2,
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(3)
+        await eventually(lambda: h.metric("samples_retried_total") >= 3 * expected)
+        assert receiver.stats().samples == 0
+        assert h.queue.status() == "retrying"
+        assert "503" in h.queue.last_error
+        assert h.queue.delivered_position == (0, 0)
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        assert_in_order(receiver, 3, 50)
+        assert h.metric("samples_failed_total") == 0
+        # Each attempt counts the batch again, as Prometheus does.
+        assert h.metric("samples_total") == expected + h.metric("samples_retried_total")
+
+    run(body)
+
+
+def test_400_is_not_retried_and_is_counted_as_failed() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("bad_request", reason="out of bounds")
+        h = Harness(receiver, QueueConfig(max_samples_per_send=100, batch_send_deadline=0.05))
+        h.queue.start()
+        expected = h.push_rounds(2)
+        await eventually(lambda: h.metric("samples_failed_total") == expected)
+        await eventually(lambda: h.queue.delivered_position == (0, 2))
+        assert h.metric("samples_retried_total") == 0
+        assert "400" in h.queue.last_error and "out of bounds" in h.queue.last_error
+        assert h.queue.status() == "failing"
+        await h.queue.stop(5)
+
+    run(body)
+
+
+@pytest.mark.parametrize("retry_on_429", [True, False])
+def test_429_honours_retry_after_only_when_enabled(retry_on_429: bool) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("too_many_requests", retry_after=1)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                max_samples_per_send=100,
+                batch_send_deadline=0.05,
+                min_backoff=0.01,
+                max_backoff=0.02,
+                retry_on_http_429=retry_on_429,
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(1)
+        if not retry_on_429:
+            await eventually(lambda: h.metric("samples_failed_total") == expected)
+            assert h.metric("samples_retried_total") == 0
+            await h.queue.stop(5)
+            return
+        await eventually(lambda: receiver.stats().requests >= 1)
+        started = time.monotonic()
+        await eventually(lambda: receiver.stats().requests >= 2, timeout=5)
+        # Retry-After (1 s) wins over the 10 ms backoff.
+        assert time.monotonic() - started >= 0.8
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+
+    run(body)
+
+
+def test_hang_past_remote_timeout_is_retried() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("hang")
+        h = Harness(
+            receiver,
+            QueueConfig(
+                max_samples_per_send=100,
+                batch_send_deadline=0.05,
+                min_backoff=0.01,
+                max_backoff=0.05,
+            ),
+            timeout=0.3,
+        )
+        h.queue.start()
+        expected = h.push_rounds(1)
+        await eventually(lambda: h.metric("samples_retried_total") >= expected)
+        assert "timed out" in h.queue.last_error.lower() or "timeout" in h.queue.last_error.lower()
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+
+    run(body)
+
+
+def test_resharding_under_load_loses_and_reorders_nothing() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("latency", delay=0.01)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=1,
+                max_shards=8,
+                max_samples_per_send=25,
+                batch_send_deadline=0.02,
+                capacity=50,
+            ),
+            series=40,
+        )
+        h.queue.start()
+        total = 0
+        for step, shards in enumerate([3, 8, 2, 5, 1]):
+            total += h.push_rounds(10, start_ms=NOW_MS + step * 10_000)
+            await asyncio.sleep(0.05)
+            await h.queue._reshard(shards)
+            assert h.queue.shard_count == shards
+        await eventually(h.delivered_everything(total), timeout=30)
+        await h.queue.stop(5)
+        per_series = receiver.series()
+        assert len(per_series) == 40
+        for labels, stats in per_series.items():
+            assert stats.out_of_order == 0, labels
+            assert stats.samples == 50, labels
+        assert h.metric("samples_failed_total") == 0
+
+    run(body)
+
+
+def test_live_queue_config_change_during_an_outage() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=2,
+                max_shards=2,
+                max_samples_per_send=20,
+                batch_send_deadline=0.02,
+                min_backoff=0.02,
+                max_backoff=0.1,
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(6)
+        await eventually(lambda: h.metric("samples_retried_total") > 0)
+        started = time.monotonic()
+        await h.queue.apply_settings(
+            QueueConfig(
+                min_shards=5,
+                max_shards=10,
+                max_samples_per_send=50,
+                batch_send_deadline=0.02,
+                min_backoff=0.02,
+                max_backoff=0.1,
+            )
+        )
+        # No flush wait: the outage does not block the change.
+        assert time.monotonic() - started < 1.0
+        assert h.queue.shard_count == 5
+        assert h.metric("max_samples_per_send") == 50
+        await receiver.up()
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        assert_in_order(receiver, 6, 50)
+
+    run(body)
+
+
+def test_invalid_queue_config_is_refused_with_the_rule() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(receiver, QueueConfig())
+        h.queue.start()
+        with pytest.raises(ValueError, match=r"max_shards: must be >= min_shards \(3\), got 2"):
+            await h.queue.apply_settings(QueueConfig(min_shards=3, max_shards=2))
+        assert h.queue.settings == QueueConfig()
+        await h.queue.stop(1)
+
+    run(body)
+
+
+def test_pause_holds_data_and_resume_sends_it() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(receiver, QueueConfig(max_samples_per_send=100, batch_send_deadline=0.02))
+        h.queue.pause()
+        h.queue.start()
+        expected = h.push_rounds(2)
+        await asyncio.sleep(0.3)
+        assert receiver.stats().samples == 0
+        assert h.queue.status() == "paused"
+        h.queue.resume()
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+
+    run(body)
+
+
+def test_sample_age_limit_drops_and_counts_old_samples() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(max_samples_per_send=1000, batch_send_deadline=0.02, sample_age_limit=60.0),
+        )
+        h.queue.start()
+        old = h.push_rounds(1, start_ms=NOW_MS - 3_600_000)
+        fresh = h.push_rounds(1, start_ms=int(time.time() * 1000))
+        await eventually(lambda: receiver.stats().samples >= fresh)
+        await eventually(lambda: h.queue.delivered_position == (0, 2))
+        assert h.metric("samples_dropped_total", reason="too_old") == old
+        await h.queue.stop(5)
+
+    run(body)
+
+
+def test_relabel_and_external_labels_and_dunder_labels() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        rules = compile_rules(
+            [
+                SimpleNamespace(
+                    source_labels=["series"],
+                    separator=";",
+                    regex="1.*",
+                    modulus=0,
+                    target_label="",
+                    replacement="$1",
+                    action="drop",
+                ),
+            ]
+        )
+        h = Harness(
+            receiver,
+            QueueConfig(max_samples_per_send=1000, batch_send_deadline=0.02),
+            external_labels=make_labels({"cluster": "eu", "job": "ignored"}),
+            relabel=lambda labels: relabel(labels, rules),
+            series=20,
+        )
+        h.series[5] = make_labels({"__name__": "x", "__tmp": "gone", "series": "5"})
+        h.queue.start()
+        h.push_rounds(1)
+        kept = [ref for ref in h.series if not str(ref).startswith("1")]
+        await eventually(lambda: receiver.stats().samples >= len(kept))
+        await eventually(lambda: h.queue.delivered_position == (0, 1))
+        dropped = len(h.series) - len(kept)
+        assert h.metric("samples_dropped_total", reason="dropped_series") == dropped
+        received = set(receiver.series())
+        assert make_labels({"__name__": "x", "series": "5", "cluster": "eu"}) in received
+        # Series labels win over external labels.
+        assert (
+            make_labels(
+                {"__name__": "test_metric", "series": "2", "job": "queue-test", "cluster": "eu"}
+            )
+            in received
+        )
+        await h.queue.stop(5)
+
+    run(body)
