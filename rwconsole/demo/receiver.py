@@ -314,16 +314,12 @@ class DemoReceiver:
             check_write_request(request)
             assert self._decode is not None
             decoded = decode_write(self._decode, request)
-            samples, histograms, exemplars = self._record(decoded, request)
+            samples, histograms, exemplars = self._record(decoded)
         except WriteRejected as exc:
             self._count(exc.status, len(request.body), exc.reason)
             return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n")
         self._count(204, len(request.body))
-        headers = (
-            written_headers(samples, histograms, exemplars)
-            if is_v2(request.header("content-type"))
-            else {}
-        )
+        headers = written_headers(samples, histograms, exemplars) if is_v2(decoded) else {}
         return Response(204, headers=headers)
 
     async def _inject(self, fault: Fault, request: Request) -> Response | None:
@@ -362,8 +358,8 @@ class DemoReceiver:
             with self._lock:
                 self._hung -= 1
 
-    def _record(self, decoded: Any, request: Request) -> tuple[int, int, int]:
-        v2 = is_v2(request.header("content-type"))
+    def _record(self, decoded: Any) -> tuple[int, int, int]:
+        v2 = is_v2(decoded)
         samples = histograms = exemplars = metadata = out_of_order = 0
         updates: list[tuple[Labels, int, int, int, int | None, float | None, int]] = []
         for index, series in enumerate(decoded.series):

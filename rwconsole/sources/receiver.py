@@ -26,10 +26,11 @@ from rwconsole.model import (
     MetricMetadata,
     MetricType,
 )
+from rwconsole.remote.decode import UnsupportedMediaType, decode_write_request
+from rwconsole.remote.encode import PROTOBUF_MESSAGE_V2
 from rwconsole.sources.httpserver import DEFAULT_MAX_BODY, HttpServer, Request, Response
 
 WRITE_PATH = "/api/v1/write"
-V2_PROTO = "io.prometheus.write.v2.Request"
 
 DecodeFn = Callable[[bytes, str, str], Any]
 """``decode(body, content_type, content_encoding) -> DecodedRequest``."""
@@ -45,21 +46,12 @@ class WriteRejected(Exception):
 
 
 def default_decode() -> DecodeFn:
-    from rwconsole.remote.decode import decode_write_request
-
     return decode_write_request
 
 
-def _unsupported(exc: Exception) -> bool:
-    try:
-        from rwconsole.remote.decode import UnsupportedMediaType
-    except ImportError:  # pragma: no cover - the decoder module is part of the package
-        return type(exc).__name__ == "UnsupportedMediaType"
-    return isinstance(exc, UnsupportedMediaType)
-
-
-def is_v2(content_type: str) -> bool:
-    return V2_PROTO in content_type
+def is_v2(decoded: Any) -> bool:
+    """Whether a decoded request came in protocol 2.0 (it is then owed Written headers)."""
+    return getattr(decoded, "protocol", "") == PROTOBUF_MESSAGE_V2
 
 
 def written_headers(samples: int, histograms: int, exemplars: int) -> dict[str, str]:
@@ -85,7 +77,7 @@ def decode_write(decode: DecodeFn, request: Request) -> Any:
     try:
         return decode(request.body, content_type, encoding)
     except Exception as exc:  # any decoder failure is the request's fault, never a crash
-        status = 415 if _unsupported(exc) else 400
+        status = 415 if isinstance(exc, UnsupportedMediaType) else 400
         return _raise(status, str(exc) or type(exc).__name__)
 
 
@@ -128,8 +120,8 @@ def _metadata_fields(meta: Any) -> tuple[MetricType, str, str] | None:
 def _family_metadata(decoded: Any) -> dict[str, tuple[MetricType, str, str]]:
     """v1 request-level metadata by metric family name."""
     result: dict[str, tuple[MetricType, str, str]] = {}
-    for meta in getattr(decoded, "metadata", None) or ():
-        name = getattr(meta, "metric_family_name", None) or getattr(meta, "name", "")
+    for entry in getattr(decoded, "metadata", None) or ():
+        name, meta = entry
         fields = _metadata_fields(meta)
         if name and fields is not None:
             result[name] = fields
@@ -301,7 +293,7 @@ class RemoteWriteReceiver:
             return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n")
         self._count(204, len(request.body), batch)
         headers: dict[str, str] = {}
-        if is_v2(request.header("content-type")):
+        if is_v2(decoded):
             headers = written_headers(
                 len(batch.sample_values), len(batch.histograms), len(batch.exemplars)
             )
