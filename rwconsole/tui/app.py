@@ -1,0 +1,289 @@
+"""The console application: screens as modes, the snapshot timer, commands and themes.
+
+The app never touches engine internals. Once per second it takes the
+engine's latest immutable ``Snapshot`` (a reference swap, never a wait) and
+hands it to the visible screen. Commands go through the engine's command API;
+their futures are awaited with ``asyncio.wrap_future`` on the app's own loop,
+so neither the UI thread nor the engine thread ever waits for the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from rwconsole.engine import EMPTY_SNAPSHOT, Snapshot
+from rwconsole.tui import themes as theme_files
+
+WINDOWS: tuple[tuple[str, float], ...] = (
+    ("1m", 60.0),
+    ("5m", 300.0),
+    ("15m", 900.0),
+    ("1h", 3600.0),
+)
+COMMAND_TIMEOUT = 30.0
+REFRESH_INTERVAL = 1.0
+
+SCREENS: tuple[tuple[str, str, str], ...] = (
+    # (mode, key, title)
+    ("overview", "1", "Overview"),
+    ("endpoints", "2", "Endpoints"),
+    ("queue", "3", "Queue config"),
+    ("wal", "4", "WAL"),
+    ("demo", "5", "Demo"),
+    ("logs", "6", "Logs"),
+)
+
+
+class EngineLike(Protocol):
+    """What the console needs from the engine: snapshots and the command API."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    def apply_queue_config(
+        self, endpoint: str, changes: dict[str, Any], *, save: bool = False
+    ) -> concurrent.futures.Future[Any]: ...
+
+    def pause(self, endpoint: str) -> concurrent.futures.Future[None]: ...
+
+    def resume(self, endpoint: str) -> concurrent.futures.Future[None]: ...
+
+    def set_fault(self, mode: str, **options: Any) -> concurrent.futures.Future[None]: ...
+
+
+def _screen_factory(mode: str) -> Callable[[], Screen[Any]]:
+    def make() -> Screen[Any]:
+        from rwconsole.tui.screens import demo, endpoints, logs, overview, queue_config, wal
+
+        classes: dict[str, type[Screen[Any]]] = {
+            "overview": overview.OverviewScreen,
+            "endpoints": endpoints.EndpointsScreen,
+            "queue": queue_config.QueueConfigScreen,
+            "wal": wal.WalScreen,
+            "demo": demo.DemoScreen,
+            "logs": logs.LogsScreen,
+        }
+        return classes[mode]()
+
+    return make
+
+
+class ConsoleApp(App[int]):
+    """rwconsole's operations console.
+
+    ``engine`` is a running engine (or ``None`` for the WAL viewer alone).
+    ``snapshot`` replaces the live engine's snapshots with a fixed, recorded
+    one (commands are then unavailable). ``wal_dir`` is the WAL the WAL
+    screen opens first (default: the engine's).
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "rwconsole"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(key, f"show('{mode}')", title, id=f"screen-{mode}")
+            for mode, key, title in SCREENS
+        ),
+        Binding("t", "next_theme", "Theme", id="next-theme"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: EngineLike | None = None,
+        *,
+        snapshot: Snapshot | None = None,
+        wal_dir: str | Path | None = None,
+        config_path: str | Path | None = None,
+        theme_dir: str | Path | None = None,
+        start: str | None = None,
+        refresh_interval: float = REFRESH_INTERVAL,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.fixed_snapshot = snapshot
+        self.snapshot: Snapshot = snapshot or EMPTY_SNAPSHOT
+        self.wal_only = engine is None and snapshot is None
+        self.wal_dir = Path(wal_dir) if wal_dir else None
+        self.config_path = Path(config_path) if config_path else None
+        self.selected_endpoint: str | None = None
+        self.window_index = 1
+        self.refresh_interval = refresh_interval
+        self._start_mode = start or ("wal" if self.wal_only else "overview")
+        self._theme_dir = theme_dir
+        self._engine_lost = False
+        for mode, _key, _title in SCREENS:
+            self.add_mode(mode, _screen_factory(mode))
+        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._load_themes()
+        self._poll()
+        self.set_interval(self.refresh_interval, self._poll, name="snapshot-poll")
+        self.switch_mode(self._start_mode)
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+
+    def _load_themes(self) -> None:
+        found, problems = theme_files.load_themes(self._theme_dir)
+        for theme in found.values():
+            self.register_theme(theme)
+        for problem in problems:
+            self.notify(str(problem), title="Theme", severity="warning", timeout=10)
+        wanted = theme_files.saved_theme() or theme_files.DEFAULT_THEME
+        if wanted not in self.available_themes:
+            wanted = theme_files.DEFAULT_THEME
+        if wanted in self.available_themes:
+            self.theme = wanted
+
+    def _remember_theme(self, theme: Any) -> None:
+        error = theme_files.save_theme(theme.name)
+        if error:
+            self.notify(error, title="Theme", severity="warning")
+
+    def _poll(self) -> None:
+        if self.fixed_snapshot is not None or self.engine is None:
+            snap = self.snapshot
+        else:
+            snap = self.engine.snapshot()
+            running = getattr(self.engine, "running", True)
+            if not running and not self._engine_lost:
+                self._engine_lost = True
+                self.notify(
+                    "The engine stopped; the console shows its last state.",
+                    severity="error",
+                    timeout=30,
+                )
+        changed = snap is not self.snapshot
+        self.snapshot = snap
+        if self.selected_endpoint is None and snap.endpoints:
+            self.selected_endpoint = snap.endpoints[0].name
+        if changed or not self._polled_once:
+            self._polled_once = True
+            self.push_snapshot()
+
+    _polled_once = False
+
+    def push_snapshot(self) -> None:
+        """Hand the current snapshot to the visible screen (and anyone listening)."""
+        screen = self.screen
+        update = getattr(screen, "update_snapshot", None)
+        if callable(update):
+            update(self.snapshot)
+
+    # ---- state shared by the screens ---------------------------------------------------
+
+    @property
+    def window(self) -> tuple[str, float]:
+        return WINDOWS[self.window_index]
+
+    @property
+    def commands_available(self) -> bool:
+        return self.engine is not None and self.fixed_snapshot is None
+
+    @property
+    def endpoint_names(self) -> list[str]:
+        return [e.name for e in self.snapshot.endpoints]
+
+    def select_endpoint(self, name: str) -> None:
+        self.selected_endpoint = name
+        self.push_snapshot()
+
+    def step_endpoint(self, step: int) -> None:
+        names = self.endpoint_names
+        if not names:
+            return
+        current = names.index(self.selected_endpoint) if self.selected_endpoint in names else 0
+        self.select_endpoint(names[(current + step) % len(names)])
+
+    def set_window(self, index: int) -> None:
+        self.window_index = index % len(WINDOWS)
+        self.push_snapshot()
+
+    # ---- commands ----------------------------------------------------------------------
+
+    async def run_command(
+        self, what: str, start: Callable[[EngineLike], concurrent.futures.Future[Any]]
+    ) -> tuple[bool, Any]:
+        """Start an engine command and await its future without blocking anyone.
+
+        Returns ``(ok, result_or_error_message)`` and notifies the user either way.
+        """
+        if not self.commands_available or self.engine is None:
+            message = "no running engine: this console is read-only"
+            self.notify(message, title=what, severity="warning")
+            return False, message
+        try:
+            future = start(self.engine)
+            result = await asyncio.wait_for(asyncio.wrap_future(future), COMMAND_TIMEOUT)
+        except TimeoutError:
+            message = f"no answer from the engine within {COMMAND_TIMEOUT:.0f}s"
+            self.notify(message, title=what, severity="error")
+            return False, message
+        except Exception as err:  # the engine reports user errors as exceptions
+            message = str(err) or type(err).__name__
+            self.notify(message, title=f"{what} failed", severity="error", timeout=10)
+            return False, message
+        self.notify(what, title="Done", timeout=4)
+        return True, result
+
+    def toggle_pause(self, name: str) -> None:
+        endpoint = self.snapshot.endpoint(name)
+        if endpoint is None:
+            return
+        if endpoint.paused:
+            self.run_worker(self.run_command(f"resume {name}", lambda e: e.resume(name)))
+        else:
+            self.run_worker(self.run_command(f"pause {name}", lambda e: e.pause(name)))
+
+    def inject_fault(self, mode: str, **options: Any) -> None:
+        label = f"demo receiver fault: {mode}"
+        self.run_worker(self.run_command(label, lambda e: e.set_fault(mode, **options)))
+
+    # ---- actions -----------------------------------------------------------------------
+
+    def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "show" and self.wal_only and parameters and parameters[0] != "wal":
+            return None
+        if action == "show" and parameters and parameters[0] == "demo":
+            return True if self.snapshot.demo is not None else None
+        return True
+
+    def action_next_theme(self) -> None:
+        names = self.theme_names()
+        if not names:
+            return
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", timeout=2)
+
+    def theme_names(self) -> list[str]:
+        """Our themes first (in file order), then Textual's own."""
+        ours = sorted(n for n in self.available_themes if n.startswith("rwconsole-"))
+        rest = sorted(n for n in self.available_themes if n not in ours and n != "textual-ansi")
+        return ours + rest
+
+    def action_help(self) -> None:
+        from rwconsole.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        from rwconsole.tui.palette import console_commands
+
+        yield from console_commands(self, screen)
+        yield from super().get_system_commands(screen)

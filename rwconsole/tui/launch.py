@@ -1,0 +1,69 @@
+"""Starting the console: from the CLI (engine + app) or as a WAL viewer alone."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
+
+
+def run_console(args: argparse.Namespace) -> int:
+    """The default command and ``rwconsole demo``: run the engine and the console on it."""
+    from rwconsole.engine import Engine, EngineError
+    from rwconsole.tui.app import ConsoleApp
+
+    config_path: str | None = getattr(args, "config", None)
+    data_dir: str | None = getattr(args, "data_dir", None)
+    if config_path is None:
+        from rwconsole.pipelines import demo_config
+
+        config = demo_config(data_dir)
+        data_dir = config.storage.path
+    else:
+        if not Path(config_path).is_file():
+            err_console.print(f"[bold red]error:[/] config file not found: {config_path}")
+            return EXIT_USAGE
+        from rwconsole.runner import load_or_report
+
+        loaded = load_or_report(config_path)
+        if loaded is None:
+            return EXIT_BAD
+        config = loaded
+    # Log records go to the console's Logs screen, not over the full-screen UI.
+    logging.getLogger("rwconsole").setLevel(logging.INFO)
+    logging.getLogger("rwconsole").propagate = False
+    engine = Engine(config, config_path=config_path, data_dir=data_dir)
+    try:
+        engine.start()
+    except EngineError as err:
+        engine.stop()
+        err_console.print(f"[bold red]cannot start the forwarder:[/] {err}", highlight=False)
+        return EXIT_BAD
+    app = ConsoleApp(
+        engine,
+        config_path=config_path,
+        theme_dir=getattr(args, "theme_dir", None),
+    )
+    try:
+        app.run()
+    finally:
+        err_console.print("[dim]stopping the forwarder (flushing queues)…[/]")
+        engine.stop()
+    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+
+
+def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> int:
+    """``rwconsole wal open DIR``: the console's WAL screen on ``directory``, no engine."""
+    from rwconsole.tui.app import ConsoleApp
+    from rwconsole.wal.tools import NotAWalError, resolve_wal_dir
+
+    try:
+        wal_dir = resolve_wal_dir(directory)
+    except (OSError, NotAWalError) as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        return EXIT_BAD
+    app = ConsoleApp(None, wal_dir=wal_dir, theme_dir=theme_dir)
+    app.run()
+    return EXIT_OK

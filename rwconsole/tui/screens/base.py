@@ -1,0 +1,50 @@
+"""The base of every console screen: header, footer and the snapshot hook."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+
+from rwconsole.engine import EndpointSnapshot, Snapshot
+
+if TYPE_CHECKING:
+    from rwconsole.tui.app import ConsoleApp
+
+
+class ConsoleScreen(Screen[None]):
+    """A screen that is redrawn from each new engine snapshot while it is visible."""
+
+    SCREEN_TITLE = ""
+
+    @property
+    def console(self) -> ConsoleApp:
+        return cast("ConsoleApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield from self.compose_body()
+        yield Footer()
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.title = "rwconsole"
+        self.sub_title = self.SCREEN_TITLE
+
+    def on_screen_resume(self) -> None:
+        self.update_snapshot(self.console.snapshot)
+
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        """Redraw from ``snapshot`` (called on the UI thread, at most once a second)."""
+
+    def selected(self, snapshot: Snapshot) -> EndpointSnapshot | None:
+        """The endpoint the user selected (the first one until they choose)."""
+        name = self.console.selected_endpoint
+        found = snapshot.endpoint(name) if name else None
+        if found is None and snapshot.endpoints:
+            found = snapshot.endpoints[0]
+        return found

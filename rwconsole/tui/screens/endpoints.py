@@ -1,0 +1,154 @@
+"""Endpoints: every endpoint's key numbers in a table; drill down, pause and resume."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.markup import escape
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Static
+
+from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.tui import format as fmt
+from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.widgets.status import out_rate, status_markup
+
+COLUMNS = (
+    ("name", "Endpoint"),
+    ("status", "Status"),
+    ("proto", "RW"),
+    ("shards", "Shards"),
+    ("desired", "Desired"),
+    ("bounds", "Min–max"),
+    ("pending", "Pending"),
+    ("out", "Out/s"),
+    ("sent", "Sent"),
+    ("retried", "Retried"),
+    ("failed", "Failed"),
+    ("dropped", "Dropped"),
+    ("lag", "Lag"),
+)
+_STATUS_STYLE = {"healthy": "green", "retrying": "yellow", "failing": "red", "paused": "magenta"}
+
+
+def row_values(endpoint: EndpointSnapshot) -> dict[str, str | Text]:
+    q = endpoint.queue_config
+    return {
+        "name": endpoint.name,
+        "status": Text(endpoint.status, style=_STATUS_STYLE.get(endpoint.status, "")),
+        "proto": "2.0" if endpoint.protocol == 2 else "1.0",
+        "shards": str(endpoint.shards),
+        "desired": f"{endpoint.shards_desired:.1f}",
+        "bounds": f"{q.get('min_shards', '?')}–{q.get('max_shards', '?')}",
+        "pending": fmt.number(endpoint.pending_samples),
+        "out": fmt.number(out_rate(endpoint)),
+        "sent": fmt.number(endpoint.samples_total),
+        "retried": fmt.number(endpoint.samples_retried),
+        "failed": fmt.number(endpoint.samples_failed),
+        "dropped": fmt.number(endpoint.samples_dropped),
+        "lag": fmt.seconds(endpoint.lag_seconds),
+    }
+
+
+def detail_markup(endpoint: EndpointSnapshot) -> str:
+    q = endpoint.queue_config
+    lines = [
+        f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
+        f"{escape(endpoint.url)}  (remote write {'2.0' if endpoint.protocol == 2 else '1.0'})",
+        f"WAL read {fmt.position(endpoint.read_position)}  delivered "
+        f"{fmt.position(endpoint.delivered_position)}  "
+        f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}",
+        f"sent {fmt.number(endpoint.samples_total)} samples, "
+        f"{fmt.number(endpoint.exemplars_total)} exemplars, "
+        f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
+        "queue_config: " + ", ".join(f"{k}={v}" for k, v in q.items()),
+    ]
+    if endpoint.last_error:
+        status = f" (HTTP {endpoint.last_status})" if endpoint.last_status else ""
+        when = fmt.clock(endpoint.last_error_time) if endpoint.last_error_time else "?"
+        lines.append(f"[$error]last error at {when}{status}: {escape(endpoint.last_error)}[/]")
+    return "\n".join(lines)
+
+
+class EndpointsScreen(ConsoleScreen):
+    """A table of endpoints; enter drills down into the selected one."""
+
+    SCREEN_TITLE = "Endpoints"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "drill_down", "Charts"),
+        Binding("c", "queue_config", "Queue config"),
+        Binding("p", "toggle_pause", "Pause/resume"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        table: DataTable[str | Text] = DataTable(id="endpoints-table", cursor_type="row")
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Static(id="endpoint-detail")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one(DataTable).focus()
+
+    def _table(self) -> DataTable[str | Text]:
+        return self.query_one("#endpoints-table", DataTable)
+
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        table = self._table()
+        names = [e.name for e in snapshot.endpoints]
+        current = [str(key.value) for key in table.rows]
+        if names != current:
+            table.clear()
+            for endpoint in snapshot.endpoints:
+                values = row_values(endpoint)
+                table.add_row(*(values[k] for k, _ in COLUMNS), key=endpoint.name)
+            selected = self.console.selected_endpoint
+            if selected in names:
+                table.move_cursor(row=names.index(selected))
+        else:
+            for endpoint in snapshot.endpoints:
+                values = row_values(endpoint)
+                for key, _label in COLUMNS:
+                    table.update_cell(endpoint.name, key, values[key])
+        self._show_detail(snapshot)
+
+    def _highlighted(self) -> str | None:
+        table = self._table()
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return str(row_key.value)
+
+    def _show_detail(self, snapshot: Snapshot) -> None:
+        name = self._highlighted()
+        endpoint = snapshot.endpoint(name) if name else None
+        text = detail_markup(endpoint) if endpoint else "[dim]no endpoints[/]"
+        self.query_one("#endpoint-detail", Static).update(text)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self.console.selected_endpoint = str(event.row_key.value)
+        self._show_detail(self.console.snapshot)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_drill_down()
+
+    def action_drill_down(self) -> None:
+        name = self._highlighted()
+        if name:
+            self.console.selected_endpoint = name
+            self.console.action_show("overview")
+
+    def action_queue_config(self) -> None:
+        name = self._highlighted()
+        if name:
+            self.console.selected_endpoint = name
+            self.console.action_show("queue")
+
+    def action_toggle_pause(self) -> None:
+        name = self._highlighted()
+        if name:
+            self.console.toggle_pause(name)

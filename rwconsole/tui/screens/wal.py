@@ -1,0 +1,481 @@
+"""WAL: segments, checkpoint, endpoint positions, records, cardinality, series, verify, repair.
+
+Works on the running engine's WAL and on any WAL directory (opened here or
+with ``rwconsole wal open DIR``). Everything is read-only except repair, which
+previews what it would drop and asks first; repairing the running engine's
+own WAL is refused because the engine is writing to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.markup import escape
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
+
+from rwconsole.engine import Snapshot
+from rwconsole.labels import Labels, format_labels
+from rwconsole.selector import SelectorError, parse_selector
+from rwconsole.tui import format as fmt
+from rwconsole.tui import walview
+from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.screens.confirm import ConfirmScreen
+from rwconsole.wal import tools
+
+TOP_N = 15
+
+
+class OpenWalScreen(ModalScreen[str | None]):
+    """Asks for a WAL directory."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, current: str) -> None:
+        super().__init__()
+        self._current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Static("Open a WAL directory", classes="panel-title")
+            yield Static("A WAL directory, or a data directory holding wal/. Enter opens it.")
+            yield Input(self._current, id="wal-path")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class WalScreen(ConsoleScreen):
+    """Inspect, browse, verify and repair a WAL directory."""
+
+    SCREEN_TITLE = "WAL"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open", "Open dir"),
+        Binding("e", "engine_wal", "Engine's WAL"),
+        Binding("r", "inspect", "Refresh"),
+        Binding("v", "verify", "Verify"),
+        Binding("R", "repair", "Repair", key_display="shift+r"),
+        Binding("slash", "focus_filter", "Series filter", key_display="/"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory: Path | None = None
+        self.report: tools.InspectReport | None = None
+        self.verify_report: tools.VerifyReport | None = None
+        self.browse: walview.SeriesBrowse | None = None
+        self._series_rows: list[walview.SeriesRow] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="wal-heading")
+        with TabbedContent(id="wal-tabs"):
+            with TabPane("Segments", id="tab-segments"):
+                yield Static(id="wal-summary")
+                yield DataTable(id="wal-segments", cursor_type="row")
+            with TabPane("Positions", id="tab-positions"):
+                yield Static(id="positions-note")
+                yield DataTable(id="wal-positions", cursor_type="row")
+            with TabPane("Records", id="tab-records"), Horizontal(id="records-tables"):
+                yield DataTable(id="wal-records", cursor_type="row")
+                yield DataTable(id="wal-metrics", cursor_type="row")
+                yield DataTable(id="wal-labels", cursor_type="row")
+            with TabPane("Series", id="tab-series"):
+                yield Input(
+                    placeholder='selector, e.g. up{job=~"node.*"} — enter to search',
+                    id="series-filter",
+                )
+                yield Static(id="series-status")
+                with Horizontal(id="series-panes"):
+                    yield DataTable(id="series-table", cursor_type="row")
+                    yield DataTable(id="dump-table", cursor_type="row")
+            with TabPane("Verify", id="tab-verify"):
+                yield Static("press v to verify, shift+r to repair", id="verify-summary")
+                yield DataTable(id="verify-problems", cursor_type="row")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._columns(
+            "#wal-segments",
+            "segment",
+            "size",
+            "records",
+            "first offset",
+            "last offset",
+            "oldest sample",
+            "newest sample",
+        )
+        self._columns(
+            "#wal-positions", "endpoint", "read", "delivered", "behind", "lag", "reading from"
+        )
+        self._columns("#wal-records", "record type", "count")
+        self._columns("#wal-metrics", "metric", "series")
+        self._columns("#wal-labels", "label name", "series")
+        self._columns("#series-table", "series", "samples", "exemplars", "histograms", "newest")
+        self._columns("#dump-table", "kind", "timestamp", "value")
+        self._columns(
+            "#verify-problems",
+            "kind",
+            "segment",
+            "offset",
+            "records lost",
+            "samples lost",
+            "problem",
+        )
+        start = self.console.wal_dir or self._engine_dir()
+        if start is not None:
+            self.open_directory(start)
+        else:
+            self._heading()
+
+    def _columns(self, selector: str, *names: str) -> None:
+        table = self.query_one(selector, DataTable)
+        for name in names:
+            table.add_column(name, key=name)
+
+    # ---- which WAL ----------------------------------------------------------------------
+
+    def _engine_dir(self) -> Path | None:
+        wal_dir = self.console.snapshot.wal_dir
+        return Path(wal_dir) if wal_dir else None
+
+    @property
+    def is_engine_wal(self) -> bool:
+        engine_dir = self._engine_dir()
+        if self.directory is None or engine_dir is None:
+            return False
+        try:
+            return self.directory.resolve() == engine_dir.resolve()
+        except OSError:
+            return False
+
+    def open_directory(self, path: str | Path) -> bool:
+        try:
+            directory = tools.resolve_wal_dir(path)
+        except (OSError, tools.NotAWalError) as err:
+            self.notify(str(err), title="Cannot open WAL", severity="error", timeout=8)
+            return False
+        self.directory = directory
+        self.report = None
+        self.verify_report = None
+        self.browse = None
+        for table in ("#series-table", "#dump-table", "#verify-problems"):
+            self.query_one(table, DataTable).clear()
+        self.query_one("#verify-summary", Static).update("press v to verify, shift+r to repair")
+        self.query_one("#series-status", Static).update("")
+        self._heading()
+        self.action_inspect()
+        return True
+
+    def _heading(self, extra: str = "") -> None:
+        if self.directory is None:
+            text = "[dim]no WAL directory: press o to open one[/]"
+        else:
+            mode = (
+                "[$warning]the running engine's WAL — read-only, repair refused[/]"
+                if self.is_engine_wal and self.console.snapshot.running
+                else "read-only until you repair"
+            )
+            text = f"[b]{escape(str(self.directory))}[/b]  ·  {mode}"
+        if extra:
+            text += f"  ·  {extra}"
+        self.query_one("#wal-heading", Static).update(text)
+
+    # ---- inspect ----------------------------------------------------------------------
+
+    def action_inspect(self) -> None:
+        if self.directory is None:
+            return
+        self._heading("[$accent]inspecting…[/]")
+        self.run_worker(self._inspect(self.directory), exclusive=True, group="inspect")
+
+    async def _inspect(self, directory: Path) -> None:
+        try:
+            report = await asyncio.to_thread(tools.inspect, directory, top=TOP_N)
+        except (OSError, tools.NotAWalError) as err:
+            self.notify(str(err), title="Inspect failed", severity="error")
+            self._heading()
+            return
+        if directory != self.directory:
+            return
+        self.report = report
+        self._heading(f"inspected at {fmt.clock(time.time())}")
+        self._show_report(report)
+        self.update_snapshot(self.console.snapshot)
+
+    def _show_report(self, report: tools.InspectReport) -> None:
+        lines = [
+            f"checkpoint [b]{escape(report.checkpoint or 'none')}[/b]  ·  "
+            f"{len(report.segments)} segment file(s), "
+            f"{fmt.size(sum(s.size for s in report.segments))}  ·  "
+            f"{fmt.number(report.series)} series, {fmt.number(report.samples)} samples, "
+            f"{fmt.number(report.exemplars)} exemplars, {fmt.number(report.histograms)} histograms",
+            f"samples from {fmt.timestamp_ms(report.min_time_ms)} to "
+            f"{fmt.timestamp_ms(report.max_time_ms)}",
+        ]
+        if report.gaps:
+            lines.append(
+                "[$error]missing segments: "
+                + ", ".join(f"{g:08d}" for g in report.gaps)
+                + " (press v to verify)[/]"
+            )
+        if report.corruption is not None:
+            lines.append(f"[$error]damage: {escape(report.corruption.describe())}[/]")
+        for problem in report.undecodable[:3]:
+            lines.append(f"[$warning]{escape(problem)}[/]")
+        self.query_one("#wal-summary", Static).update("\n".join(lines))
+        segments = self.query_one("#wal-segments", DataTable)
+        segments.clear()
+        for s in report.segments:
+            segments.add_row(
+                s.name,
+                fmt.size(s.size),
+                fmt.number(s.records),
+                "-" if s.first_record_offset is None else str(s.first_record_offset),
+                "-" if s.last_record_offset is None else str(s.last_record_offset),
+                fmt.timestamp_ms(s.min_time_ms),
+                fmt.timestamp_ms(s.max_time_ms),
+            )
+        records = self.query_one("#wal-records", DataTable)
+        records.clear()
+        for kind, count in sorted(report.records.items(), key=lambda kv: -kv[1]):
+            records.add_row(kind, fmt.number(count))
+        metrics = self.query_one("#wal-metrics", DataTable)
+        metrics.clear()
+        for name, count in report.top_metrics:
+            metrics.add_row(name or "(no name)", fmt.number(count))
+        labels = self.query_one("#wal-labels", DataTable)
+        labels.clear()
+        for name, count in report.top_label_names:
+            labels.add_row(name, fmt.number(count))
+
+    # ---- live positions ---------------------------------------------------------------
+
+    def update_snapshot(self, snapshot: Snapshot) -> None:
+        if self.directory is None and snapshot.wal_dir and not self.console.wal_only:
+            self.open_directory(snapshot.wal_dir)
+            return
+        table = self.query_one("#wal-positions", DataTable)
+        note = self.query_one("#positions-note", Static)
+        if not self.is_engine_wal or not snapshot.endpoints:
+            table.clear()
+            note.update("[dim]endpoint positions are shown for the running engine's WAL[/]")
+            return
+        note.update(
+            f"WAL end {fmt.position(snapshot.wal_position)}  ·  "
+            "behind = WAL bytes not yet delivered"
+        )
+        table.clear()
+        assert self.directory is not None
+        for endpoint in snapshot.endpoints:
+            try:
+                behind = walview.behind_bytes(
+                    self.directory, endpoint.delivered_position, snapshot.wal_position
+                )
+                behind_text = fmt.size(behind)
+            except OSError:
+                behind_text = "?"
+            table.add_row(
+                endpoint.name,
+                fmt.position(endpoint.read_position),
+                fmt.position(endpoint.delivered_position),
+                behind_text,
+                fmt.seconds(endpoint.lag_seconds),
+                "memory (live)" if endpoint.live else "WAL files",
+            )
+
+    # ---- series browser ----------------------------------------------------------------
+
+    def action_focus_filter(self) -> None:
+        self.query_one(TabbedContent).active = "tab-series"
+        self.query_one("#series-filter", Input).focus()
+
+    @on(Input.Submitted, "#series-filter")
+    def _search(self, event: Input.Submitted) -> None:
+        if self.directory is None:
+            return
+        text = event.value.strip()
+        try:
+            selector = parse_selector(text) if text else None
+        except SelectorError as err:
+            self.query_one("#series-status", Static).update(f"[$error]{escape(str(err))}[/]")
+            return
+        self.query_one("#series-status", Static).update("[$accent]searching…[/]")
+        self.run_worker(self._browse(self.directory, selector), exclusive=True, group="browse")
+
+    async def _browse(self, directory: Path, selector: Any) -> None:
+        browse = await asyncio.to_thread(walview.browse_series, directory, selector)
+        self.browse = browse
+        self._series_rows = browse.rows
+        table = self.query_one("#series-table", DataTable)
+        table.clear()
+        for row in browse.rows:
+            table.add_row(
+                format_labels(row.labels),
+                fmt.number(row.samples),
+                fmt.number(row.exemplars),
+                fmt.number(row.histograms),
+                fmt.timestamp_ms(row.last_ms),
+            )
+        status = f"{len(browse.rows)} series, {fmt.number(browse.scanned)} entries scanned"
+        if browse.truncated:
+            status += f" ([$warning]{browse.truncated}[/])"
+        if browse.problems:
+            status += f"  [$warning]{escape(browse.problems[0])}[/]"
+        status += "  ·  enter on a series shows its samples"
+        self.query_one("#series-status", Static).update(status)
+
+    @on(DataTable.RowSelected, "#series-table")
+    def _series_chosen(self, event: DataTable.RowSelected) -> None:
+        index = event.cursor_row
+        if self.directory is None or not 0 <= index < len(self._series_rows):
+            return
+        labels = self._series_rows[index].labels
+        self.run_worker(self._dump(self.directory, labels), exclusive=True, group="dump")
+
+    async def _dump(self, directory: Path, labels: Labels) -> None:
+        items, total, problems = await asyncio.to_thread(walview.series_dump, directory, labels)
+        table = self.query_one("#dump-table", DataTable)
+        table.clear()
+        for item in items:
+            if item.kind == "histogram" and item.histogram is not None:
+                value = f"count={getattr(item.histogram, 'count', '?')}"
+            elif item.kind == "exemplar":
+                value = f"{item.value} {format_labels(item.exemplar_labels)}"
+            else:
+                value = repr(item.value)
+            table.add_row(item.kind, fmt.timestamp_ms(item.timestamp), value)
+        status = f"{escape(format_labels(labels))}: {total} entries" + (
+            f", newest {len(items)} shown" if total > len(items) else ""
+        )
+        if problems:
+            status += f"  [$warning]{escape(problems[0])}[/]"
+        self.query_one("#series-status", Static).update(status)
+
+    # ---- verify and repair ---------------------------------------------------------------
+
+    def action_verify(self) -> None:
+        if self.directory is None:
+            return
+        self.query_one(TabbedContent).active = "tab-verify"
+        self.query_one("#verify-summary", Static).update("[$accent]verifying…[/]")
+        self.run_worker(self._verify(self.directory), exclusive=True, group="verify")
+
+    async def _verify(self, directory: Path) -> None:
+        report = await asyncio.to_thread(tools.verify, directory)
+        if directory != self.directory:
+            return
+        self.verify_report = report
+        verdict = (
+            "[$success]OK[/]" if report.ok else f"[$error]{len(report.problems)} problem(s)[/]"
+        )
+        lines = [
+            f"verify: {verdict}  ·  {report.segments} segment(s), {fmt.number(report.records)} "
+            f"records, {fmt.size(report.bytes_read)} in {report.seconds:.2f}s "
+            f"({report.mb_per_second:.0f} MB/s)",
+            *(f"note: {escape(n)}" for n in report.notes),
+        ]
+        if not report.ok:
+            lines.append("shift+r previews a repair")
+        self.query_one("#verify-summary", Static).update("\n".join(lines))
+        table = self.query_one("#verify-problems", DataTable)
+        table.clear()
+        for p in report.problems:
+            table.add_row(
+                p.kind,
+                p.segment,
+                "-" if p.offset is None else str(p.offset),
+                fmt.number(p.records_lost),
+                fmt.number(p.samples_lost),
+                p.message,
+            )
+
+    def action_repair(self) -> None:
+        if self.directory is None:
+            return
+        if self.is_engine_wal and self.console.snapshot.running:
+            self.notify(
+                "this is the running engine's own WAL: it is open for writing, so it cannot be "
+                "repaired now. Stop rwconsole, then run `rwconsole wal repair` on it.",
+                title="Repair refused",
+                severity="error",
+                timeout=12,
+            )
+            return
+        self.run_worker(self._repair_preview(self.directory), exclusive=True, group="repair")
+
+    async def _repair_preview(self, directory: Path) -> None:
+        preview = await asyncio.to_thread(tools.repair, directory, dry_run=True)
+        if not preview.gaps_filled and preview.corruption is None:
+            self.notify("nothing to repair: the WAL reads cleanly", title="Repair", timeout=5)
+            return
+        lines = []
+        if preview.gaps_filled:
+            lines.append(
+                "create empty segment(s) for the gap(s): "
+                + ", ".join(f"{g:08d}" for g in preview.gaps_filled)
+            )
+        if preview.corruption is not None:
+            c = preview.corruption
+            lines.append(f"cut at the damage: {c.describe()}")
+            lines.append(f"dropped: {c.records_lost} record(s), {c.samples_lost} sample(s)")
+            if preview.segments_deleted:
+                lines.append(
+                    "later segments removed: "
+                    + ", ".join(f"{s:08d}" for s in preview.segments_deleted)
+                )
+        lines.append("Removed files are moved to a backup directory next to the WAL.")
+        lines.append("Nothing may be writing to this WAL. Repair now?")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._repair(directory), exclusive=True, group="repair")
+
+        self.app.push_screen(
+            ConfirmScreen(
+                "Repair WAL " + str(directory), escape("\n".join(lines)), yes="Repair", no="Cancel"
+            ),
+            answered,
+        )
+
+    async def _repair(self, directory: Path) -> None:
+        try:
+            report = await asyncio.to_thread(tools.repair, directory, dry_run=False, backup=True)
+        except OSError as err:
+            self.notify(f"repair failed: {err}", severity="error", timeout=12)
+            return
+        where = f"; backup in {report.backup_dir}" if report.backup_dir else ""
+        self.notify(
+            f"repaired: {len(report.gaps_filled)} gap(s) filled, "
+            f"{len(report.segments_deleted)} segment(s) removed, "
+            f"{report.records_kept} record(s) kept in the cut segment{where}",
+            title="Repair",
+            timeout=12,
+        )
+        self.action_inspect()
+        self.action_verify()
+
+    # ---- opening other directories -------------------------------------------------------
+
+    def action_open(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path:
+                self.open_directory(Path(path).expanduser())
+
+        self.app.push_screen(OpenWalScreen(str(self.directory or "")), chosen)
+
+    def action_engine_wal(self) -> None:
+        engine_dir = self._engine_dir()
+        if engine_dir is None:
+            self.notify("no engine is running: open a directory with o", severity="warning")
+            return
+        self.open_directory(engine_dir)
