@@ -19,9 +19,11 @@ a clear error when it is absent.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import ssl
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +32,15 @@ import httpx
 from rwconsole.remote.http_common import ConnectivityConfigError, opt, redact_url, reveal
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Every shard may hold a connection; keep them alive between sends instead of
+# httpx's default of 20 idle connections (Go keeps idle connections 90 s).
+POOL_LIMITS = httpx.Limits(
+    max_connections=None, max_keepalive_connections=1000, keepalive_expiry=90.0
+)
+# httpcore's pool does work proportional to connections x waiting requests on
+# every request, so many concurrent shards are spread over several pools, each
+# task (shard) always using the same one.
+POOLS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,27 +215,44 @@ class RoutingTransport(httpx.AsyncBaseTransport):
         self._policy = policy
         self._verify = verify
         self._http2 = http2
-        self._direct = httpx.AsyncHTTPTransport(verify=verify, http2=http2, trust_env=False)
-        self._proxied: dict[str, httpx.AsyncHTTPTransport] = {}
+        self._pools: dict[tuple[str | None, int], httpx.AsyncHTTPTransport] = {}
+        self._task_pool: weakref.WeakKeyDictionary[asyncio.Task[object], int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._next_pool = 0
 
     def _transport_for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         proxy_url = self._policy.proxy_for(url)
-        if proxy_url is None:
-            return self._direct
-        transport = self._proxied.get(proxy_url)
+        key = (proxy_url, self._pool_index())
+        transport = self._pools.get(key)
         if transport is None:
-            proxy = httpx.Proxy(proxy_url, headers=list(self._policy.connect_headers) or None)
+            proxy = None
+            if proxy_url is not None:
+                proxy = httpx.Proxy(proxy_url, headers=list(self._policy.connect_headers) or None)
             transport = httpx.AsyncHTTPTransport(
-                verify=self._verify, http2=self._http2, trust_env=False, proxy=proxy
+                verify=self._verify,
+                http2=self._http2,
+                trust_env=False,
+                proxy=proxy,
+                limits=POOL_LIMITS,
             )
-            self._proxied[proxy_url] = transport
+            self._pools[key] = transport
         return transport
+
+    def _pool_index(self) -> int:
+        task = asyncio.current_task()
+        if task is None:
+            return 0
+        index = self._task_pool.get(task)
+        if index is None:
+            index = self._task_pool[task] = self._next_pool
+            self._next_pool = (self._next_pool + 1) % POOLS
+        return index
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         return await self._transport_for(request.url).handle_async_request(request)
 
     async def aclose(self) -> None:
-        await self._direct.aclose()
-        for transport in self._proxied.values():
+        pools, self._pools = list(self._pools.values()), {}
+        for transport in pools:
             await transport.aclose()
-        self._proxied.clear()
