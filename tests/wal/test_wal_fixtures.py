@@ -49,7 +49,7 @@ def test_samples_and_exemplars_match_ground_truth(fixture: Path) -> None:
 
     assert len(samples) == truth["series_total"] == 352
     # Remote write turns -0.0 into +0; the WAL keeps the sign bit.
-    (negzero_key,) = [k for k in samples if 'fx_special' in k and 'kind="negzero"' in k]
+    (negzero_key,) = [k for k in samples if "fx_special" in k and 'kind="negzero"' in k]
     negzero = samples[negzero_key]
     assert {v for _, v in negzero} == {"8000000000000000", "7ff0000000000002"}
     expected_samples = dict(truth_samples["samples"])
