@@ -359,6 +359,7 @@ class WalStorage:
             return
         if isinstance(decoded, rec.SeriesRecord):
             for ref, labels in decoded.series:
+                self._next_ref = max(self._next_ref, ref)
                 existing = self._refs.get(labels)
                 if existing is not None and existing != ref:
                     self._alias[ref] = existing
@@ -369,7 +370,6 @@ class WalStorage:
                 self._refs[labels] = ref
                 self._labels[ref] = labels
                 self._last_ts.setdefault(ref, 0)
-                self._next_ref = max(self._next_ref, ref)
         elif isinstance(decoded, rec.SamplesRecord):
             self._note_times(decoded.refs, decoded.timestamps, segment)
         elif isinstance(decoded, rec.HistogramsRecord):

@@ -53,7 +53,7 @@ def test_series_round_trip() -> None:
 @pytest.mark.parametrize("single_ts", [True, False])
 def test_samples_round_trip(refs: list[int], single_ts: bool) -> None:
     rnd = random.Random(len(refs))
-    values = [rnd.choice(SPECIAL + [rnd.random() * 1e6]) for _ in refs]
+    values = [rnd.choice([*SPECIAL, rnd.random() * 1e6]) for _ in refs]
     if single_ts:
         ts: list[int] | int = 1_700_000_000_000
         expected_ts = [1_700_000_000_000] * len(refs)

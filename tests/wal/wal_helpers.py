@@ -22,7 +22,7 @@ def from_bits(text: str) -> float:
 def copy_wal(src: Path, dst: Path) -> Path:
     """Copy a (read-only) fixture WAL to a writable place."""
     shutil.copytree(src, dst)
-    for root, dirs, files in os.walk(dst):
+    for root, _dirs, files in os.walk(dst):
         os.chmod(root, 0o755)
         for name in files:
             os.chmod(os.path.join(root, name), 0o644)
