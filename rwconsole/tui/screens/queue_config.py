@@ -90,6 +90,7 @@ class QueueConfigScreen(ConsoleScreen):
         Binding("ctrl+o", "apply(True)", "Apply & save", priority=True),
         Binding("ctrl+g", "suggest", "Suggest max_shards", priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
+        Binding("escape", "leave_input", "Leave field", show=False),
         Binding("ctrl+left_square_bracket", "step_endpoint(-1)", "Prev endpoint", show=False),
         Binding("ctrl+right_square_bracket", "step_endpoint(1)", "Next endpoint", show=False),
     ]
@@ -291,6 +292,10 @@ class QueueConfigScreen(ConsoleScreen):
 
     def action_step_endpoint(self, step: int) -> None:
         self.console.step_endpoint(step)
+
+    def action_leave_input(self) -> None:
+        """Take the focus off the form so that the screen keys (1-6, t, ?) work again."""
+        self.set_focus(None)
 
     def action_reset(self) -> None:
         self._fill(self._base, only_unedited=False)

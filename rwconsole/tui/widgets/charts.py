@@ -43,10 +43,15 @@ def reduce_points(
     return out_x, out_y
 
 
+_TICK_STEPS = (5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
+
+
 def window_ticks(window: float) -> tuple[list[float], list[str]]:
-    """Five x ticks from ``-window`` to ``0`` labelled like ``-5m`` … ``now``."""
-    ticks = [-window * i / 4 for i in range(4, -1, -1)]
-    labels = [("-" + fmt.seconds(-t)) if t < 0 else "now" for t in ticks]
+    """Round x ticks from ``-window`` to ``0`` (at most six), labelled ``-5m`` … ``now``."""
+    step = next((s for s in _TICK_STEPS if window / s <= 5), window)
+    count = int(window // step)
+    ticks = [-step * i for i in range(count, -1, -1)]
+    labels = [("-" + fmt.duration_field(-t)) if t < 0 else "now" for t in ticks]
     return ticks, labels
 
 

@@ -1,0 +1,130 @@
+"""The console's pure helpers: estimates, themes, chart reduction, WAL distances."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rwconsole.engine import HistoryPoint
+from rwconsole.tui import estimates, themes
+from rwconsole.tui.walview import behind_bytes
+from rwconsole.tui.widgets.charts import reduce_points, window_ticks
+from rwconsole.wal.segment import segment_name
+
+
+def _point(t: float, desired: float, latency: float = 0.05) -> HistoryPoint:
+    return HistoryPoint(t, 1, desired, 1, 50, 0, 100, 100, 0, 0, 0, 0, latency)
+
+
+def test_suggest_max_shards_uses_4x_p90_with_floor_50() -> None:
+    small = [_point(i, 2.0) for i in range(100)]
+    advice = estimates.suggest_max_shards(small)
+    assert advice is not None
+    assert advice.max_shards == 50 and advice.percentile_desired == 2.0
+    assert advice.points == 100 and advice.window_seconds == 99
+    # 90 points at 10, 10 points at 40: the 90th percentile is 10 → 40 → floor 50.
+    mixed = [_point(i, 10.0) for i in range(90)] + [_point(90 + i, 40.0) for i in range(10)]
+    assert estimates.suggest_max_shards(mixed).max_shards == 50  # type: ignore[union-attr]
+    big = [_point(i, 30.0 + i % 2) for i in range(100)]
+    assert estimates.suggest_max_shards(big).max_shards == 124  # type: ignore[union-attr]
+    assert estimates.suggest_max_shards([]) is None
+
+
+def test_throughput_estimate_and_latency() -> None:
+    history = [_point(i, 1, latency=0.0 if i % 2 else 0.1) for i in range(10)]
+    latency = estimates.average_latency(history)
+    assert latency == pytest.approx(0.1)
+    assert estimates.max_throughput({"max_shards": 50, "max_samples_per_send": 2000}, latency) == (
+        pytest.approx(1_000_000)
+    )
+    assert estimates.max_throughput({"max_shards": 5}, None) is None
+    assert estimates.average_latency([_point(0, 1, latency=0)]) is None
+
+
+def test_window_points_selects_the_recent_tail() -> None:
+    history = [_point(float(i), 1) for i in range(100)]
+    assert [p.time for p in estimates.window_points(history, 10, 99)] == [
+        float(i) for i in range(89, 100)
+    ]
+    assert estimates.window_points(history, 1000, 99) == history
+
+
+def test_reduce_points_keeps_spikes_and_bounds_count() -> None:
+    xs = list(range(1000))
+    ys = [0.0] * 1000
+    ys[537] = 9.0
+    rx, ry = reduce_points(xs, ys, 100)
+    assert len(rx) <= 100 and max(ry) == 9.0 and rx[-1] == 999
+    assert reduce_points([1, 2], [3, 4], 100) == ([1, 2], [3, 4])
+
+
+def test_window_ticks_are_round() -> None:
+    assert window_ticks(300)[1] == ["-5m", "-4m", "-3m", "-2m", "-1m", "now"]
+    assert window_ticks(3600)[1] == ["-1h", "-45m", "-30m", "-15m", "now"]
+    assert window_ticks(60)[1] == ["-1m", "-45s", "-30s", "-15s", "now"]
+
+
+def test_shipped_themes_load_and_match_the_repository_copies() -> None:
+    found, problems = themes.load_themes()
+    assert problems == []
+    assert {"rwconsole-dark", "rwconsole-light", "rwconsole-high-contrast"} <= set(found)
+    assert found["rwconsole-light"].dark is False
+    repo = Path(themes.__file__).resolve().parents[2] / "themes"
+    package = Path(themes.__file__).resolve().parent / "themes"
+    for path in repo.glob("*.toml"):
+        assert (package / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_user_theme_dir_overrides_and_reports_bad_files(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text('name = "mine"\nprimary = "#123456"\ndark = false\n')
+    (tmp_path / "dark.toml").write_text(
+        'name = "rwconsole-dark"\nprimary = "#ff0000"\nbackground = "#000000"\n'
+    )
+    (tmp_path / "broken.toml").write_text('name = "x"\nprimary = "not-a-colour"\n')
+    (tmp_path / "typo.toml").write_text('name = "y"\nprimary = "#fff"\nprimay = "#000"\n')
+    found, problems = themes.load_themes(tmp_path)
+    assert found["mine"].primary == "#123456"
+    assert found["rwconsole-dark"].primary == "#ff0000"
+    messages = {p.path.name: p.message for p in problems}
+    assert "'primary'" in messages["broken.toml"] and "not a colour" in messages["broken.toml"]
+    assert "primay" in messages["typo.toml"]
+    _, missing = themes.load_themes(tmp_path / "nope")
+    assert any("not a directory" in str(p) for p in missing)
+
+
+def test_theme_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "env.toml").write_text('name = "from-env"\nprimary = "#00ff00"\n')
+    monkeypatch.setenv(themes.THEME_DIR_ENV, str(tmp_path))
+    assert "from-env" in themes.load_themes()[0]
+
+
+def test_theme_choice_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(themes.CONFIG_DIR_ENV)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert themes.saved_theme() is None
+    assert themes.save_theme("rwconsole-light") is None
+    assert (tmp_path / "xdg" / "rwconsole" / themes.STATE_FILE).is_file()
+    assert themes.saved_theme() == "rwconsole-light"
+    (tmp_path / "xdg" / "rwconsole" / themes.STATE_FILE).write_text("not = [toml")
+    assert themes.saved_theme() is None
+
+
+def test_theme_state_write_failure_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv(themes.CONFIG_DIR_ENV, str(blocker / "sub"))
+    message = themes.save_theme("x")
+    assert message is not None and "cannot remember the theme" in message
+
+
+def test_behind_bytes_counts_across_segments(tmp_path: Path) -> None:
+    for index, size in ((0, 1000), (1, 2000), (2, 500)):
+        with open(tmp_path / segment_name(index), "wb") as handle:
+            handle.write(os.urandom(size))
+    assert behind_bytes(tmp_path, (0, 400), (2, 100)) == 600 + 2000 + 100
+    assert behind_bytes(tmp_path, (1, 10), (1, 30)) == 20
+    assert behind_bytes(tmp_path, (2, 100), (1, 30)) == 0
