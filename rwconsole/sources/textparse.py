@@ -15,6 +15,7 @@ number; nothing else escapes for any input.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Container
 from dataclasses import dataclass, field
@@ -288,6 +289,41 @@ def _belongs(name: str, family: Family) -> bool:
     return name[len(family.name) :] in _SUFFIXES[family.type]
 
 
+@functools.lru_cache(maxsize=16384)
+def _meta_line(line: str, om: bool) -> tuple[str, str, str | MetricType] | None:
+    """(keyword, family name, help/unit text or type) of a ``#`` line; None for comments.
+
+    Cached: a steady target repeats the same HELP/TYPE lines on every scrape.
+    """
+    if om:
+        if not line.startswith("# "):
+            raise ValueError("comment lines must start with '# '")
+        parts = line.split(" ", 3)
+    else:
+        parts = line[1:].split(None, 2)
+        parts.insert(0, "#")
+        if len(parts) < 2 or parts[1] not in ("HELP", "TYPE"):
+            return None
+    keyword = parts[1] if len(parts) > 1 else ""
+    if keyword not in ("HELP", "TYPE", "UNIT"):
+        raise ValueError(f"unexpected comment line {line[:40]!r} (HELP, TYPE, UNIT or EOF)")
+    if len(parts) < 3 or not parts[2]:
+        raise ValueError(f"{keyword} line without a metric name")
+    name = parts[2]
+    if _NAME_RE.fullmatch(name) is None:
+        raise ValueError(f"invalid metric name {name!r} in {keyword} line")
+    rest = parts[3] if len(parts) > 3 else ""
+    if keyword == "HELP":
+        return keyword, name, _unescape_help(rest if om else rest.strip(" \t"), om)
+    if keyword == "TYPE":
+        types = _OM_TYPES if om else _TEXT_TYPES
+        kind = rest if om else rest.strip(" \t")
+        if kind not in types:
+            raise ValueError(f"invalid metric type {kind!r} for {name!r}")
+        return keyword, name, types[kind]
+    return keyword, name, rest
+
+
 class _State:
     """Mutable state of one parse (kept off the hot loop's locals where rare)."""
 
@@ -300,36 +336,17 @@ class _State:
 
     def metadata_line(self, line: str) -> None:
         """Handle a ``#`` line: HELP/TYPE/UNIT feed families, others are comments (text)."""
-        om = self.openmetrics
-        if om:
-            if not line.startswith("# "):
-                raise ValueError("comment lines must start with '# '")
-            parts = line.split(" ", 3)
-        else:
-            parts = line[1:].split(None, 2)
-            parts.insert(0, "#")
-            if len(parts) < 2 or parts[1] not in ("HELP", "TYPE"):
-                return
-        keyword = parts[1] if len(parts) > 1 else ""
-        if keyword not in ("HELP", "TYPE", "UNIT"):
-            raise ValueError(f"unexpected comment line {line[:40]!r} (HELP, TYPE, UNIT or EOF)")
-        if len(parts) < 3 or not parts[2]:
-            raise ValueError(f"{keyword} line without a metric name")
-        name = parts[2]
-        if _NAME_RE.fullmatch(name) is None:
-            raise ValueError(f"invalid metric name {name!r} in {keyword} line")
-        rest = parts[3] if len(parts) > 3 else ""
+        parsed = _meta_line(line, self.openmetrics)
+        if parsed is None:
+            return
+        keyword, name, value = parsed
         family = self._family(name)
         if keyword == "HELP":
-            family.help = _unescape_help(rest if om else rest.strip(" \t"), om)
+            family.help = value  # type: ignore[assignment]
         elif keyword == "TYPE":
-            types = _OM_TYPES if om else _TEXT_TYPES
-            kind = rest.strip(" \t") if not om else rest
-            if kind not in types:
-                raise ValueError(f"invalid metric type {kind!r} for {name!r}")
-            family.type = types[kind]
+            family.type = value  # type: ignore[assignment]
         else:
-            family.unit = rest
+            family.unit = value  # type: ignore[assignment]
 
     def _family(self, name: str) -> Family:
         families = self.families
@@ -433,7 +450,7 @@ def _parse_lines(lines: list[str], state: _State, known: Container[str], openmet
                     raise ValueError("expected a space after the label set")
                 parts = tail.split()
                 name = line[:brace]
-                if name != name.rstrip(" \t"):
+                if line[brace - 1 : brace] in (" ", "\t"):
                     name = name.rstrip(" \t")
             if key not in known and key not in new_series:
                 new_series[key] = parse_series(key)
