@@ -28,9 +28,9 @@ Protocol 2.0 (``io.prometheus.write.v2.Request``)
     work too. Within one call the symbol refs of a series are computed once per
     distinct ``Labels`` object (and metadata once per distinct object), so the
     caller should pass the same tuple object for every sample of a series.
-    Symbols are numbered in first-seen order: float samples, then histograms,
-    then exemplars; for each entry the series labels, then help, then unit,
-    then exemplar labels.
+    Symbols are numbered in first-seen order: the labels of every distinct
+    series (float samples, then histograms, then exemplar entries), then help
+    and unit of every distinct metadata object, then exemplar labels.
 
 Encoding rules followed (proto3, as the protobuf package serialises): scalars
 equal to zero (all-zero bits, so ``-0.0`` is written) and empty strings are
@@ -45,7 +45,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import snappy
 
@@ -65,6 +65,7 @@ HISTOGRAMS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Histograms-Written"
 EXEMPLARS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Exemplars-Written"
 
 _U64 = (1 << 64) - 1
+_T = TypeVar("_T")
 
 
 def compress(body: bytes) -> bytes:
@@ -376,7 +377,7 @@ class ExemplarEntry(NamedTuple):
     metadata: MetricMetadata | None = None
 
 
-def _distinct(objects: Iterable[object]) -> dict[int, object]:
+def _distinct(objects: Iterable[_T]) -> dict[int, _T]:
     """Distinct objects by identity, in first-seen order (the caller keeps them alive)."""
     items = list(objects)
     return dict(zip(map(id, items), items, strict=True))
@@ -474,12 +475,11 @@ def encode_write_request_v2(
     hists = [HistogramEntry(*entry) for entry in histograms]
     exs = [ExemplarEntry(*entry) for entry in exemplars]
     label_sets = _distinct(chain(labels_col, (h.labels for h in hists), (e.labels for e in exs)))
+    # filter(None, ...) drops the Nones (metadata objects are always truthy).
     metas = _distinct(
-        meta
-        for meta in chain(metas_col, (h.metadata for h in hists), (e.metadata for e in exs))
-        if meta is not None
+        filter(None, chain(metas_col, (h.metadata for h in hists), (e.metadata for e in exs)))
     )
-    fields = _V2Fields(label_sets, metas)  # type: ignore[arg-type]
+    fields = _V2Fields(label_sets, metas)
     labels_field = fields.labels.__getitem__
     metadata_field = fields.metadata.__getitem__
 
