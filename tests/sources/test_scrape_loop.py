@@ -390,3 +390,28 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def test_manager_with_the_real_schema_and_basic_auth(target: TargetServer) -> None:
+    from rwconsole.config.schema import BasicAuthConfig, ScrapeConfig
+
+    target.body = "x 1\n"
+    config = ScrapeConfig(
+        job_name="real",
+        targets=[target.address],
+        scrape_interval=0.1,
+        scrape_timeout=1.0,
+        basic_auth=BasicAuthConfig(username="user", password=None),
+    )
+    app = RecordingAppender()
+    manager = ScrapeManager(app, stagger=False)
+    try:
+        await manager.apply([config])
+        for _ in range(100):
+            if manager.counters().scrapes_total >= 1:
+                break
+            await asyncio.sleep(0.02)
+        assert manager.targets()[0].health == "up"
+        assert target.requests[0].header("authorization") == "Basic dXNlcjo="
+    finally:
+        await manager.stop()
