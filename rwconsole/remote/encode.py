@@ -50,7 +50,7 @@ from typing import NamedTuple, TypeVar
 import snappy
 
 from rwconsole.labels import Labels
-from rwconsole.model import Exemplar, Histogram, MetricMetadata
+from rwconsole.model import Exemplar, Histogram, MetricMetadata, MetricType
 
 CONTENT_TYPE_V1 = "application/x-protobuf"
 CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
@@ -298,6 +298,9 @@ def encode_write_request_v1(
 # --- protocol 2.0 ------------------------------------------------------------
 
 
+_TYPE_FIELDS = {int(t): _varint_field(1, int(t)) for t in MetricType}
+
+
 class _VarintsByText(dict[str, bytes]):
     """Maps each symbol to the varint of its index, adding unknown ones on lookup.
 
@@ -333,6 +336,11 @@ class SymbolTable:
     @property
     def symbols(self) -> list[str]:
         return self._table.symbols
+
+    @property
+    def table(self) -> dict[str, bytes]:
+        """Symbol -> varint of its ref; looking up a new symbol interns it."""
+        return self._table
 
     def reset(self) -> None:
         """Forget every symbol except ``""`` (done before each request)."""
@@ -401,13 +409,14 @@ class _V2Fields:
             body = packed(chain.from_iterable(labels))
             self.labels[key] = _field_prefix(_LEN1, 1, len(body)) + body if body else b""
         self.metadata: dict[int, bytes] = {id(None): b""}
+        table = self.symbols.table
         for key, meta in metas.items():
-            body = _varint_field(1, int(meta.type))
+            body = _TYPE_FIELDS.get(meta.type) or _varint_field(1, int(meta.type))
             if meta.help:
-                body += b"\x18" + packed((meta.help,))
+                body += b"\x18" + table[meta.help]
             if meta.unit:
-                body += b"\x20" + packed((meta.unit,))
-            self.metadata[key] = _message_field(5, body)
+                body += b"\x20" + table[meta.unit]
+            self.metadata[key] = _field_prefix(_LEN5, 5, len(body)) + body
 
     def refs_field(self, labels: Labels) -> bytes:
         """The packed ``labels_refs`` field (field 1) of a label set."""
