@@ -45,3 +45,8 @@ def demo_engine(tmp_path: Path) -> Iterator[object]:
     finally:
         engine.stop()
         logger.setLevel(level)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
