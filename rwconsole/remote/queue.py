@@ -104,6 +104,26 @@ class _Batch:
         return max(candidates) if candidates else 0
 
 
+class _Interrupted(Exception):
+    """A reshard stopped a shard between two attempts; its batch stays unfinished."""
+
+
+async def _wait_or_stop(event: asyncio.Event, stop: asyncio.Event, timeout: float | None) -> None:
+    """Wait for ``event`` (or ``timeout``); raise ``_Interrupted`` as soon as ``stop`` is set."""
+    if stop.is_set():
+        raise _Interrupted
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if event is not stop:
+        waiters.append(asyncio.ensure_future(event.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if stop.is_set():
+        raise _Interrupted
+
+
 class _Shard:
     __slots__ = (
         "done",
@@ -114,6 +134,7 @@ class _Shard:
         "max_per_send",
         "partial",
         "space",
+        "stop",
         "task",
         "wakeup",
     )
@@ -128,6 +149,8 @@ class _Shard:
         self.flushing = False
         self.wakeup = asyncio.Event()
         self.space = asyncio.Event()
+        self.stop = asyncio.Event()
+        """Set by a reshard: finish the current HTTP attempt, then exit."""
         self.task: asyncio.Task[None] | None = None
 
     def seal(self) -> bool:
@@ -555,7 +578,7 @@ class QueueManager:
 
     async def _run_shard(self, shard: _Shard) -> None:
         last_send = time.monotonic()
-        while True:
+        while not shard.stop.is_set():
             batch = shard.take(include_partial=shard.flushing)
             if batch is None:
                 if shard.flushing:
@@ -572,7 +595,10 @@ class QueueManager:
                     continue
             shard.inflight = batch
             shard.space.set()
-            await self._send_batch(batch)
+            try:
+                await self._send_batch(batch, shard.stop)
+            except _Interrupted:
+                return
             shard.inflight = None
             last_send = time.monotonic()
             shard.done += batch.count
@@ -622,8 +648,12 @@ class QueueManager:
                 self.metrics.pending[kind].dec(before - after)
         return shed
 
-    async def _send_batch(self, batch: _Batch) -> None:
-        """Send one batch until it succeeds or fails for good (retrying forever)."""
+    async def _send_batch(self, batch: _Batch, stop: asyncio.Event) -> None:
+        """Send one batch until it succeeds or fails for good (retrying forever).
+
+        ``stop`` interrupts it between attempts (while paused or backing off),
+        never during an HTTP attempt, so a reshard does not send a batch twice.
+        """
         metrics = self.metrics
         started = time.monotonic()
         original = batch.counts()
@@ -638,8 +668,10 @@ class QueueManager:
                 if batch.count == 0:
                     break
                 body = self._encode(batch)
-            if not self._resume.is_set():
-                await self._resume.wait()
+            while not self._resume.is_set():
+                await _wait_or_stop(self._resume, stop, None)
+            if stop.is_set():
+                raise _Interrupted
             counts = batch.counts()
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
@@ -676,7 +708,7 @@ class QueueManager:
             )
             self._retrying += 1
             try:
-                await asyncio.sleep(sleep)
+                await _wait_or_stop(stop, stop, sleep)
             finally:
                 self._retrying -= 1
             for kind, n in zip(KINDS3, counts, strict=True):
@@ -737,8 +769,9 @@ class QueueManager:
     async def _reshard(self, n: int) -> None:
         """Replace the shards by ``n`` new ones without sending or losing anything.
 
-        The old shards' tasks are cancelled (an interrupted request is sent
-        again), and their unfinished batches, oldest first, are dealt out to the
+        The old shards finish the HTTP attempt they are in (if it fails, its
+        batch is carried over) and stop; retries waiting for their backoff stop
+        at once. Their unfinished batches, oldest first, are dealt out to the
         new shards by ``ref % n``. Each series' items came from one old shard in
         order and go to one new shard in the same order, so per-series order
         holds; the delivered position only uses lower bounds, so it never skips
@@ -749,8 +782,15 @@ class QueueManager:
             try:
                 old = self._shards
                 for shard in old:
+                    shard.stop.set()
+                    shard.wakeup.set()
                     shard.space.set()
-                await _cancel([s.task for s in old if s.task is not None])
+                tasks = [s.task for s in old if s.task is not None]
+                if tasks:
+                    _, running = await asyncio.wait(tasks, timeout=self.flush_deadline)
+                    # An attempt still running after the deadline is cancelled; its batch
+                    # is sent again, which a receiver may see twice.
+                    await _cancel(running)
                 carried = [batch for shard in old for batch in shard.unfinished()]
                 self._shards = self._new_shards(n)
                 self._redistribute(carried)

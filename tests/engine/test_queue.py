@@ -407,7 +407,11 @@ def test_relabel_and_external_labels_and_dunder_labels() -> None:
         dropped = len(h.series) - len(kept)
         assert h.metric("samples_dropped_total", reason="dropped_series") == dropped
         received = set(receiver.series())
-        assert make_labels({"__name__": "x", "series": "5", "cluster": "eu"}) in received
+        # __tmp is removed; external labels fill in what the series lacks.
+        assert (
+            make_labels({"__name__": "x", "series": "5", "cluster": "eu", "job": "ignored"})
+            in received
+        )
         # Series labels win over external labels.
         assert (
             make_labels(
