@@ -70,6 +70,7 @@ class PrometheusReceiver:
         return f"http://127.0.0.1:{self.port}/api/v1/write"
 
     def start(self, *extra: str) -> PrometheusReceiver:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "prometheus.yml"
         config.write_text("global:\n  scrape_interval: 1h\n")
         self.processes.start(
