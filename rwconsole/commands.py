@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rwconsole.cli import EXIT_BAD, err_console
-
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from rwconsole.config import cli as config_cli
@@ -31,5 +29,6 @@ def run_headless(args: argparse.Namespace) -> int:
 
 
 def run_console(args: argparse.Namespace) -> int:
-    err_console.print("[yellow]rwconsole: the console is not available yet[/]")
-    return EXIT_BAD
+    from rwconsole.tui.launch import run_console as run
+
+    return run(args)
