@@ -250,6 +250,10 @@ def _account(
     code = rec.record_type(item.data)
     counts[rec.type_label(code)] += 1
     try:
+        if code == rec.RecordType.SAMPLES:
+            n, lo, hi = rec.sample_stats(item.data)
+            report.samples += n
+            return None if lo is None or hi is None else (lo, hi)
         decoded = rec.decode(item.data)
     except rec.RecordDecodeError as exc:
         report.undecodable.append(f"{_where(item)}: {exc}")

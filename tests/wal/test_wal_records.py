@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import struct
@@ -71,6 +72,7 @@ def test_samples_round_trip(refs: list[int], single_ts: bool) -> None:
     general = rec._decode_samples_general(data, *base)
     assert (general.refs, general.timestamps) == (refs, expected_ts)
     assert rec.check_samples(data) is None
+    assert rec.sample_stats(data) == (len(refs), min(expected_ts), max(expected_ts))
 
 
 def test_staleness_marker_is_bit_exact() -> None:
@@ -202,6 +204,8 @@ def test_every_decoder_survives_arbitrary_bytes(code: int, body: bytes) -> None:
         assert 0 <= exc.offset <= len(data)
     if code == 2:
         rec.check_samples(data)
+        with contextlib.suppress(rec.RecordDecodeError):
+            rec.sample_stats(data)
 
 
 @settings(max_examples=200, deadline=None)
