@@ -491,7 +491,7 @@ class Engine:
         self.appender = _FanoutAppender(self)
         if cfg.demo.enabled:
             await self._start_demo_receiver()
-        for index, endpoint_config in enumerate(cfg.endpoint):
+        for index, endpoint_config in enumerate(self.config.endpoint):
             self.endpoints.append(self._make_endpoint(index, endpoint_config))
         for endpoint in self.endpoints:
             endpoint.queue.start()
@@ -665,9 +665,9 @@ class Engine:
         if self.metrics_server is not None:
             with contextlib.suppress(Exception):
                 await self.metrics_server.stop()
+        self._refresh_snapshot(running=False)
         if self.wal is not None:
             self.wal.close()
-        self._refresh_snapshot(running=False)
         log.info("engine stopped")
 
     # ---- data path -----------------------------------------------------------------------
