@@ -41,6 +41,7 @@ from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
 from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.follower import WalFollower
+from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
@@ -260,6 +261,7 @@ class _Endpoint:
     queue: QueueManager
     follower: WalFollower
     client: Any
+    metadata_sender: MetadataSender | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
     last_counters: dict[str, float] = field(default_factory=dict)
 
@@ -486,6 +488,7 @@ class Engine:
             segment_size=cfg.wal.segment_size,
             compress=cfg.wal.compression,
         )
+        self.registry.add_collector(self.wal.metrics)
         self._last_commit_end = self.wal.position()
         self.progress = ProgressStore(self.data_dir)
         self.appender = _FanoutAppender(self)
@@ -495,6 +498,8 @@ class Engine:
             self.endpoints.append(self._make_endpoint(index, endpoint_config))
         for endpoint in self.endpoints:
             endpoint.queue.start()
+            if endpoint.metadata_sender is not None:
+                endpoint.metadata_sender.start()
         self.progress.save(force=True)
         await self._start_sources()
         if self.serve_metrics:
@@ -542,12 +547,26 @@ class Engine:
             protocol=2 if config.protobuf_message == schema.PROTOBUF_V2 else 1,
             external_labels=make_labels(self.config.external_labels),
             relabel=(lambda labels, rules=rules: relabel(labels, rules)) if rules else None,
+            metadata_lookup=self.wal.metadata,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,
         )
         progress = self.progress
         queue.on_delivered = lambda position, name=name: progress.set(name, position)
+        metadata_sender = None
+        if queue.protocol == 1 and config.metadata_config.send:
+            metadata_sender = MetadataSender(
+                name=name,
+                client=client,
+                metrics=queue.metrics,
+                entries=self.wal.metadata_entries,
+                send_interval=config.metadata_config.send_interval,
+                max_per_send=config.metadata_config.max_samples_per_send,
+                min_backoff=config.queue_config.min_backoff,
+                max_backoff=config.queue_config.max_backoff,
+                retry_on_http_429=config.queue_config.retry_on_http_429,
+            )
         if saved is not None and saved != wal_end:
             log.info(
                 "endpoint %s resumes from WAL position %s (WAL end %s)",
@@ -556,7 +575,14 @@ class Engine:
                 wal_end,
                 extra={"endpoint": name},
             )
-        return _Endpoint(index=index, config=config, queue=queue, follower=follower, client=client)
+        return _Endpoint(
+            index=index,
+            config=config,
+            queue=queue,
+            follower=follower,
+            client=client,
+            metadata_sender=metadata_sender,
+        )
 
     async def _start_demo_receiver(self) -> None:
         from rwconsole.demo.receiver import DemoReceiver
@@ -650,7 +676,9 @@ class Engine:
             with contextlib.suppress(Exception):
                 await _maybe_await(source.stop())
         await asyncio.gather(
-            *(e.queue.stop(self.flush_deadline) for e in self.endpoints), return_exceptions=True
+            *(e.metadata_sender.stop() for e in self.endpoints if e.metadata_sender is not None),
+            *(e.queue.stop(self.flush_deadline) for e in self.endpoints),
+            return_exceptions=True,
         )
         if self.progress is not None:
             for endpoint in self.endpoints:
@@ -761,26 +789,32 @@ class Engine:
         return report
 
     def _segments_older_than(self, floor_ms: int, needed: int) -> int:
-        """The first segment index at or after ``needed`` holding data newer than ``floor_ms``."""
+        """First segment from ``needed`` on whose data is not all older than ``floor_ms``."""
         result = needed
+        active = self.wal.position()[0]
         for info in self.wal.segments_info():
             if info.index < needed:
                 continue
-            if (
-                info.max_time is not None
-                and info.max_time < floor_ms
-                and info.index < self.wal.position()[0]
-            ):
+            if info.index < active and info.max_time_ms is not None and info.max_time_ms < floor_ms:
                 result = info.index + 1
             else:
                 break
         return result
 
     def _samples_between(self, start: Position, before_segment: int) -> int:
+        """Samples in the WAL from ``start`` up to the segment ``before_segment`` (exclusive)."""
+        from rwconsole.wal.records import count_samples
+        from rwconsole.wal.segment import CorruptionError, iter_segment, segment_name
+
         total = 0
         for info in self.wal.segments_info():
-            if start[0] <= info.index < before_segment:
-                total += info.samples or 0
+            if not start[0] <= info.index < before_segment:
+                continue
+            offset = start[1] if info.index == start[0] else 0
+            path = self.wal_dir / segment_name(info.index)
+            with contextlib.suppress(CorruptionError, OSError):
+                for record in iter_segment(path, info.index, start_offset=offset):
+                    total += count_samples(record.data)
         return total
 
     async def _snapshot_loop(self) -> None:
@@ -878,7 +912,7 @@ class Engine:
             data_dir=str(self.data_dir),
             wal_dir=str(self.wal_dir),
             wal_position=self.wal.position() if self.wal is not None else (0, 0),
-            wal_series=getattr(self.wal, "series_count", 0) if self.wal is not None else 0,
+            wal_series=self.wal.series_count() if self.wal is not None else 0,
             samples_in_total=self.samples_in.value,
             samples_in_per_second=self._in_rate,
             endpoints=tuple(endpoints),

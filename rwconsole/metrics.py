@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -130,6 +130,11 @@ class Registry:
 
     def __init__(self) -> None:
         self._families: dict[str, Family] = {}
+        self._collectors: list[Callable[[], Mapping[str, float]]] = []
+
+    def add_collector(self, collect: Callable[[], Mapping[str, float]]) -> None:
+        """Add unlabelled values computed at exposition time (``*_total`` are counters)."""
+        self._collectors.append(collect)
 
     def _family(
         self, name: str, help: str, type_: str, labels: Iterable[str], **kw: object
@@ -205,6 +210,11 @@ class Registry:
                     out.append(f"{family.name}_count{_labels(pairs)} {child.count}")
                 else:
                     out.append(f"{family.name}{_labels(pairs)} {_format_value(child.value)}")
+        for collect in self._collectors:
+            for name, value in sorted(collect().items()):
+                kind = "counter" if name.endswith("_total") else "gauge"
+                out.append(f"# TYPE {name} {kind}")
+                out.append(f"{name} {_format_value(float(value))}")
         return "\n".join(out) + "\n"
 
 

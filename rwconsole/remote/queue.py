@@ -210,6 +210,7 @@ class QueueManager:
         protocol: int = 1,
         external_labels: Labels = (),
         relabel: Callable[[Labels], Labels | None] | None = None,
+        metadata_lookup: Callable[[int], Any] | None = None,
         send_exemplars: bool = True,
         send_native_histograms: bool = False,
         flush_deadline: float = 60.0,
@@ -234,6 +235,7 @@ class QueueManager:
         self._lookup = lookup
         self._external = external_labels
         self._relabel = relabel
+        self._metadata_lookup = metadata_lookup
         self._clock = clock
         self._data_in = data_in
         self._highest_in = highest_timestamp_in
@@ -392,7 +394,13 @@ class QueueManager:
         if not labels:
             self._series[ref] = None
             return None
-        key: Any = encode.encode_labels_v1(labels) if self.protocol == 1 else labels
+        key: Any
+        if self.protocol == 1:
+            key = encode.encode_labels_v1(labels)
+        else:
+            # Remote write 2.0 carries the series' metadata with every entry.
+            meta = self._metadata_lookup(ref) if self._metadata_lookup is not None else None
+            key = (labels, meta)
         self._series[ref] = key
         return key
 
@@ -606,16 +614,23 @@ class QueueManager:
             self._advance_delivered()
 
     def _encode(self, batch: _Batch) -> bytes:
-        encoder = (
-            encode.encode_write_request_v1 if self.protocol == 1 else encode.encode_write_request_v2
-        )
-        body = encoder(
-            batch.series,
-            batch.timestamps,
-            batch.values,
-            exemplars=batch.exemplars,
-            histograms=batch.histograms,
-        )
+        if self.protocol == 1:
+            body = encode.encode_write_request_v1(
+                batch.series,
+                batch.timestamps,
+                batch.values,
+                exemplars=batch.exemplars,
+                histograms=batch.histograms,
+            )
+        else:
+            body = encode.encode_write_request_v2(
+                [key[0] for key in batch.series],
+                batch.timestamps,
+                batch.values,
+                metadata=[key[1] for key in batch.series],
+                exemplars=[(key[0], e, key[1]) for key, e in batch.exemplars],
+                histograms=[(key[0], t, h, 0, key[1]) for key, t, h in batch.histograms],
+            )
         return encode.compress(body)
 
     def _shed_too_old(self, batch: _Batch) -> _Batch:

@@ -399,5 +399,6 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_open(args: argparse.Namespace) -> int:
-    _err().print("rwconsole wal open: the console WAL view is not available yet")
-    return EXIT_BAD
+    from rwconsole.tui.launch import open_wal
+
+    return open_wal(args.directory)

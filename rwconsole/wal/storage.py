@@ -567,6 +567,21 @@ class WalStorage:
     def series_count(self) -> int:
         return len(self._labels)
 
+    def metadata(self, ref: int) -> MetricMetadata | None:
+        """The latest metadata appended for a series ref, if any."""
+        return self._metadata.get(self._alias.get(ref, ref))
+
+    def metadata_entries(self) -> list[tuple[Labels, MetricMetadata]]:
+        """Every live series' labels with its latest metadata (a copy)."""
+        with self._lock:
+            items = list(self._metadata.items())
+        out = []
+        for ref, meta in items:
+            labels = self.lookup(ref)
+            if labels is not None:
+                out.append((labels, meta))
+        return out
+
     def position(self) -> Position:
         with self._lock:
             return self._require_writer().position()

@@ -1,0 +1,133 @@
+"""Metric metadata for remote write 1.0: sent on its own every ``send_interval``.
+
+Prometheus sends metadata with 1.0 from its scrape targets; Alloy never does
+(it has no scrape manager to ask). rwconsole sends it from the WAL's metadata
+records: every ``metadata_config.send_interval`` the latest metadata of every
+live series is deduplicated by metric family and sent in requests of at most
+``metadata_config.max_samples_per_send`` entries, with the same retry rules as
+samples. With remote write 2.0 metadata travels with each series instead (see
+the queue), so this sender is not started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+from rwconsole.labels import Labels, metric_name
+from rwconsole.model import MetricMetadata, MetricType
+from rwconsole.remote import encode
+from rwconsole.remote.queue import SendClient
+from rwconsole.remote.queue_metrics import QueueMetrics
+
+log = logging.getLogger("rwconsole.metadata")
+
+_FAMILY_SUFFIXES = {
+    MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
+    MetricType.GAUGEHISTOGRAM: ("_bucket", "_gsum", "_gcount"),
+    MetricType.SUMMARY: ("_sum", "_count", "_created"),
+}
+
+
+def family_name(labels: Labels, meta: MetricMetadata) -> str:
+    """The metric family a series belongs to (``x`` for ``x_bucket`` of a histogram)."""
+    name = metric_name(labels)
+    for suffix in _FAMILY_SUFFIXES.get(meta.type, ()):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def families(entries: Sequence[tuple[Labels, MetricMetadata]]) -> list[tuple[str, MetricMetadata]]:
+    """One (family name, metadata) per family, sorted by name."""
+    by_family: dict[str, MetricMetadata] = {}
+    for labels, meta in entries:
+        name = family_name(labels, meta)
+        if name:
+            by_family[name] = meta
+    return sorted(by_family.items())
+
+
+class MetadataSender:
+    """Sends metadata-only v1 requests for one endpoint."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        client: SendClient,
+        metrics: QueueMetrics,
+        entries: Callable[[], Sequence[tuple[Labels, MetricMetadata]]],
+        send_interval: float,
+        max_per_send: int,
+        min_backoff: float,
+        max_backoff: float,
+        retry_on_http_429: bool,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._metrics = metrics
+        self._entries = entries
+        self.send_interval = send_interval
+        self.max_per_send = max_per_send
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._retry_on_429 = retry_on_http_429
+        self._task: asyncio.Task[None] | None = None
+        self.last_error = ""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"metadata-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.send_interval)
+            await self.send_once()
+
+    async def send_once(self) -> int:
+        """Send every family's metadata now; returns the entries sent successfully."""
+        items = families(self._entries())
+        sent = 0
+        for start in range(0, len(items), self.max_per_send):
+            batch = items[start : start + self.max_per_send]
+            if await self._send(batch):
+                sent += len(batch)
+        return sent
+
+    async def _send(self, batch: list[tuple[str, MetricMetadata]]) -> bool:
+        body = encode.compress(encode.encode_write_request_v1((), (), (), metadata=batch))
+        backoff = self._min_backoff
+        attempt = 0
+        metrics = self._metrics
+        while True:
+            result = await self._client.send(
+                body, protocol=1, attempt=attempt, items=0, retry_on_http_429=self._retry_on_429
+            )
+            if result.outcome == "ok":
+                metrics.sent["metadata"].inc(len(batch))
+                metrics.metadata_bytes_total.inc(len(body))
+                return True
+            self.last_error = result.reason
+            if result.outcome != "recoverable":
+                metrics.failed["metadata"].inc(len(batch))
+                log.error(
+                    "endpoint %s: metadata request failed for good (HTTP %s): %s",
+                    self.name,
+                    result.status,
+                    result.reason,
+                )
+                return False
+            sleep = result.retry_after if result.retry_after else backoff
+            await asyncio.sleep(sleep)
+            metrics.retried["metadata"].inc(len(batch))
+            backoff = min(2 * sleep, self._max_backoff)
+            attempt += 1
