@@ -747,45 +747,44 @@ class Engine:
                 log.exception("WAL truncation failed; it is tried again next round")
 
     def truncate_wal(self, now: float | None = None) -> Any:
-        """One truncation round (on the loop): keep what the slowest endpoint needs."""
+        """One truncation round (on the loop): keep what the slowest endpoint needs.
+
+        Segments are folded into a checkpoint only below every endpoint's
+        delivered position, unless their data is older than max_keepalive_time;
+        then unsent samples in them are lost, counted per endpoint in
+        ``*_samples_dropped_total{reason="wal_truncated_max_keepalive"}`` and logged.
+        """
         wal_cfg = self.config.wal
         now_ms = int((time.time() if now is None else now) * 1000)
         sent = [e.queue.metrics.queue_highest_sent.value for e in self.endpoints]
         lowest_sent_ms = int(min(sent) * 1000) if sent and min(sent) > 0 else 0
-        mint = max(0, lowest_sent_ms - int(wal_cfg.min_keepalive_time * 1000))
         floor = now_ms - int(wal_cfg.max_keepalive_time * 1000)
-        mint = max(mint, floor)
+        mint = max(lowest_sent_ms - int(wal_cfg.min_keepalive_time * 1000), floor, 0)
         current = self.wal.position()[0]
         needed = min((e.queue.delivered_position[0] for e in self.endpoints), default=current)
-        before = needed
-        forced = self._segments_older_than(floor, needed)
-        if forced > before:
-            lost_by = {
-                e.queue.name: self._samples_between(e.queue.delivered_position, forced)
-                for e in self.endpoints
-                if e.queue.delivered_position[0] < forced
-            }
-            for endpoint in self.endpoints:
-                lost = lost_by.get(endpoint.queue.name, 0)
-                if lost:
-                    endpoint.queue.metrics.dropped("samples", queue_metrics.DROP_WAL_TRUNCATED).inc(
-                        lost
-                    )
-                    self.lost_samples_truncated += lost
-                    log.error(
-                        "endpoint %s: %d unsent samples are older than max_keepalive_time (%ss) "
-                        "and are truncated from the WAL",
-                        endpoint.queue.name,
-                        lost,
-                        wal_cfg.max_keepalive_time,
-                        extra={"endpoint": endpoint.queue.name},
-                    )
-            before = forced
+        before = max(needed, self._segments_older_than(floor, needed))
+        at_risk = {
+            e.queue.name: self._samples_per_segment(e.queue.delivered_position, before)
+            for e in self.endpoints
+            if e.queue.delivered_position[0] < before
+        }
         report = self.wal.truncate(before_segment=before, mint_ms=mint)
-        removed = getattr(report, "removed_series", None)
-        if removed:
-            for endpoint in self.endpoints:
-                endpoint.queue.forget_series(removed)
+        folded = set(getattr(report, "folded_segments", ()) or ())
+        for endpoint in self.endpoints:
+            counts = at_risk.get(endpoint.queue.name, {})
+            lost = sum(n for index, n in counts.items() if index in folded)
+            if not lost:
+                continue
+            endpoint.queue.metrics.dropped("samples", queue_metrics.DROP_WAL_TRUNCATED).inc(lost)
+            self.lost_samples_truncated += lost
+            log.error(
+                "endpoint %s: %d unsent samples were older than max_keepalive_time (%ss) and "
+                "were truncated from the WAL",
+                endpoint.queue.name,
+                lost,
+                wal_cfg.max_keepalive_time,
+                extra={"endpoint": endpoint.queue.name},
+            )
         return report
 
     def _segments_older_than(self, floor_ms: int, needed: int) -> int:
@@ -801,21 +800,23 @@ class Engine:
                 break
         return result
 
-    def _samples_between(self, start: Position, before_segment: int) -> int:
-        """Samples in the WAL from ``start`` up to the segment ``before_segment`` (exclusive)."""
+    def _samples_per_segment(self, start: Position, before_segment: int) -> dict[int, int]:
+        """Samples per segment from ``start`` up to ``before_segment`` (exclusive)."""
         from rwconsole.wal.records import count_samples
         from rwconsole.wal.segment import CorruptionError, iter_segment, segment_name
 
-        total = 0
+        counts: dict[int, int] = {}
         for info in self.wal.segments_info():
             if not start[0] <= info.index < before_segment:
                 continue
             offset = start[1] if info.index == start[0] else 0
-            path = self.wal_dir / segment_name(info.index)
+            total = 0
             with contextlib.suppress(CorruptionError, OSError):
+                path = self.wal_dir / segment_name(info.index)
                 for record in iter_segment(path, info.index, start_offset=offset):
                     total += count_samples(record.data)
-        return total
+            counts[info.index] = total
+        return counts
 
     async def _snapshot_loop(self) -> None:
         while True:

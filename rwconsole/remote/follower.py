@@ -103,7 +103,8 @@ class WalFollower:
                     continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=POLL_SECONDS)
+                async with asyncio.timeout(POLL_SECONDS):
+                    await self._wakeup.wait()
         raise AssertionError("unreachable")
 
     def _read_files(self) -> Chunk | None:

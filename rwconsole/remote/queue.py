@@ -595,7 +595,8 @@ class QueueManager:
                 if remaining > 0:
                     shard.wakeup.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(shard.wakeup.wait(), timeout=remaining)
+                        async with asyncio.timeout(remaining):
+                            await shard.wakeup.wait()
                     continue
                 batch = shard.take(include_partial=True)
                 if batch is None:
