@@ -214,6 +214,7 @@ class QueueManager:
         send_exemplars: bool = True,
         send_native_histograms: bool = False,
         flush_deadline: float = 60.0,
+        update_interval: float = SHARD_UPDATE_INTERVAL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
@@ -251,9 +252,10 @@ class QueueManager:
         self._gate = asyncio.Event()
         self._gate.set()
         self._reshard_lock = asyncio.Lock()
-        self._data_out = EwmaRate()
-        self._data_dropped = EwmaRate()
-        self._data_out_duration = EwmaRate()
+        self._update_interval = update_interval
+        self._data_out = EwmaRate(update_interval)
+        self._data_dropped = EwmaRate(update_interval)
+        self._data_out_duration = EwmaRate(update_interval)
         self._reshard_disabled_until = 0.0
         self._last_send_time = 0.0
         self._last_ok_wall = 0.0
@@ -754,7 +756,7 @@ class QueueManager:
 
     async def _reshard_loop(self) -> None:
         while True:
-            await asyncio.sleep(SHARD_UPDATE_INTERVAL)
+            await asyncio.sleep(self._update_interval)
             self._data_out.tick()
             self._data_dropped.tick()
             self._data_out_duration.tick()

@@ -1,0 +1,127 @@
+"""Desired shards: the arithmetic against hand-computed cases, and a load step up and down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from test_queue import Harness, eventually
+
+from rwconsole.config.schema import QueueConfig
+from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.remote.resharding import EwmaRate, desired_shards
+
+
+def test_ewma_initialises_then_smooths() -> None:
+    rate = EwmaRate(10.0)
+    rate.tick()
+    assert rate.rate == 0.0  # no events yet: stays uninitialised
+    rate.add(1000)
+    rate.tick()
+    assert rate.rate == 100.0  # first non-zero interval initialises
+    rate.add(2000)
+    rate.tick()
+    assert rate.rate == pytest.approx(100 + 0.2 * (200 - 100))
+
+
+def decide(**overrides: float):
+    args = dict(
+        current=10,
+        min_shards=1,
+        max_shards=50,
+        rate_in=1000.0,
+        rate_out=1000.0,
+        rate_dropped=0.0,
+        rate_out_duration_ns=10 * 1e9,
+        delay_seconds=0.0,
+    )
+    args.update(overrides)
+    return desired_shards(**args)  # type: ignore[arg-type]
+
+
+def test_desired_shards_cases() -> None:
+    # 10 s of sending per second for 1000 samples/s = 10 ms per sample → 10 shards.
+    assert decide().desired_raw == pytest.approx(10.0)
+    assert decide().shards == 10
+    # Within ±30 %: keep the current count.
+    assert decide(rate_in=1250).shards == 10
+    assert decide(rate_in=750).shards == 10
+    # Outside the band: follow it.
+    assert decide(rate_in=2000).shards == 20
+    assert decide(rate_in=500).shards == 5
+    # Backlog: 5 % of the pending samples per second are added to the input rate.
+    d = decide(delay_seconds=100)  # pending = 100 s × 1000/s → catch-up 5000/s
+    assert d.desired_raw == pytest.approx(0.01 * (1000 + 5000))
+    assert d.shards == 50  # 60 wanted, clamped to max_shards
+    # No downscale while more than 10 s behind.
+    assert decide(rate_in=500, delay_seconds=11).shards == 10
+    # Dropped samples lower the kept ratio.
+    assert decide(rate_in=2000, rate_dropped=1000).desired_raw == pytest.approx(
+        0.01 * 2000 * (1000 / 2000)
+    )
+    # Clamped to the bounds; nothing known without output.
+    assert decide(rate_in=100_000).shards == 50
+    assert decide(rate_in=1, min_shards=3).shards == 3
+    assert decide(rate_out=0) is None
+
+
+def test_load_step_up_and_down_moves_shards_without_loss_or_reordering() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("latency", delay=0.05)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=1,
+                max_shards=16,
+                max_samples_per_send=50,
+                batch_send_deadline=0.05,
+                capacity=500,
+            ),
+            series=200,
+            update_interval=0.5,
+        )
+        # The engine ticks the shared input rate; here the test does, on the same interval.
+        data_in = EwmaRate(0.5)
+        h.queue._data_in = data_in
+        h.queue.start()
+
+        async def load(rounds: int, start_ms: int) -> int:
+            pushed = 0
+            for r in range(rounds):
+                pushed += h.push_rounds(1, start_ms=start_ms + r * 1000)
+                data_in.add(200)
+                await asyncio.sleep(0.05)
+                if r % 10 == 9:
+                    data_in.tick()
+            return pushed
+
+        start = int(time.time() * 1000)
+        total = await load(100, start)  # ~4000 samples/s against 50 ms per request
+        peak = h.queue.shard_count
+        assert peak > 1, "shards did not scale up under load"
+        assert h.metric("shards_desired") > 1
+        total += await load(10, start + 200_000)
+        await eventually(h.delivered_everything(total), timeout=60)
+        # Load gone: the desired count falls and the queue scales down.
+        for _ in range(20):
+            data_in.tick()
+            await asyncio.sleep(0.3)
+            if h.queue.shard_count < peak:
+                break
+        assert h.queue.shard_count < peak
+        await h.queue.stop(5)
+        per_series = receiver.series()
+        assert len(per_series) == 200
+        assert all(s.out_of_order == 0 and s.samples == 110 for s in per_series.values())
+        assert h.metric("samples_failed_total") == 0
+
+    async def main() -> None:
+        receiver = DemoReceiver("127.0.0.1:0")
+        await receiver.start()
+        try:
+            await body(receiver)
+        finally:
+            await receiver.stop()
+
+    asyncio.run(main())
