@@ -276,3 +276,49 @@ max_backoff = "500ms"
     assert got == expected
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+
+
+def test_prometheus_receives_exemplars(tmp_path: Path, processes: ProcessManager) -> None:
+    from rwconsole.model import Exemplar, MetricMetadata, MetricType
+
+    prom = PrometheusReceiver(processes, tmp_path / "prom").start(
+        "--enable-feature=exemplar-storage"
+    )
+    engine = make_engine(tmp_path / "rw", prom.write_url)
+    engine.start()
+    try:
+        labels = make_labels({"__name__": "rw_e2e_requests_total", "job": "exemplars"})
+        now = int(time.time() * 1000) - 30_000
+
+        async def write() -> None:
+            appender = engine.appender
+            (ref,) = appender.series_refs([labels])
+            appender.append_metadata([MetricMetadata(ref, MetricType.COUNTER, "", "Requests.")])
+            for k in range(5):
+                appender.append_samples([ref], now + k * 1000, [float(k)])
+                appender.append_exemplars(
+                    [Exemplar(ref, now + k * 1000, 0.5 + k, make_labels({"trace_id": f"t{k}"}))]
+                )
+                appender.commit()
+
+        engine.submit(write).result(timeout=30)
+
+        def exemplars():
+            data = prom.api(
+                "/api/v1/query_exemplars",
+                query='rw_e2e_requests_total{job="exemplars"}',
+                start=str(now / 1000 - 60),
+                end=str(now / 1000 + 60),
+            )["data"]
+            found = [e for series in data for e in series["exemplars"]]
+            return found if len(found) >= 5 else None
+
+        found = wait_until(exemplars)
+        assert sorted((e["labels"]["trace_id"], float(e["value"])) for e in found) == [
+            (f"t{k}", 0.5 + k) for k in range(5)
+        ]
+        assert sorted(round(float(e["timestamp"]) * 1000) for e in found) == [
+            now + k * 1000 for k in range(5)
+        ]
+    finally:
+        engine.stop()
