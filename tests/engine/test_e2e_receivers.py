@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ProcessManager, free_port, wait_for_port
+from conftest import ProcessManager, free_port, wait_for_port, wait_until
 from peers import PrometheusReceiver, VictoriaMetrics
 
 from rwconsole.config import schema
@@ -62,17 +62,6 @@ def append_rounds(
             appender.commit()
 
     engine.submit(write).result(timeout=30)
-
-
-def wait_until(check, timeout: float = 60.0, interval: float = 0.25):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 def expected_export(labels: list[Labels], timestamps: list[int], value_of) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 
 from rwconsole.config import schema
 from rwconsole.demo.receiver import DemoReceiver
@@ -21,17 +21,6 @@ from rwconsole.model import (
     MetricType,
 )
 from rwconsole.pipelines import demo_config
-
-
-def wait_until(check, timeout: float = 30.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
 
 def test_demo_pipeline_delivers_everything_to_the_embedded_receiver(tmp_path: Path) -> None:

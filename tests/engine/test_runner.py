@@ -6,11 +6,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
-from conftest import ProcessManager, free_port, wait_for_port
+from conftest import ProcessManager, free_port, wait_for_port, wait_until
 
 
 def metric(address: str, name: str, remote_name: str) -> float | None:
@@ -22,16 +21,6 @@ def metric(address: str, name: str, remote_name: str) -> float | None:
         if line.startswith(name + "{") and f'remote_name="{remote_name}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-def wait_until(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def write_config(path: Path, data_dir: Path, metrics: str, receiver_url: str, shards: int) -> None:
