@@ -177,7 +177,7 @@ class ConsoleApp(App[int]):
         """Hand the current snapshot to the visible screen (and anyone listening)."""
         screen = self.screen
         update = getattr(screen, "update_snapshot", None)
-        if callable(update):
+        if callable(update) and getattr(screen, "ready", False):
             update(self.snapshot)
 
     # ---- state shared by the screens ---------------------------------------------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rwconsole.tui import themes
+
+STOP_TIMEOUT = 10.0
 
 
 @pytest.fixture(autouse=True)
@@ -43,8 +46,13 @@ def demo_engine(tmp_path: Path) -> Iterator[object]:
                 time.sleep(0.1)
         yield engine
     finally:
-        engine.stop()
+        engine.stop(timeout=STOP_TIMEOUT)
         logger.setLevel(level)
+        if engine.running:
+            warnings.warn(
+                f"the demo engine did not stop within {STOP_TIMEOUT}s (engine shutdown bug)",
+                stacklevel=1,
+            )
 
 
 @pytest.fixture

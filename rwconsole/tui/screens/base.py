@@ -18,6 +18,8 @@ class ConsoleScreen(Screen[None]):
     """A screen that is redrawn from each new engine snapshot while it is visible."""
 
     SCREEN_TITLE = ""
+    ready = False
+    """True once the widgets exist (snapshots are only drawn from then on)."""
 
     @property
     def console(self) -> ConsoleApp:
@@ -34,9 +36,11 @@ class ConsoleScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = "rwconsole"
         self.sub_title = self.SCREEN_TITLE
+        self.ready = True
 
     def on_screen_resume(self) -> None:
-        self.update_snapshot(self.console.snapshot)
+        if self.ready:
+            self.update_snapshot(self.console.snapshot)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         """Redraw from ``snapshot`` (called on the UI thread, at most once a second)."""

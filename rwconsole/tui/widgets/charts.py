@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from textual.app import RenderResult
 from textual.color import Color
 from textual_plotext import PlotextPlot
 
@@ -70,13 +71,28 @@ class TimeSeriesChart(PlotextPlot):
         self.chart_title = title
         self.unit = unit
         self._data: tuple[Sequence[float], list[Series], float, float] | None = None
+        self._shown: tuple[object, ...] = ()
+        self._rendered: tuple[tuple[object, ...], RenderResult] | None = None
+        self._version = 0
 
     def show(
         self, times: Sequence[float], series: list[Series], *, now: float, window: float
     ) -> None:
         """Plot ``series`` (values at ``times``) for ``now - window`` … ``now``."""
+        key = (now, window, len(times), tuple(s.label for s in series), self.app.theme)
+        if key == self._shown:
+            return  # the same data again (e.g. the screen was shown again): keep the drawing
+        self._shown = key
         self._data = (times, series, now, window)
         self._replot()
+
+    def render(self) -> RenderResult:
+        # plotext rebuilds the whole figure on every render; a screen switch or an
+        # unrelated repaint must not pay for that when nothing in the chart changed.
+        key = (self._version, self.size, self.app.theme)
+        if self._rendered is None or self._rendered[0] != key:
+            self._rendered = (key, super().render())
+        return self._rendered[1]
 
     def on_resize(self) -> None:
         if self._data is not None:
@@ -118,4 +134,5 @@ class TimeSeriesChart(PlotextPlot):
         plt.xticks(ticks, labels)
         plt.xlim(-window, 0)
         plt.ylim(0, top * 1.1 if top > 0 else 1)
+        self._version += 1
         self.refresh()
