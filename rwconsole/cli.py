@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-dir", metavar="DIR", help="data directory (overrides [storage].path)"
     )
+    parser.add_argument(
+        "--theme-dir", metavar="DIR", help="extra console themes (also $RWCONSOLE_THEME_DIR)"
+    )
     parser.set_defaults(handler=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     register_all(subparsers)

@@ -16,6 +16,7 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
 
     demo = subparsers.add_parser("demo", help="open the console on the demo pipeline")
     demo.add_argument("--data-dir", metavar="DIR", help="data directory (default: a temporary one)")
+    demo.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
     demo.set_defaults(handler=run_console, config=None)
 
     config_cli.register(subparsers)

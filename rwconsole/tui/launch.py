@@ -63,7 +63,7 @@ def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> i
         wal_dir = resolve_wal_dir(directory)
     except (OSError, NotAWalError) as err:
         err_console.print(f"[bold red]error:[/] {err}", highlight=False)
-        return EXIT_BAD
+        return EXIT_USAGE
     app = ConsoleApp(None, wal_dir=wal_dir, theme_dir=theme_dir)
     app.run()
     return EXIT_OK

@@ -401,4 +401,4 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_open(args: argparse.Namespace) -> int:
     from rwconsole.tui.launch import open_wal
 
-    return open_wal(args.directory)
+    return open_wal(args.dir, theme_dir=getattr(args, "theme_dir", None))
