@@ -187,5 +187,5 @@ def test_usage_errors_are_clean(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as info:
         main(["wal", "dump"])
     assert info.value.code == 2
-    assert main(["wal", "open", str(tmp_path)]) == 1
-    assert "not available yet" in capsys.readouterr().err
+    assert main(["wal", "open", str(tmp_path)]) == 2
+    assert "not a WAL directory" in capsys.readouterr().err
