@@ -17,6 +17,7 @@ name): the replaced series get staleness markers. ``set_series``,
 from __future__ import annotations
 
 import asyncio
+import logging
 import bisect
 import math
 import random
@@ -52,6 +53,8 @@ _HISTOGRAMS = (
     ("rpc_latency_seconds", "RPC latency."),
     ("db_query_duration_seconds", "Database query latency."),
 )
+
+log = logging.getLogger("rwconsole.synthetic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,8 +245,11 @@ class SyntheticSource:
             self._wake = asyncio.Event()
         while True:
             started = loop.time()
-            for _ in self._steps(None):
-                await asyncio.sleep(0)  # let other sources in between families
+            try:
+                for _ in self._steps(None):
+                    await asyncio.sleep(0)  # let other sources in between families
+            except OSError as err:  # e.g. a full disk: report, keep generating
+                log.error("synthetic source: appending to the WAL failed: %s", err)
             while True:
                 remaining = started + self._interval - loop.time()
                 if remaining <= 0:
