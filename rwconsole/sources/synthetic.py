@@ -17,8 +17,8 @@ name): the replaced series get staleness markers. ``set_series``,
 from __future__ import annotations
 
 import asyncio
-import logging
 import bisect
+import logging
 import math
 import random
 import time
