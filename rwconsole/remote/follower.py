@@ -24,8 +24,11 @@ from rwconsole.wal.segment import CorruptionError, TailReader
 
 log = logging.getLogger("rwconsole.follower")
 
-MAX_BUFFERED_ITEMS = 200_000
-"""Items held in memory per follower before it falls back to reading files."""
+MAX_BUFFERED_ITEMS = 2_000_000
+"""Items held in memory per follower before it falls back to reading files.
+
+The buffered chunks are the very lists the engine built for the commit (shared
+by every follower), so buffering costs references, not copies."""
 
 MAX_CHUNK_ITEMS = 20_000
 """Records read from files are merged into chunks of about this many items."""
@@ -114,7 +117,7 @@ class WalFollower:
         reader = self._reader
         chunk: Chunk | None = None
         try:
-            batch = reader.read(max_records=256)
+            batch = reader.read(max_records=8)
         except CorruptionError as err:
             log.error("WAL corruption while reading for a queue: %s; skipping the segment", err)
             if self._on_corruption is not None:
@@ -127,6 +130,10 @@ class WalFollower:
                 self._on_skipped(list(reader.skipped))
             reader.skipped.clear()
         for record in batch:
+            if chunk is not None and chunk.item_count >= MAX_CHUNK_ITEMS:
+                # Hand over what we have; the reader resumes after the last record used.
+                self._reader = TailReader(self._dir, chunk.end)
+                break
             end = (record.segment, record.end)
             if chunk is None:
                 chunk = Chunk(end=end)

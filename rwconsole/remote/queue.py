@@ -444,7 +444,6 @@ class QueueManager:
     def _note_enqueued(self, kind: str, kept: int, highest_ms: int) -> None:
         if not kept:
             return
-        self.metrics.pending[kind].inc(kept)
         highest = highest_ms // 1000
         if highest > self.metrics.queue_highest_enqueued.value:
             self.metrics.queue_highest_enqueued.set(highest)
@@ -457,6 +456,8 @@ class QueueManager:
         series = self._series
         dropped_series = dropped_unknown = too_old = 0
         i, n = 0, len(refs)
+        # Counted as pending before the first item can be sent, so the gauge never dips.
+        self.metrics.pending["samples"].inc(n)
         while True:
             shards = self._shards
             n_shards = len(shards)
@@ -501,6 +502,7 @@ class QueueManager:
                 break
             await self._wait_for_space(blocked)
         kept = n - dropped_series - dropped_unknown - too_old
+        self.metrics.pending["samples"].dec(n - kept)
         self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
         self._count_drops("samples", dropped_series, dropped_unknown, too_old)
 
@@ -515,6 +517,7 @@ class QueueManager:
     ) -> None:
         dropped_series = dropped_unknown = too_old = kept = 0
         highest = 0
+        self.metrics.pending[kind].inc(len(items))
         refs_attr = "exemplar_refs" if kind == "exemplars" else "histogram_refs"
         for item in items:
             key = self._series.get(item.ref, _MISSING)
@@ -545,6 +548,7 @@ class QueueManager:
             highest = max(highest, t)
             if batch.count >= self.settings.max_samples_per_send:
                 shard.seal()
+        self.metrics.pending[kind].dec(len(items) - kept)
         self._note_enqueued(kind, kept, highest)
         self._count_drops(kind, dropped_series, dropped_unknown, too_old)
 
