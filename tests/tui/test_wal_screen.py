@@ -177,7 +177,8 @@ async def test_running_engines_wal_is_never_repaired(fixtures_dir: Path, tmp_pat
 
 @pytest.mark.parametrize("name", ["agent-snappy", "agent-uncompressed"])
 def test_open_wal_rejects_a_non_wal_directory(tmp_path: Path, name: str, capsys: object) -> None:
+    """Missing or non-WAL directories are usage errors (exit 2), as for the other wal commands."""
     from rwconsole.tui.launch import open_wal
 
-    assert open_wal(tmp_path / name) == 1
-    assert open_wal(tmp_path) == 1
+    assert open_wal(tmp_path / name) == 2
+    assert open_wal(tmp_path) == 2
