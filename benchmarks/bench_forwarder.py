@@ -267,6 +267,7 @@ class Result:
     pending_end: float
     keeps_up: bool
     receiver_cpu_percent: float = 0.0
+    receiver_rows_per_second: float | None = None
     loadgen_cpu_percent: float = 0.0
     machine_idle_percent: float = 0.0
     agent_active_series: float | None = None
@@ -291,6 +292,7 @@ class Bench:
         self.procs = Processes(workdir)
         self.results: list[Result] = []
         self._counter = 0
+        self._receiver_metrics: str | None = None
 
     def _dir(self, name: str) -> Path:
         self._counter += 1
@@ -300,8 +302,23 @@ class Bench:
 
     # ---- receivers and load ----
 
+    def receiver_rows(self) -> float | None:
+        """Samples victoria-metrics has taken in by remote write so far (None: null sink)."""
+        if self._receiver_metrics is None:
+            return None
+        try:
+            text = httpx.get(self._receiver_metrics, timeout=10).text
+        except httpx.HTTPError:
+            return None
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('vm_rows_inserted_total{type="promremotewrite"}')
+        )
+
     def start_receiver(self) -> tuple[_Proc, str]:
         port = free_port()
+        self._receiver_metrics = None
         if self.args.receiver == "null":
             proc = self.procs.start(
                 "null-receiver", [sys.executable, str(Path(__file__)), "--null-receiver", str(port)]
@@ -321,6 +338,7 @@ class Bench:
                 ],
             )
             wait_http(f"http://127.0.0.1:{port}/health", proc, 30)
+            self._receiver_metrics = f"http://127.0.0.1:{port}/metrics"
         return proc, f"http://127.0.0.1:{port}/api/v1/write"
 
     def start_loadgen(self, load: Load) -> tuple[_Proc, list[str]]:
@@ -410,7 +428,9 @@ class Bench:
                 f'scrape_interval = "{load.interval:g}s"\nscrape_timeout = "{timeout:g}s"\n'
             )
             argv = [sys.executable, "-m", "rwconsole", "run", "--config", str(config)]
-        proc = self.procs.start(name, argv, cwd=data_dir)
+        # Run the rwconsole of the checkout this script belongs to.
+        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        proc = self.procs.start(name, argv, cwd=data_dir, env=env)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
         return _Running(name, kind, proc, metrics_url, data_dir)
@@ -440,6 +460,7 @@ class Bench:
         start_metrics = {r.name: read_metrics(r.metrics_url) for r in running}
         start_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         other_cpu = (cpu_seconds(receiver.popen.pid), _tree_cpu(loadgen.popen.pid))
+        rows0 = self.receiver_rows()
         idle0, total0 = machine_times()
         t0 = time.monotonic()
         lag_max = dict.fromkeys(pids, 0.0)
@@ -455,6 +476,7 @@ class Bench:
         receiver_cpu = cpu_seconds(receiver.popen.pid) - other_cpu[0]
         loadgen_cpu = _tree_cpu(loadgen.popen.pid) - other_cpu[1]
         idle1, total1 = machine_times()
+        rows1 = self.receiver_rows()
         end_metrics = {r.name: read_metrics(r.metrics_url) for r in running}
         rss = {name: rss_bytes(pid) for name, pid in pids.items()}
         idle_percent = 100.0 * (idle1 - idle0) / max(1.0, total1 - total0)
@@ -496,6 +518,7 @@ class Bench:
                     pending_end=m1.get(P + "samples_pending", 0.0),
                     keeps_up=keeps_up,
                     receiver_cpu_percent=100.0 * receiver_cpu / elapsed,
+                    receiver_rows_per_second=_rate(rows0, rows1, elapsed),
                     loadgen_cpu_percent=100.0 * loadgen_cpu / elapsed,
                     machine_idle_percent=idle_percent,
                     agent_active_series=m1.get("prometheus_agent_active_series"),
@@ -548,6 +571,11 @@ class Bench:
         )
         loadgen, targets = self.start_loadgen(load)
         try:
+            idle0, total0 = machine_times()
+            time.sleep(3)
+            idle1, total1 = machine_times()
+            busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
+            print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
             modes = ["sequential", "side-by-side"] if self.args.mode == "both" else [self.args.mode]
             for mode in modes:
                 groups = (
@@ -631,7 +659,7 @@ def print_table(results: Sequence[Result]) -> None:
     header = (
         f"{'forwarder':<15} {'mode':<12} {'offered/s':>10} {'in/s':>10} {'out/s':>10} {'up':>3} "
         f"{'µs/smp':>7} {'CPU%':>6} {'RSS MiB':>8} {'B/series':>9} {'wireB/s':>8} "
-        f"{'lag end/max':>12} {'pending':>8} {'recv%':>6} {'gen%':>5} {'idle%':>6}"
+        f"{'lag end/max':>12} {'pending':>8} {'recv/s':>9} {'recv%':>6} {'gen%':>5} {'idle%':>6}"
     )
     print()
     print(header)
@@ -643,7 +671,8 @@ def print_table(results: Sequence[Result]) -> None:
             f"{'yes' if r.keeps_up else 'NO':>3} {r.cpu_us_per_sample:>7.2f} "
             f"{r.cpu_percent:>6.1f} {r.rss_bytes / 2**20:>8.1f} {r.rss_bytes_per_series:>9,.0f} "
             f"{r.wire_bytes_per_sample:>8.2f} {f'{r.lag_end:.1f}/{r.lag_max:.1f}':>12} "
-            f"{r.pending_end:>8,.0f} {r.receiver_cpu_percent:>6.1f} "
+            f"{r.pending_end:>8,.0f} {_rows(r.receiver_rows_per_second):>9} "
+            f"{r.receiver_cpu_percent:>6.1f} "
             f"{r.loadgen_cpu_percent:>5.1f} {r.machine_idle_percent:>6.1f}"
         )
     for r in results:
@@ -673,6 +702,14 @@ def print_table(results: Sequence[Result]) -> None:
             print(f"  {'self%':>6} {'incl%':>6}  function")
             for name, own, inclusive in r.profile_top:
                 print(f"  {own:>6.1f} {inclusive:>6.1f}  {name}")
+
+
+def _rate(before: float | None, after: float | None, seconds: float) -> float | None:
+    return None if before is None or after is None else (after - before) / seconds
+
+
+def _rows(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:,.0f}"
 
 
 def _ratio(a: float, b: float) -> str:
