@@ -265,6 +265,7 @@ class Result:
     lag_end: float
     lag_max: float
     pending_end: float
+    shards_end: float
     keeps_up: bool
     receiver_cpu_percent: float = 0.0
     receiver_rows_per_second: float | None = None
@@ -516,6 +517,7 @@ class Bench:
                     lag_end=lag1,
                     lag_max=lag_max[r.name],
                     pending_end=m1.get(P + "samples_pending", 0.0),
+                    shards_end=m1.get(P + "shards", 0.0),
                     keeps_up=keeps_up,
                     receiver_cpu_percent=100.0 * receiver_cpu / elapsed,
                     receiver_rows_per_second=_rate(rows0, rows1, elapsed),
@@ -659,7 +661,8 @@ def print_table(results: Sequence[Result]) -> None:
     header = (
         f"{'forwarder':<15} {'mode':<12} {'offered/s':>10} {'in/s':>10} {'out/s':>10} {'up':>3} "
         f"{'µs/smp':>7} {'CPU%':>6} {'RSS MiB':>8} {'B/series':>9} {'wireB/s':>8} "
-        f"{'lag end/max':>12} {'pending':>8} {'recv/s':>9} {'recv%':>6} {'gen%':>5} {'idle%':>6}"
+        f"{'lag end/max':>12} {'pending':>8} {'shards':>6} {'recv/s':>9} {'recv%':>6} "
+        f"{'gen%':>5} {'idle%':>6}"
     )
     print()
     print(header)
@@ -671,7 +674,7 @@ def print_table(results: Sequence[Result]) -> None:
             f"{'yes' if r.keeps_up else 'NO':>3} {r.cpu_us_per_sample:>7.2f} "
             f"{r.cpu_percent:>6.1f} {r.rss_bytes / 2**20:>8.1f} {r.rss_bytes_per_series:>9,.0f} "
             f"{r.wire_bytes_per_sample:>8.2f} {f'{r.lag_end:.1f}/{r.lag_max:.1f}':>12} "
-            f"{r.pending_end:>8,.0f} {_rows(r.receiver_rows_per_second):>9} "
+            f"{r.pending_end:>8,.0f} {r.shards_end:>6.0f} {_rows(r.receiver_rows_per_second):>9} "
             f"{r.receiver_cpu_percent:>6.1f} "
             f"{r.loadgen_cpu_percent:>5.1f} {r.machine_idle_percent:>6.1f}"
         )
