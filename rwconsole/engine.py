@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from rwconsole import __version__
 from rwconsole.config import schema
+from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
@@ -177,8 +178,6 @@ class _LogBuffer(logging.Handler):
         except Exception:  # a bad format string must not break logging
             message = str(record.msg)
         endpoint = getattr(record, "endpoint", "")
-        if not endpoint and record.name == "rwconsole.queue" and record.args:
-            endpoint = str(record.args[0]) if isinstance(record.args, tuple) else ""
         entry = LogEntry(record.created, record.levelname, record.name, message, endpoint)
         with self._lock:
             self._entries.append(entry)
@@ -264,12 +263,6 @@ class _Endpoint:
     metadata_sender: MetadataSender | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
     last_counters: dict[str, float] = field(default_factory=dict)
-
-
-def _redact_url(url: str) -> str:
-    from rwconsole.remote.http_common import redact_url
-
-    return redact_url(url)
 
 
 # ---- the engine ----------------------------------------------------------------------------
@@ -405,7 +398,7 @@ class Engine:
         async def call() -> None:
             if self.demo_receiver is None:
                 raise EngineError("there is no demo receiver in this pipeline")
-            await _maybe_await(self.demo_receiver.set_fault(mode, **options))
+            self.demo_receiver.set_fault(mode, **options)
 
         return self.submit(call)
 
@@ -530,17 +523,18 @@ class Engine:
         start = saved if saved is not None else wal_end
         if saved is None:
             self.progress.set(name, start)
+        url = redact_url(config.url)
         client = RemoteWriteClient(config, user_agent=USER_AGENT)
         rules = compile_rules(config.write_relabel_config)
         follower = WalFollower(self.wal_dir, start, wal_end)
         queue = QueueManager(
             name=name,
-            url=_redact_url(config.url),
+            url=url,
             settings=config.queue_config,
             client=client,
             source=follower,
             lookup=self.wal.lookup,
-            metrics=queue_metrics.QueueMetrics(self.registry, name, _redact_url(config.url)),
+            metrics=queue_metrics.QueueMetrics(self.registry, name, url),
             data_in=self.data_in,
             highest_timestamp_in=lambda: self.highest_timestamp_in.value,
             start_position=start,
@@ -673,8 +667,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for source in reversed(self.sources):
-            with contextlib.suppress(Exception):
-                await _maybe_await(source.stop())
+            await _stop_logged(source.stop(), f"stopping {type(source).__name__}")
         await asyncio.gather(
             *(e.metadata_sender.stop() for e in self.endpoints if e.metadata_sender is not None),
             *(e.queue.stop(self.flush_deadline) for e in self.endpoints),
@@ -683,16 +676,15 @@ class Engine:
         if self.progress is not None:
             for endpoint in self.endpoints:
                 self.progress.set(endpoint.queue.name, endpoint.queue.delivered_position)
-            self.progress.save()
+            self.progress.save(force=True)
         for endpoint in self.endpoints:
-            with contextlib.suppress(Exception):
-                await endpoint.client.aclose()
+            await _stop_logged(
+                endpoint.client.aclose(), f"closing the client of {endpoint.queue.name}"
+            )
         if self.demo_receiver is not None:
-            with contextlib.suppress(Exception):
-                await self.demo_receiver.stop()
+            await _stop_logged(self.demo_receiver.stop(), "stopping the demo receiver")
         if self.metrics_server is not None:
-            with contextlib.suppress(Exception):
-                await self.metrics_server.stop()
+            await _stop_logged(self.metrics_server.stop(), "stopping the metrics server")
         self._refresh_snapshot(running=False)
         if self.wal is not None:
             self.wal.close()
@@ -924,7 +916,9 @@ class Engine:
         )
 
 
-async def _maybe_await(value: Any) -> Any:
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return await value
-    return value
+async def _stop_logged(step: Awaitable[Any], what: str) -> None:
+    """Run one shutdown step; a failure is logged and shutdown goes on."""
+    try:
+        await step
+    except Exception:
+        log.exception("%s failed during shutdown", what)

@@ -18,6 +18,7 @@ refused, so the value cannot leak through serialisation either.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -27,17 +28,15 @@ REDACTED = "<secret>"
 SecretKind = Literal["value", "env", "file"]
 
 
-def redact_url(url: str) -> str:
-    """``url`` with the password of its user-info (``user:pass@``) replaced by ``<secret>``."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    authority, slash, tail = rest.partition("/")
-    userinfo, at, host = authority.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:{REDACTED}@{host}{slash}{tail}"
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^@/\s]*@")
+
+
+def redact_url(text: str) -> str:
+    """Replace every URL password in ``text`` by ``<secret>`` (``http://u:p@h`` → ``http://u:<secret>@h``).
+
+    Works on a bare URL and on messages that contain URLs (error texts).
+    """
+    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
 
 
 class SecretError(Exception):

@@ -10,12 +10,13 @@ URL passwords in any text shown to people.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import httpx
+
+from rwconsole.config.secrets import redact_url
 
 
 class SecretLike(Protocol):
@@ -86,14 +87,6 @@ def secret_or_file(
     if path:
         return read_secret_file(path, file_key)
     return None
-
-
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^@/\s]*@")
-
-
-def redact_url(text: str) -> str:
-    """Replace URL passwords with ``<secret>`` (``http://u:p@h`` → ``http://u:<secret>@h``)."""
-    return _URL_PASSWORD.sub(r"\g<head><secret>@", text)
 
 
 @dataclass(frozen=True, slots=True)

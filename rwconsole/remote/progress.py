@@ -61,15 +61,24 @@ class ProgressStore:
     def save(self, *, force: bool = False) -> None:
         if not (self._dirty or force):
             return
+        # Copy first (atomic under the GIL): the engine may save from a worker thread
+        # while its loop keeps updating positions.
+        positions = self._positions.copy()
+        self._dirty = False
         payload = {
             "updated_unix": time.time(),
             "queues": {
                 name: {"segment": seg, "offset": off}
-                for name, (seg, off) in sorted(self._positions.items())
+                for name, (seg, off) in sorted(positions.items())
             },
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".progress-", dir=self.path.parent)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".progress-", dir=self.path.parent)
+        except OSError as err:
+            log.error("cannot save delivery progress to %s: %s", self.path, err)
+            self._dirty = True
+            return
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(payload, fh, indent=1)
@@ -80,5 +89,4 @@ class ProgressStore:
             log.error("cannot save delivery progress to %s: %s", self.path, err)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            return
-        self._dirty = False
+            self._dirty = True

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from rwconsole.remote.http_common import ConnectivityConfigError, opt, redact_url, reveal
+from rwconsole.config.secrets import redact_url
+from rwconsole.remote.http_common import ConnectivityConfigError, opt, reveal
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # Every shard may hold a connection; keep them alive between sends instead of

@@ -231,6 +231,7 @@ class QueueManager:
         self.last_error = ""
         self.last_error_time = 0.0
         self.last_status: int | None = None
+        self._log = logging.LoggerAdapter(log, {"endpoint": name})
         self._client = client
         self._source = source
         self._lookup = lookup
@@ -300,7 +301,7 @@ class QueueManager:
             )
             await _cancel(pending)
             if pending:
-                log.warning(
+                self._log.warning(
                     "queue %s: %d shard(s) still sending at shutdown; their data stays in the "
                     "WAL and is sent after a restart",
                     self.name,
@@ -712,7 +713,7 @@ class QueueManager:
             self.last_error = _describe(result)
             self.last_error_time = self._clock()
             if result.outcome != "recoverable":
-                log.error(
+                self._log.error(
                     "queue %s: non-recoverable error, dropping %d samples, %d exemplars, "
                     "%d histograms: %s",
                     self.name,
@@ -722,7 +723,7 @@ class QueueManager:
                 break
             sleep = result.retry_after if result.retry_after and result.retry_after > 0 else backoff
             self._reshard_disabled_until = time.monotonic() + 2 * sleep
-            log.warning(
+            self._log.warning(
                 "queue %s: recoverable error, retrying in %.3fs: %s",
                 self.name,
                 sleep,
@@ -818,7 +819,7 @@ class QueueManager:
                 self._redistribute(carried)
             finally:
                 self._gate.set()
-            log.info("queue %s: resharded from %d to %d shards", self.name, len(old), n)
+            self._log.info("queue %s: resharded from %d to %d shards", self.name, len(old), n)
 
     def _redistribute(self, batches: list[_Batch]) -> None:
         shards = self._shards

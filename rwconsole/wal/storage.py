@@ -115,6 +115,8 @@ class TruncateReport:
     folded_segments: list[int] = field(default_factory=list)
     samples_dropped: int = 0
     series_collected: int = 0
+    removed_refs: list[int] = field(default_factory=list)
+    """Refs forgotten for good (their last segment was folded): caches may drop them."""
     error: str | None = None
 
 
@@ -687,6 +689,7 @@ class WalStorage:
                 if seg_index <= upto:
                     del self._deleted[ref]
                     self._alias.pop(ref, None)
+                    report.removed_refs.append(ref)
                     self.counters["prometheus_remote_write_wal_storage_removed_series_total"] += 1
         for index, path in list_checkpoints(self.directory):
             if index < upto:

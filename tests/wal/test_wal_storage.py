@@ -246,6 +246,7 @@ def test_truncate_checkpoints_and_keeps_live_data(tmp_path: Path) -> None:
     expected_dropped = sum(t < mint for i in range(4) for t in _times(wal_dir, i))
     report = wal.truncate(before_segment=4, mint_ms=mint)
     assert report.series_collected == 100
+    assert report.removed_refs == []  # still referenced by segments not folded yet
     assert report.checkpoint == 3
     assert report.folded_segments == [0, 1, 2, 3]
     assert report.samples_dropped == expected_dropped > 0
@@ -269,6 +270,7 @@ def test_truncate_checkpoints_and_keeps_live_data(tmp_path: Path) -> None:
     wal.commit()
     second = wal.truncate(before_segment=n_segments + 5, mint_ms=mint)
     assert second.checkpoint is not None and second.checkpoint > 3
+    assert sorted(second.removed_refs) == sorted(dead_refs)
     assert not (wal_dir / "checkpoint.00000003").exists()
     wal.close()
 

@@ -1,0 +1,64 @@
+"""Delivery progress: round trip, and bad files or directories never stop the engine."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from rwconsole.remote.progress import FILE_NAME, ProgressStore
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path)
+    assert store.get("a") is None
+    store.set("a", (3, 32768))
+    store.set("b", (4, 7))
+    store.save()
+    again = ProgressStore(tmp_path)
+    assert again.positions() == {"a": (3, 32768), "b": (4, 7)}
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".progress-")]
+
+
+def test_corrupt_file_is_reported_and_ignored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / FILE_NAME).write_text('{"queues": {"a": {"segment": "x"}}')
+    with caplog.at_level(logging.ERROR, logger="rwconsole.progress"):
+        store = ProgressStore(tmp_path)
+    assert store.positions() == {}
+    assert FILE_NAME in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only directory")
+def test_unwritable_directory_keeps_the_positions_for_the_next_save(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ProgressStore(tmp_path)
+    store.set("a", (1, 2))
+    tmp_path.chmod(0o500)
+    try:
+        with caplog.at_level(logging.ERROR, logger="rwconsole.progress"):
+            store.save()
+        assert "cannot save delivery progress" in caplog.text
+    finally:
+        tmp_path.chmod(0o700)
+    store.save()
+    assert ProgressStore(tmp_path).get("a") == (1, 2)
+
+
+def test_a_file_where_the_directory_should_be_is_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("not a directory")
+    store = ProgressStore(blocker / "sub")
+    store.set("a", (1, 2))
+    with caplog.at_level(logging.ERROR, logger="rwconsole.progress"):
+        store.save()  # must not raise
+    assert "cannot save delivery progress" in caplog.text
+    blocker.unlink()
+    store.save()
+    assert ProgressStore(blocker / "sub").get("a") == (1, 2)
