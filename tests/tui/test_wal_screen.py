@@ -182,3 +182,25 @@ def test_open_wal_rejects_a_non_wal_directory(tmp_path: Path, name: str, capsys:
 
     assert open_wal(tmp_path / name) == 2
     assert open_wal(tmp_path) == 2
+
+
+async def test_a_wal_that_vanishes_is_a_notice_not_a_crash(
+    fixtures_dir: Path, tmp_path: Path
+) -> None:
+    wal = _copy(fixtures_dir, tmp_path)
+    app = ConsoleApp(None, wal_dir=wal)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, WalScreen)
+        await _until(pilot, lambda: screen.report is not None)
+        shutil.rmtree(wal)
+        await pilot.press("v")
+        await _until(
+            pilot, lambda: any("Verify failed" in (n.title or "") for n in app._notifications)
+        )
+        await pilot.press("R")
+        await _until(
+            pilot,
+            lambda: any("Repair preview failed" in (n.title or "") for n in app._notifications),
+        )
+        assert app.is_running

@@ -29,6 +29,7 @@ from rwconsole.tui import walview
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 from rwconsole.wal import tools
+from rwconsole.wal.segment import segment_name
 
 TOP_N = 15
 
@@ -192,6 +193,14 @@ class WalScreen(ConsoleScreen):
 
     # ---- inspect ----------------------------------------------------------------------
 
+    async def _off_thread(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a WAL tool in a thread; a directory that vanished or went bad is a notice."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except (OSError, tools.NotAWalError) as err:
+            self.notify(escape(str(err)), title=f"{what} failed", severity="error", timeout=12)
+            return None
+
     def action_inspect(self) -> None:
         if self.directory is None:
             return
@@ -199,10 +208,8 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._inspect(self.directory), exclusive=True, group="inspect")
 
     async def _inspect(self, directory: Path) -> None:
-        try:
-            report = await asyncio.to_thread(tools.inspect, directory, top=TOP_N)
-        except (OSError, tools.NotAWalError) as err:
-            self.notify(str(err), title="Inspect failed", severity="error")
+        report = await self._off_thread("Inspect", tools.inspect, directory, top=TOP_N)
+        if report is None:
             self._heading()
             return
         if directory != self.directory:
@@ -225,7 +232,7 @@ class WalScreen(ConsoleScreen):
         if report.gaps:
             lines.append(
                 "[$error]missing segments: "
-                + ", ".join(f"{g:08d}" for g in report.gaps)
+                + ", ".join(segment_name(g) for g in report.gaps)
                 + " (press v to verify)[/]"
             )
         if report.corruption is not None:
@@ -313,7 +320,9 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._browse(self.directory, selector), exclusive=True, group="browse")
 
     async def _browse(self, directory: Path, selector: Any) -> None:
-        browse = await asyncio.to_thread(walview.browse_series, directory, selector)
+        browse = await self._off_thread("Search", walview.browse_series, directory, selector)
+        if browse is None or directory != self.directory:
+            return
         self.browse = browse
         self._series_rows = browse.rows
         table = self.query_one("#series-table", DataTable)
@@ -343,7 +352,10 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._dump(self.directory, labels), exclusive=True, group="dump")
 
     async def _dump(self, directory: Path, labels: Labels) -> None:
-        items, total, problems = await asyncio.to_thread(walview.series_dump, directory, labels)
+        dump = await self._off_thread("Dump", walview.series_dump, directory, labels)
+        if dump is None or directory != self.directory:
+            return
+        items, total, problems = dump
         table = self.query_one("#dump-table", DataTable)
         table.clear()
         for item in items:
@@ -371,8 +383,8 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._verify(self.directory), exclusive=True, group="verify")
 
     async def _verify(self, directory: Path) -> None:
-        report = await asyncio.to_thread(tools.verify, directory)
-        if directory != self.directory:
+        report = await self._off_thread("Verify", tools.verify, directory)
+        if report is None or directory != self.directory:
             return
         self.verify_report = report
         verdict = (
@@ -414,7 +426,9 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._repair_preview(self.directory), exclusive=True, group="repair")
 
     async def _repair_preview(self, directory: Path) -> None:
-        preview = await asyncio.to_thread(tools.repair, directory, dry_run=True)
+        preview = await self._off_thread("Repair preview", tools.repair, directory, dry_run=True)
+        if preview is None:
+            return
         if not preview.gaps_filled and preview.corruption is None:
             self.notify("nothing to repair: the WAL reads cleanly", title="Repair", timeout=5)
             return
@@ -422,7 +436,7 @@ class WalScreen(ConsoleScreen):
         if preview.gaps_filled:
             lines.append(
                 "create empty segment(s) for the gap(s): "
-                + ", ".join(f"{g:08d}" for g in preview.gaps_filled)
+                + ", ".join(segment_name(g) for g in preview.gaps_filled)
             )
         if preview.corruption is not None:
             c = preview.corruption
@@ -431,7 +445,7 @@ class WalScreen(ConsoleScreen):
             if preview.segments_deleted:
                 lines.append(
                     "later segments removed: "
-                    + ", ".join(f"{s:08d}" for s in preview.segments_deleted)
+                    + ", ".join(segment_name(s) for s in preview.segments_deleted)
                 )
         lines.append("Removed files are moved to a backup directory next to the WAL.")
         lines.append("Nothing may be writing to this WAL. Repair now?")
@@ -448,10 +462,10 @@ class WalScreen(ConsoleScreen):
         )
 
     async def _repair(self, directory: Path) -> None:
-        try:
-            report = await asyncio.to_thread(tools.repair, directory, dry_run=False, backup=True)
-        except OSError as err:
-            self.notify(f"repair failed: {err}", severity="error", timeout=12)
+        report = await self._off_thread(
+            "Repair", tools.repair, directory, dry_run=False, backup=True
+        )
+        if report is None:
             return
         where = f"; backup in {report.backup_dir}" if report.backup_dir else ""
         self.notify(
