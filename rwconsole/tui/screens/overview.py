@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
@@ -73,7 +74,7 @@ class OverviewScreen(ConsoleScreen):
         heading = "no endpoint selected"
         if selected is not None:
             heading = (
-                f"[b]{selected.name}[/b]  {selected.url}  ·  window [b]{label}[/b]"
+                f"[b]{escape(selected.name)}[/b]  {escape(selected.url)}  ·  window [b]{label}[/b]"
                 f"  ·  in {fmt.number(snapshot.samples_in_per_second)}/s"
             )
         self.query_one("#chart-heading", Static).update(heading)
@@ -108,5 +109,5 @@ class OverviewScreen(ConsoleScreen):
         }
         for chart_id, series in data.items():
             self.query_one(f"#{chart_id}", TimeSeriesChart).show(
-                times, series, now=now, window=window
+                times, series, now=now, window=window, source=endpoint.name if endpoint else ""
             )

@@ -76,10 +76,20 @@ class TimeSeriesChart(PlotextPlot):
         self._version = 0
 
     def show(
-        self, times: Sequence[float], series: list[Series], *, now: float, window: float
+        self,
+        times: Sequence[float],
+        series: list[Series],
+        *,
+        now: float,
+        window: float,
+        source: str = "",
     ) -> None:
-        """Plot ``series`` (values at ``times``) for ``now - window`` … ``now``."""
-        key = (now, window, len(times), tuple(s.label for s in series), self.app.theme)
+        """Plot ``series`` (values at ``times``) for ``now - window`` … ``now``.
+
+        ``source`` names what the data is about (an endpoint): switching it redraws
+        even when the times and labels are the same.
+        """
+        key = (source, now, window, len(times), tuple(s.label for s in series), self.app.theme)
         if key == self._shown:
             return  # the same data again (e.g. the screen was shown again): keep the drawing
         self._shown = key
