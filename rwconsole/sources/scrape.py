@@ -177,6 +177,23 @@ class ScrapeLoop:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self.run())
 
+    def same_target_labels(self, other: ScrapeLoop) -> bool:
+        """Whether ``other`` labels its series exactly as this loop does (cache reusable)."""
+        return self._target_labels == other._target_labels and bool(
+            self.config.honor_labels
+        ) == bool(other.config.honor_labels)
+
+    def forget_series(self, refs: set[int]) -> None:
+        """Drop cached refs the WAL has collected; their series are created anew when seen."""
+        state = self._state
+        if not refs.isdisjoint(state.refs.values()):
+            state.refs = {key: ref for key, ref in state.refs.items() if ref not in refs}
+        state.tracked -= refs
+        for ref in refs.intersection(state.exemplars):
+            del state.exemplars[ref]
+        if state.report_refs is not None and not refs.isdisjoint(state.report_refs):
+            state.report_refs = None
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         interval = float(self.config.scrape_interval)
@@ -506,8 +523,11 @@ class ScrapeManager:
                 on_result=self._record,
             )
             if loop is not None:
-                await loop.stop(stale=False)
-                new_loop.take_state(loop)
+                if new_loop.same_target_labels(loop):
+                    await loop.stop(stale=False)
+                    new_loop.take_state(loop)
+                else:  # other target labels: other series; the old ones end here
+                    await loop.stop(stale=True)
             self._loops[key] = new_loop
             new_loop.start()
         for name, job in self._jobs.items():
@@ -523,6 +543,11 @@ class ScrapeManager:
         for job in self._jobs.values():
             await _close_job(job)
         self._jobs.clear()
+
+    def forget_series(self, refs: set[int]) -> None:
+        """Called after WAL truncation with the refs it collected."""
+        for loop in self._loops.values():
+            loop.forget_series(refs)
 
     def targets(self) -> list[TargetStatus]:
         statuses = [loop.status() for loop in self._loops.values()]

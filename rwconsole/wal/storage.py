@@ -114,10 +114,16 @@ class TruncateReport:
     checkpoint: int | None = None
     folded_segments: list[int] = field(default_factory=list)
     samples_dropped: int = 0
-    series_collected: int = 0
+    collected_refs: list[int] = field(default_factory=list)
+    """Refs of the series collected now (no sample since mint): appending to them fails,
+    so sources must forget them and ask ``series_refs`` again."""
     removed_refs: list[int] = field(default_factory=list)
     """Refs forgotten for good (their last segment was folded): caches may drop them."""
     error: str | None = None
+
+    @property
+    def series_collected(self) -> int:
+        return len(self.collected_refs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -652,7 +658,7 @@ class WalStorage:
         report = TruncateReport()
         with self._lock:
             writer = self._require_writer()
-            report.series_collected = self._collect(mint_ms, writer.segment)
+            report.collected_refs = self._collect(mint_ms, writer.segment)
             if writer.offset > 0:
                 writer.rotate()
             segments = list_segments(self.directory)
@@ -705,7 +711,7 @@ class WalStorage:
         )
         return report
 
-    def _collect(self, mint_ms: int, current_segment: int) -> int:
+    def _collect(self, mint_ms: int, current_segment: int) -> list[int]:
         stale = [ref for ref, t in self._last_ts.items() if t < mint_ms]
         for ref in stale:
             labels = self._labels.pop(ref, None)
@@ -714,7 +720,7 @@ class WalStorage:
             if labels is not None and self._refs.get(labels) == ref:
                 del self._refs[labels]
             self._deleted[ref] = current_segment
-        return len(stale)
+        return stale
 
     def _write_checkpoint(
         self,

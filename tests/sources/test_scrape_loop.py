@@ -384,6 +384,33 @@ async def test_manager_reload_keeps_cache_without_staleness(target: TargetServer
         await manager.stop()
 
 
+async def test_manager_reload_with_other_target_labels_starts_fresh_series(
+    target: TargetServer,
+) -> None:
+    target.body = "m 1\n"
+    app = RecordingAppender()
+    manager = ScrapeManager(app, stagger=False)
+    before = scrape_config(targets=[target.address], scrape_interval=0.1, labels={"env": "a"})
+    after = scrape_config(targets=[target.address], scrape_interval=0.1, labels={"env": "b"})
+    old = make_labels({"__name__": "m", "job": "test", "env": "a", "instance": target.address})
+    new = make_labels({"__name__": "m", "job": "test", "env": "b", "instance": target.address})
+    try:
+        await manager.apply([before])
+        for _ in range(100):
+            if manager.counters().scrapes_total >= 1:
+                break
+            await asyncio.sleep(0.02)
+        await manager.apply([after])
+        for _ in range(100):
+            if new in app.series():
+                break
+            await asyncio.sleep(0.02)
+        assert new in app.series()
+        assert old in app.stale_series()  # the old labelling ended with staleness markers
+    finally:
+        await manager.stop()
+
+
 def _closed_port() -> int:
     import socket
 

@@ -129,3 +129,52 @@ def test_receiver_and_synthetic_into_wal(tmp_path: Path) -> None:
     stale = [labels for labels in synthetic if is_stale_nan(content.samples[labels][-1][1])]
     assert stale
     assert all(labels in content.metadata for labels in synthetic)
+
+
+def test_target_back_after_its_series_were_collected(tmp_path: Path) -> None:
+    """A target down past the truncation window comes back with fresh series, not errors."""
+    wal = WalStorage.open(tmp_path / "wal", segment_size=65536)
+    config = SimpleNamespace(
+        job_name="j",
+        scrape_interval=1.0,
+        scrape_timeout=2.0,
+        metrics_path="/metrics",
+        scheme="http",
+        params={},
+        honor_labels=False,
+        honor_timestamps=True,
+        labels={},
+    )
+    now = [1_700_000_000.0]
+
+    async def run() -> str:
+        target = TargetServer()
+        await target.start()
+        try:
+            async with httpx.AsyncClient() as client:
+                loop = ScrapeLoop(config, target.address, wal, client, clock=lambda: now[0])
+                target.body = "# TYPE g gauge\ng 1\n"
+                assert await loop.scrape_once()
+                target.status = 503  # down for a long time
+                now[0] += 1
+                assert not await loop.scrape_once()
+                report = wal.truncate(before_segment=0, mint_ms=int(now[0] * 1000) + 3_600_000)
+                assert report.series_collected >= 2  # g and the report series
+                loop.forget_series(set(report.collected_refs))
+                target.status = 200
+                target.body = "# TYPE g gauge\ng 2\n"
+                now[0] += 7200
+                up = await loop.scrape_once()
+                assert up, loop.status().last_error
+                assert loop.status().last_error == ""
+        finally:
+            await target.stop()
+        return target.address
+
+    address = asyncio.run(run())
+    wal.close()
+    content = WalContent(tmp_path / "wal")
+    g = make_labels({"__name__": "g", "job": "j", "instance": address})
+    assert content.samples[g][-1] == (1_700_007_201_000, 2.0)
+    up = make_labels({"__name__": "up", "job": "j", "instance": address})
+    assert content.samples[up][-1] == (1_700_007_201_000, 1.0)
