@@ -24,6 +24,7 @@ from rwconsole.labels import format_labels
 from rwconsole.model import is_stale_nan
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.wal import tools
+from rwconsole.wal.segment import segment_name
 
 EXIT_OK = 0
 EXIT_BAD = 1
@@ -379,17 +380,20 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         return EXIT_BAD
     out = _out()
     verb = "would" if report.dry_run else "did"
-    if not report.gaps_filled and report.corruption is None:
+    if not report.gaps_filled and not report.checkpoint_gaps_filled and report.corruption is None:
         out.print("[green]OK[/]: nothing to repair")
         return EXIT_OK
     if report.gaps_filled:
-        names = ", ".join(f"{i:08d}" for i in report.gaps_filled)
+        names = ", ".join(segment_name(i) for i in report.gaps_filled)
         out.print(f"{verb} create empty segment(s) for missing {names} (nothing lost)")
+    if report.checkpoint_gaps_filled:
+        names = ", ".join(segment_name(i) for i in report.checkpoint_gaps_filled)
+        out.print(f"{verb} create empty checkpoint segment(s) for missing {names} (nothing lost)")
     c = report.corruption
     if c is not None:
         out.print(f"corruption: {c.describe()}")
         if report.segments_deleted:
-            names = ", ".join(f"{i:08d}" for i in report.segments_deleted)
+            names = ", ".join(segment_name(i) for i in report.segments_deleted)
             out.print(f"{verb} remove later segment(s) {names}")
         if not report.dry_run:
             out.print(f"kept {report.records_kept:,} record(s) before the damage")

@@ -102,6 +102,8 @@ class RepairReport:
 
     dry_run: bool
     gaps_filled: list[int] = field(default_factory=list)
+    checkpoint_gaps_filled: list[int] = field(default_factory=list)
+    """Segments created inside the newest checkpoint (numbered within it)."""
     corruption: CorruptionInfo | None = None
     segments_deleted: list[int] = field(default_factory=list)
     records_kept: int = 0
@@ -156,6 +158,23 @@ def fill_gaps(directory: str | os.PathLike[str], *, dry_run: bool = False) -> li
         for index in missing:
             (directory / segment_name(index)).touch()
         fsync_dir(directory)
+    return missing
+
+
+def fill_checkpoint_gaps(directory: str | os.PathLike[str], *, dry_run: bool = False) -> list[int]:
+    """Create empty segments for numbering gaps inside the newest checkpoint.
+
+    A checkpoint with a gap cannot be replayed as a whole; with the gap filled
+    every segment it still has is read.
+    """
+    cp = last_checkpoint(directory)
+    if cp is None:
+        return []
+    missing = find_gaps(list_segments(cp[1]))
+    if not dry_run and missing:
+        for index in missing:
+            (cp[1] / segment_name(index)).touch()
+        fsync_dir(cp[1])
     return missing
 
 
@@ -319,6 +338,16 @@ class WalStorage:
                 "WAL %s: missing segments %s replaced by empty ones",
                 self.directory,
                 ", ".join(segment_name(i) for i in gaps),
+            )
+        cp_gaps = fill_checkpoint_gaps(self.directory)
+        if cp_gaps:
+            report.checkpoint_gaps_filled = cp_gaps
+            report.changed = True
+            self.counters["rwconsole_wal_segment_gaps_filled_total"] += len(cp_gaps)
+            self.log.warning(
+                "WAL %s: missing checkpoint segments %s replaced by empty ones",
+                self.directory,
+                ", ".join(segment_name(i) for i in cp_gaps),
             )
         cp = last_checkpoint(self.directory)
         first = 0

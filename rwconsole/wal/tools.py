@@ -34,6 +34,7 @@ from rwconsole.wal.storage import (
     CorruptionInfo,
     RepairReport,
     cut_at,
+    fill_checkpoint_gaps,
     fill_gaps,
     loss_after,
 )
@@ -442,6 +443,18 @@ def verify(directory: str | Path) -> VerifyReport:
                 "start. repair creates an empty one, nothing else is lost",
             )
         )
+    cp = last_checkpoint(wal_dir)
+    for index in find_gaps(list_segments(cp[1])) if cp is not None else []:
+        report.problems.append(
+            Problem(
+                "gap",
+                f"{checkpoint_name(cp[0])}/{segment_name(index)}",
+                None,
+                f"segment {segment_name(index)} of {checkpoint_name(cp[0])} is missing: the "
+                "checkpoint cannot be replayed as a whole. repair creates an empty one, "
+                "nothing else is lost",
+            )
+        )
     unknown: Counter[str] = Counter()
     for src in sources:
         report.segments += 1
@@ -517,6 +530,7 @@ def repair(directory: str | Path, *, dry_run: bool = False, backup: bool = True)
     wal_dir = Path(directory)
     report = RepairReport(dry_run=dry_run)
     report.gaps_filled = fill_gaps(wal_dir, dry_run=dry_run)
+    report.checkpoint_gaps_filled = fill_checkpoint_gaps(wal_dir, dry_run=dry_run)
     sources, _, _ = _sources(wal_dir)
     for src in sources:
         try:
@@ -538,5 +552,7 @@ def repair(directory: str | Path, *, dry_run: bool = False, backup: bool = True)
             break
         except SegmentListError:
             continue
-    report.changed = not dry_run and bool(report.gaps_filled or report.corruption)
+    report.changed = not dry_run and bool(
+        report.gaps_filled or report.checkpoint_gaps_filled or report.corruption
+    )
     return report

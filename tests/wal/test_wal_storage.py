@@ -224,6 +224,31 @@ def test_missing_first_segment_after_checkpoint(tmp_path: Path) -> None:
     assert tools.verify(wal_dir).ok
 
 
+def test_gap_inside_the_checkpoint_is_found_and_bridged(tmp_path: Path) -> None:
+    wal_dir, _ = _wal_with_segments(tmp_path)
+    wal = WalStorage.open(wal_dir, segment_size=SEG, compress=False)
+    # mint 0 keeps every sample, so the checkpoint spans several segments.
+    report = wal.truncate(before_segment=100, mint_ms=0)
+    wal.close()
+    cp_dir = wal_dir / f"checkpoint.{report.checkpoint:08d}"
+    cp_segments = list_segments(cp_dir)
+    assert len(cp_segments) >= 3
+    missing = cp_segments[1].index
+    cp_segments[1].path.unlink()
+    problems = tools.verify(wal_dir).problems
+    assert [(p.kind, p.segment) for p in problems] == [
+        ("gap", f"{cp_dir.name}/{segment_name(missing)}")
+    ]
+    preview = tools.repair(wal_dir, dry_run=True)
+    assert preview.checkpoint_gaps_filled == [missing] and not preview.changed
+    reopened = WalStorage.open(wal_dir)
+    assert reopened.open_report.checkpoint_gaps_filled == [missing]
+    # The series record is in the checkpoint's first segment: the series survive.
+    assert reopened.series_count() == N
+    reopened.close()
+    assert tools.verify(wal_dir).ok
+
+
 def test_truncate_checkpoints_and_keeps_live_data(tmp_path: Path) -> None:
     wal_dir = tmp_path / "wal"
     wal = WalStorage.open(wal_dir, segment_size=PAGE_SIZE, compress=False)

@@ -429,7 +429,11 @@ class WalScreen(ConsoleScreen):
         preview = await self._off_thread("Repair preview", tools.repair, directory, dry_run=True)
         if preview is None:
             return
-        if not preview.gaps_filled and preview.corruption is None:
+        if (
+            not preview.gaps_filled
+            and not preview.checkpoint_gaps_filled
+            and preview.corruption is None
+        ):
             self.notify("nothing to repair: the WAL reads cleanly", title="Repair", timeout=5)
             return
         lines = []
@@ -437,6 +441,11 @@ class WalScreen(ConsoleScreen):
             lines.append(
                 "create empty segment(s) for the gap(s): "
                 + ", ".join(segment_name(g) for g in preview.gaps_filled)
+            )
+        if preview.checkpoint_gaps_filled:
+            lines.append(
+                "create empty checkpoint segment(s): "
+                + ", ".join(segment_name(g) for g in preview.checkpoint_gaps_filled)
             )
         if preview.corruption is not None:
             c = preview.corruption
