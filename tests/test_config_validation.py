@@ -501,6 +501,12 @@ CASES: list[tuple[str, str, str, str]] = [
     ("http-address", '[http]\nlisten_address = "localhost"\n', "http.listen_address", ":port"),
     ("http-port", '[http]\nlisten_address = "127.0.0.1:70000"\n', "http.listen_address", "port"),
     (
+        "http-port-digit",
+        '[http]\nlisten_address = "127.0.0.1:\u00b2"\n',
+        "http.listen_address",
+        "port",
+    ),
+    (
         "http-ipv6",
         '[http]\nlisten_address = "::1:80"\n',
         "http.listen_address",

@@ -516,7 +516,7 @@ class _Validator:
         problem = ""
         if not sep:
             problem = "missing ':port'"
-        elif not port.isdigit() or not 0 <= int(port) <= 65535:
+        elif not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
             problem = f"invalid port {port!r}"
         elif host.startswith("["):
             if not host.endswith("]"):

@@ -389,7 +389,7 @@ def _describe_network_error(exc: BaseException, endpoint: object) -> str:
             f"{minimum[4]} or newer (tls_config.min_version = {minimum}): {text}"
         )
     if "CERTIFICATE_REQUIRED" in upper or (
-        "HANDSHAKE_FAILURE" in upper and not opt(tls, "cert_file", opt(tls, "cert_pem", ""))
+        "HANDSHAKE_FAILURE" in upper and not (opt(tls, "cert_file") or opt(tls, "cert_pem"))
     ):
         return (
             "TLS handshake failed: the server requires a client certificate "

@@ -126,7 +126,7 @@ def _split_host_port(entry: str, key: str) -> tuple[str, int | None]:
         host, port_text = entry, ""
     if not port_text:
         return host, None
-    if not port_text.isdigit():
+    if not (port_text.isascii() and port_text.isdigit()):
         raise ConnectivityConfigError(f"{key}: {entry!r} has a bad port")
     return host, int(port_text)
 

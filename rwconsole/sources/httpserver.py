@@ -335,7 +335,7 @@ class HttpServer:
             return await self._read_chunked(conn)
         if length_text is None:
             return b""
-        if not length_text.isdigit():
+        if not (length_text.isascii() and length_text.isdigit()):
             raise _BadRequest(400, f"invalid Content-Length {length_text[:30]!r}")
         length = int(length_text)
         if length > self.max_body:

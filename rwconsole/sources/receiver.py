@@ -206,7 +206,7 @@ class ReceiverStats:
 def parse_listen_address(address: str) -> tuple[str, int]:
     """``host:port`` (IPv6 hosts in brackets) → (host, port); ValueError with the reason."""
     host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError(f"listen_address {address!r} is not host:port")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port_text)

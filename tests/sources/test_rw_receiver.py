@@ -216,6 +216,7 @@ async def test_chunked_body_and_expect_continue(echo_server: HttpServer) -> None
         (b"GET / HTTP/2.0\r\n\r\n", b"505"),
         (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", b"400"),
+        ("POST / HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode(), b"400"),
         (b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", b"413"),
         (b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", b"400"),
         (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"400"),
