@@ -637,6 +637,7 @@ class Engine:
 
     async def _start_metrics_server(self) -> None:
         from rwconsole.sources.httpserver import HttpServer, Request, Response
+        from rwconsole.sources.receiver import parse_listen_address
 
         async def handle(request: Request) -> Response:
             if request.path == "/metrics" and request.method in ("GET", "HEAD"):
@@ -649,14 +650,13 @@ class Engine:
                 return Response(status=200, body=b"ok\n")
             return Response(status=404, body=b"not found\n")
 
-        host, _, port = self.config.http.listen_address.rpartition(":")
         server = HttpServer(handle)
         try:
-            await server.start(host.strip("[]") or "127.0.0.1", int(port))
-        except OSError as err:
+            await server.start(*parse_listen_address(self.config.http.listen_address))
+        except (OSError, ValueError) as err:
             raise EngineError(
                 f"http.listen_address: cannot listen on {self.config.http.listen_address}: "
-                f"{err.strerror or err}"
+                f"{getattr(err, 'strerror', None) or err}"
             ) from None
         self.metrics_server = server
 

@@ -16,8 +16,6 @@ Labels = tuple[tuple[str, str], ...]
 
 METRIC_NAME = "__name__"
 
-EMPTY: Labels = ()
-
 
 class DuplicateLabelError(ValueError):
     """A label name appears more than once in one label set."""
@@ -50,11 +48,12 @@ def metric_name(labels: Labels) -> str:
     return get(labels, METRIC_NAME)
 
 
-def _escape(value: str) -> str:
+def escape_value(value: str) -> str:
+    """Escape a label value for the text formats (backslash, newline, double quote)."""
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def format_labels(labels: Labels) -> str:
     """Format as ``{__name__="up", job="node"}``, the form promtool prints."""
-    inner = ", ".join(f'{name}="{_escape(value)}"' for name, value in labels)
+    inner = ", ".join(f'{name}="{escape_value(value)}"' for name, value in labels)
     return "{" + inner + "}"

@@ -30,6 +30,10 @@ def is_stale_nan(value: float) -> bool:
 _STALE_BYTES = struct.pack("<Q", STALE_NAN_BITS)
 
 
+CUSTOM_BUCKETS_SCHEMA = -53
+"""Schema of native histograms with custom bucket bounds (NHCB)."""
+
+
 class MetricType(IntEnum):
     """Metric types, numbered as in WAL metadata records and the protobufs."""
 

@@ -50,14 +50,6 @@ class Selector:
         values = dict(labels)
         return all(m.matches_value(values.get(m.name, "")) for m in self.matchers)
 
-    def __str__(self) -> str:
-        inner = ", ".join(f'{m.name}{m.op}"{_quote(m.value)}"' for m in self.matchers)
-        return "{" + inner + "}"
-
-
-def _quote(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
 
 def make_matcher(name: str, op: str, value: str) -> Matcher:
     """A matcher; raises ``re2.error`` (wrapped by the parser) for a bad regex."""
@@ -76,10 +68,6 @@ _RE2_OPTIONS = _re2_options()
 
 def parse_selector(text: str) -> Selector:
     return _Parser(text).parse()
-
-
-def matches(selector: Selector | None, labels: Labels) -> bool:
-    return selector is None or selector.matches(labels)
 
 
 class _Parser:

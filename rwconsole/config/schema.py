@@ -404,14 +404,6 @@ def ordered_fields(cls: Any) -> list[Field[Any]]:
     return required + [f for f in rest if f.name in own] + [f for f in rest if f.name not in own]
 
 
-def field_doc(cls: type, name: str) -> str:
-    """The one-line description of ``cls.name``."""
-    for f in fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("doc", ""))
-    raise KeyError(name)
-
-
 def describe_default(cls: type, name: str) -> str:
     """The default of ``cls.name`` as it would be written in TOML (``""`` when none)."""
     for f in fields(cls):

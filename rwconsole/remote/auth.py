@@ -101,10 +101,6 @@ class _TokenAuth(_NoAuth):
         self._source = source
         self.kind = kind
 
-    @property
-    def source(self) -> OAuth2TokenSource | AzureADTokenSource:
-        return self._source
-
     async def apply(self, request: httpx.Request) -> None:
         token = await self._source.token()
         request.headers["Authorization"] = f"{token.token_type} {token.value}"

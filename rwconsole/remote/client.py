@@ -27,6 +27,17 @@ from typing import Literal
 import httpx
 
 from rwconsole.remote.auth import Authenticator, build_authenticator
+from rwconsole.remote.encode import (
+    CONTENT_ENCODING,
+    CONTENT_TYPE_V1,
+    CONTENT_TYPE_V2,
+    EXEMPLARS_WRITTEN_HEADER,
+    HISTOGRAMS_WRITTEN_HEADER,
+    SAMPLES_WRITTEN_HEADER,
+    VERSION_HEADER,
+    VERSION_V1,
+    VERSION_V2,
+)
 from rwconsole.remote.http_common import (
     AuthError,
     ConnectivityConfigError,
@@ -40,18 +51,10 @@ from rwconsole.remote.tls import build_ssl_context
 
 Outcome = Literal["ok", "recoverable", "fatal"]
 
-CONTENT_TYPE_V1 = "application/x-protobuf"
-CONTENT_TYPE_V2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
-VERSION_V1 = "0.1.0"
-VERSION_V2 = "2.0.0"
 MAX_REASON_BYTES = 1024
 _MAX_DRAIN_BYTES = 64 * 1024
 
-WRITTEN_HEADERS = (
-    "X-Prometheus-Remote-Write-Samples-Written",
-    "X-Prometheus-Remote-Write-Histograms-Written",
-    "X-Prometheus-Remote-Write-Exemplars-Written",
-)
+WRITTEN_HEADERS = (SAMPLES_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, EXEMPLARS_WRITTEN_HEADER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +201,9 @@ class RemoteWriteClient:
 
     def _build_request(self, body: bytes, protocol: int, attempt: int) -> httpx.Request:
         headers: list[tuple[str, str]] = [
-            ("Content-Encoding", "snappy"),
+            ("Content-Encoding", CONTENT_ENCODING),
             ("Content-Type", CONTENT_TYPE_V2 if protocol == 2 else CONTENT_TYPE_V1),
-            ("X-Prometheus-Remote-Write-Version", VERSION_V2 if protocol == 2 else VERSION_V1),
+            (VERSION_HEADER, VERSION_V2 if protocol == 2 else VERSION_V1),
             ("User-Agent", self._user_agent),
         ]
         if attempt >= 1:

@@ -49,6 +49,7 @@ from typing import NamedTuple, TypeVar
 
 import snappy
 
+from rwconsole.config.schema import PROTOBUF_V1, PROTOBUF_V2
 from rwconsole.labels import Labels
 from rwconsole.model import Exemplar, Histogram, MetricMetadata, MetricType
 
@@ -58,8 +59,8 @@ CONTENT_ENCODING = "snappy"
 VERSION_HEADER = "X-Prometheus-Remote-Write-Version"
 VERSION_V1 = "0.1.0"
 VERSION_V2 = "2.0.0"
-PROTOBUF_MESSAGE_V1 = "prometheus.WriteRequest"
-PROTOBUF_MESSAGE_V2 = "io.prometheus.write.v2.Request"
+PROTOBUF_MESSAGE_V1 = PROTOBUF_V1
+PROTOBUF_MESSAGE_V2 = PROTOBUF_V2
 SAMPLES_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Samples-Written"
 HISTOGRAMS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Histograms-Written"
 EXEMPLARS_WRITTEN_HEADER = "X-Prometheus-Remote-Write-Exemplars-Written"

@@ -146,10 +146,6 @@ class ProxyPolicy:
             return None
         return proxy
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.http_proxy or self.https_proxy)
-
 
 def proxy_policy(
     block: object, *, key: str = "", environ: Mapping[str, str] | None = None

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from rwconsole.config.schema import QueueConfig
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels
+from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
 from rwconsole.remote import encode
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.queue_metrics import (
@@ -48,7 +49,6 @@ log = logging.getLogger("rwconsole.queue")
 
 KINDS3 = ("samples", "exemplars", "histograms")
 
-CUSTOM_BUCKETS_SCHEMA = -53
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
 

@@ -27,7 +27,12 @@ from rwconsole.model import (
     MetricType,
 )
 from rwconsole.remote.decode import UnsupportedMediaType, decode_write_request
-from rwconsole.remote.encode import PROTOBUF_MESSAGE_V2
+from rwconsole.remote.encode import (
+    EXEMPLARS_WRITTEN_HEADER,
+    HISTOGRAMS_WRITTEN_HEADER,
+    PROTOBUF_MESSAGE_V2,
+    SAMPLES_WRITTEN_HEADER,
+)
 from rwconsole.sources.httpserver import DEFAULT_MAX_BODY, HttpServer, Request, Response
 
 WRITE_PATH = "/api/v1/write"
@@ -56,9 +61,9 @@ def is_v2(decoded: Any) -> bool:
 
 def written_headers(samples: int, histograms: int, exemplars: int) -> dict[str, str]:
     return {
-        "X-Prometheus-Remote-Write-Samples-Written": str(samples),
-        "X-Prometheus-Remote-Write-Histograms-Written": str(histograms),
-        "X-Prometheus-Remote-Write-Exemplars-Written": str(exemplars),
+        SAMPLES_WRITTEN_HEADER: str(samples),
+        HISTOGRAMS_WRITTEN_HEADER: str(histograms),
+        EXEMPLARS_WRITTEN_HEADER: str(exemplars),
     }
 
 

@@ -24,7 +24,6 @@ from rwconsole.labels import METRIC_NAME, DuplicateLabelError, Labels, make_labe
 from rwconsole.model import MetricType
 
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text"
-TEXT_CONTENT_TYPE = "text/plain"
 
 EXEMPLAR_MAX_LABEL_RUNES = 128
 """OpenMetrics limit on the combined length of an exemplar's label names and values."""

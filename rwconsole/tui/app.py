@@ -122,7 +122,6 @@ class ConsoleApp(App[int]):
         self._engine_lost = False
         for mode, _key, _title in SCREENS:
             self.add_mode(mode, _screen_factory(mode))
-        self.snapshot_listeners: list[Callable[[Snapshot], None]] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -174,7 +173,7 @@ class ConsoleApp(App[int]):
     _polled_once = False
 
     def push_snapshot(self) -> None:
-        """Hand the current snapshot to the visible screen (and anyone listening)."""
+        """Hand the current snapshot to the visible screen."""
         screen = self.screen
         update = getattr(screen, "update_snapshot", None)
         if callable(update) and getattr(screen, "ready", False):

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from rwconsole.labels import format_labels
+from rwconsole.labels import escape_value, format_labels
 from rwconsole.model import is_stale_nan
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.wal import tools
@@ -215,13 +215,8 @@ def _om_labels(labels: Any) -> tuple[str, str]:
         if key == "__name__":
             name = val
             continue
-        escaped = val.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-        parts.append(f'{key}="{escaped}"')
+        parts.append(f'{key}="{escape_value(val)}"')
     return name, ("{" + ",".join(parts) + "}") if parts else ""
-
-
-def _bucket(h: Any, value: float) -> float | str | int:
-    return _json_value(float(value)) if h.is_float else int(value)
 
 
 def _histogram_json(h: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from enum import IntEnum
 
 from rwconsole.labels import Labels
 from rwconsole.model import (
+    CUSTOM_BUCKETS_SCHEMA,
     Exemplar,
     Histogram,
     HistogramSample,
@@ -53,7 +54,6 @@ class RecordType(IntEnum):
 
 HISTOGRAM_TYPES = frozenset({7, 8, 9, 10})
 NEWER_TYPES = frozenset({11, 12, 13})
-CUSTOM_BUCKETS_SCHEMA = -53
 _MASK64 = (1 << 64) - 1
 
 
