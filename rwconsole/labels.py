@@ -9,12 +9,21 @@ already holds a normalised tuple passes it along unchanged.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
 
 Labels = tuple[tuple[str, str], ...]
 
 METRIC_NAME = "__name__"
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
+
+
+def is_valid_label_name(name: str) -> bool:
+    """Legacy Prometheus label-name syntax (what Alloy and remote write 1.0 accept)."""
+    return _LABEL_NAME.fullmatch(name) is not None
 
 
 class DuplicateLabelError(ValueError):

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
 from rwconsole.labels import METRIC_NAME, Labels
+from rwconsole.regex import RegexError, compile_anchored
 
 _OPS = ("=~", "!~", "!=", "=")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "`": "`"}
@@ -52,18 +51,9 @@ class Selector:
 
 
 def make_matcher(name: str, op: str, value: str) -> Matcher:
-    """A matcher; raises ``re2.error`` (wrapped by the parser) for a bad regex."""
-    regex = re2.compile("^(?s:" + value + ")$", _RE2_OPTIONS) if op in ("=~", "!~") else None
+    """A matcher; raises ``RegexError`` (wrapped by the parser) for a bad regex."""
+    regex = compile_anchored(value) if op in ("=~", "!~") else None
     return Matcher(name, op, value, regex)
-
-
-def _re2_options() -> Any:
-    options = re2.Options()
-    options.log_errors = False  # errors are reported to the user, not logged by RE2
-    return options
-
-
-_RE2_OPTIONS = _re2_options()
 
 
 def parse_selector(text: str) -> Selector:
@@ -141,11 +131,8 @@ class _Parser:
             value = self.string()
             try:
                 out.append(make_matcher(name, op, value))
-            except re2.error as exc:
-                reason = exc.args[0] if exc.args else exc
-                if isinstance(reason, bytes):
-                    reason = reason.decode("utf-8", "replace")
-                raise self.fail(f"invalid regex for {name}: {reason}", op_pos) from None
+            except RegexError as exc:
+                raise self.fail(f"invalid regex for {name}: {exc}", op_pos) from None
             self.skip_space()
             if self.peek() == ",":
                 self.pos += 1

@@ -371,6 +371,18 @@ CASES: list[tuple[str, str, str, str]] = [
         "invalid RE2 regular expression",
     ),
     (
+        "relabel-any-byte",
+        EP + '[[endpoint.write_relabel_config]]\nregex = "a\\\\Cb"\naction = "keep"\n',
+        "endpoint[0].write_relabel_config[0].regex",
+        "\\C is not supported",
+    ),
+    (
+        "relabel-target-newline",
+        EP + '[[endpoint.write_relabel_config]]\ntarget_label = "foo\\n"\nreplacement = "x"\n',
+        "endpoint[0].write_relabel_config[0].target_label",
+        "not a valid label name",
+    ),
+    (
         "relabel-backreference",
         EP + '[[endpoint.write_relabel_config]]\nregex = "(a)\\\\1"\naction = "keep"\n',
         "endpoint[0].write_relabel_config[0].regex",

@@ -22,6 +22,8 @@ from rwconsole.config import schema
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
 from rwconsole.config.secrets import Secret, SecretError, redact_url
+from rwconsole.labels import is_valid_label_name
+from rwconsole.regex import RegexError, compile_anchored
 
 # Prometheus rejects these header names in remote-write `headers` (case-insensitive);
 # `authorization` must be configured through an auth block instead.
@@ -46,7 +48,6 @@ RESERVED_HEADERS = frozenset(
     }
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TENANT_ID = re.compile(r"^[0-9a-zA-Z.-]+$")
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -393,10 +394,11 @@ class _Validator:
             )
             return
         try:
-            re2.compile("^(?s:" + r.regex + ")$", _RE2_OPTIONS)
-        except re2.error as exc:
-            reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-            self.add((*path, "regex"), f"invalid RE2 regular expression {r.regex!r}: {reason}")
+            compile_anchored(r.regex)
+        except RegexError as exc:
+            self.add(
+                (*path, "regex"), f"invalid RE2 regular expression {r.regex!r}: {exc.reason}"
+            )
         if r.modulus < 0:
             self.add((*path, "modulus"), f"must be >= 0, got {r.modulus}")
         if action == "hashmod" and r.modulus == 0:
@@ -408,11 +410,11 @@ class _Validator:
             if "$" in r.target_label:
                 valid = _TEMPLATE.fullmatch(r.target_label) is not None
             else:
-                valid = _LABEL_NAME.match(r.target_label) is not None
+                valid = is_valid_label_name(r.target_label)
             if not valid:
                 self.add((*path, "target_label"), f"{r.target_label!r} is not a valid label name")
         elif action in ("hashmod", "lowercase", "uppercase", "keepequal", "dropequal") and (
-            not _LABEL_NAME.match(r.target_label)
+            not is_valid_label_name(r.target_label)
         ):
             self.add((*path, "target_label"), f"{r.target_label!r} is not a valid label name")
         if action in ("lowercase", "uppercase", "keepequal", "dropequal") and r.replacement != "$1":
@@ -456,14 +458,14 @@ class _Validator:
                     f"remove {', '.join(extra)}",
                 )
         for index, name in enumerate(r.source_labels):
-            if not _LABEL_NAME.match(name):
+            if not is_valid_label_name(name):
                 self.add((*path, "source_labels", index), f"{name!r} is not a valid label name")
 
     # --- small value checks ------------------------------------------------------------
 
     def labels(self, labels: dict[str, str], path: KeyPath) -> None:
         for name, value in labels.items():
-            if not _LABEL_NAME.match(name):
+            if not is_valid_label_name(name):
                 self.add((*path, name), f"{name!r} is not a valid label name")
             elif name.startswith("__"):
                 self.add((*path, name), "label names starting with '__' are reserved")

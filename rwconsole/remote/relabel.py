@@ -26,9 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import re2
-
-from rwconsole.labels import Labels
+from rwconsole.labels import Labels, is_valid_label_name
+from rwconsole.regex import RegexError, compile_anchored
 
 REPLACE = "replace"
 KEEP = "keep"
@@ -60,7 +59,6 @@ DEFAULT_REGEX = "(.*)"
 DEFAULT_REPLACEMENT = "$1"
 DEFAULT_ACTION = REPLACE
 
-_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*", re.ASCII)
 _TEMPLATE = re.compile(r"(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+", re.ASCII)
 _MAX_U64 = (1 << 64) - 1
 
@@ -90,42 +88,15 @@ class Rule:
     pattern: Any = field(repr=False, compare=False)  # compiled anchored re2 regex
 
 
-def is_valid_label_name(name: str) -> bool:
-    """Legacy Prometheus label-name syntax, as Alloy validates it."""
-    return _LABEL_NAME.fullmatch(name) is not None
-
-
 # --- compiling and validation ------------------------------------------------
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False
 
 
 def compile_regex(regex: str) -> Any:
     """Compile ``regex`` anchored as Prometheus does (``^(?s:…)$``) with RE2."""
-    if _has_any_byte_escape(regex):
-        raise RelabelConfigError(
-            "regex", f"invalid regular expression {regex!r}: \\C is not supported"
-        )
     try:
-        return re2.compile("^(?s:" + regex + ")$", _OPTIONS)
-    except re2.error as exc:
-        detail = exc.args[0] if exc.args else "syntax error"
-        if isinstance(detail, bytes):
-            detail = detail.decode(errors="replace")
-        raise RelabelConfigError(
-            "regex", f"invalid regular expression {regex!r}: {detail}"
-        ) from None
-
-
-def _has_any_byte_escape(regex: str) -> bool:
-    # Go rejects \C (match any byte); RE2 in C++ accepts it.
-    i = regex.find("\\")
-    while i >= 0 and i + 1 < len(regex):
-        if regex[i + 1] == "C":
-            return True
-        i = regex.find("\\", i + 2)
-    return False
+        return compile_anchored(regex)
+    except RegexError as exc:
+        raise RelabelConfigError("regex", str(exc)) from None
 
 
 def _get_field(config: Any, name: str, default: Any) -> Any:
