@@ -306,7 +306,8 @@ class ScrapeLoop:
             scraped = len(refs)
             values = payload.values
             explicit = payload.timestamps if self.config.honor_timestamps else {}
-            if len(set(refs)) != len(refs):
+            tracked = set(refs)
+            if len(tracked) != len(refs):
                 refs, values, explicit = _drop_duplicates(refs, values, explicit)
             if refs:
                 if explicit:
@@ -316,7 +317,6 @@ class ScrapeLoop:
                     app.append_samples(refs, stamps, values)
                 else:
                     app.append_samples(refs, timestamp, values)
-            tracked = set(refs)
             if explicit:
                 tracked.difference_update(refs[i] for i in explicit)
             self._append_exemplars(payload, timestamp)

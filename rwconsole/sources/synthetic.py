@@ -154,7 +154,6 @@ class SyntheticSource:
         self._families = self._make_families(metrics, histograms)
         self._target_series = series
         self._layout_dirty = True
-        self._all_refs: list[int] = []
         self._pending_stale: list[int] = []
         self._pending_meta: list[MetricMetadata] = []
         self._ticks = 0
@@ -266,8 +265,8 @@ class SyntheticSource:
         if task is not None:
             task.cancel()
             await asyncio.wait([task])
-        if stale and self._all_refs:
-            refs = list(self._all_refs)
+        refs = [ref for family in self._families for ref in family.refs]
+        if stale and refs:
             self._appender.append_samples(refs, int(self._clock() * 1000), [STALE_NAN] * len(refs))
             self._appender.commit()
             self._stale += len(refs)
@@ -414,7 +413,6 @@ class SyntheticSource:
                 new_labels.extend(self._labels(family, combo))
                 new_slots.append((family, combo))
         self._create(new_labels, new_slots)
-        self._all_refs = [ref for f in families for ref in f.refs]
 
     def _add_combo(self, family: _Family) -> int:
         rng = self._rng
@@ -526,4 +524,3 @@ class SyntheticSource:
             slots.append((family, combo))
         self._churned += len(picked)
         self._create(new_labels, slots)
-        self._all_refs = [ref for f in self._families for ref in f.refs]
