@@ -206,16 +206,15 @@ class SigV4Signer:
         sign_request(request, credentials, region, SERVICE)
 
     async def credentials(self, region: str) -> AWSCredentials:
-        base = self._base_credentials()
         role_arn = opt(self._block, "role_arn", "")
         if not role_arn:
-            return base
+            return self._base_credentials()
         cached = self._assumed
         if cached is not None and (
             cached.refresh_at is None or now_monotonic() < cached.refresh_at
         ):
             return cached
-        self._assumed = await self._assume_role(role_arn, base, region)
+        self._assumed = await self._assume_role(role_arn, self._base_credentials(), region)
         return self._assumed
 
     def _profile_name(self) -> str:
@@ -258,13 +257,12 @@ class SigV4Signer:
         )
 
     def _profile_credentials(self) -> AWSCredentials | None:
-        path, profile = self._credentials_file(), self._profile_name()
-        key = _profile_setting(path, profile, "aws_access_key_id", False)
-        secret = _profile_setting(path, profile, "aws_secret_access_key", False)
+        section = _profile_section(self._credentials_file(), self._profile_name(), False)
+        key = section.get("aws_access_key_id", "")
+        secret = section.get("aws_secret_access_key", "")
         if not (key and secret):
             return None
-        token = _profile_setting(path, profile, "aws_session_token", False)
-        return AWSCredentials(key, secret, token)
+        return AWSCredentials(key, secret, section.get("aws_session_token", ""))
 
     def _sts_url(self, region: str) -> str:
         override = self._env.get("AWS_ENDPOINT_URL_STS") or self._env.get("AWS_ENDPOINT_URL")
@@ -318,15 +316,32 @@ class SigV4Signer:
 
 
 def _profile_setting(path: str, profile: str, name: str, config_file: bool) -> str:
-    parser = configparser.RawConfigParser()
+    return _profile_section(path, profile, config_file).get(name, "")
+
+
+_parsed_files: dict[str, tuple[int, configparser.RawConfigParser]] = {}
+
+
+def _profile_section(path: str, profile: str, config_file: bool) -> dict[str, str]:
+    """One profile's settings; a file is parsed again only when it changed (so rotated
+    credentials are picked up on the next request without parsing it per request)."""
     try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
-        return ""
+        stamp = os.stat(path).st_mtime_ns
+    except OSError:
+        return {}
+    cached = _parsed_files.get(path)
+    if cached is None or cached[0] != stamp:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            return {}
+        cached = _parsed_files[path] = (stamp, parser)
+    parser = cached[1]
     section = profile if not config_file or profile == "default" else f"profile {profile}"
     if not parser.has_section(section):
-        return ""
-    return parser.get(section, name, fallback="").strip()
+        return {}
+    return {k: v.strip() for k, v in parser.items(section)}
 
 
 def _xml_text(content: bytes, local_name: str) -> str:
