@@ -76,6 +76,8 @@ class WalScreen(ConsoleScreen):
         self.verify_report: tools.VerifyReport | None = None
         self.browse: walview.SeriesBrowse | None = None
         self._series_rows: list[walview.SeriesRow] = []
+        self._engine_wal_key: tuple[Path | None, Path | None] = (None, None)
+        self._engine_wal = False
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="wal-heading")
@@ -151,13 +153,17 @@ class WalScreen(ConsoleScreen):
 
     @property
     def is_engine_wal(self) -> bool:
-        engine_dir = self._engine_dir()
-        if self.directory is None or engine_dir is None:
-            return False
-        try:
-            return self.directory.resolve() == engine_dir.resolve()
-        except OSError:
-            return False
+        key = (self.directory, self._engine_dir())
+        if self._engine_wal_key != key:  # resolve paths once per change, not per tick
+            directory, engine_dir = key
+            same = False
+            if directory is not None and engine_dir is not None:
+                try:
+                    same = directory.resolve() == engine_dir.resolve()
+                except OSError:
+                    same = False
+            self._engine_wal_key, self._engine_wal = key, same
+        return self._engine_wal
 
     def open_directory(self, path: str | Path) -> bool:
         try:
