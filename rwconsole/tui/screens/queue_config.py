@@ -34,7 +34,7 @@ from rwconsole.tui.estimates import (
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 
-FIELDS = [f for f in dataclasses.fields(schema.QueueConfig)]
+FIELDS = list(dataclasses.fields(schema.QueueConfig))
 
 
 def field_kind(field: dataclasses.Field[Any]) -> str:
@@ -43,6 +43,9 @@ def field_kind(field: dataclasses.Field[Any]) -> str:
     if field.type in ("bool", bool):
         return "bool"
     return "int"
+
+
+_KINDS = {f.name: field_kind(f) for f in FIELDS}
 
 
 def show_value(kind: str, value: Any) -> str:
@@ -188,9 +191,6 @@ class QueueConfigScreen(ConsoleScreen):
             except ValueError as err:
                 problems[field.name] = str(err)
                 continue
-            if kind == "int" and value <= 0:
-                problems[field.name] = "must be > 0"
-                continue
             values[field.name] = value
         if not problems and values:
             known = {f.name: values[f.name] for f in FIELDS if f.name in values}
@@ -201,6 +201,9 @@ class QueueConfigScreen(ConsoleScreen):
 
     def changes(self) -> dict[str, Any]:
         values, _ = self.candidate()
+        return self._diff(values)
+
+    def _diff(self, values: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if self._base.get(k) != v}
 
     @on(Input.Changed)
@@ -257,23 +260,17 @@ class QueueConfigScreen(ConsoleScreen):
                 f"{fmt.seconds(latency)} = [b]{fmt.number(new)}[/b] samples/s"
                 + ("  ([$warning]below the incoming rate[/])" if incoming > new else "")
             )
-        changed = self.changes()
+        changed = self._diff(values)
         if problems:
             lines.append(f"[$error]{len(problems)} problem(s): fix them before applying[/]")
         elif changed:
             lines.append(
                 "pending changes: "
-                + ", ".join(
-                    f"{k}={show_value(self._kind(k), v)}" for k, v in sorted(changed.items())
-                )
+                + ", ".join(f"{k}={show_value(_KINDS[k], v)}" for k, v in sorted(changed.items()))
             )
         else:
             lines.append("[dim]no changes[/]")
         return "\n".join(lines)
-
-    @staticmethod
-    def _kind(name: str) -> str:
-        return next(field_kind(f) for f in FIELDS if f.name == name)
 
     def _current_endpoint(self) -> EndpointSnapshot | None:
         return self.console.snapshot.endpoint(self._endpoint) if self._endpoint else None
@@ -322,7 +319,7 @@ class QueueConfigScreen(ConsoleScreen):
     def _apply(self, name: str, changes: dict[str, Any], save: bool) -> None:
         what = (
             f"queue_config of {name}: "
-            + ", ".join(f"{k}={show_value(self._kind(k), v)}" for k, v in sorted(changes.items()))
+            + ", ".join(f"{k}={show_value(_KINDS[k], v)}" for k, v in sorted(changes.items()))
             + (" (saved)" if save else "")
         )
         self.run_worker(
