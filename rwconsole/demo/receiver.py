@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rwconsole.labels import Labels, make_labels
+from rwconsole.labels import Labels
 from rwconsole.sources.httpserver import (
     DEFAULT_MAX_BODY,
     CloseConnection,
@@ -363,10 +363,9 @@ class DemoReceiver:
         samples = histograms = exemplars = metadata = out_of_order = 0
         updates: list[tuple[Labels, int, int, int, int | None, float | None, int]] = []
         for index, series in enumerate(decoded.series):
-            try:
-                labels = make_labels(series.labels)
-            except ValueError as exc:
-                raise WriteRejected(400, f"series {index}: {exc}") from None
+            labels = series.labels  # the decoder guarantees sorted, unique, non-empty labels
+            if not labels:
+                raise WriteRejected(400, f"series {index} has no labels")
             points = list(series.samples)
             hists = list(series.histograms or ())
             n_ex = len(series.exemplars or ())

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rwconsole.labels import METRIC_NAME, DuplicateLabelError, Labels, make_labels
+from rwconsole.labels import METRIC_NAME, Labels
 from rwconsole.model import (
     Appender,
     Exemplar,
@@ -150,10 +150,7 @@ def build_batch(decoded: Any) -> _Batch:
     batch = _Batch()
     families = _family_metadata(decoded)
     for index, series in enumerate(decoded.series):
-        try:
-            labels = make_labels(series.labels)
-        except DuplicateLabelError as exc:
-            raise WriteRejected(400, f"series {index}: {exc}") from None
+        labels = series.labels  # the decoder guarantees sorted, unique, non-empty labels
         if not labels:
             raise WriteRejected(400, f"series {index} has no labels")
         batch.labels.append(labels)
