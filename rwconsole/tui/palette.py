@@ -9,10 +9,10 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from rwconsole.demo.receiver import FAULT_MODES
+
 if TYPE_CHECKING:
     from rwconsole.tui.app import ConsoleApp
-
-FAULT_MODES = ("ok", "error_5xx", "too_many_requests", "bad_request", "latency", "hang", "down")
 
 
 def screen_bindings(screen: Screen[Any]) -> list[Binding]:
