@@ -396,9 +396,7 @@ class _Validator:
         try:
             compile_anchored(r.regex)
         except RegexError as exc:
-            self.add(
-                (*path, "regex"), f"invalid RE2 regular expression {r.regex!r}: {exc.reason}"
-            )
+            self.add((*path, "regex"), f"invalid RE2 regular expression {r.regex!r}: {exc.reason}")
         if r.modulus < 0:
             self.add((*path, "modulus"), f"must be >= 0, got {r.modulus}")
         if action == "hashmod" and r.modulus == 0:
