@@ -17,7 +17,11 @@ every series of the previous scrape stale; a stopped target marks all its
 series (report series too) stale.
 
 The scrape cache maps the series text of a line to its WAL ref, so a steady
-target costs no label parsing and no label-set construction per scrape.
+target costs no label parsing and no label-set construction per scrape. On top
+of it, a target that answers with the same series lines as last time, values
+aside (the usual case), skips parsing altogether: the body is matched against
+the previous body's ``SteadyShape``, its values are converted in bulk and
+appended with the refs resolved last time. Anything else takes the full path.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from typing import Any
 
 import httpx
@@ -35,7 +40,14 @@ import httpx
 from rwconsole import __version__
 from rwconsole.labels import METRIC_NAME, Labels, make_labels
 from rwconsole.model import STALE_NAN, Appender, Exemplar, MetricMetadata
-from rwconsole.sources.textparse import ParseError, Payload, format_for, parse
+from rwconsole.sources.textparse import (
+    Format,
+    ParseError,
+    Payload,
+    SteadyShape,
+    format_for,
+    parse,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +66,9 @@ REPORT_NAMES = (
 )
 _THREAD_PARSE_BYTES = 512 * 1024
 """Payloads larger than this are parsed in a worker thread so the loop stays responsive."""
+_RELEARN_EVERY = 8
+"""Once two learned shapes in a row did not fit the next body, learn only on every
+this many full-path scrapes (until a shape fits again)."""
 
 
 def target_labels(config: Any, target: str) -> Labels:
@@ -128,6 +143,34 @@ class _CacheState:
     family_meta: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     exemplars: dict[int, tuple[Labels, float, int]] = field(default_factory=dict)
     report_refs: list[int] | None = None
+    steady: _Steady | None = None
+    full_scrapes: int = 0
+    """Scrapes in a row that took the full path."""
+    misses: int = 0
+    """Learned shapes in a row that the next body did not fit."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Steady:
+    """The previous body's shape and what its samples resolved to.
+
+    Valid while the state it was learned with holds: ``tracked`` is the set of
+    ``refs`` and every family's metadata is recorded as the body states it.
+    """
+
+    shape: SteadyShape
+    refs: list[int]
+    """Refs to append, in body order, a series exposed twice only once."""
+    keep: Callable[[Sequence[float]], Sequence[float]] | None
+    """Picks the values of ``refs`` when the body repeats a series."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A full parse, and the body's shape when it may become steady."""
+
+    payload: Payload
+    shape: SteadyShape | None
 
 
 class ScrapeLoop:
@@ -186,6 +229,7 @@ class ScrapeLoop:
     def forget_series(self, refs: set[int]) -> None:
         """Drop cached refs the WAL has collected; their series are created anew when seen."""
         state = self._state
+        state.steady = None
         if not refs.isdisjoint(state.refs.values()):
             state.refs = {key: ref for key, ref in state.refs.items() if ref not in refs}
         state.tracked -= refs
@@ -225,17 +269,16 @@ class ScrapeLoop:
         started = self._clock()
         timestamp = int(started * 1000)
         t0 = time.perf_counter()
-        payload: Payload | None = None
+        result: _Parsed | list[float] | None = None
         error = ""
         parse_error = False
         try:
             body, content_type = await self._fetch()
             fmt = format_for(content_type)
-            known = self._state.refs
             if len(body) > _THREAD_PARSE_BYTES:
-                payload = await asyncio.to_thread(parse, body, fmt, known)
+                result = await asyncio.to_thread(self._read, body, fmt)
             else:
-                payload = parse(body, fmt, known)
+                result = self._read(body, fmt)
         except ParseError as exc:
             error = f"parse error at line {exc.line}: {exc.reason}"
             parse_error = True
@@ -245,12 +288,14 @@ class ScrapeLoop:
             error = str(exc)
         duration = time.perf_counter() - t0
         try:
-            self._append(timestamp, payload, duration)
+            samples = self._store(timestamp, result, duration)
         except Exception as exc:  # the appender refused (e.g. disk full): report, keep going
             log.exception("appending the scrape of %s failed", self._url)
+            self._state.steady = None
             error = error or f"append failed: {exc}"
-            payload = None
-        up = payload is not None
+            result = None
+            samples = 0
+        up = result is not None
         s = self._status
         self._status = TargetStatus(
             s.job,
@@ -259,7 +304,7 @@ class ScrapeLoop:
             "up" if up else "down",
             started,
             duration,
-            len(payload.keys) if payload is not None else 0,
+            samples,
             error,
             s.scrapes + 1,
             s.failures + (0 if up else 1),
@@ -271,6 +316,45 @@ class ScrapeLoop:
         if self._on_result is not None:
             self._on_result(up, parse_error)
         return up
+
+    def _read(self, body: bytes, fmt: Format) -> _Parsed | list[float]:
+        """The values alone when ``body`` has the steady shape, else a full parse.
+
+        May run in a worker thread: reads the state, changes nothing.
+        """
+        state = self._state
+        steady = state.steady
+        if steady is not None:
+            values = steady.shape.values(body, fmt)
+            if values is not None:
+                return values
+        payload = parse(body, fmt, state.refs)
+        learn = state.misses < 2 or (state.full_scrapes + 1) % _RELEARN_EVERY == 0
+        return _Parsed(payload, SteadyShape.learn(body, fmt, payload) if learn else None)
+
+    def _store(self, timestamp: int, result: _Parsed | list[float] | None, duration: float) -> int:
+        """Append what ``_read`` returned (None: the scrape failed); return the sample count."""
+        state = self._state
+        if isinstance(result, list):
+            state.full_scrapes = 0
+            state.misses = 0
+            return self._append_steady(timestamp, result, duration)
+        if result is not None and state.steady is not None:
+            state.misses += 1
+        state.steady = None
+        state.full_scrapes += 1
+        if result is None:
+            self._append(timestamp, None, duration)
+            return 0
+        refs = self._append(timestamp, result.payload, duration)
+        if result.shape is not None and self._metadata_settled(result.payload):
+            keep = None
+            if len(state.tracked) != len(refs):
+                keep = _first_occurrences(refs)
+                refs = list(keep(refs))
+            if len(state.tracked) == len(refs):  # no explicit timestamps left anything out
+                state.steady = _Steady(result.shape, refs, keep)
+        return len(result.payload.keys)
 
     async def _fetch(self) -> tuple[bytes, str]:
         timeout = float(getattr(self.config, "scrape_timeout", 10.0))
@@ -295,14 +379,17 @@ class ScrapeLoop:
             )
         return response.content, response.headers.get("content-type", "")
 
-    def _append(self, timestamp: int, payload: Payload | None, duration: float) -> int:
+    def _append(self, timestamp: int, payload: Payload | None, duration: float) -> list[int]:
+        """Append a full parse (None: a failed scrape); return the refs of its samples."""
         app = self._appender
         state = self._state
         added = 0
         scraped = 0
         tracked: set[int] = set()
+        resolved: list[int] = []
         if payload is not None:
             refs, added = self._resolve(payload)
+            resolved = refs
             scraped = len(refs)
             values = payload.values
             explicit = payload.timestamps if self.config.honor_timestamps else {}
@@ -330,7 +417,30 @@ class ScrapeLoop:
         report = [1.0 if up else 0.0, duration, float(scraped), float(scraped), float(added)]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
-        return added
+        return resolved
+
+    def _append_steady(self, timestamp: int, values: list[float], duration: float) -> int:
+        """Append a body of the steady shape: same series as last time, nothing goes stale."""
+        steady = self._state.steady
+        assert steady is not None
+        app = self._appender
+        scraped = len(values)
+        if steady.keep is not None:
+            values = list(steady.keep(values))
+        app.append_samples(steady.refs, timestamp, values)
+        report = [1.0, duration, float(scraped), float(scraped), 0.0]
+        app.append_samples(self._report_refs(), timestamp, report)
+        app.commit()
+        return scraped
+
+    def _metadata_settled(self, payload: Payload) -> bool:
+        """Whether appending ``payload`` again would write no metadata.
+
+        True unless two described families with samples share a name (each would
+        rewrite the other's metadata on every scrape).
+        """
+        names = [f.name for f in payload.families if f.explicit and f.start < f.end]
+        return len(set(names)) == len(names)
 
     def _resolve(self, payload: Payload) -> tuple[list[int], int]:
         """Refs for every sample line, creating series for keys not seen before."""
@@ -418,6 +528,18 @@ class _ScrapeFailed(Exception):
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _first_occurrences(refs: list[int]) -> Callable[[Sequence[float]], Sequence[float]]:
+    """Picks, from a sequence parallel to ``refs``, the items of each ref's first position."""
+    first: dict[int, int] = {}
+    for index, ref in enumerate(refs):
+        first.setdefault(ref, index)
+    indices = sorted(first.values())
+    if len(indices) == 1:
+        only = indices[0]
+        return lambda seq: (seq[only],)
+    return itemgetter(*indices)
 
 
 def _drop_duplicates(

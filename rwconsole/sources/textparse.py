@@ -10,15 +10,22 @@ string operations and one ``float()`` per line.
 
 Every problem is reported as ``ParseError(line, reason)`` with the 1-based line
 number; nothing else escapes for any input.
+
+``SteadyShape`` is the steady-state shortcut: learned from a body the parser
+accepted, it recognises a later body that differs only in its sample values and
+converts just those values, in bulk, without looking at lines in Python.
 """
 
 from __future__ import annotations
 
 import enum
 import functools
+import operator
 import re
-from collections.abc import Container
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from typing import TypeVar
 
 from rwconsole.labels import METRIC_NAME, DuplicateLabelError, Labels, make_labels
 from rwconsole.model import MetricType
@@ -518,3 +525,139 @@ def _exemplar_line(line: str, state: _State, known: Container[str], lineno: int)
         payload.timestamps[index] = ts
     payload.values.append(value)
     payload.keys.append(key)
+
+
+# --- steady-state shortcut -------------------------------------------------------------------
+
+_T = TypeVar("_T")
+_WHITESPACE = b" \t\n\r\x0b\x0c"
+"""What ``bytes.split()`` splits on."""
+_NOT_WHITESPACE = bytes(c for c in range(256) if c not in _WHITESPACE)
+_FIRST = operator.itemgetter(0)
+
+
+def _flags(ones: bytes) -> bytes:
+    """A ``bytes.translate`` table mapping the bytes in ``ones`` to 1 and all others to 0."""
+    return bytes(1 if c in ones else 0 for c in range(256))
+
+
+_NEWLINE_FLAGS = _flags(b"\n")
+_NOT_NEWLINE_FLAGS = _flags(bytes(c for c in range(256) if c != ord("\n")))
+_SAMPLE_FLAGS = _flags(bytes(c for c in range(256) if c != ord("#")))
+_FLIP = _flags(b"\x00")
+
+
+def _picker(indices: Sequence[int]) -> Callable[[Sequence[_T]], tuple[_T, ...]]:
+    """A C-level ``lambda seq: tuple(seq[i] for i in indices)`` (itemgetter, made uniform)."""
+    if len(indices) >= 2:
+        return operator.itemgetter(*indices)
+    if len(indices) == 1:
+        index = indices[0]
+        return lambda seq: (seq[index],)
+    return lambda seq: ()
+
+
+class SteadyShape:
+    """The layout of one accepted body, to recognise the next body with new values only.
+
+    A body qualifies when its whitespace is regular (one character between tokens,
+    no blank lines, a final newline) and every sample line is exactly ``<series
+    key> <value>`` (no timestamp, no exemplar). ``values(data, fmt)`` then returns
+    the sample values of a later body when that body has the same tokens in the
+    same layout except for the value tokens, and None otherwise, in which case
+    the caller parses the body in full. The values are what ``parse`` would
+    return for it, in the same order.
+
+    Why equal layouts are enough: the token count, the sequence of whitespace
+    characters and a final newline together force every gap to be the same single
+    character as before, so the new body is the old one with only the value
+    tokens replaced; a replacement that ``float()`` accepts (and without ``_``,
+    which the parser refuses) changes nothing else the parser derives.
+    """
+
+    __slots__ = ("_pick_rest", "_pick_values", "_rest", "_skeleton", "_tokens", "count", "fmt")
+
+    def __init__(
+        self,
+        fmt: Format,
+        tokens: list[bytes],
+        skeleton: bytes,
+        value_indices: list[int],
+        rest_indices: list[int],
+    ) -> None:
+        self.fmt = fmt
+        self.count = len(value_indices)
+        """Number of sample lines."""
+        self._tokens = len(tokens)
+        self._skeleton = skeleton
+        self._pick_values = _picker(value_indices)
+        self._pick_rest = _picker(rest_indices)
+        self._rest = b"\n".join(self._pick_rest(tokens))
+
+    @classmethod
+    def learn(cls, data: bytes, fmt: Format, payload: Payload) -> SteadyShape | None:
+        """The shape of ``data`` that ``parse(data, fmt)`` turned into ``payload``.
+
+        None when the body does not qualify (see the class docstring).
+        """
+        keys = payload.keys
+        if payload.timestamps or payload.exemplars or not keys:
+            return None
+        if not isinstance(data, bytes) or not data.endswith(b"\n") or data[:1].isspace():
+            return None
+        tokens = data.split()
+        skeleton = data.translate(None, _NOT_WHITESPACE)
+        count = len(tokens)
+        if len(skeleton) != count:
+            return None  # a longer whitespace run somewhere (blank line, double space, ...)
+        # With single-character gaps, skeleton[i] is the character after token i, so the
+        # tokens followed by a newline end the lines, one per line (no blank lines).
+        ends = list(compress(range(count), skeleton.translate(_NEWLINE_FLAGS)))
+        lines = data.split(b"\n")
+        del lines[-1]
+        is_sample = bytes(map(_FIRST, lines)).translate(_SAMPLE_FLAGS)
+        value_indices = list(compress(ends, is_sample))
+        if len(value_indices) != len(keys):
+            return None
+        values = _picker(value_indices)(tokens)
+        # Every sample line must be exactly "<key> <value>": compare all of them at once.
+        expected: list[bytes] = [b"", b" ", b"", b"\n"] * len(keys)
+        expected[0::4] = map(str.encode, keys)
+        expected[2::4] = values
+        if b"".join(expected) != b"\n".join(compress(lines, is_sample)) + b"\n":
+            return None
+        rest = bytearray(skeleton.translate(_NOT_NEWLINE_FLAGS))
+        for index in compress(ends, is_sample.translate(_FLIP)):
+            rest[index] = 1  # the last token of a comment line is not a value
+        return cls(fmt, tokens, skeleton, value_indices, list(compress(range(count), rest)))
+
+    def values(self, data: bytes, fmt: Format) -> list[float] | None:
+        """The sample values of ``data`` if it has this shape, else None."""
+        if fmt is not self.fmt or not data.endswith(b"\n"):
+            return None
+        tokens = data.split()
+        if len(tokens) != self._tokens:
+            return None
+        if data.translate(None, _NOT_WHITESPACE) != self._skeleton:
+            return None
+        if b"\n".join(self._pick_rest(tokens)) != self._rest:
+            return None
+        return _to_floats(self._pick_values(tokens))
+
+
+def _to_floats(tokens: Sequence[bytes]) -> list[float] | None:
+    """``float()`` of every token as the parser converts values, or None if one is refused."""
+    joined = b"".join(tokens)
+    if joined.isdigit():
+        # Plain unsigned integers (the common counter): int() is much cheaper than the
+        # decimal-to-binary float conversion, and float(int(t)) == float(t) for them.
+        try:
+            return list(map(float, map(int, tokens)))
+        except (ValueError, OverflowError):  # past int()'s digit limit or float's range
+            pass
+    if b"_" in joined:
+        return None
+    try:
+        return list(map(float, tokens))
+    except ValueError:
+        return None
