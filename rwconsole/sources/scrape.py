@@ -32,7 +32,6 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from operator import itemgetter
 from typing import Any
 
 import httpx
@@ -161,8 +160,8 @@ class _Steady:
     shape: SteadyShape
     refs: list[int]
     """Refs to append, in body order, a series exposed twice only once."""
-    keep: Callable[[Sequence[float]], Sequence[float]] | None
-    """Picks the values of ``refs`` when the body repeats a series."""
+    keep: list[int] | None
+    """Positions of the values of ``refs`` when the body repeats a series."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +202,7 @@ class ScrapeLoop:
         self._task: asyncio.Task[None] | None = None
         self._status = TargetStatus(config.job_name, target, self._url)
         self._stopped = False
+        self._forgets = 0
 
     @property
     def url(self) -> str:
@@ -230,6 +230,7 @@ class ScrapeLoop:
         """Drop cached refs the WAL has collected; their series are created anew when seen."""
         state = self._state
         state.steady = None
+        self._forgets += 1
         if not refs.isdisjoint(state.refs.values()):
             state.refs = {key: ref for key, ref in state.refs.items() if ref not in refs}
         state.tracked -= refs
@@ -276,7 +277,10 @@ class ScrapeLoop:
             body, content_type = await self._fetch()
             fmt = format_for(content_type)
             if len(body) > _THREAD_PARSE_BYTES:
+                forgets = self._forgets
                 result = await asyncio.to_thread(self._read, body, fmt)
+                if self._forgets != forgets:  # series collected meanwhile may be in the result
+                    result = self._read(body, fmt)
             else:
                 result = self._read(body, fmt)
         except ParseError as exc:
@@ -347,12 +351,11 @@ class ScrapeLoop:
             self._append(timestamp, None, duration)
             return 0
         refs = self._append(timestamp, result.payload, duration)
-        if result.shape is not None and self._metadata_settled(result.payload):
-            keep = None
-            if len(state.tracked) != len(refs):
-                keep = _first_occurrences(refs)
-                refs = list(keep(refs))
-            if len(state.tracked) == len(refs):  # no explicit timestamps left anything out
+        if result.shape is not None and _metadata_settled(result.payload):
+            keep = _first_occurrences(refs) if len(state.tracked) != len(refs) else None
+            if keep is not None:
+                refs = list(map(refs.__getitem__, keep))
+            if state.tracked == set(refs):  # every sample line is tracked for staleness
                 state.steady = _Steady(result.shape, refs, keep)
         return len(result.payload.keys)
 
@@ -426,21 +429,12 @@ class ScrapeLoop:
         app = self._appender
         scraped = len(values)
         if steady.keep is not None:
-            values = list(steady.keep(values))
+            values = list(map(values.__getitem__, steady.keep))
         app.append_samples(steady.refs, timestamp, values)
         report = [1.0, duration, float(scraped), float(scraped), 0.0]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
         return scraped
-
-    def _metadata_settled(self, payload: Payload) -> bool:
-        """Whether appending ``payload`` again would write no metadata.
-
-        True unless two described families with samples share a name (each would
-        rewrite the other's metadata on every scrape).
-        """
-        names = [f.name for f in payload.families if f.explicit and f.start < f.end]
-        return len(set(names)) == len(names)
 
     def _resolve(self, payload: Payload) -> tuple[list[int], int]:
         """Refs for every sample line, creating series for keys not seen before."""
@@ -530,16 +524,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _first_occurrences(refs: list[int]) -> Callable[[Sequence[float]], Sequence[float]]:
-    """Picks, from a sequence parallel to ``refs``, the items of each ref's first position."""
+def _first_occurrences(refs: list[int]) -> list[int]:
+    """The position of each ref's first occurrence, in order."""
     first: dict[int, int] = {}
     for index, ref in enumerate(refs):
         first.setdefault(ref, index)
-    indices = sorted(first.values())
-    if len(indices) == 1:
-        only = indices[0]
-        return lambda seq: (seq[only],)
-    return itemgetter(*indices)
+    return sorted(first.values())
+
+
+def _metadata_settled(payload: Payload) -> bool:
+    """Whether appending ``payload`` again would write no metadata.
+
+    True unless two described families with samples share a name (each would
+    rewrite the other's metadata on every scrape).
+    """
+    names = [f.name for f in payload.families if f.explicit and f.start < f.end]
+    return len(set(names)) == len(names)
 
 
 def _drop_duplicates(

@@ -8,10 +8,12 @@ samples, metadata, exemplars and statuses must be identical scrape by scrape.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import random
 import struct
+import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -527,11 +529,46 @@ async def test_collected_series_force_the_full_path(twins: Twins) -> None:
     twins.assert_same()
 
 
-@pytest.mark.anyio
-async def test_large_body_in_a_worker_thread() -> None:
+def large_bodies(count: int) -> list[str]:
+    """Bodies over the size that is parsed in a worker thread, values changing."""
     lines = [f'big{{i="{i}",pad="{"x" * 40}"}} {{}}\n' for i in range(12000)]
     template = "".join(lines)
     assert len(template) > 512 * 1024
-    bodies = [template.replace("{}", str(step)) for step in range(3)]
-    used = await run_twins(bodies)
+    return [template.replace("{}", str(step)) for step in range(count)]
+
+
+@pytest.mark.anyio
+async def test_large_body_in_a_worker_thread() -> None:
+    used = await run_twins(large_bodies(3))
     assert used == [False, True, True]
+
+
+@pytest.mark.anyio
+async def test_series_collected_while_a_large_body_is_read(twins: Twins) -> None:
+    """forget_series runs on the event loop while the worker thread matches the shape."""
+    first, second = large_bodies(2)
+    await twins.settle(first)
+    event_loop = asyncio.get_running_loop()
+    read = twins.fast._read
+    collected: list[int] = []
+
+    def read_then_collect(body: bytes, fmt: Format) -> object:
+        result = read(body, fmt)
+        if threading.current_thread() is not threading.main_thread() and not collected:
+            ref = twins.fast._state.refs['big{i="7",pad="' + "x" * 40 + '"}']
+            done = threading.Event()
+
+            def collect() -> None:
+                twins.fast.forget_series({ref})
+                done.set()
+
+            event_loop.call_soon_threadsafe(collect)
+            assert done.wait(10)
+            collected.append(ref)
+        return result
+
+    twins.fast._read = read_then_collect  # type: ignore[method-assign]
+    twins.full.forget_series({twins.full._state.refs['big{i="7",pad="' + "x" * 40 + '"}']})
+    assert not await twins.scrape(second)
+    assert collected and twins.fast.status().health == "up"
+    assert await twins.scrape(second)
