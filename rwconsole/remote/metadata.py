@@ -3,10 +3,12 @@
 Prometheus sends metadata with 1.0 from its scrape targets; Alloy never does
 (it has no scrape manager to ask). rwconsole sends it from the WAL's metadata
 records: every ``metadata_config.send_interval`` the latest metadata of every
-live series is deduplicated by metric family and sent in requests of at most
+metric family with a live series is sent in requests of at most
 ``metadata_config.max_samples_per_send`` entries, with the same retry rules as
-samples. With remote write 2.0 metadata travels with each series instead (see
-the queue), so this sender is not started.
+samples. The WAL keeps metadata per family, so a send costs one entry per
+family, however many series there are. With remote write 2.0 metadata
+travels with each series instead (see the queue), so this sender is not
+started.
 """
 
 from __future__ import annotations
@@ -17,27 +19,18 @@ import logging
 from collections.abc import Callable, Sequence
 
 from rwconsole.labels import Labels, metric_name
-from rwconsole.model import MetricMetadata, MetricType
+from rwconsole.model import MetricMetadata
 from rwconsole.remote import encode
 from rwconsole.remote.queue import SendClient
 from rwconsole.remote.queue_metrics import QueueMetrics
+from rwconsole.wal.storage import family_of
 
 log = logging.getLogger("rwconsole.metadata")
-
-_FAMILY_SUFFIXES = {
-    MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
-    MetricType.GAUGEHISTOGRAM: ("_bucket", "_gsum", "_gcount"),
-    MetricType.SUMMARY: ("_sum", "_count", "_created"),
-}
 
 
 def family_name(labels: Labels, meta: MetricMetadata) -> str:
     """The metric family a series belongs to (``x`` for ``x_bucket`` of a histogram)."""
-    name = metric_name(labels)
-    for suffix in _FAMILY_SUFFIXES.get(meta.type, ()):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return family_of(metric_name(labels), meta.type)
 
 
 def families(entries: Sequence[tuple[Labels, MetricMetadata]]) -> list[tuple[str, MetricMetadata]]:
@@ -51,7 +44,12 @@ def families(entries: Sequence[tuple[Labels, MetricMetadata]]) -> list[tuple[str
 
 
 class MetadataSender:
-    """Sends metadata-only v1 requests for one endpoint."""
+    """Sends metadata-only v1 requests for one endpoint.
+
+    ``entries`` gives series labels with their metadata; ``families`` reduces
+    them to one per family (``WalStorage.metadata_entries`` already gives one
+    per family, so this costs the number of families).
+    """
 
     def __init__(
         self,

@@ -31,6 +31,7 @@ import logging
 import operator
 import os
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,8 +39,8 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 
-from rwconsole.labels import Labels
-from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
+from rwconsole.labels import METRIC_NAME, Labels, metric_name
+from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, MetricType
 from rwconsole.wal import records as rec
 from rwconsole.wal.segment import (
     DEFAULT_SEGMENT_SIZE,
@@ -60,6 +61,7 @@ from rwconsole.wal.segment import (
 )
 
 _NEVER = -(1 << 63)
+_UNUSED_PAIR_REFS = 4
 _CHECKPOINT_BATCH = 1024 * 1024
 
 Listener = Callable[[Position], None]
@@ -265,6 +267,110 @@ def cut_at(
 
 
 # ---------------------------------------------------------------------------
+# metric families and their metadata
+
+_FAMILY_SUFFIXES = {
+    MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
+    MetricType.GAUGEHISTOGRAM: ("_bucket", "_gsum", "_gcount"),
+    MetricType.SUMMARY: ("_sum", "_count", "_created"),
+}
+
+
+def family_of(name: str, metric_type: int) -> str:
+    """The metric family of series ``name`` (``x`` for ``x_bucket`` of a histogram)."""
+    for suffix in _FAMILY_SUFFIXES.get(metric_type, ()):  # type: ignore[call-overload]
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class _Use:
+    """One metadata value of a family: the shared object and the live series carrying it."""
+
+    __slots__ = ("count", "name", "value")
+
+    def __init__(self, value: MetricMetadata, name: str) -> None:
+        self.value = value
+        self.count = 0
+        self.name = name
+        """Metric name of the series that set it last (``x_bucket`` for family ``x``)."""
+
+
+class _MetadataTable:
+    """Latest metadata per series ref, kept once per metric family.
+
+    A series' value is a ``MetricMetadata`` shared by every series of its
+    family with the same type, unit and help (its ``ref`` is 0), so a million
+    series of a few thousand families hold a few thousand objects. Each family
+    counts the live series per value and remembers the value set last, which
+    is what a listing per family (the 1.0 metadata sender) reads: its cost
+    follows the number of families, not of series.
+    """
+
+    __slots__ = ("_by_ref", "_families", "_latest")
+
+    def __init__(self) -> None:
+        self._by_ref: dict[int, MetricMetadata] = {}
+        self._families: dict[str, dict[MetricMetadata, _Use]] = {}
+        self._latest: dict[str, _Use] = {}
+
+    def get(self, ref: int) -> MetricMetadata | None:
+        return self._by_ref.get(ref)
+
+    def same(self, ref: int, meta: MetricMetadata) -> bool:
+        """True when ``ref`` already carries ``meta``'s type, unit and help."""
+        old = self._by_ref.get(ref)
+        return (
+            old is not None
+            and old.type == meta.type
+            and old.unit == meta.unit
+            and old.help == meta.help
+        )
+
+    def set(self, ref: int, name: str, meta: MetricMetadata) -> None:
+        """Record ``meta`` for series ``ref`` whose metric name is ``name``."""
+        self.remove(ref, name)
+        family_name = family_of(name, meta.type)
+        uses = self._families.get(family_name)
+        if uses is None:
+            uses = self._families[family_name] = {}
+        key = MetricMetadata(0, meta.type, meta.unit, meta.help)
+        use = uses.get(key)
+        if use is None:
+            use = uses[key] = _Use(key, name)
+        use.count += 1
+        use.name = name
+        self._latest[family_name] = use
+        self._by_ref[ref] = use.value
+
+    def remove(self, ref: int, name: str) -> None:
+        """Forget series ``ref`` (metric name ``name``)."""
+        value = self._by_ref.pop(ref, None)
+        if value is None:
+            return
+        family_name = family_of(name, value.type)
+        uses = self._families.get(family_name)
+        use = uses.get(value) if uses is not None else None
+        if uses is None or use is None:
+            return
+        use.count -= 1
+        if use.count > 0:
+            return
+        del uses[value]
+        if self._latest.get(family_name) is use:
+            if uses:
+                # A value other live series of the family carry takes over.
+                self._latest[family_name] = next(reversed(uses.values()))
+            else:
+                del self._latest[family_name]
+                del self._families[family_name]
+
+    def families(self) -> list[tuple[str, str, MetricMetadata]]:
+        """(family, metric name of a series with it, metadata) per family, sorted."""
+        return sorted((family, use.name, use.value) for family, use in self._latest.items())
+
+
+# ---------------------------------------------------------------------------
 # the storage
 
 
@@ -284,7 +390,9 @@ class WalStorage:
         self._last_ts: dict[int, int] = {}
         self._alias: dict[int, int] = {}
         self._deleted: dict[int, int] = {}
-        self._metadata: dict[int, MetricMetadata] = {}
+        self._metadata = _MetadataTable()
+        self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        """Canonical (name, value) pairs: series that share a label share one tuple."""
         self._next_ref = 0
         self._seg_times: dict[int, list[int]] = {}
         self._listeners: list[Listener] = []
@@ -404,6 +512,9 @@ class WalStorage:
                     continue
                 if existing is None:
                     self.counters["prometheus_remote_write_wal_storage_created_series_total"] += 1
+                    labels = self._canonical(labels)
+                else:
+                    labels = self._labels[existing]
                 self._refs[labels] = ref
                 self._labels[ref] = labels
                 self._last_ts.setdefault(ref, 0)
@@ -414,7 +525,10 @@ class WalStorage:
             self._note_times([h.ref for h in hs], [h.timestamp for h in hs], segment)
         elif isinstance(decoded, rec.MetadataRecord):
             for meta in decoded.entries:
-                self._metadata[self._alias.get(meta.ref, meta.ref)] = meta
+                ref = self._alias.get(meta.ref, meta.ref)
+                labels = self._labels.get(ref)
+                if labels is not None:
+                    self._metadata.set(ref, metric_name(labels), meta)
         elif isinstance(decoded, rec.UnsupportedRecord | rec.UnknownRecord):
             self.counters["rwconsole_wal_unknown_records_total"] += 1
 
@@ -457,6 +571,7 @@ class WalStorage:
             return ref
         if not labels:
             raise ValueError("empty label set")
+        labels = self._canonical(labels)
         self._next_ref += 1
         ref = self._next_ref
         self._refs[labels] = ref
@@ -507,7 +622,7 @@ class WalStorage:
             for meta in entries:
                 if meta.ref not in self._labels:
                     raise UnknownSeriesError(f"unknown series ref {meta.ref} for metadata")
-                if self._metadata.get(meta.ref) != meta:
+                if not self._metadata.same(meta.ref, meta):
                     self._pending_meta.append(meta)
                     self.counters["prometheus_remote_write_wal_metadata_updates_total"] += 1
 
@@ -528,7 +643,9 @@ class WalStorage:
             seg_before = writer.segment
             position = writer.log(records)
             for meta in self._pending_meta:
-                self._metadata[meta.ref] = meta
+                labels = self._labels.get(meta.ref)
+                if labels is not None:
+                    self._metadata.set(meta.ref, metric_name(labels), meta)
             self._apply_pending_times(seg_before, writer.segment)
             self._pending_series = []
             self._pending_meta = []
@@ -540,29 +657,38 @@ class WalStorage:
             callback(position)
 
     def _apply_pending_times(self, seg_before: int, seg_after: int) -> None:
+        """Move each appended series' last timestamp forward; count out-of-order samples.
+
+        The common batch (one timestamp for every ref, as a scrape appends)
+        costs one C-level pass to check order and one to store; other batches
+        fall back to a per-sample loop only when something is out of order,
+        repeated or collected meanwhile.
+        """
         last = self._last_ts
+        current = last.__getitem__
         out_of_order = 0
         lo = hi = None
         for refs, ts in self._pending_ts:
-            if not all(map(last.__contains__, refs)):
-                out_of_order += self._slow_times(refs, repeat(ts) if isinstance(ts, int) else ts)
-                t_lo = t_hi = None
-            elif isinstance(ts, int):
+            if isinstance(ts, int):
                 t_lo = t_hi = ts
-                olds = list(map(last.__getitem__, refs))
-                if max(olds) <= ts and len(set(refs)) == len(refs):
+                try:
+                    in_order = max(map(current, refs)) <= ts
+                except KeyError:  # collected by a truncation since it was appended
+                    in_order = False
+                if in_order:
                     last.update(zip(refs, repeat(ts)))
                 else:
                     out_of_order += self._slow_times(refs, repeat(ts))
             else:
                 t_lo, t_hi = min(ts), max(ts)
-                olds = list(map(last.__getitem__, refs))
-                if not any(map(operator.gt, olds, ts)) and len(set(refs)) == len(refs):
+                try:
+                    in_order = not any(map(operator.gt, map(current, refs), ts))
+                except KeyError:
+                    in_order = False
+                if in_order and len(set(refs)) == len(refs):
                     last.update(zip(refs, ts, strict=True))
                 else:
                     out_of_order += self._slow_times(refs, ts)
-            if t_lo is None or t_hi is None:
-                continue
             lo = t_lo if lo is None else min(lo, t_lo)
             hi = t_hi if hi is None else max(hi, t_hi)
         self._pending_ts = []
@@ -605,19 +731,32 @@ class WalStorage:
         return len(self._labels)
 
     def metadata(self, ref: int) -> MetricMetadata | None:
-        """The latest metadata appended for a series ref, if any."""
+        """The latest metadata appended for a series ref, if any.
+
+        The value is shared by the series of its family that carry the same
+        metadata, so its ``ref`` is 0.
+        """
         return self._metadata.get(self._alias.get(ref, ref))
 
-    def metadata_entries(self) -> list[tuple[Labels, MetricMetadata]]:
-        """Every live series' labels with its latest metadata (a copy)."""
+    def metadata_families(self) -> list[tuple[str, MetricMetadata]]:
+        """(metric family, metadata) of every family a live series has metadata for, sorted.
+
+        When series of one family disagree, the value appended last wins. The
+        cost follows the number of families, not of series.
+        """
         with self._lock:
-            items = list(self._metadata.items())
-        out = []
-        for ref, meta in items:
-            labels = self.lookup(ref)
-            if labels is not None:
-                out.append((labels, meta))
-        return out
+            return [(family, meta) for family, _, meta in self._metadata.families()]
+
+    def metadata_entries(self) -> list[tuple[Labels, MetricMetadata]]:
+        """One (labels, metadata) per metric family with metadata, sorted by family.
+
+        The labels are just the ``__name__`` of a series of the family (such as
+        ``x_bucket`` for histogram ``x``), which is what deduplicating by family
+        needs; ``metadata_families`` gives the family names directly.
+        """
+        with self._lock:
+            families = self._metadata.families()
+        return [(((METRIC_NAME, name),), meta) for _, name, meta in families]
 
     def position(self) -> Position:
         with self._lock:
@@ -688,6 +827,8 @@ class WalStorage:
         with self._lock:
             writer = self._require_writer()
             report.collected_refs = self._collect(mint_ms, writer.segment)
+            if report.collected_refs:
+                self._prune_pairs()
             if writer.offset > 0:
                 writer.rotate()
             segments = list_segments(self.directory)
@@ -745,11 +886,40 @@ class WalStorage:
         for ref in stale:
             labels = self._labels.pop(ref, None)
             self._last_ts.pop(ref, None)
-            self._metadata.pop(ref, None)
-            if labels is not None and self._refs.get(labels) == ref:
-                del self._refs[labels]
+            if labels is not None:
+                self._metadata.remove(ref, metric_name(labels))
+                if self._refs.get(labels) == ref:
+                    del self._refs[labels]
             self._deleted[ref] = current_segment
         return stale
+
+    def _canonical(self, labels: Labels) -> Labels:
+        """``labels`` rebuilt from the shared pairs (new pairs join the table).
+
+        Label names are interned; a pair seen before is the same tuple object,
+        so a million series that differ in one label share every other pair
+        and their strings instead of holding copies.
+        """
+        pairs = self._pairs
+        out = []
+        for pair in labels:
+            shared = pairs.get(pair)
+            if shared is None:
+                shared = (sys.intern(pair[0]), pair[1])
+                pairs[shared] = shared
+            out.append(shared)
+        return tuple(out)
+
+    def _prune_pairs(self) -> None:
+        """Drop pairs no series holds any more (after series were collected)."""
+        pairs = self._pairs
+        getrefcount = sys.getrefcount
+        # References of an unused pair: the table's key and value, the loop
+        # variable and getrefcount's argument. A pair still held elsewhere (a
+        # cache outside the WAL) stays; it is only dropped later.
+        unused = [pair for pair in pairs if getrefcount(pair) <= _UNUSED_PAIR_REFS]
+        for pair in unused:
+            del pairs[pair]
 
     def _write_checkpoint(
         self,
