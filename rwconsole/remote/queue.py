@@ -5,7 +5,8 @@ labels, write relabelling, ``__`` label removal, labels encoded once per
 series), the shards (a series always goes to ``ref % shards`` so its samples
 stay in order), batching by ``max_samples_per_send`` / ``batch_send_deadline``,
 the retry loop with backoff and Retry-After, ``sample_age_limit``, dynamic
-resharding, pause/resume, live ``queue_config`` changes, and the delivered
+resharding (send durations without the time the shared loop made a send wait,
+see ``resharding.LoopLag``), pause/resume, live ``queue_config`` changes, and the delivered
 position (the WAL position up to which every item is finished) that makes a
 restart resume without loss.
 
@@ -42,6 +43,7 @@ from rwconsole.remote.queue_metrics import (
 from rwconsole.remote.resharding import (
     SHARD_UPDATE_INTERVAL,
     EwmaRate,
+    LoopLag,
     desired_shards,
 )
 
@@ -257,6 +259,7 @@ class QueueManager:
         self._data_out = EwmaRate(update_interval)
         self._data_dropped = EwmaRate(update_interval)
         self._data_out_duration = EwmaRate(update_interval)
+        self._loop_lag: LoopLag | None = None
         self._reshard_disabled_until = 0.0
         self._last_send_time = 0.0
         self._last_ok_wall = 0.0
@@ -270,6 +273,7 @@ class QueueManager:
         s = self.settings
         self._publish_settings()
         self.metrics.shards_desired.set(s.min_shards)
+        self._loop_lag = LoopLag.acquire()
         self._shards = self._new_shards(s.min_shards)
         self._tasks = [
             asyncio.create_task(self._read_loop(), name=f"queue-{self.name}-read"),
@@ -307,6 +311,9 @@ class QueueManager:
                     self.name,
                     len(pending),
                 )
+        if self._loop_lag is not None:
+            await self._loop_lag.release()
+            self._loop_lag = None
         self._advance_delivered()
 
     def _publish_settings(self) -> None:
@@ -683,6 +690,8 @@ class QueueManager:
         backoff = self.settings.min_backoff
         attempt = 0
         body = self._encode(batch)
+        lag = self._loop_lag
+        lag_started = lag.seconds() if lag is not None else 0.0
         result: SendResultLike | None = None
         while True:
             shed = self._shed_too_old(batch)
@@ -755,7 +764,10 @@ class QueueManager:
             if n:
                 metrics.pending[kind].dec(n)
         self._data_out.add(sum(original))
-        self._data_out_duration.add((time.monotonic() - started) * 1e9)
+        # Time the loop ran other work while this send waited is not the receiver's:
+        # counting it would make a busy CPU look like a slow receiver.
+        waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
+        self._data_out_duration.add(max(0.0, time.monotonic() - started - waited_for_loop) * 1e9)
 
     # ---- resharding ----------------------------------------------------------------
 

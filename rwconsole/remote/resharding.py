@@ -1,13 +1,24 @@
 """Desired-shards calculation, as Prometheus' queue manager does it.
 
-Pure arithmetic with no I/O: EWMA rates ticked every ``SHARD_UPDATE_INTERVAL``
-and ``desired_shards`` which turns the rates and the delay into a shard count
-(tolerance band, no downscale while behind, clamped to [min, max]).
+EWMA rates ticked every ``SHARD_UPDATE_INTERVAL`` and ``desired_shards``, pure
+arithmetic that turns the rates and the delay into a shard count (tolerance
+band, no downscale while behind, clamped to [min, max]).
+
+``LoopLag`` keeps the formula honest on one event loop. Prometheus reads the
+wall time of sends as the receiver's latency; here every shard, the scrapes
+and the parser share one loop, so a send also waits while the loop runs other
+work, and a busy CPU would look like a slow receiver (more shards, which only
+add cost). The probe measures how late the loop wakes a sleeper; the queue
+subtracts the lateness seen during a send from that send's duration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
+import weakref
 from dataclasses import dataclass
 
 SHARD_UPDATE_INTERVAL = 10.0
@@ -81,3 +92,71 @@ def desired_shards(
         target = current
     target = max(min_shards, min(max_shards, target))
     return ShardDecision(desired_raw=desired, shards=target)
+
+
+LAG_PROBE_PERIOD = 0.01
+"""Seconds between two wake-ups of the loop-lag probe."""
+LAG_PROBE_SLACK = 0.001
+"""Lateness up to this is timer jitter, not a busy loop."""
+
+
+class LoopLag:
+    """Cumulative lateness of an event loop, measured by a sleeping task.
+
+    The probe sleeps ``period`` seconds at a time; how much later than asked
+    it wakes (less a small slack for timer jitter) is lateness: time the loop
+    spent on other work while a timer, or a response, waited for it.
+    ``seconds()`` is the lateness so far, including the stretch the probe is
+    overdue right now, so the difference of two readings is the lateness
+    between them (within one period) without waiting for the probe to run.
+
+    One probe serves every queue on a loop: ``acquire()`` starts it on first
+    use, ``release()`` stops it when the last user is gone.
+    """
+
+    __slots__ = ("__weakref__", "_due", "_period", "_task", "_total", "_users")
+
+    def __init__(self, period: float = LAG_PROBE_PERIOD) -> None:
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+        self._total = 0.0
+        self._due = math.inf
+        self._users = 0
+
+    @classmethod
+    def acquire(cls) -> LoopLag:
+        """The running loop's probe (started if it is not running yet)."""
+        loop = asyncio.get_running_loop()
+        probe = _PROBES.get(loop)
+        if probe is None:
+            probe = _PROBES[loop] = cls()
+        probe._users += 1
+        if probe._task is None:
+            probe._task = loop.create_task(probe._run(), name="loop-lag-probe")
+        return probe
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0 and self._task is not None:
+            task, self._task = self._task, None
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            self._due = math.inf
+
+    def seconds(self) -> float:
+        overdue = time.monotonic() - self._due - LAG_PROBE_SLACK
+        return self._total + overdue if overdue > 0 else self._total
+
+    async def _run(self) -> None:
+        period = self._period
+        clock = time.monotonic
+        while True:
+            self._due = clock() + period
+            await asyncio.sleep(period)
+            late = clock() - self._due - LAG_PROBE_SLACK
+            if late > 0:
+                self._total += late
+
+
+_PROBES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopLag] = weakref.WeakKeyDictionary()

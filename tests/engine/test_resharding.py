@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -10,7 +11,7 @@ from test_queue import Harness, eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
-from rwconsole.remote.resharding import EwmaRate, desired_shards
+from rwconsole.remote.resharding import EwmaRate, LoopLag, desired_shards
 
 
 def test_ewma_initialises_then_smooths() -> None:
@@ -125,3 +126,121 @@ def test_load_step_up_and_down_moves_shards_without_loss_or_reordering() -> None
             await receiver.stop()
 
     asyncio.run(main())
+
+
+class _ThreadReceiver:
+    """A demo receiver on its own loop in its own thread: a busy test loop cannot slow it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = DemoReceiver("127.0.0.1:0")
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+async def _busy_loop(stop: asyncio.Event, slice_seconds: float, pause: float) -> None:
+    """Keep the event loop busy in slices, as parsing large scrapes does."""
+    while not stop.is_set():
+        until = time.perf_counter() + slice_seconds
+        while time.perf_counter() < until:
+            pass
+        await asyncio.sleep(pause)
+
+
+def _peak_desired_under_busy_loop(latency: float, pause: float) -> tuple[float, int]:
+    """Feed a queue while the loop runs 100 ms slices of CPU work with ``pause`` between.
+
+    Returns the peak shards_desired and the shards at the end.
+    """
+    threaded = _ThreadReceiver()
+    if latency:
+        threaded.loop.call_soon_threadsafe(
+            lambda: threaded.receiver.set_fault("latency", delay=latency)
+        )
+
+    async def body() -> tuple[float, int]:
+        h = Harness(
+            threaded.receiver,
+            QueueConfig(
+                min_shards=1,
+                max_shards=16,
+                max_samples_per_send=50,
+                batch_send_deadline=0.05,
+                capacity=500,
+            ),
+            series=200,
+            update_interval=0.5,
+        )
+        data_in = EwmaRate(0.5)
+        h.queue._data_in = data_in
+        h.queue.start()
+        stop = asyncio.Event()
+        burner = asyncio.create_task(_busy_loop(stop, 0.1, pause))
+        peak = 0.0
+        start_ms = int(time.time() * 1000)
+        deadline = time.monotonic() + 5.0
+        last_tick = time.monotonic()
+        rounds = 0
+        try:
+            while time.monotonic() < deadline:
+                h.push_rounds(1, start_ms=start_ms + rounds * 1000)
+                rounds += 1
+                data_in.add(200)
+                await asyncio.sleep(0.01)
+                if time.monotonic() - last_tick >= 0.5:
+                    data_in.tick()
+                    last_tick = time.monotonic()
+                peak = max(peak, h.metric("shards_desired"))
+        finally:
+            stop.set()
+            await burner
+            shards = h.queue.shard_count
+            await h.queue.stop(5)
+            await h.client.aclose()
+        return peak, shards
+
+    try:
+        return asyncio.run(body())
+    finally:
+        threaded.close()
+
+
+def test_a_busy_loop_is_not_read_as_a_slow_receiver() -> None:
+    """The loop spends all its time on other work; sends themselves are quick: one shard."""
+    peak, shards = _peak_desired_under_busy_loop(latency=0.0, pause=0.0)
+    assert shards == 1
+    assert peak < 1.3, peak
+
+
+def test_a_slow_receiver_scales_up_on_a_half_busy_loop() -> None:
+    peak, shards = _peak_desired_under_busy_loop(latency=0.2, pause=0.1)
+    assert peak > 2, peak
+    assert shards > 1
+
+
+def test_loop_lag_probe_counts_blocked_time() -> None:
+    async def body() -> None:
+        probe = LoopLag.acquire()
+        assert LoopLag.acquire() is probe  # one probe per loop
+        await asyncio.sleep(0.05)
+        before = probe.seconds()
+        time.sleep(0.2)  # the loop is blocked: visible at once, before the probe runs
+        blocked = probe.seconds() - before
+        assert 0.1 < blocked < 0.25, blocked
+        await asyncio.sleep(0.1)
+        idle = probe.seconds()
+        await asyncio.sleep(0.2)
+        assert probe.seconds() - idle < 0.05  # an idle loop is (almost) never late
+        await probe.release()
+        assert probe._task is not None  # still used once
+        await probe.release()
+        assert probe._task is None
+
+    asyncio.run(body())
