@@ -67,25 +67,31 @@ def test_desired_shards_cases() -> None:
     assert decide(rate_out=0) is None
 
 
+def _started_step_harness(receiver: DemoReceiver) -> tuple[Harness, EwmaRate]:
+    """A started queue of 200 series, 50 per send, reconsidering its shards every 0.5 s."""
+    h = Harness(
+        receiver,
+        QueueConfig(
+            min_shards=1,
+            max_shards=16,
+            max_samples_per_send=50,
+            batch_send_deadline=0.05,
+            capacity=500,
+        ),
+        series=200,
+        update_interval=0.5,
+    )
+    # The engine ticks the shared input rate; here the test does, on the same interval.
+    data_in = EwmaRate(0.5)
+    h.queue._data_in = data_in
+    h.queue.start()
+    return h, data_in
+
+
 def test_load_step_up_and_down_moves_shards_without_loss_or_reordering() -> None:
     async def body(receiver: DemoReceiver) -> None:
         receiver.set_fault("latency", delay=0.05)
-        h = Harness(
-            receiver,
-            QueueConfig(
-                min_shards=1,
-                max_shards=16,
-                max_samples_per_send=50,
-                batch_send_deadline=0.05,
-                capacity=500,
-            ),
-            series=200,
-            update_interval=0.5,
-        )
-        # The engine ticks the shared input rate; here the test does, on the same interval.
-        data_in = EwmaRate(0.5)
-        h.queue._data_in = data_in
-        h.queue.start()
+        h, data_in = _started_step_harness(receiver)
 
         async def load(rounds: int, start_ms: int) -> int:
             pushed = 0
@@ -166,21 +172,7 @@ def _peak_desired_under_busy_loop(latency: float, pause: float) -> tuple[float, 
         )
 
     async def body() -> tuple[float, int]:
-        h = Harness(
-            threaded.receiver,
-            QueueConfig(
-                min_shards=1,
-                max_shards=16,
-                max_samples_per_send=50,
-                batch_send_deadline=0.05,
-                capacity=500,
-            ),
-            series=200,
-            update_interval=0.5,
-        )
-        data_in = EwmaRate(0.5)
-        h.queue._data_in = data_in
-        h.queue.start()
+        h, data_in = _started_step_harness(threaded.receiver)
         stop = asyncio.Event()
         burner = asyncio.create_task(_busy_loop(stop, 0.1, pause))
         peak = 0.0
