@@ -171,7 +171,8 @@ def test_5xx_is_retried_with_backoff_until_it_succeeds() -> None:
         expected = h.push_rounds(3)
         await eventually(lambda: h.metric("samples_retried_total") >= 3 * expected)
         assert receiver.stats().samples == 0
-        assert h.queue.status() == "retrying"
+        # "retrying" while waiting out a backoff, "failing" during each new attempt.
+        await eventually(lambda: h.queue.status() == "retrying")
         assert "503" in h.queue.last_error
         assert h.queue.delivered_position == (0, 0)
         receiver.set_fault("ok")
