@@ -14,15 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import itertools
 import logging
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rwconsole.engine import Engine
+from rwconsole.config import schema
+from rwconsole.engine import Engine, Snapshot
 from rwconsole.pipelines import demo_config
 from rwconsole.tui.app import ConsoleApp
+from rwconsole.tui.widgets.charts import TimeSeriesChart
 
 # (key, what the app state must show once the key took effect)
 KEYS: tuple[tuple[str, str], ...] = (
@@ -36,6 +42,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("4", "mode:wal"),
 )
 FRAME_TIMEOUT = 10.0
+CHART_WATCH = 15.0
 
 
 def _state(app: ConsoleApp) -> tuple[str, int, str | None]:
@@ -52,7 +59,40 @@ def _took_effect(
     return now[2] != before[2]
 
 
-async def drive(engine: Engine, rounds: int) -> dict[str, list[float]]:
+async def _settle(engine: Engine, limit: float) -> None:
+    """Until the queues keep up (every endpoint's lag under 5 s) or ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    await asyncio.sleep(3.0)
+    while time.monotonic() < deadline:
+        endpoints = engine.snapshot().endpoints
+        if endpoints and all(0 < e.lag_seconds < 5 for e in endpoints):
+            return
+        await asyncio.sleep(0.5)
+
+
+def _rates(first: Snapshot, last: Snapshot) -> tuple[float, float, float]:
+    """Samples in and sent per second between two snapshots, and the worst lag at the end."""
+    seconds = max(last.time - first.time, 1e-9)
+    sent = sum(e.samples_total + e.histograms_total for e in last.endpoints) - sum(
+        e.samples_total + e.histograms_total for e in first.endpoints
+    )
+    return (
+        (last.samples_in_total - first.samples_in_total) / seconds,
+        sent / seconds,
+        max((e.lag_seconds for e in last.endpoints), default=0.0),
+    )
+
+
+async def _headless(engine: Engine, settle: float, seconds: float) -> tuple[float, float, float]:
+    await _settle(engine, settle)
+    first = engine.snapshot()
+    await asyncio.sleep(seconds)
+    return _rates(first, engine.snapshot())
+
+
+async def drive(
+    engine: Engine, rounds: int, settle: float
+) -> tuple[dict[str, list[float]], list[float], tuple[float, float, float]]:
     """Time from a key press to the first frame written that shows its effect.
 
     Textual's pilot waits for the whole process to go idle, which never happens
@@ -62,17 +102,34 @@ async def drive(engine: Engine, rounds: int) -> dict[str, list[float]]:
     timings: dict[str, list[float]] = {}
     app = ConsoleApp(engine)
     frames: list[tuple[float, tuple[str, int, str | None]]] = []
-    async with app.run_test(size=(160, 50)) as pilot:
+    async with app.run_test(size=(160, 50)):
         display = app._display
 
         def recording_display(screen, renderable):  # type: ignore[no-untyped-def]
             display(screen, renderable)
-            frames.append((time.perf_counter(), _state(app)))
+            # The mode of the screen this frame painted: a frame of the previous
+            # screen painted after the switch does not count as the answer.
+            painted = next(
+                (m for m, stack in app._screen_stacks.items() if stack and stack[0] is screen),
+                None,
+            )
+            _mode, window, endpoint = _state(app)
+            frames.append((time.perf_counter(), (painted or "?", window, endpoint)))
 
         app._display = recording_display  # type: ignore[method-assign]
-        await pilot.pause(3.0)  # let the history fill and the queues settle
+        await _settle(engine, settle)
+        first = engine.snapshot()
+        app.simulate_key("4")  # each round starts on another screen, so "1" is a switch
+        await asyncio.sleep(0.5)
+        snapshot = engine.snapshot()
+        keys = [
+            (key, expect)
+            for key, expect in KEYS
+            if (expect != "endpoint" or len(snapshot.endpoints) > 1)
+            and (expect != "mode:demo" or snapshot.demo is not None)
+        ]
         for _ in range(rounds):
-            for key, expect in KEYS:
+            for key, expect in keys:
                 before = _state(app)
                 frames.clear()
                 started = time.perf_counter()
@@ -86,13 +143,72 @@ async def drive(engine: Engine, rounds: int) -> dict[str, list[float]]:
                     raise SystemExit(f"key {key!r}: no frame showed its effect in {FRAME_TIMEOUT}s")
                 timings.setdefault(key, []).append((hit - started) * 1000)
                 await asyncio.sleep(0.3)
-    return timings
+        chart_gaps = await _chart_refresh_gaps(app, frames)
+        last = engine.snapshot()
+    return timings, chart_gaps, _rates(first, last)
+
+
+async def _chart_refresh_gaps(
+    app: ConsoleApp, frames: list[tuple[float, tuple[str, int, str | None]]]
+) -> list[float]:
+    """Seconds between painted frames that carried a new drawing of the Overview charts."""
+    app.simulate_key("1")
+    await asyncio.sleep(1.0)
+    chart = app.screen.query_one("#chart-rates", TimeSeriesChart)
+    painted: list[float] = []
+    seen_version = chart._version
+    frames.clear()
+    deadline = time.perf_counter() + CHART_WATCH
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(0.005)
+        if chart._version != seen_version and frames:
+            # The first frame painted after the chart took new data shows it.
+            painted.append(frames[-1][0])
+            seen_version = chart._version
+            frames.clear()
+    return [b - a for a, b in itertools.pairwise(painted)]
+
+
+def _external_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    """The demo receiver in its own process, so only forwarding runs in ours."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rwconsole.demo.receiver", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}/api/v1/write"
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("the external receiver did not start")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=50_000)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--settle", type=float, default=60.0, help="longest wait for the queues to catch up"
+    )
+    parser.add_argument(
+        "--receiver",
+        choices=("embedded", "process"),
+        default="embedded",
+        help="the demo's embedded receiver (decoding in the engine's thread), or the "
+        "same receiver in another process with one remote-write 1.0 endpoint",
+    )
+    parser.add_argument(
+        "--headless",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="no console: measure the engine alone for SECONDS (the reference for the rates)",
+    )
     args = parser.parse_args()
     logging.getLogger("rwconsole").setLevel(logging.INFO)
     data = Path(tempfile.mkdtemp(prefix="rwconsole-bench-tui-"))
@@ -101,20 +217,40 @@ def main() -> None:
     config = dataclasses.replace(
         config, synthetic=dataclasses.replace(config.synthetic, series=args.series, interval=1.0)
     )
+    receiver: subprocess.Popen[bytes] | None = None
+    if args.receiver == "process":
+        receiver, url = _external_receiver()
+        config = dataclasses.replace(
+            config,
+            demo=dataclasses.replace(config.demo, enabled=False),
+            endpoint=[schema.EndpointConfig(url=url, name="bench")],
+        )
     engine = Engine(config, data_dir=data)
     engine.start()
     try:
-        before = engine.snapshot().samples_in_total
-        started = time.monotonic()
-        timings = asyncio.run(drive(engine, args.rounds))
-        elapsed = time.monotonic() - started
-        ingested = engine.snapshot().samples_in_total - before
+        if args.headless:
+            rates = asyncio.run(_headless(engine, args.settle, args.headless))
+            print(
+                f"headless: in {rates[0]:,.0f} samples/s, sent {rates[1]:,.0f} samples/s, "
+                f"lag at the end {rates[2]:.1f}s (offered {args.series:,}/s)"
+            )
+            return
+        timings, chart_gaps, rates = asyncio.run(drive(engine, args.rounds, args.settle))
     finally:
         engine.stop(timeout=15)
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(timeout=10)
     everything = [t for values in timings.values() for t in values]
     print(
-        f"engine ingest during the run: {ingested / elapsed:,.0f} samples/s ({args.series} series)"
+        f"engine while measuring: in {rates[0]:,.0f} samples/s, sent {rates[1]:,.0f} samples/s, "
+        f"lag at the end {rates[2]:.1f}s (offered {args.series:,}/s, receiver {args.receiver})"
     )
+    if chart_gaps:
+        print(
+            f"overview charts repainted every {statistics.median(chart_gaps):.2f}s "
+            f"(median), {max(chart_gaps):.2f}s at most, over {CHART_WATCH:.0f}s"
+        )
     print(f"{'key':<22}{'median ms':>10}{'p95 ms':>10}{'max ms':>10}")
     for key, values in timings.items():
         ordered = sorted(values)

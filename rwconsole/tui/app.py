@@ -21,6 +21,7 @@ from textual.screen import Screen
 
 from rwconsole.engine import EMPTY_SNAPSHOT, Snapshot
 from rwconsole.tui import themes as theme_files
+from rwconsole.tui.offload import ToolProcess
 
 WINDOWS: tuple[tuple[str, float], ...] = (
     ("1m", 60.0),
@@ -30,6 +31,7 @@ WINDOWS: tuple[tuple[str, float], ...] = (
 )
 COMMAND_TIMEOUT = 30.0
 REFRESH_INTERVAL = 1.0
+WARM_UP_PAUSE = 0.05
 
 SCREENS: tuple[tuple[str, str, str], ...] = (
     # (mode, key, title)
@@ -120,6 +122,8 @@ class ConsoleApp(App[int]):
         self._start_mode = start or ("wal" if self.wal_only else "overview")
         self._theme_dir = theme_dir
         self._engine_lost = False
+        self.tools = ToolProcess()
+        """Where slow read-only work (WAL inspect, verify, search) runs."""
         for mode, _key, _title in SCREENS:
             self.add_mode(mode, _screen_factory(mode))
 
@@ -131,6 +135,37 @@ class ConsoleApp(App[int]):
         self.set_interval(self.refresh_interval, self._poll, name="snapshot-poll")
         self.switch_mode(self._start_mode)
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.call_after_refresh(lambda: self.run_worker(self._warm_up_screens()))
+
+    async def _warm_up_screens(self) -> None:
+        """Build every other screen now, one at a time, while nobody waits for a key.
+
+        A screen's first showing costs Textual its compose, a stylesheet rebuild
+        for the widget types it brings and a restyle (a few hundred ms under
+        load); paying that right after the first frame keeps later key presses
+        fast. Each visit there and back happens in one step, so the other screens
+        are never painted, and keys pressed meanwhile wait for one step at most.
+        """
+        home = self.current_mode
+        others = [m for m, _k, _t in SCREENS if m != home and self.check_action("show", (m,))]
+        # Twice: built on the first visit; restyled with the final stylesheet on the second.
+        for mode in [*others, *others]:
+            await asyncio.sleep(WARM_UP_PAUSE)
+            if self._closing_down:
+                return
+            if len(self.screen_stack) > 1 or self.current_mode != home:
+                return  # the user moved or opened a dialog: the rest comes on demand
+            with self.batch_update():
+                mounted = self.switch_mode(mode)
+                self.switch_mode(home)
+            await mounted
+
+    @property
+    def _closing_down(self) -> bool:
+        return self._exit or not self.is_running
+
+    def on_unmount(self) -> None:
+        self.tools.close()
 
     def _load_themes(self) -> None:
         found, problems = theme_files.load_themes(self._theme_dir)
@@ -174,9 +209,11 @@ class ConsoleApp(App[int]):
 
     def push_snapshot(self) -> None:
         """Hand the current snapshot to the visible screen."""
+        if self._closing_down:
+            return  # the screens are being taken apart
         screen = self.screen
         update = getattr(screen, "update_snapshot", None)
-        if callable(update) and getattr(screen, "ready", False):
+        if callable(update) and getattr(screen, "ready", False) and screen.is_running:
             update(self.snapshot)
 
     # ---- state shared by the screens ---------------------------------------------------

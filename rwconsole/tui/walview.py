@@ -1,7 +1,7 @@
-"""WAL data for the console, gathered off the UI thread with ``rwconsole.wal.tools``.
+"""WAL data for the console, gathered with ``rwconsole.wal.tools`` away from the UI.
 
 Every function here may take a while on a large WAL: the WAL screen runs them
-in thread workers. They only read, except ``run_repair``.
+in its helper process. They only read, except ``run_repair``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import pytest
 from rwconsole.engine import HistoryPoint
 from rwconsole.tui import estimates, themes
 from rwconsole.tui.walview import behind_bytes
-from rwconsole.tui.widgets.charts import reduce_points, window_ticks
+from rwconsole.tui.widgets.charts import window_ticks
 from rwconsole.wal.segment import segment_name
 
 
@@ -49,15 +49,6 @@ def test_window_points_selects_the_recent_tail() -> None:
         float(i) for i in range(89, 100)
     ]
     assert estimates.window_points(history, 1000, 99) == history
-
-
-def test_reduce_points_keeps_spikes_and_bounds_count() -> None:
-    xs = list(range(1000))
-    ys = [0.0] * 1000
-    ys[537] = 9.0
-    rx, ry = reduce_points(xs, ys, 100)
-    assert len(rx) <= 100 and max(ry) == 9.0 and rx[-1] == 999
-    assert reduce_points([1, 2], [3, 4], 100) == ([1, 2], [3, 4])
 
 
 def test_window_ticks_are_round() -> None:

@@ -1,4 +1,4 @@
-"""The base of every console screen: header, footer and the snapshot hook."""
+"""The base of every console screen: header, key bar and the snapshot hook."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:
     from rwconsole.tui.app import ConsoleApp
@@ -28,7 +29,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield from self.compose_body()
-        yield Footer()
+        yield KeyBar()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -39,7 +40,9 @@ class ConsoleScreen(Screen[None]):
         self.ready = True
 
     def on_screen_resume(self) -> None:
-        if self.ready:
+        # is_current: the console builds every screen at start by showing it for
+        # an instant; those showings need no drawing.
+        if self.ready and self.is_current:
             self.update_snapshot(self.console.snapshot)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:

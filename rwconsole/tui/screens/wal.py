@@ -3,12 +3,12 @@
 Works on the running engine's WAL and on any WAL directory (opened here or
 with ``rwconsole wal open DIR``). Everything is read-only except repair, which
 previews what it would drop and asks first; repairing the running engine's
-own WAL is refused because the engine is writing to it.
+own WAL is refused because the engine is writing to it. The WAL tools run
+in the console's helper process, and not before the screen is first shown.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +26,7 @@ from rwconsole.labels import Labels, format_labels
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.tui import format as fmt
 from rwconsole.tui import walview
+from rwconsole.tui.offload import ToolError
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 from rwconsole.wal import tools
@@ -134,11 +135,14 @@ class WalScreen(ConsoleScreen):
             "samples lost",
             "problem",
         )
-        start = self.console.wal_dir or self._engine_dir()
-        if start is not None:
-            self.open_directory(start)
-        else:
-            self._heading()
+        self._heading()
+
+    def on_screen_resume(self) -> None:
+        if self.ready and self.directory is None and self.is_current:
+            start = self.console.wal_dir or self._engine_dir()
+            if start is not None:
+                self.open_directory(start)
+        super().on_screen_resume()
 
     def _columns(self, selector: str, *names: str) -> None:
         table = self.query_one(selector, DataTable)
@@ -199,12 +203,12 @@ class WalScreen(ConsoleScreen):
 
     # ---- inspect ----------------------------------------------------------------------
 
-    async def _off_thread(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a WAL tool in a thread; a directory that vanished or went bad is a notice."""
+    async def _offloaded(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a WAL tool in the console's helper process; a failure is a notice."""
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
-        except (OSError, tools.NotAWalError) as err:
-            self.notify(escape(str(err)), title=f"{what} failed", severity="error", timeout=12)
+            return await self.console.tools.run(fn, *args, **kwargs)
+        except ToolError as err:
+            self.notify(escape(err.message), title=f"{what} failed", severity="error", timeout=12)
             return None
 
     def action_inspect(self) -> None:
@@ -214,7 +218,7 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._inspect(self.directory), exclusive=True, group="inspect")
 
     async def _inspect(self, directory: Path) -> None:
-        report = await self._off_thread("Inspect", tools.inspect, directory, top=TOP_N)
+        report = await self._offloaded("Inspect", tools.inspect, directory, top=TOP_N)
         if report is None:
             self._heading()
             return
@@ -326,7 +330,7 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._browse(self.directory, selector), exclusive=True, group="browse")
 
     async def _browse(self, directory: Path, selector: Any) -> None:
-        browse = await self._off_thread("Search", walview.browse_series, directory, selector)
+        browse = await self._offloaded("Search", walview.browse_series, directory, selector)
         if browse is None or directory != self.directory:
             return
         self.browse = browse
@@ -358,7 +362,7 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._dump(self.directory, labels), exclusive=True, group="dump")
 
     async def _dump(self, directory: Path, labels: Labels) -> None:
-        dump = await self._off_thread("Dump", walview.series_dump, directory, labels)
+        dump = await self._offloaded("Dump", walview.series_dump, directory, labels)
         if dump is None or directory != self.directory:
             return
         items, total, problems = dump
@@ -389,7 +393,7 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._verify(self.directory), exclusive=True, group="verify")
 
     async def _verify(self, directory: Path) -> None:
-        report = await self._off_thread("Verify", tools.verify, directory)
+        report = await self._offloaded("Verify", tools.verify, directory)
         if report is None or directory != self.directory:
             return
         self.verify_report = report
@@ -432,7 +436,7 @@ class WalScreen(ConsoleScreen):
         self.run_worker(self._repair_preview(self.directory), exclusive=True, group="repair")
 
     async def _repair_preview(self, directory: Path) -> None:
-        preview = await self._off_thread("Repair preview", tools.repair, directory, dry_run=True)
+        preview = await self._offloaded("Repair preview", tools.repair, directory, dry_run=True)
         if preview is None:
             return
         if (
@@ -477,7 +481,7 @@ class WalScreen(ConsoleScreen):
         )
 
     async def _repair(self, directory: Path) -> None:
-        report = await self._off_thread(
+        report = await self._offloaded(
             "Repair", tools.repair, directory, dry_run=False, backup=True
         )
         if report is None:

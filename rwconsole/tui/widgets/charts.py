@@ -1,21 +1,25 @@
-"""Time-series charts with axes and units, drawn with plotext inside Textual.
+"""The time-series chart widget: series against "time before now", with axes and units.
 
-``TimeSeriesChart`` plots one or more series against "time before now" over a
-chosen window. Long histories are reduced to about two points per terminal
-cell (keeping each bucket's maximum, so short spikes stay visible) before
-plotting, which keeps a redraw cheap however long the window is.
+``TimeSeriesChart`` keeps the data it was given and the rows ``chartdraw``
+drew from it; it draws again only when the data, its size or the theme
+changed, so a screen switch or an unrelated repaint costs nothing. Each dot
+column keeps the largest value that falls on it, so short spikes stay visible
+however long the window is.
 """
 
 from __future__ import annotations
 
-import math
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from textual.app import RenderResult
+from rich.segment import Segment
+from rich.style import Style
 from textual.color import Color
-from textual_plotext import PlotextPlot
+from textual.strip import Strip
+from textual.widget import Widget
 
+from rwconsole.tui import chartdraw
 from rwconsole.tui import format as fmt
 
 
@@ -27,21 +31,6 @@ class Series:
     values: Sequence[float]
     colour: str = "primary"
     """A theme variable name (``primary``, ``warning``…) or a colour."""
-
-
-def reduce_points(
-    xs: Sequence[float], ys: Sequence[float], target: int
-) -> tuple[list[float], list[float]]:
-    """At most ``target`` points: each bucket keeps its last x and its largest y."""
-    if len(xs) <= target or target <= 0:
-        return list(xs), list(ys)
-    step = math.ceil(len(xs) / target)
-    out_x: list[float] = []
-    out_y: list[float] = []
-    for start in range(0, len(xs), step):
-        out_x.append(xs[min(start + step, len(xs)) - 1])
-        out_y.append(max(ys[start : start + step]))
-    return out_x, out_y
 
 
 _TICK_STEPS = (5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
@@ -56,7 +45,7 @@ def window_ticks(window: float) -> tuple[list[float], list[str]]:
     return ticks, labels
 
 
-class TimeSeriesChart(PlotextPlot):
+class TimeSeriesChart(Widget):
     """A titled chart of series over the last ``window`` seconds."""
 
     DEFAULT_CSS = """
@@ -72,8 +61,8 @@ class TimeSeriesChart(PlotextPlot):
         self.unit = unit
         self._data: tuple[Sequence[float], list[Series], float, float] | None = None
         self._shown: tuple[object, ...] = ()
-        self._rendered: tuple[tuple[object, ...], RenderResult] | None = None
         self._version = 0
+        self._strips: tuple[tuple[object, ...], list[Strip]] | None = None
 
     def show(
         self,
@@ -89,60 +78,75 @@ class TimeSeriesChart(PlotextPlot):
         ``source`` names what the data is about (an endpoint): switching it redraws
         even when the times and labels are the same.
         """
-        key = (source, now, window, len(times), tuple(s.label for s in series), self.app.theme)
+        key = (source, now, window, len(times), tuple(s.label for s in series))
         if key == self._shown:
             return  # the same data again (e.g. the screen was shown again): keep the drawing
         self._shown = key
         self._data = (times, series, now, window)
-        self._replot()
-
-    def render(self) -> RenderResult:
-        # plotext rebuilds the whole figure on every render; a screen switch or an
-        # unrelated repaint must not pay for that when nothing in the chart changed.
-        key = (self._version, self.size, self.app.theme)
-        if self._rendered is None or self._rendered[0] != key:
-            self._rendered = (key, super().render())
-        return self._rendered[1]
-
-    def on_resize(self) -> None:
-        if self._data is not None:
-            self._replot()
-
-    def _colour(self, name: str) -> tuple[int, int, int]:
-        value = self.app.theme_variables.get(name, name)
-        try:
-            return Color.parse(value).rgb
-        except Exception:
-            return Color.parse("white").rgb
-
-    def _replot(self) -> None:
-        assert self._data is not None
-        times, series, now, window = self._data
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.title(f"{self.chart_title} ({self.unit})")
-        xs = [t - now for t in times]
-        start = 0
-        while start < len(xs) and xs[start] < -window:
-            start += 1
-        xs = xs[start:]
-        target = max(20, 2 * max(self.size.width - 10, 10))
-        top = 0.0
-        plotted = False
-        for line in series:
-            ys = list(line.values[start:])
-            if not ys:
-                continue
-            rx, ry = reduce_points(xs, ys, target)
-            plt.plot(rx, ry, label=line.label, color=self._colour(line.colour), marker="braille")
-            top = max(top, max(ry))
-            plotted = True
-        if not plotted:
-            plt.title(f"{self.chart_title} ({self.unit}) — no data yet")
-        ticks, labels = window_ticks(window)
-        plt.xticks(ticks, labels)
-        plt.xlim(-window, 0)
-        plt.ylim(0, top * 1.1 if top > 0 else 1)
         self._version += 1
         self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        strips = self._current_strips()
+        if 0 <= y < len(strips):
+            return strips[y]
+        return Strip.blank(self.size.width)
+
+    def _current_strips(self) -> list[Strip]:
+        key = (self._version, self.size, self.app.theme)
+        if self._strips is None or self._strips[0] != key:
+            self._strips = (key, self._draw(self.rich_style))
+        return self._strips[1]
+
+    def _draw(self, base: Style) -> list[Strip]:
+        width, height = self.size
+        if self._data is None:
+            title = f"{self.chart_title} ({self.unit}) — no data yet"
+            times: Sequence[float] = ()
+            series: list[Series] = []
+            now, window = 0.0, 60.0
+        else:
+            times, series, now, window = self._data
+            title = f"{self.chart_title} ({self.unit})"
+        start = bisect.bisect_left(times, now - window)
+        xs = [t - now for t in times[start:]]
+        lines = [chartdraw.Line(s.label, xs, s.values[start:], s.colour) for s in series if xs]
+        top = max((y for line in lines for y in line.ys if y == y), default=0.0)  # NaN-safe
+        if not lines and self._data is not None:
+            title += " — no data yet"
+        ticks, labels = window_ticks(window)
+        rows = chartdraw.draw(
+            width,
+            height,
+            title,
+            lines,
+            x_range=(-window, 0.0),
+            x_ticks=list(zip(ticks, labels, strict=True)),
+            y_max=top * 1.1 if top > 0 else 1.0,
+            y_label=_axis_number,
+        )
+        styles = self._styles(base, series)
+        return [
+            Strip([Segment(text, styles.get(key, base)) for text, key in row], width)
+            for row in rows
+        ]
+
+    def _styles(self, base: Style, series: list[Series]) -> dict[str, Style]:
+        variables = self.app.theme_variables
+        styles = {
+            chartdraw.TITLE: base + Style(bold=True),
+            chartdraw.AXIS: base + Style(dim=True),
+        }
+        for line in series:
+            value = variables.get(line.colour, line.colour)
+            try:
+                colour = Color.parse(value)
+            except Exception:
+                colour = Color.parse("white")
+            styles[line.colour] = base + Style(color=colour.rich_color)
+        return styles
+
+
+def _axis_number(value: float) -> str:
+    """Axis labels keep three significant digits, so 0.055 and 0.11 stay apart."""
+    return fmt.number(value) if abs(value) >= 1000 else f"{value:.3g}"

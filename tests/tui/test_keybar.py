@@ -1,0 +1,86 @@
+"""The key bar (clickable keys of the screen) and the screens built ahead at start."""
+
+from __future__ import annotations
+
+import pytest
+
+from rwconsole.tui.app import SCREENS, ConsoleApp
+from rwconsole.tui.widgets.keybar import KeyBar
+from tests.tui.recorded import recorded_snapshot
+
+pytestmark = pytest.mark.anyio
+SIZE = (160, 50)
+
+
+def _bar(app: ConsoleApp) -> KeyBar:
+    return app.screen.query_one(KeyBar)
+
+
+def _shown(app: ConsoleApp) -> tuple[KeyBar, str]:
+    bar = _bar(app)
+    return bar, str(bar.render())
+
+
+async def test_bar_lists_the_screen_keys_and_keeps_the_palette_on_the_right() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        bar, text = _shown(app)
+        assert len(text) == SIZE[0]
+        assert "w Window" in text and "2 Endpoints" in text
+        assert text.rstrip().endswith("^p palette")
+        descriptions = [item.description for item in bar.items]
+        assert descriptions.count("Quit") == 1  # one entry per action
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        queue_text = str(_bar(app).render())
+        assert "Apply live" in queue_text and "w Window" not in queue_text
+
+
+async def test_clicking_a_key_runs_it_and_narrow_bars_crop_the_others() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        bar, text = _shown(app)
+        column = text.index("2 Endpoints") + 3
+        assert bar.item_at(column) is not None and bar.item_at(column).key == "2"
+        await pilot.click(KeyBar, offset=(column, 0))
+        await pilot.pause(0.2)
+        assert app.current_mode == "endpoints"
+        assert _bar(app).item_at(SIZE[0] - 3).description == "palette"
+
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=(60, 30)) as pilot:
+        await pilot.pause(0.3)
+        bar, text = _shown(app)
+        assert len(text) == 60 and text.rstrip().endswith("^p palette")
+        assert all(end <= 60 for _start, end, _item in bar._spans)
+
+
+async def test_every_screen_is_built_at_start_without_leaving_the_first() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    painted: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        display = app._display
+
+        def recording(screen, renderable):  # type: ignore[no-untyped-def]
+            painted.append(type(screen).__name__)
+            display(screen, renderable)
+
+        app._display = recording  # type: ignore[method-assign]
+        modes = [mode for mode, _key, _title in SCREENS if mode != "demo"]  # no demo here
+
+        def built() -> bool:
+            try:
+                return all(app.get_screen_stack(mode) for mode in modes)
+            except KeyError:  # that mode has no screen yet
+                return False
+
+        for _ in range(100):
+            if built():
+                break
+            await pilot.pause(0.05)
+        assert built()
+        assert app.current_mode == "overview"
+        assert set(painted) <= {"OverviewScreen"}, "other screens were never shown"
+        assert not app.tools.started, "the WAL screen waits until it is shown"
