@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rwconsole import __version__
 from rwconsole.config import schema
@@ -46,6 +46,9 @@ from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
+
+if TYPE_CHECKING:
+    from rwconsole.wal.storage import PreparedSamples
 
 log = logging.getLogger("rwconsole.engine")
 
@@ -214,6 +217,21 @@ class _FanoutAppender:
         if not refs:
             return
         self._wal.append_samples(refs, timestamps, values)
+        self._offer_samples(refs, timestamps, values)
+
+    def prepare_samples(self, refs: Sequence[int]) -> PreparedSamples:
+        return self._wal.prepare_samples(refs)
+
+    def append_prepared(
+        self, batch: PreparedSamples, timestamp: int, values: Sequence[float]
+    ) -> None:
+        self._wal.append_prepared(batch, timestamp, values)
+        self._offer_samples(batch.refs, timestamp, values)
+
+    def _offer_samples(
+        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+    ) -> None:
+        """Add appended samples to the columns the next commit offers the queues."""
         self._refs.extend(refs)
         if isinstance(timestamps, int):
             self._timestamps.extend([timestamps] * len(refs))

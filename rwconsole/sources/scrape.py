@@ -21,7 +21,9 @@ target costs no label parsing and no label-set construction per scrape. On top
 of it, a target that answers with the same series lines as last time, values
 aside (the usual case), skips parsing altogether: the body is matched against
 the previous body's ``SteadyShape``, its values are converted in bulk and
-appended with the refs resolved last time. Anything else takes the full path.
+appended with the refs resolved last time, as a batch the appender prepared
+once (``prepare_samples`` / ``append_prepared``) when it offers that.
+Anything else takes the full path.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from rwconsole.sources.textparse import (
     format_for,
     parse,
 )
+from rwconsole.wal.storage import StalePreparedError
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +152,7 @@ class _CacheState:
     """Learned shapes in a row that the next body did not fit."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, eq=False)
 class _Steady:
     """The previous body's shape and what its samples resolved to.
 
@@ -162,6 +165,8 @@ class _Steady:
     """Refs to append, in body order, a series exposed twice only once."""
     keep: list[int] | None
     """Positions of the values of ``refs`` when the body repeats a series."""
+    prepared: Any = None
+    """The appender's prepared batch of ``refs``, made at the first steady append."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +208,9 @@ class ScrapeLoop:
         self._status = TargetStatus(config.job_name, target, self._url)
         self._stopped = False
         self._forgets = 0
+        self._prepares = callable(getattr(appender, "prepare_samples", None)) and callable(
+            getattr(appender, "append_prepared", None)
+        )
 
     @property
     def url(self) -> str:
@@ -430,11 +438,26 @@ class ScrapeLoop:
         scraped = len(values)
         if steady.keep is not None:
             values = list(map(values.__getitem__, steady.keep))
-        app.append_samples(steady.refs, timestamp, values)
+        if self._prepares:
+            self._append_prepared(steady, timestamp, values)
+        else:
+            app.append_samples(steady.refs, timestamp, values)
         report = [1.0, duration, float(scraped), float(scraped), 0.0]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
         return scraped
+
+    def _append_prepared(self, steady: _Steady, timestamp: int, values: list[float]) -> None:
+        app: Any = self._appender
+        if steady.prepared is None:
+            steady.prepared = app.prepare_samples(steady.refs)
+        try:
+            app.append_prepared(steady.prepared, timestamp, values)
+        except StalePreparedError as exc:
+            # Series of the batch were collected: this scrape fails, the next one
+            # takes the full path and creates them anew.
+            self.forget_series(set(exc.refs))
+            raise
 
     def _resolve(self, payload: Payload) -> tuple[list[int], int]:
         """Refs for every sample line, creating series for keys not seen before."""

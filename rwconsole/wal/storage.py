@@ -34,6 +34,7 @@ import shutil
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -69,6 +70,41 @@ Listener = Callable[[Position], None]
 
 class UnknownSeriesError(KeyError):
     """A sample refers to a series ref the WAL does not know (or has collected)."""
+
+
+class StalePreparedError(UnknownSeriesError):
+    """A prepared batch names series the WAL has collected since it was prepared.
+
+    ``refs`` are the collected ones: forget them, resolve their labels again
+    and prepare a new batch.
+    """
+
+    def __init__(self, refs: list[int]) -> None:
+        self.refs = refs
+        shown = ", ".join(map(str, refs[:5])) + (", ..." if len(refs) > 5 else "")
+        super().__init__(
+            f"a prepared batch names {len(refs)} series the WAL has collected since: refs {shown}"
+        )
+
+
+class PreparedSamples:
+    """Series refs checked once, for ``WalStorage.append_prepared`` to append again and again.
+
+    Made by ``WalStorage.prepare_samples``. ``refs`` are unique and were live
+    when checked; the WAL re-checks them (once per truncation that collected
+    series, not per append) before it writes them again.
+    """
+
+    __slots__ = ("_encoder", "_generation", "_storage", "refs")
+
+    def __init__(self, storage: WalStorage, refs: tuple[int, ...], generation: int) -> None:
+        self.refs = refs
+        self._storage = storage
+        self._generation = generation
+        self._encoder = rec.FixedRefsSamples(refs) if refs else None
+
+    def __len__(self) -> int:
+        return len(self.refs)
 
 
 @dataclass(slots=True)
@@ -401,7 +437,12 @@ class WalStorage:
         self._pending_samples: list[bytes] = []
         self._pending_hist: list[bytes] = []
         self._pending_exemplars: list[bytes] = []
-        self._pending_ts: list[tuple[Sequence[int], Sequence[int] | int]] = []
+        self._pending_ts: list[tuple[Sequence[int], Sequence[int] | int, int]] = []
+        """(refs, timestamps, generation at the append) of the samples and histograms to commit."""
+        self._generation = 0
+        """Bumped whenever series are collected: refs checked before may be gone."""
+        self._high_t = _NEVER
+        """At least every value of ``_last_ts``: a batch at or after it is in order."""
         self.open_report = RepairReport(dry_run=False)
         self.replay_errors: list[str] = []
         self.counters: dict[str, float] = dict.fromkeys(_COUNTER_NAMES, 0.0)
@@ -429,6 +470,7 @@ class WalStorage:
         )
         started = time.monotonic()
         self._replay()
+        self._high_t = max(self._last_ts.values(), default=_NEVER)
         self._writer = WalWriter(path, segment_size=segment_size, compress=compress)
         self.counters["prometheus_remote_write_data_replay_duration_seconds"] = (
             time.monotonic() - started
@@ -591,8 +633,55 @@ class WalStorage:
                 missing = [r for r in refs if r not in self._labels][:5]
                 raise UnknownSeriesError(f"unknown series refs {missing}")
             self._pending_samples.append(rec.encode_samples(refs, timestamps, values))
-            self._pending_ts.append((refs, timestamps))
+            self._pending_ts.append((refs, timestamps, self._generation))
             self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(refs)
+
+    def prepare_samples(self, refs: Sequence[int]) -> PreparedSamples:
+        """Check ``refs`` once for repeated ``append_prepared`` calls.
+
+        The refs must be unique (``ValueError`` names a repeated one) and live
+        (``UnknownSeriesError`` otherwise). The batch precomputes its samples
+        record layout, so an append only packs the timestamp and the values.
+        """
+        batch = tuple(refs)
+        if len(set(batch)) != len(batch):
+            repeated = next(r for r, n in Counter(batch).items() if n > 1)
+            raise ValueError(f"a prepared batch names series ref {repeated} twice")
+        with self._lock:
+            if None in map(self._labels.get, batch):
+                missing = [r for r in batch if r not in self._labels][:5]
+                raise UnknownSeriesError(f"unknown series refs {missing}")
+            return PreparedSamples(self, batch, self._generation)
+
+    def append_prepared(
+        self, batch: PreparedSamples, timestamp: int, values: Sequence[float]
+    ) -> None:
+        """Append one sample per ref of ``batch``, all at ``timestamp``, in the batch's order.
+
+        Writes the same record as ``append_samples(batch.refs, timestamp,
+        values)``. A batch whose series were collected since it was prepared
+        raises ``StalePreparedError`` and writes nothing.
+        """
+        if batch._storage is not self:
+            raise ValueError("the batch was prepared by another WAL")
+        if not isinstance(timestamp, int):
+            kind = type(timestamp).__name__
+            raise TypeError(f"a prepared batch takes one int timestamp, not a {kind}")
+        encoder = batch._encoder
+        if encoder is None:
+            if values:
+                raise ValueError(f"{len(values)} values for an empty batch")
+            return
+        record = encoder.encode(timestamp, values)
+        with self._lock:
+            if batch._generation != self._generation:
+                gone = [r for r in batch.refs if r not in self._labels]
+                if gone:
+                    raise StalePreparedError(gone)
+                batch._generation = self._generation
+            self._pending_samples.append(record)
+            self._pending_ts.append((batch.refs, timestamp, self._generation))
+            self.counters["prometheus_remote_write_wal_samples_appended_total"] += encoder.count
 
     def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
         if not exemplars:
@@ -613,7 +702,7 @@ class WalStorage:
                     raise UnknownSeriesError(f"unknown series ref {h.ref} for a histogram")
             self._pending_hist.extend(rec.encode_histograms(histograms))
             self._pending_ts.append(
-                ([h.ref for h in histograms], [h.timestamp for h in histograms])
+                ([h.ref for h in histograms], [h.timestamp for h in histograms], self._generation)
             )
             self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(histograms)
 
@@ -660,21 +749,28 @@ class WalStorage:
         """Move each appended series' last timestamp forward; count out-of-order samples.
 
         The common batch (one timestamp for every ref, as a scrape appends)
-        costs one C-level pass to check order and one to store; other batches
-        fall back to a per-sample loop only when something is out of order,
-        repeated or collected meanwhile.
+        costs one C-level pass to store when its timestamp is at or after every
+        series' last one (``_high_t``) and no series were collected since the
+        append, one more to check order otherwise; other batches fall back to
+        a per-sample loop only when something is out of order, repeated or
+        collected meanwhile.
         """
         last = self._last_ts
         current = last.__getitem__
+        generation = self._generation
+        high = self._high_t
         out_of_order = 0
         lo = hi = None
-        for refs, ts in self._pending_ts:
+        for refs, ts, appended_in in self._pending_ts:
             if isinstance(ts, int):
                 t_lo = t_hi = ts
-                try:
-                    in_order = max(map(current, refs)) <= ts
-                except KeyError:  # collected by a truncation since it was appended
-                    in_order = False
+                if ts >= high and appended_in == generation:
+                    in_order = True
+                else:
+                    try:
+                        in_order = max(map(current, refs)) <= ts
+                    except KeyError:  # collected by a truncation since it was appended
+                        in_order = False
                 if in_order:
                     last.update(zip(refs, repeat(ts)))
                 else:
@@ -691,7 +787,9 @@ class WalStorage:
                     out_of_order += self._slow_times(refs, ts)
             lo = t_lo if lo is None else min(lo, t_lo)
             hi = t_hi if hi is None else max(hi, t_hi)
+            high = max(high, t_hi)
         self._pending_ts = []
+        self._high_t = high
         if lo is not None and hi is not None:
             for segment in range(seg_before, seg_after + 1):
                 self._widen(segment, lo, hi)
@@ -883,6 +981,8 @@ class WalStorage:
 
     def _collect(self, mint_ms: int, current_segment: int) -> list[int]:
         stale = [ref for ref, t in self._last_ts.items() if t < mint_ms]
+        if stale:
+            self._generation += 1
         for ref in stale:
             labels = self._labels.pop(ref, None)
             self._last_ts.pop(ref, None)
