@@ -455,8 +455,10 @@ class ScrapeLoop:
             app.append_prepared(steady.prepared, timestamp, values)
         except StalePreparedError as exc:
             # Series of the batch were collected: this scrape fails, the next one
-            # takes the full path and creates them anew.
+            # takes the full path and creates them anew. The report series went
+            # quiet at the same time, so they are looked up again as well.
             self.forget_series(set(exc.refs))
+            self._state.report_refs = None
             raise
 
     def _resolve(self, payload: Payload) -> tuple[list[int], int]:
