@@ -1,26 +1,37 @@
-"""Requests per second of ``RemoteWriteClient.send`` against a loopback receiver.
+"""CPU per ``RemoteWriteClient.send`` against a loopback receiver in another process.
 
-Run: ``python benchmarks/remote_client_send.py [--seconds 3] [--concurrency 1 8 32]
-[--body-kib 64]``. The receiver is a minimal asyncio HTTP/1.1 server on
-127.0.0.1 that reads the body and answers 204, so the numbers show the
-client's own overhead per attempt (headers, auth, classification, state).
+Run: ``python benchmarks/remote_client_send.py [--seconds 3] [--samples 500 5000]
+[--concurrency 1 8] [--paths httpx lean] [--profile FILE]``. Each body is a
+snappy-compressed remote-write 1.0 request of that many samples (series with
+eight labels, as a node exporter's). The receiver is a minimal asyncio
+HTTP/1.1 server in a child process that reads the body and answers 204, so the
+process CPU measured here is the client's own work per attempt: headers, auth
+(basic), the HTTP exchange, classification, state. ``httpx`` is the generic
+httpx/httpcore path, ``lean`` the keep-alive HTTP/1.1 transport used for
+direct connections; both run in the same invocation.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
+import cProfile
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 from rwconsole.config.schema import BasicAuthConfig, EndpointConfig
 from rwconsole.config.secrets import Secret
 from rwconsole.remote.client import RemoteWriteClient
+from rwconsole.remote.encode import compress, encode_labels_v1, encode_write_request_v1
+
+_MAX_REQUESTS_PER_CONNECTION = 100_000_000
 
 
 async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        for _ in range(10_000_000):
+        for _ in range(_MAX_REQUESTS_PER_CONNECTION):
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -35,9 +46,43 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def _measure(url: str, seconds: float, concurrency: int, body: bytes) -> tuple[int, float]:
+async def _receiver() -> None:
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    loop = asyncio.get_running_loop()
+    stdin_closed = loop.create_future()
+    loop.add_reader(sys.stdin.fileno(), lambda: stdin_closed.done() or stdin_closed.set_result(0))
+    await stdin_closed  # the parent closes our stdin when it is done
+    server.close()
+
+
+def _body(samples: int) -> bytes:
+    def series() -> Iterator[bytes]:
+        for i in range(samples):
+            yield encode_labels_v1(
+                (
+                    ("__name__", f"node_cpu_seconds_total_{i % 40}"),
+                    ("cpu", str(i % 64)),
+                    ("instance", f"host-{i % 97}.example.net:9100"),
+                    ("job", "node"),
+                    ("mode", ("idle", "user", "system", "iowait")[i % 4]),
+                    ("region", "eu-west-1"),
+                    ("team", "platform"),
+                    ("zone", f"eu-west-1{'abc'[i % 3]}"),
+                )
+            )
+
+    labels = list(series())
+    timestamps = [1_700_000_000_000 + i // 100 for i in range(samples)]
+    values = [float(i * 37 % 1000) + 0.25 for i in range(samples)]
+    return compress(encode_write_request_v1(labels, timestamps, values))
+
+
+async def _measure(
+    url: str, seconds: float, concurrency: int, body: bytes, lean: bool
+) -> tuple[int, float, float]:
     config = EndpointConfig(url=url, basic_auth=BasicAuthConfig(username="u", password=Secret("p")))
-    client = RemoteWriteClient(config, user_agent="rwconsole-bench")
+    client = RemoteWriteClient(config, user_agent="rwconsole-bench", lean_http1=lean)
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -48,36 +93,70 @@ async def _measure(url: str, seconds: float, concurrency: int, body: bytes) -> t
             assert result.outcome == "ok", result
             done += 1
 
-    start = time.perf_counter()
+    await worker()  # warm up: one connection per worker is opened outside the timing
+    done = 0
+    deadline = time.perf_counter() + seconds
+    start, cpu_start = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     await client.aclose()
-    return done, elapsed
+    return done, elapsed, cpu
 
 
-async def main() -> None:
+async def _run(args: argparse.Namespace, port: int) -> None:
+    url = f"http://127.0.0.1:{port}/api/v1/write"
+    profiler = cProfile.Profile() if args.profile else None
+    for samples in args.samples:
+        body = _body(samples)
+        for concurrency in args.concurrency:
+            per_path: dict[str, float] = {}
+            for path in args.paths:
+                if profiler is not None:
+                    profiler.enable()
+                done, elapsed, cpu = await _measure(
+                    url, args.seconds, concurrency, body, path == "lean"
+                )
+                if profiler is not None:
+                    profiler.disable()
+                per_path[path] = cpu / done * 1e6
+                print(
+                    f"{samples:5d} samples ({len(body) / 1024:5.1f} KiB) concurrency "
+                    f"{concurrency:2d} {path:5s}: {done / elapsed:7.0f} sends/s, "
+                    f"{per_path[path]:6.1f} µs CPU per send"
+                )
+            if "httpx" in per_path and "lean" in per_path:
+                print(f"    lean / httpx CPU per send: {per_path['lean'] / per_path['httpx']:.2f}")
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--body-kib", type=int, default=64)
+    parser.add_argument("--samples", type=int, nargs="+", default=[500, 5000])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--paths", nargs="+", choices=["httpx", "lean"], default=["httpx", "lean"])
+    parser.add_argument("--profile", help="write cProfile stats of the client runs to this file")
+    parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    body = os.urandom(args.body_kib * 1024)
+    if args.receiver:
+        asyncio.run(_receiver())
+        return
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--receiver"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        for concurrency in args.concurrency:
-            done, elapsed = await _measure(
-                f"http://127.0.0.1:{port}/api/v1/write", args.seconds, concurrency, body
-            )
-            rate = done / elapsed
-            print(
-                f"concurrency {concurrency:3d}: {rate:8.0f} sends/s "
-                f"({1000 / rate * concurrency:.2f} ms per send, {args.body_kib} KiB bodies)"
-            )
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        asyncio.run(_run(args, port))
     finally:
-        server.close()
-        await server.wait_closed()
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

@@ -38,6 +38,7 @@ from rwconsole.remote.encode import (
     VERSION_V1,
     VERSION_V2,
 )
+from rwconsole.remote.http1 import DEFAULT_PORTS
 from rwconsole.remote.http_common import (
     AuthError,
     ConnectivityConfigError,
@@ -52,6 +53,7 @@ from rwconsole.remote.tls import build_ssl_context
 Outcome = Literal["ok", "recoverable", "fatal"]
 
 MAX_REASON_BYTES = 1024
+MAX_REDIRECTS = 20  # httpx's default (Go stops after 10)
 _MAX_DRAIN_BYTES = 64 * 1024
 
 WRITTEN_HEADERS = (SAMPLES_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, EXEMPLARS_WRITTEN_HEADER)
@@ -100,10 +102,16 @@ class RemoteWriteClient:
     ``endpoint`` is the endpoint block (Alloy's attribute names). Raises
     ``ConnectivityConfigError`` for settings that cannot work (unreadable CA,
     unknown TLS version, unsupported proxy scheme, …).
+
+    By default requests go straight to the routing transport, which speaks
+    HTTP/1.1 itself on direct connections (``rwconsole.remote.http1``), and
+    redirects are followed here; ``lean_http1=False`` sends everything through
+    httpx's client and pools instead (the generic path, kept for comparison).
     """
 
-    def __init__(self, endpoint: object, *, user_agent: str) -> None:
+    def __init__(self, endpoint: object, *, user_agent: str, lean_http1: bool = True) -> None:
         self._endpoint = endpoint
+        self._lean = lean_http1
         url = opt(endpoint, "url", "")
         if not url:
             raise ConnectivityConfigError("url is not set")
@@ -129,8 +137,10 @@ class RemoteWriteClient:
             policy,
             verify=build_ssl_context(opt(endpoint, "tls_config")),
             http2=bool(opt(endpoint, "enable_http2", True)),
+            lean_http1=self._lean,
         )
         self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
+        self._transport = transport
         self._client = httpx.AsyncClient(
             transport=transport, timeout=self._timeout, trust_env=False
         )
@@ -171,9 +181,7 @@ class RemoteWriteClient:
             async with asyncio.timeout(self._timeout):
                 request = self._build_request(body, protocol, attempt)
                 await self._auth.apply(request)
-                response = await self._client.send(
-                    request, stream=True, follow_redirects=self._follow_redirects
-                )
+                response = await self._exchange(request)
                 try:
                     reason = await self._read_reason(response)
                 finally:
@@ -194,6 +202,25 @@ class RemoteWriteClient:
         except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
             return self._failed(_describe_network_error(exc, self._endpoint), start)
         return self._classify(response, reason, protocol, items, retry_on_http_429, start)
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """The response to ``request``, redirects followed when configured.
+
+        The lean path skips httpx's client layer (cookie jar, redirect and auth
+        machinery, stream wrapping), which costs about as much CPU as the
+        HTTP/1.1 exchange itself. Cookies are not kept, as in Prometheus.
+        """
+        if not self._lean:
+            return await self._client.send(
+                request, stream=True, follow_redirects=self._follow_redirects
+            )
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._transport.handle_async_request(request)
+            if not (self._follow_redirects and response.has_redirect_location):
+                return response
+            await response.aclose()
+            request = redirect_request(request, response)
+        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -301,6 +328,50 @@ class RemoteWriteClient:
             last_error_time=time.time(),
         )
         return SendResult("recoverable", None, None, reason, time.perf_counter() - start, None)
+
+
+def redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request:
+    """The request that follows ``response``'s redirect (the rules httpx applies).
+
+    303 turns any method but HEAD into GET, 301 and 302 turn POST into GET
+    (as browsers and Go do), 307 and 308 keep the method and the body.
+    ``Authorization`` is dropped when the redirect leaves the origin (except
+    for an upgrade of the same host from http to https); cookies are not
+    carried over.
+    """
+    status = response.status_code
+    method = request.method
+    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+        method = "GET"
+    try:
+        url = request.url.join(response.headers["Location"])
+    except httpx.InvalidURL as exc:
+        raise httpx.RemoteProtocolError(
+            f"invalid URL in the Location header: {exc}", request=request
+        ) from None
+    if request.url.fragment and not url.fragment:
+        url = url.copy_with(fragment=request.url.fragment)
+    headers = httpx.Headers(request.headers)
+    headers.pop("Cookie", None)
+    if _origin(url) != _origin(request.url):
+        upgrade = (request.url.scheme, url.scheme) == ("http", "https") and (
+            request.url.host == url.host
+        )
+        if not upgrade:
+            headers.pop("Authorization", None)
+        headers["Host"] = url.netloc.decode("ascii")
+    content = request.content
+    if method != request.method:
+        content = b""
+        for name in ("Content-Length", "Transfer-Encoding", "Content-Encoding", "Content-Type"):
+            headers.pop(name, None)
+    return httpx.Request(
+        method, url, headers=headers, content=content, extensions=request.extensions
+    )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
 
 
 def _apply_user_headers(request: httpx.Request, headers: Mapping[str, object]) -> None:

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from rwconsole.config.secrets import redact_url
+from rwconsole.remote.http1 import DEFAULT_PORTS, HTTP1Transport, HTTP2Negotiated
 from rwconsole.remote.http_common import ConnectivityConfigError, opt, reveal
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Every shard may hold a connection; keep them alive between sends instead of
 # httpx's default of 20 idle connections (Go keeps idle connections 90 s).
 POOL_LIMITS = httpx.Limits(
@@ -108,7 +108,7 @@ class NoProxy:
         if self.bypass_all:
             return True
         host = url.host.lower().rstrip(".")
-        port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
+        port = url.port or DEFAULT_PORTS.get(url.scheme, 0)
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
@@ -206,9 +206,20 @@ def _connect_headers(raw: Mapping[str, Sequence[object]]) -> tuple[tuple[str, st
 
 
 class RoutingTransport(httpx.AsyncBaseTransport):
-    """Sends each request directly or through the proxy its URL calls for."""
+    """Sends each request directly or through the proxy its URL calls for.
 
-    def __init__(self, policy: ProxyPolicy, *, verify: ssl.SSLContext, http2: bool) -> None:
+    With ``lean_http1``, direct requests that will speak HTTP/1.1 go through
+    ``HTTP1Transport`` instead of httpx's pools: every ``http`` URL, and
+    ``https`` URLs when ``http2`` is off or when the server has already
+    answered over HTTP/1.1 although HTTP/2 was offered. The first request to
+    an ``https`` origin with ``http2`` on always goes through httpx, so ALPN
+    picks the protocol; should such a server later choose HTTP/2 on a lean
+    connection, the origin goes back to httpx.
+    """
+
+    def __init__(
+        self, policy: ProxyPolicy, *, verify: ssl.SSLContext, http2: bool, lean_http1: bool = False
+    ) -> None:
         self._policy = policy
         self._verify = verify
         self._http2 = http2
@@ -217,6 +228,13 @@ class RoutingTransport(httpx.AsyncBaseTransport):
             weakref.WeakKeyDictionary()
         )
         self._next_pool = 0
+        self._lean: HTTP1Transport | None = None
+        if lean_http1:
+            if not http2:
+                verify.set_alpn_protocols(["http/1.1"])
+            self._lean = HTTP1Transport(verify)
+        # (scheme, host, port) -> whether requests there go through the lean transport
+        self._lean_origins: dict[tuple[str, str, int | None], bool] = {}
 
     def _transport_for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
         proxy_url = self._policy.proxy_for(url)
@@ -247,9 +265,33 @@ class RoutingTransport(httpx.AsyncBaseTransport):
         return index
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await self._transport_for(request.url).handle_async_request(request)
+        lean = self._lean
+        if lean is None:
+            return await self._transport_for(request.url).handle_async_request(request)
+        url = request.url
+        origin = (url.scheme, url.host, url.port)
+        use_lean = self._lean_origins.get(origin)
+        if use_lean is None:
+            use_lean = self._lean_origins[origin] = self._policy.proxy_for(url) is None and (
+                url.scheme == "http" or not self._http2
+            )
+        if use_lean:
+            try:
+                return await lean.handle_async_request(request)
+            except HTTP2Negotiated:
+                self._lean_origins[origin] = False
+        response = await self._transport_for(url).handle_async_request(request)
+        if (
+            url.scheme == "https"
+            and response.http_version == "HTTP/1.1"
+            and self._policy.proxy_for(url) is None
+        ):
+            self._lean_origins[origin] = True  # offered h2, the server chose HTTP/1.1
+        return response
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), {}
         for transport in pools:
             await transport.aclose()
+        if self._lean is not None:
+            await self._lean.aclose()

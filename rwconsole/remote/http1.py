@@ -1,0 +1,540 @@
+"""A lean keep-alive HTTP/1.1 transport for direct remote-write connections.
+
+Owns the wire exchange of one request on a direct (unproxied) connection:
+a small pool of idle keep-alive connections per (scheme, host, port), the
+request written in one piece (request line, headers, ``Content-Length`` body),
+the response head parsed (``Content-Length`` or chunked bodies, bodies ended by
+the close of the connection, ``Connection: close``, HTTP/1.0 answers, 1xx
+interim responses skipped), and TLS with the endpoint's ``ssl.SSLContext``.
+It is an ``httpx.AsyncBaseTransport``, so authentication, redirects and
+response handling above it stay the same; errors are raised as the httpx
+exceptions httpcore would raise for them (``ConnectError`` with the
+``ssl.SSLError`` as its cause, ``ReadError``, ``WriteError``,
+``RemoteProtocolError``).
+
+It does far less per request than httpx's generic pool (no per-operation
+timeouts, no locks, one asyncio ``Protocol`` per connection whose buffer is
+parsed in place): the caller bounds the whole exchange with its own deadline
+(``asyncio.timeout``), and a cancelled exchange closes its connection. Only
+the connect step honours the request's ``connect`` timeout.
+
+A connection goes back to the pool only after a complete response that keeps
+it alive. A request that fails on a reused connection before any byte of the
+response arrived (the server closed the idle connection meanwhile) is sent
+once more on a new connection, as httpcore does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+import httpx
+
+KEEPALIVE_EXPIRY = 90.0  # seconds an idle connection is kept (Go's IdleConnTimeout)
+MAX_IDLE_PER_ORIGIN = 1000
+MAX_HEAD_BYTES = 64 * 1024
+_MAX_INTERIM_RESPONSES = 20
+_READ_PAUSE_BYTES = 256 * 1024  # stop reading from the socket while this much is unread
+
+_Origin = tuple[str, str, int]
+_NO_BODY_STATUSES = frozenset((204, 304))
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class HTTP2Negotiated(Exception):
+    """The TLS server chose HTTP/2 by ALPN; the request was not sent."""
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: the bytes received so far and a waiter for more."""
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.reused = False
+        self.idle_since = 0.0
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _READ_PAUSE_BYTES and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- used by the exchange --------------------------------------------------------
+
+    async def wait_for_data(self) -> None:
+        """Wait until more bytes arrive; raises once the connection is gone."""
+        if self.closed:
+            raise self._closed_error()
+        self._resume()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def consume(self, size: int) -> bytes:
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        if self._paused and len(self.buffer) < _READ_PAUSE_BYTES:
+            self._resume()
+        return data
+
+    def _resume(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _closed_error(self) -> httpx.TransportError:
+        if self.error is not None:
+            return _read_error(self.error)
+        return httpx.RemoteProtocolError("Server disconnected without sending a complete response.")
+
+    def usable(self, now: float) -> bool:
+        """True when an idle connection may carry another request."""
+        return not self.closed and not self.buffer and now - self.idle_since < KEEPALIVE_EXPIRY
+
+    def close(self) -> None:
+        self.closed = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+
+
+def _read_error(exc: BaseException) -> httpx.TransportError:
+    error = httpx.ReadError(str(exc) or type(exc).__name__)
+    error.__cause__ = exc
+    return error
+
+
+class HTTP1Transport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 with keep-alive over direct TCP or TLS connections.
+
+    ``ssl_context`` is used for ``https`` URLs (its ``server_name`` override
+    and client certificate included). Should the context offer ``h2`` by ALPN
+    and the server choose it, the request fails with ``HTTP2Negotiated``
+    before anything is sent (the caller then uses an HTTP/2 capable client).
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._closed = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        if scheme not in DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
+        origin = (scheme, url.host, url.port or DEFAULT_PORTS[scheme])
+        payload = _encode_request(request, await request.aread())
+        head_only = request.method == "HEAD"
+        for attempt in range(2):
+            conn = self._idle_connection(origin) if attempt == 0 else None
+            if conn is None:
+                conn = await self._connect(origin, request)
+            try:
+                return await self._exchange(conn, payload, head_only, request)
+            except httpx.TransportError as exc:
+                conn.close()
+                if not (conn.reused and _before_response(exc) and attempt == 0):
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for connections in idle.values():
+            for conn in connections:
+                if conn.transport is not None:
+                    conn.transport.close()
+
+    # --- pool -----------------------------------------------------------------------
+
+    def _idle_connection(self, origin: _Origin) -> _Connection | None:
+        connections = self._idle.get(origin)
+        if not connections:
+            return None
+        now = time.monotonic()
+        while connections:
+            conn = connections.pop()
+            if conn.usable(now):
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, conn: _Connection) -> None:
+        if self._closed or conn.closed or conn.buffer:
+            conn.close()
+            return
+        now = time.monotonic()
+        conn.idle_since = now
+        connections = self._idle.setdefault(conn.origin, [])
+        # the oldest connections sit at the front; drop those gone stale
+        while connections and not connections[0].usable(now):
+            connections.pop(0).close()
+        if len(connections) >= MAX_IDLE_PER_ORIGIN:
+            connections.pop(0).close()
+        connections.append(conn)
+
+    async def _connect(self, origin: _Origin, request: httpx.Request) -> _Connection:
+        scheme, host, port = origin
+        conn = _Connection(origin)
+        tls = scheme == "https"
+        if tls and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                await loop.create_connection(
+                    lambda: conn,
+                    host,
+                    port,
+                    ssl=self._ssl if tls else None,
+                    server_hostname=host if tls else None,
+                )
+        except TimeoutError:
+            raise httpx.ConnectTimeout("timed out while connecting", request=request) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        if tls and conn.transport is not None:
+            ssl_object = conn.transport.get_extra_info("ssl_object")
+            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+                conn.close()
+                raise HTTP2Negotiated(f"{host}:{port} chose HTTP/2")
+        return conn
+
+    # --- one exchange ----------------------------------------------------------------
+
+    async def _exchange(
+        self, conn: _Connection, payload: bytes, head_only: bool, request: httpx.Request
+    ) -> httpx.Response:
+        transport = conn.transport
+        if transport is None or transport.is_closing() or conn.closed:
+            raise httpx.WriteError("connection closed before the request was written")
+        try:
+            transport.write(payload)
+        except (OSError, RuntimeError) as exc:
+            raise httpx.WriteError(str(exc) or type(exc).__name__) from exc
+        for _ in range(_MAX_INTERIM_RESPONSES):
+            head = await _read_head(conn)
+            if not 100 <= head.status < 200:
+                break
+            if head.status == 101:
+                raise httpx.RemoteProtocolError("unexpected 101 Switching Protocols")
+        else:
+            raise httpx.RemoteProtocolError("too many 1xx interim responses")
+        body = _Body(
+            self,
+            conn,
+            head,
+            no_body=head_only or head.status in _NO_BODY_STATUSES,
+            keep_alive=head.keep_alive and not _asks_close(request),
+        )
+        body.take_buffered()
+        return httpx.Response(
+            head.status,
+            headers=head.headers,
+            stream=body,
+            extensions={"http_version": head.version, "reason_phrase": head.reason},
+        )
+
+
+# --- request ------------------------------------------------------------------------
+
+
+def _encode_request(request: httpx.Request, content: bytes) -> bytes:
+    """Request line, headers and body as one bytes object (a Content-Length body)."""
+    target = request.url.raw_path
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    framed = False
+    for name, value in request.headers.raw:
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            continue  # the body is sent whole, with a Content-Length
+        if lowered == b"content-length":
+            framed = True
+        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
+            raise httpx.LocalProtocolError(f"illegal header {name!r}: line breaks or colon")
+        parts += (name, b": ", value, b"\r\n")
+    if not framed and (content or request.method in ("POST", "PUT", "PATCH")):
+        parts += (b"Content-Length: ", str(len(content)).encode("ascii"), b"\r\n")
+    parts += (b"\r\n", content)
+    return b"".join(parts)
+
+
+def _asks_close(request: httpx.Request) -> bool:
+    value = request.headers.get("connection")
+    return value is not None and "close" in value.lower()
+
+
+# --- response head ------------------------------------------------------------------
+
+
+class _Head(NamedTuple):
+    """A parsed status line and header block."""
+
+    version: bytes
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    length: int | None  # None: chunked, or the body ends with the connection
+    chunked: bool
+    keep_alive: bool
+
+
+async def _read_head(conn: _Connection) -> _Head:
+    buffer = conn.buffer
+    for _ in range(MAX_HEAD_BYTES):
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            raw = conn.consume(end + 4)[: end + 2]
+            return _parse_head(raw)
+        bare = buffer.find(b"\n\n")
+        if bare >= 0:
+            raw = conn.consume(bare + 2)[: bare + 1]
+            return _parse_head(raw)
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError(
+                f"response head longer than {MAX_HEAD_BYTES} bytes without an end"
+            )
+        if conn.closed and not buffer:
+            raise _no_response_error(conn)
+        await conn.wait_for_data()
+    raise httpx.RemoteProtocolError("response head did not arrive")
+
+
+class _NoResponse(httpx.RemoteProtocolError):
+    """The connection ended before any byte of the response (safe to resend)."""
+
+
+class _NoResponseRead(httpx.ReadError):
+    """The connection failed before any byte of the response (safe to resend)."""
+
+
+def _no_response_error(conn: _Connection) -> httpx.TransportError:
+    if conn.error is not None:
+        error: httpx.TransportError = _NoResponseRead(str(conn.error) or type(conn.error).__name__)
+        error.__cause__ = conn.error
+        return error
+    return _NoResponse("Server disconnected without sending a response.")
+
+
+def _before_response(exc: httpx.TransportError) -> bool:
+    return isinstance(exc, _NoResponse | _NoResponseRead | httpx.WriteError)
+
+
+def _parse_head(raw: bytes) -> _Head:
+    lines = raw.split(b"\n")
+    status_line = lines[0].rstrip(b"\r")
+    version, _, rest = status_line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"malformed status line {status_line[:100]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    length: int | None = None
+    chunked = False
+    has_encoding = False
+    connection = b""
+    for line in lines[1:]:
+        line = line.rstrip(b"\r")
+        if not line:
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not name or name[0] in b" \t" or name != name.rstrip():
+            raise httpx.RemoteProtocolError(f"malformed response header line {line[:100]!r}")
+        value = value.strip(b" \t")
+        headers.append((name, value))
+        lowered = name.lower()
+        if lowered == b"content-length":
+            length = _content_length(value, length)
+        elif lowered == b"transfer-encoding":
+            has_encoding = True
+            chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
+        elif lowered == b"connection":
+            connection += b"," + value.lower()
+    if has_encoding:
+        length = None  # Transfer-Encoding overrides Content-Length
+    # HTTP/1.0 servers close unless asked to keep the connection; we never ask
+    keep_alive = version == b"HTTP/1.1" and b"close" not in connection
+    if has_encoding and not chunked:
+        keep_alive = False  # the body ends with the connection
+    return _Head(version, int(code), reason, headers, length, chunked, keep_alive)
+
+
+def _content_length(value: bytes, previous: int | None) -> int:
+    values = {v.strip() for v in value.split(b",")}
+    if len(values) != 1:
+        raise httpx.RemoteProtocolError(f"conflicting Content-Length {value[:100]!r}")
+    text = values.pop()
+    if not (text.isdigit() and text.isascii()) or (previous is not None and int(text) != previous):
+        raise httpx.RemoteProtocolError(f"bad Content-Length {value[:100]!r}")
+    return int(text)
+
+
+# --- response body ------------------------------------------------------------------
+
+
+class _Body(httpx.AsyncByteStream):
+    """The response body; the connection returns to the pool once it was read whole.
+
+    A body already complete in the receive buffer (the usual short answer) is
+    taken at once and the connection released before the response is returned.
+    """
+
+    def __init__(
+        self,
+        transport: HTTP1Transport,
+        conn: _Connection,
+        head: _Head,
+        *,
+        no_body: bool,
+        keep_alive: bool,
+    ) -> None:
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self.keep_alive = keep_alive
+        self._remaining = 0 if no_body else head.length  # None: chunked or until close
+        self._chunked = head.chunked and not no_body
+        self._ready: bytes | None = None
+
+    def take_buffered(self) -> None:
+        """Take the whole body now when it has already arrived (or is empty)."""
+        conn = self._conn
+        assert conn is not None
+        remaining = self._remaining
+        if remaining is not None and not self._chunked and len(conn.buffer) >= remaining:
+            self._ready = conn.consume(remaining) if remaining else b""
+            self._remaining = 0
+            self._finish()
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self.keep_alive:
+            self._transport._release(conn)
+        else:
+            conn.close()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._ready is not None:
+            ready, self._ready = self._ready, b""
+            if ready:
+                yield ready
+            return
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            if self._chunked:
+                async for piece in _chunked_body(conn):
+                    yield piece
+            elif self._remaining is None:
+                async for piece in _body_until_close(conn):
+                    yield piece
+                self.keep_alive = False
+            else:
+                async for piece in _sized_body(conn, self._remaining):
+                    yield piece
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+        self._finish()
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # closed before the body was read whole
+
+
+async def _sized_body(conn: _Connection, remaining: int) -> AsyncIterator[bytes]:
+    while remaining > 0:
+        if not conn.buffer:
+            await conn.wait_for_data()
+            continue
+        piece = conn.consume(remaining)
+        remaining -= len(piece)
+        yield piece
+
+
+async def _body_until_close(conn: _Connection) -> AsyncIterator[bytes]:
+    for _ in range(1 << 40):
+        if conn.buffer:
+            yield conn.consume(len(conn.buffer))
+        elif conn.closed:
+            if conn.error is not None:
+                raise _read_error(conn.error)
+            return
+        else:
+            await conn.wait_for_data()
+
+
+async def _read_line(conn: _Connection) -> bytes:
+    for _ in range(MAX_HEAD_BYTES):
+        end = conn.buffer.find(b"\n")
+        if end >= 0:
+            return conn.consume(end + 1).rstrip(b"\r\n")
+        if len(conn.buffer) > MAX_HEAD_BYTES:
+            raise httpx.RemoteProtocolError("chunk size line too long")
+        await conn.wait_for_data()
+    raise httpx.RemoteProtocolError("chunk size line did not arrive")
+
+
+async def _chunked_body(conn: _Connection) -> AsyncIterator[bytes]:
+    for _ in range(1 << 40):
+        line = await _read_line(conn)
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            size = int(size_text, 16)
+        except ValueError:
+            raise httpx.RemoteProtocolError(f"bad chunk size line {line[:100]!r}") from None
+        if size < 0:
+            raise httpx.RemoteProtocolError(f"bad chunk size line {line[:100]!r}")
+        if size == 0:
+            for _ in range(MAX_HEAD_BYTES):  # trailer fields, then an empty line
+                if not await _read_line(conn):
+                    return
+            raise httpx.RemoteProtocolError("chunked trailer too long")
+        async for piece in _sized_body(conn, size):
+            yield piece
+        if await _read_line(conn):
+            raise httpx.RemoteProtocolError("chunk data not followed by a line end")
