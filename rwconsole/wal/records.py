@@ -701,17 +701,25 @@ def encode_samples(
             body[2 + k :: 10] = packed[k::8]
         return header + body
     chunks = _chunks8(n).unpack(packed)
+    if single_t:
+        prefixes = _single_time_prefixes(refs, base_ref, lo_ref, hi_ref)
+    else:
+        prefixes = _varints([r - base_ref for r in refs], zero_suffix=False)
+        dts = _varints([t - base_t for t in timestamps], zero_suffix=False)  # type: ignore[union-attr]
+        prefixes = list(map(operator.add, prefixes, dts))
+    return header + b"".join(map(operator.add, prefixes, chunks))
+
+
+def _single_time_prefixes(
+    refs: Sequence[int], base_ref: int, lo_ref: int, hi_ref: int
+) -> list[bytes]:
+    """Each entry's ref-delta varint and zero time delta (``lo_ref``/``hi_ref``: delta range)."""
     span = _DELTA_SPAN
-    if single_t and -span <= lo_ref and hi_ref < span:
+    if -span <= lo_ref and hi_ref < span:
         shift = base_ref - span
         table = _SVARINT_ZERO
-        prefixes = [table[r - shift] for r in refs]
-    else:
-        prefixes = _varints([r - base_ref for r in refs], zero_suffix=single_t)
-        if not single_t:
-            dts = _varints([t - base_t for t in timestamps], zero_suffix=False)  # type: ignore[union-attr]
-            prefixes = list(map(operator.add, prefixes, dts))
-    return header + b"".join(map(operator.add, prefixes, chunks))
+        return [table[r - shift] for r in refs]
+    return _varints([r - base_ref for r in refs], zero_suffix=True)
 
 
 class FixedRefsSamples:
@@ -732,9 +740,10 @@ class FixedRefsSamples:
         if not refs:
             raise ValueError("a fixed-refs samples record needs at least one ref")
         base = refs[0]
-        prefixes = _varints([r - base for r in refs], zero_suffix=True)
+        prefixes = _single_time_prefixes(refs, base, min(refs) - base, max(refs) - base)
         # Header: type byte and base ref (fixed), base timestamp (packed).
-        self._struct = struct.Struct(">9xq" + "".join([f"{len(p)}xd" for p in prefixes]))
+        codes = "".join(map(_PAD_THEN_VALUE.__getitem__, map(len, prefixes)))
+        self._struct = struct.Struct(">9xq" + codes)
         self._size = self._struct.size
         fixed = b"".join([b"\x02", _U64.pack(base), _ZERO8, _ZERO8.join(prefixes), _ZERO8])
         self._fixed = int.from_bytes(fixed, "big")
@@ -748,6 +757,8 @@ class FixedRefsSamples:
 
 
 _ZERO8 = bytes(8)
+_PAD_THEN_VALUE = [f"{size}xd" for size in range(12)]
+"""Struct codes per prefix size: skip the varints (at most 10 bytes, then the zero byte)."""
 _CHUNK_STRUCTS: dict[int, struct.Struct] = {}
 
 
