@@ -24,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import eq, mod
 from typing import Any, Protocol
 
 from rwconsole.config.schema import QueueConfig
@@ -53,6 +55,8 @@ KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
+_BULK_MAX_SHARDS = 8
+"""Up to this many shards a chunk is split by shard with C-level passes, one per shard."""
 
 
 class SendResultLike(Protocol):
@@ -459,13 +463,121 @@ class QueueManager:
             self._first_enqueued_s = highest
 
     async def _enqueue_samples(self, chunk: Chunk, seq: int, cutoff_ms: int | None) -> None:
-        """The hot path: a few list appends per sample, no objects."""
+        """The hot path: whole runs of samples moved into shard batches by slices."""
         refs, timestamps, values = chunk.refs, chunk.timestamps, chunk.values
+        n = len(refs)
+        # Counted as pending before the first item can be sent, so the gauge never dips.
+        self.metrics.pending["samples"].inc(n)
+        rest = self._enqueue_samples_bulk(refs, timestamps, values, seq, cutoff_ms)
+        if rest is None:
+            dropped_series = dropped_unknown = too_old = 0
+        else:
+            dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
+                *rest, seq, cutoff_ms
+            )
+        kept = n - dropped_series - dropped_unknown - too_old
+        self.metrics.pending["samples"].dec(n - kept)
+        self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
+        self._count_drops("samples", dropped_series, dropped_unknown, too_old)
+
+    def _enqueue_samples_bulk(
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int],
+        values: Sequence[float],
+        seq: int,
+        cutoff_ms: int | None,
+    ) -> tuple[Sequence[int], Sequence[int], Sequence[float]] | None:
+        """Place the samples without waiting; what it could not place is returned.
+
+        Everything goes back to the sample-by-sample path when a sample needs a
+        decision (unknown or dropped series, too old) or there are many shards.
+        """
+        shards = self._shards
+        n_shards = len(shards)
+        keys = list(map(self._series.get, refs, repeat(_MISSING)))
+        if (
+            n_shards > _BULK_MAX_SHARDS
+            or _MISSING in keys
+            or None in keys
+            or (cutoff_ms is not None and timestamps and min(timestamps) < cutoff_ms)
+        ):
+            return refs, timestamps, values
+        if n_shards == 1:
+            parts = [range(len(refs))]
+        else:
+            homes = list(map(mod, refs, repeat(n_shards)))
+            parts = [
+                list(compress(range(len(refs)), map(eq, homes, repeat(s)))) for s in range(n_shards)
+            ]
+        left: list[int] = []
+        for shard, indexes in zip(shards, parts, strict=True):
+            placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
+            if placed < len(indexes):
+                left.extend(indexes[placed:])
+        if not left:
+            return None
+        left.sort()
+        return (
+            [refs[i] for i in left],
+            [timestamps[i] for i in left],
+            [values[i] for i in left],
+        )
+
+    def _fill_shard(
+        self,
+        shard: _Shard,
+        indexes: Sequence[int],
+        refs: Sequence[int],
+        keys: list[Any],
+        timestamps: Sequence[int],
+        values: Sequence[float],
+        seq: int,
+    ) -> int:
+        """Append ``indexes``' samples to the shard's batches; how many fitted."""
+        contiguous = isinstance(indexes, range)
+        max_per_send = self.settings.max_samples_per_send
+        placed, total = 0, len(indexes)
+        while placed < total:
+            batch = shard.partial
+            if batch.count >= max_per_send:
+                if not shard.seal():
+                    break  # the shard is full: the caller waits for room
+                batch = shard.partial
+            if not batch.count:
+                batch.first_seq = seq
+            take = min(max_per_send - batch.count, total - placed)
+            if contiguous:
+                start = indexes[placed]
+                part = slice(start, start + take)
+                batch.refs.extend(refs[part])
+                batch.series.extend(keys[part])
+                batch.timestamps.extend(timestamps[part])
+                batch.values.extend(values[part])
+            else:
+                picked = indexes[placed : placed + take]
+                batch.refs.extend(map(refs.__getitem__, picked))
+                batch.series.extend(map(keys.__getitem__, picked))
+                batch.timestamps.extend(map(timestamps.__getitem__, picked))
+                batch.values.extend(map(values.__getitem__, picked))
+            batch.count += take
+            placed += take
+            if batch.count >= max_per_send:
+                shard.seal()
+        return placed
+
+    async def _enqueue_samples_each(
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int],
+        values: Sequence[float],
+        seq: int,
+        cutoff_ms: int | None,
+    ) -> tuple[int, int, int]:
+        """Sample by sample, waiting for room; returns (dropped series, unknown, too old)."""
         series = self._series
         dropped_series = dropped_unknown = too_old = 0
         i, n = 0, len(refs)
-        # Counted as pending before the first item can be sent, so the gauge never dips.
-        self.metrics.pending["samples"].inc(n)
         while True:
             shards = self._shards
             n_shards = len(shards)
@@ -509,10 +621,7 @@ class QueueManager:
             if blocked is None:
                 break
             await self._wait_for_space(blocked)
-        kept = n - dropped_series - dropped_unknown - too_old
-        self.metrics.pending["samples"].dec(n - kept)
-        self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
-        self._count_drops("samples", dropped_series, dropped_unknown, too_old)
+        return dropped_series, dropped_unknown, too_old
 
     async def _enqueue_items(
         self,

@@ -8,6 +8,7 @@ real.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
@@ -22,7 +23,7 @@ from rwconsole.metrics import Registry
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.queue import QueueManager
-from rwconsole.remote.queue_metrics import QueueMetrics
+from rwconsole.remote.queue_metrics import DROP_UNKNOWN_SERIES, QueueMetrics
 from rwconsole.remote.relabel import compile_rules, relabel
 from rwconsole.remote.resharding import EwmaRate
 
@@ -128,13 +129,14 @@ def assert_in_order(receiver: DemoReceiver, rounds: int, n_series: int) -> None:
         assert stats.last_value == float(rounds - 1)
 
 
-def test_everything_arrives_in_order_across_shards() -> None:
+@pytest.mark.parametrize("shards", [1, 4, 12])  # 12: more than the bulk path splits
+def test_everything_arrives_in_order_across_shards(shards: int) -> None:
     async def body(receiver: DemoReceiver) -> None:
         h = Harness(
             receiver,
             QueueConfig(
-                min_shards=4,
-                max_shards=4,
+                min_shards=shards,
+                max_shards=shards,
                 max_samples_per_send=37,
                 batch_send_deadline=0.05,
                 capacity=100,
@@ -148,9 +150,42 @@ def test_everything_arrives_in_order_across_shards() -> None:
         assert h.metric("samples_total") == expected
         assert h.metric("samples_pending") == 0
         assert h.metric("samples_failed_total") == 0
-        assert h.metric("shards") == 4
+        assert h.metric("shards") == shards
         assert h.metric("queue_highest_sent_timestamp_seconds") == (NOW_MS + 19_000) // 1000
         assert h.metric("bytes_total") > 0
+
+    run(body)
+
+
+def test_shuffled_chunks_with_unknown_refs_keep_per_series_order() -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=3,
+                max_shards=3,
+                max_samples_per_send=7,
+                batch_send_deadline=0.05,
+                capacity=14,
+            ),
+        )
+        h.queue.start()
+        refs = sorted(h.series)
+        random.Random(7).shuffle(refs)
+        unknown = [10_001, 10_002]
+        for r in range(12):
+            chunk_refs = refs + unknown if r % 3 == 0 else refs  # some chunks need the slow path
+            h.source.push(
+                chunk_refs, [NOW_MS + r * 1000] * len(chunk_refs), [float(r)] * len(chunk_refs)
+            )
+        expected = 12 * len(refs)
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        assert_in_order(receiver, 12, 50)
+        assert h.metric("samples_total") == expected
+        assert h.metric("samples_pending") == 0
+        dropped = h.metric("samples_dropped_total", reason=DROP_UNKNOWN_SERIES)
+        assert dropped == 4 * len(unknown)
 
     run(body)
 
