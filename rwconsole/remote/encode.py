@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Sequence
-from itertools import chain, repeat
+from itertools import chain, groupby, repeat
+from operator import add
 from typing import NamedTuple, TypeVar
 
 import snappy
@@ -123,6 +124,7 @@ _LEN5 = _prefix_table(5)
 _pack_double = struct.Struct("<d").pack
 _pack_sample_head = struct.Struct("<BBBd").pack  # samples key, length, value key, value
 _ZERO_DOUBLE = bytes(8)
+_MIN_RUN = 16  # shorter runs of equal timestamps on average: sample by sample
 
 
 def _string_field(field: int, text: str) -> bytes:
@@ -247,13 +249,70 @@ def _float_samples_v1(
     timestamps: Sequence[int],
     values: Sequence[float],
 ) -> None:
+    """One TimeSeries per sample; batches from scrapes go run by run of equal timestamps."""
+    count = len(values)
+    if count == 0:
+        return
+    if timestamps.count(timestamps[0]) == count:
+        _float_run_v1(out, series_labels, timestamps[0], values)
+        return
+    runs = [(timestamp, len(list(run))) for timestamp, run in groupby(timestamps)]
+    if len(runs) * _MIN_RUN > count:
+        _float_samples_each_v1(out, series_labels, timestamps, values)
+        return
+    start = 0
+    for timestamp, length in runs:
+        end = start + length
+        _float_run_v1(out, series_labels[start:end], timestamp, values[start:end])
+        start = end
+
+
+def _float_run_v1(
+    out: list[bytes], series_labels: Sequence[bytes], timestamp: int, values: Sequence[float]
+) -> None:
+    """Samples sharing a timestamp: each TimeSeries is ``prefix, labels, sample head,
+    value, timestamp tail``, built as columns with C-level ``map`` calls and
+    interleaved by one ``chain``; only +0.0 values (which proto3 omits, so their
+    TimeSeries is shorter) are patched one by one."""
+    tail = _timestamp_tail(timestamp)
+    head = b"\x12" + _varint(9 + len(tail)) + b"\x09"
+    full = len(head) + 8 + len(tail)
+    sizes = list(map(add, map(len, series_labels), repeat(full)))
+    if max(sizes) + 1 >= _TABLE_SIZE:  # a huge label set: rare
+        _float_samples_each_v1(out, series_labels, repeat(timestamp), values)
+        return
+    prefixes = list(map(_LEN1.__getitem__, sizes))
+    heads = [head] * len(sizes)
+    packed = list(map(_pack_double, values))
+    if 0.0 in values:
+        zero_head = b"\x12" + _varint(len(tail))
+        delta = len(zero_head) - len(head) - 8  # a +0.0 sample has no value field
+        index = -1
+        while True:
+            try:
+                index = values.index(0.0, index + 1)  # also finds -0.0, which is kept
+            except ValueError:
+                break
+            if packed[index] == _ZERO_DOUBLE:
+                prefixes[index] = _LEN1[sizes[index] + delta]
+                heads[index] = zero_head
+                packed[index] = b""
+    out.extend(chain.from_iterable(zip(prefixes, series_labels, heads, packed, repeat(tail))))
+
+
+def _float_samples_each_v1(
+    out: list[bytes],
+    series_labels: Iterable[bytes],
+    timestamps: Iterable[int],
+    values: Iterable[float],
+) -> None:
     extend = out.extend
     prefix = _LEN1
     head = _pack_sample_head
     last_t: int | None = None
     tail = b""
     sample_len = 0
-    for labels, t, v in zip(series_labels, timestamps, values, strict=True):
+    for labels, t, v in zip(series_labels, timestamps, values):
         if t != last_t:
             last_t = t
             tail = _timestamp_tail(t)

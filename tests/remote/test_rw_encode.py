@@ -209,6 +209,28 @@ def test_v1_random_batches_byte_identical(rows) -> None:
     assert body == reference_v1(labels, ts, values).SerializeToString()
 
 
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            label_sets | st.just(make_labels({"__name__": "big", "blob": "x" * 17000})),
+            st.sampled_from([0, 1, 1_700_000_000_000, -5]),
+            floats | st.sampled_from([0.0, -0.0, 0.0, 1.0]),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([list, tuple]),
+)
+def test_v1_runs_of_equal_timestamps_with_zeros_byte_identical(rows, column) -> None:
+    """Batches are encoded run by run of equal timestamps, +0.0 values omitted."""
+    labels = [r[0] for r in rows]
+    ts = column(r[1] for r in rows)
+    values = column(r[2] for r in rows)
+    encoded = column(encode_labels_v1(lab) for lab in labels)
+    body = encode_write_request_v1(encoded, ts, values)
+    assert body == reference_v1(labels, list(ts), list(values)).SerializeToString()
+
+
 # --- v2 ----------------------------------------------------------------------
 
 
