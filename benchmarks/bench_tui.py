@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import itertools
+import json
 import logging
 import socket
 import statistics
@@ -41,6 +42,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("6", "mode:logs"),
     ("4", "mode:wal"),
 )
+HERE = Path(__file__).resolve().parent
 FRAME_TIMEOUT = 10.0
 CHART_WATCH = 15.0
 
@@ -169,15 +171,20 @@ async def _chart_refresh_gaps(
     return [b - a for a, b in itertools.pairwise(painted)]
 
 
-def _external_receiver() -> tuple[subprocess.Popen[bytes], str]:
-    """The demo receiver in its own process, so only forwarding runs in ours."""
+def _external_receiver(kind: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A receiver in its own process, so only forwarding runs in ours.
+
+    ``process``: the demo receiver (decodes and counts every series);
+    ``null``: the forwarder benchmark's sink, which only reads each body.
+    """
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rwconsole.demo.receiver", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL,
-    )
+    if kind == "null":
+        argv = [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)]
+    else:
+        argv = [sys.executable, "-m", "rwconsole.demo.receiver", "--listen", f"127.0.0.1:{port}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -186,6 +193,31 @@ def _external_receiver() -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("the external receiver did not start")
+
+
+def _scrape_targets(load: str) -> tuple[subprocess.Popen[bytes], list[str], int]:
+    """``KxS``: K loopback targets of S series each (benchmarks/loadgen.py)."""
+    targets, _, series = load.partition("x")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "loadgen.py"),
+            "--targets",
+            targets,
+            "--series",
+            series,
+            "--max-seconds",
+            "1800",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # one JSON line once every target listens
+    if not line:
+        proc.kill()
+        raise SystemExit("the load generator did not start")
+    info = json.loads(line)
+    return proc, info["targets"], len(info["targets"]) * (int(series) + 5)
 
 
 def main() -> None:
@@ -197,10 +229,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--receiver",
-        choices=("embedded", "process"),
+        choices=("embedded", "process", "null"),
         default="embedded",
-        help="the demo's embedded receiver (decoding in the engine's thread), or the "
-        "same receiver in another process with one remote-write 1.0 endpoint",
+        help="the demo's embedded receiver (decoding in the engine's thread), the same "
+        "receiver in another process, or a sink that only reads the bodies; the last two "
+        "with one remote-write 1.0 endpoint",
+    )
+    parser.add_argument(
+        "--scrape",
+        metavar="KxS",
+        help="instead of the synthetic source, scrape K loopback targets of S series every "
+        "second (benchmarks/loadgen.py), as the forwarder benchmark does",
     )
     parser.add_argument(
         "--headless",
@@ -217,13 +256,28 @@ def main() -> None:
     config = dataclasses.replace(
         config, synthetic=dataclasses.replace(config.synthetic, series=args.series, interval=1.0)
     )
-    receiver: subprocess.Popen[bytes] | None = None
-    if args.receiver == "process":
-        receiver, url = _external_receiver()
+    helpers: list[subprocess.Popen[bytes]] = []
+    offered = args.series
+    if args.receiver != "embedded":
+        receiver, url = _external_receiver(args.receiver)
+        helpers.append(receiver)
+        queue = schema.QueueConfig(max_samples_per_send=5000, capacity=10000)
         config = dataclasses.replace(
             config,
             demo=dataclasses.replace(config.demo, enabled=False),
-            endpoint=[schema.EndpointConfig(url=url, name="bench")],
+            endpoint=[schema.EndpointConfig(url=url, name="bench", queue_config=queue)],
+        )
+    if args.scrape:
+        loadgen, targets, offered = _scrape_targets(args.scrape)
+        helpers.append(loadgen)
+        config = dataclasses.replace(
+            config,
+            synthetic=None,
+            scrape=[
+                schema.ScrapeConfig(
+                    job_name="loadgen", targets=targets, scrape_interval=1.0, scrape_timeout=1.0
+                )
+            ],
         )
     engine = Engine(config, data_dir=data)
     engine.start()
@@ -232,19 +286,19 @@ def main() -> None:
             rates = asyncio.run(_headless(engine, args.settle, args.headless))
             print(
                 f"headless: in {rates[0]:,.0f} samples/s, sent {rates[1]:,.0f} samples/s, "
-                f"lag at the end {rates[2]:.1f}s (offered {args.series:,}/s)"
+                f"lag at the end {rates[2]:.1f}s (offered {offered:,}/s)"
             )
             return
         timings, chart_gaps, rates = asyncio.run(drive(engine, args.rounds, args.settle))
     finally:
         engine.stop(timeout=15)
-        if receiver is not None:
-            receiver.terminate()
-            receiver.wait(timeout=10)
+        for helper in helpers:
+            helper.terminate()
+            helper.wait(timeout=10)
     everything = [t for values in timings.values() for t in values]
     print(
         f"engine while measuring: in {rates[0]:,.0f} samples/s, sent {rates[1]:,.0f} samples/s, "
-        f"lag at the end {rates[2]:.1f}s (offered {args.series:,}/s, receiver {args.receiver})"
+        f"lag at the end {rates[2]:.1f}s (offered {offered:,}/s, receiver {args.receiver})"
     )
     if chart_gaps:
         print(
