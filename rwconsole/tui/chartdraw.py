@@ -131,7 +131,14 @@ def _column_peaks(
 ) -> list[int]:
     """Per dot column the highest dot row any point falls on (-1: no point)."""
     peaks = [-1] * dots_x
-    for x, y in zip(line.xs, line.ys, strict=False):
+    xs, ys = line.xs, line.ys
+    step = len(xs) // (2 * dots_x)
+    if step >= 2 and not any(y != y for y in ys):
+        # Far more points than columns: keep each bucket's peak (C-level max) first.
+        end = len(xs) - len(xs) % step
+        ys = [max(ys[i : i + step]) for i in range(0, end, step)] + list(ys[end:])
+        xs = list(xs[step - 1 : end : step]) + list(xs[end:])
+    for x, y in zip(xs, ys, strict=False):
         if y != y:  # NaN
             continue
         column = round((x - x0) * x_scale)
