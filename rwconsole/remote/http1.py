@@ -59,6 +59,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.error: BaseException | None = None
         self.reused = False
+        self.answered = False  # a byte of the response to the current request arrived
         self.idle_since = 0.0
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
@@ -70,6 +71,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         self.buffer += data
         if len(self.buffer) > _READ_PAUSE_BYTES and self.transport is not None:
             self._paused = True
@@ -167,9 +169,9 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
                 conn = await self._connect(origin, request)
             try:
                 return await self._exchange(conn, payload, head_only, request)
-            except httpx.TransportError as exc:
+            except httpx.TransportError:
                 conn.close()
-                if not (conn.reused and _before_response(exc) and attempt == 0):
+                if not (conn.reused and not conn.answered and attempt == 0):
                     raise
             except BaseException:
                 conn.close()
@@ -249,6 +251,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         transport = conn.transport
         if transport is None or transport.is_closing() or conn.closed:
             raise httpx.WriteError("connection closed before the request was written")
+        conn.answered = False
         try:
             transport.write(payload)
         except (OSError, RuntimeError) as exc:
@@ -335,30 +338,10 @@ async def _read_head(conn: _Connection) -> _Head:
             raise httpx.RemoteProtocolError(
                 f"response head longer than {MAX_HEAD_BYTES} bytes without an end"
             )
-        if conn.closed and not buffer:
-            raise _no_response_error(conn)
+        if conn.closed and not buffer and conn.error is None:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
         await conn.wait_for_data()
     raise httpx.RemoteProtocolError("response head did not arrive")
-
-
-class _NoResponse(httpx.RemoteProtocolError):
-    """The connection ended before any byte of the response (safe to resend)."""
-
-
-class _NoResponseRead(httpx.ReadError):
-    """The connection failed before any byte of the response (safe to resend)."""
-
-
-def _no_response_error(conn: _Connection) -> httpx.TransportError:
-    if conn.error is not None:
-        error: httpx.TransportError = _NoResponseRead(str(conn.error) or type(conn.error).__name__)
-        error.__cause__ = conn.error
-        return error
-    return _NoResponse("Server disconnected without sending a response.")
-
-
-def _before_response(exc: httpx.TransportError) -> bool:
-    return isinstance(exc, _NoResponse | _NoResponseRead | httpx.WriteError)
 
 
 def _parse_head(raw: bytes) -> _Head:

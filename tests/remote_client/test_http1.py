@@ -1,0 +1,635 @@
+"""The lean HTTP/1.1 path against loopback servers that answer byte by byte.
+
+Each test server here writes raw response bytes chosen by the test, so the
+client's framing (Content-Length, chunked, close-delimited, 1xx), keep-alive
+decisions, the retry of a request on a connection the server closed, timeouts
+and TLS are seen on the wire: the servers count the connections they accept and
+record every request they read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from rc_helpers import (
+    HTTPServer,
+    Pki,
+    Request,
+    Response,
+    ThreadedTLSReceiver,
+    endpoint,
+    make_pki,
+    secret,
+    server_ssl_context,
+)
+
+from rwconsole.config.schema import BasicAuthConfig, TLSConfig
+from rwconsole.remote.client import RemoteWriteClient, SendResult
+from rwconsole.remote.http1 import HTTP1Transport
+
+pytestmark = pytest.mark.timeout(30)
+UA = "rwconsole-test"
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+LOOP_LIMIT = 1000
+
+
+def run(factory: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(factory(), 20))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+# --- a raw loopback server ------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    """What the server does after reading a request.
+
+    ``data`` is written as is (None: nothing), after ``delay`` seconds; with
+    ``close`` the connection is closed afterwards, with ``reset`` it is reset.
+    """
+
+    data: bytes | None = NO_CONTENT
+    close: bool = False
+    reset: bool = False
+    delay: float = 0.0
+
+
+@dataclass
+class Seen:
+    """A request as read by the server, with the connection it came on."""
+
+    connection: int
+    request: Request
+
+
+Script = Callable[[Seen], Reply]
+
+
+class RawServer:
+    """Reads HTTP/1.1 requests and answers each with the bytes its script picks."""
+
+    def __init__(self, script: Script, *, ssl_ctx: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self.seen: list[Seen] = []
+        self.connections = 0
+        self.closed_by_client = 0
+        self.url = ""
+        self._ssl = ssl_ctx
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"{'https' if self._ssl else 'http'}://127.0.0.1:{port}"
+        return self
+
+    @property
+    def bodies(self) -> list[bytes]:
+        return [s.request.body for s in self.seen]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self.connections += 1
+        number = self.connections
+        try:
+            for _ in range(LOOP_LIMIT):
+                request = await _read_request(reader)
+                if request is None:
+                    self.closed_by_client += 1
+                    return
+                seen = Seen(number, request)
+                self.seen.append(seen)
+                reply = self.script(seen)
+                if reply.delay:
+                    await asyncio.sleep(reply.delay)
+                if reply.data is not None:
+                    writer.write(reply.data)
+                    await writer.drain()
+                if reply.reset:
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                if reply.close:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            self.closed_by_client += 1
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+async def _read_request(reader: asyncio.StreamReader) -> Request | None:
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, _ = lines[0].split(" ", 2)
+    headers = [(n.strip(), v.strip()) for n, _, v in (x.partition(":") for x in lines[1:] if x)]
+    length = int(dict((k.lower(), v) for k, v in headers).get("content-length", "0"))
+    body = await reader.readexactly(length) if length else b""
+    return Request(method, target, headers, body)
+
+
+def always(reply: Reply) -> Script:
+    return lambda seen: reply
+
+
+async def send_all(
+    server_url: str, bodies: list[bytes], **settings: object
+) -> tuple[list[SendResult], RemoteWriteClient]:
+    client = RemoteWriteClient(endpoint(server_url + "/write", **settings), user_agent=UA)
+    try:
+        results = [await client.send(b, protocol=1, attempt=0) for b in bodies]
+    finally:
+        await client.aclose()
+    return results, client
+
+
+def outcomes(results: list[SendResult]) -> list[str]:
+    return [r.outcome for r in results]
+
+
+# --- keep-alive and framing ------------------------------------------------------------
+
+
+def test_keep_alive_reuses_one_connection_with_all_headers_in_one_request() -> None:
+    async def body() -> None:
+        ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        server = await RawServer(always(Reply(ok))).start()
+        try:
+            auth = BasicAuthConfig(username="u", password=secret("p"))
+            bodies = [b"first", b"second" * 1000, b"third"]
+            results, client = await send_all(server.url, bodies, basic_auth=auth)
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok"] * 3
+        assert server.connections == 1
+        assert server.bodies == bodies
+        request = server.seen[0].request
+        assert (request.method, request.target) == ("POST", "/write")
+        assert request.header("Host") == server.url.split("//")[1]
+        assert request.header("Authorization") == "Basic dTpw"
+        assert request.header("Content-Encoding") == "snappy"
+        assert request.header("User-Agent") == UA
+        assert request.header("Content-Length") == "5"
+        assert request.header("Transfer-Encoding") is None
+        assert client.state.protocol == "HTTP/1.1" and client.state.connected
+
+    run(body)
+
+
+def test_chunked_bodies_are_decoded_and_keep_the_connection() -> None:
+    chunked_error = (
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"7;ext=1\r\nout of \r\n5\r\norder\r\n0\r\nX-Trailer: t\r\n\r\n"
+    )
+    chunked_ok = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    replies = iter([Reply(chunked_error), Reply(chunked_ok), Reply()])
+
+    async def body() -> None:
+        server = await RawServer(lambda seen: next(replies)).start()
+        try:
+            results, _ = await send_all(server.url, [b"a", b"b", b"c"])
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["fatal", "ok", "ok"]
+        assert results[0].status == 400 and results[0].reason == "out of order"
+        assert server.connections == 1
+
+    run(body)
+
+
+def test_chunked_body_split_across_writes() -> None:
+    async def body() -> None:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await _read_request(reader)
+            pieces = [
+                b"HTTP/1.1 503 Service Unavailable\r\nTransfer-",
+                b"Encoding: chunked\r\n\r\n4",
+                b"\r\nbusy\r",
+                b"\n0\r\n\r",
+                b"\n",
+            ]
+            for piece in pieces:
+                writer.write(piece)
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            await _read_request(reader)  # the connection stays usable
+            writer.write(NO_CONTENT)
+            await writer.drain()
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            results, _ = await send_all(url, [b"x", b"y"])
+        finally:
+            server.close()
+        assert outcomes(results) == ["recoverable", "ok"]
+        assert results[0].reason == "busy"
+
+    run(body)
+
+
+def test_connection_close_and_http10_answers_open_a_new_connection() -> None:
+    replies = iter(
+        [
+            Reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"),
+            Reply(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nbody until close", True),
+            Reply(b"HTTP/1.0 503 Service Unavailable\r\n\r\nold server busy", close=True),
+            Reply(),
+            Reply(),
+        ]
+    )
+
+    async def body() -> None:
+        server = await RawServer(lambda seen: next(replies)).start()
+        try:
+            results, _ = await send_all(server.url, [b"1", b"2", b"3", b"4", b"5"])
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok", "ok", "recoverable", "ok", "ok"]
+        assert results[2].reason == "old server busy"
+        assert [s.connection for s in server.seen] == [1, 2, 3, 4, 4]
+        assert server.bodies == [b"1", b"2", b"3", b"4", b"5"]
+
+    run(body)
+
+
+def test_interim_1xx_responses_are_skipped() -> None:
+    interim = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 4\r\n\r\nslow"
+    )
+
+    async def body() -> None:
+        server = await RawServer(always(Reply(interim))).start()
+        try:
+            results, _ = await send_all(server.url, [b"x", b"y"])
+        finally:
+            await server.aclose()
+        assert [(r.status, r.retry_after, r.reason) for r in results] == [(429, 3.0, "slow")] * 2
+        assert server.connections == 1
+
+    run(body)
+
+
+def test_large_error_body_is_cut_and_its_connection_not_reused() -> None:
+    big = b"E" * 3_000_000
+    replies = iter(
+        [Reply(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(big) + big)]
+        + [Reply()] * 2
+    )
+
+    async def body() -> None:
+        server = await RawServer(lambda seen: next(replies)).start()
+        try:
+            results, _ = await send_all(server.url, [b"x", b"y", b"z"])
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["fatal", "ok", "ok"]
+        assert results[0].reason == "E" * 1024
+        assert [s.connection for s in server.seen] == [1, 2, 2]
+
+    run(body)
+
+
+def test_written_headers_and_reason_phrase_reach_the_result() -> None:
+    answer = (
+        b"HTTP/1.1 204 No Content\r\n"
+        b"X-Prometheus-Remote-Write-Samples-Written: 7\r\n"
+        b"x-prometheus-remote-write-histograms-written:  2 \r\n\r\n"
+    )
+
+    async def body() -> None:
+        server = await RawServer(always(Reply(answer))).start()
+        client = RemoteWriteClient(endpoint(server.url), user_agent=UA)
+        try:
+            result = await client.send(b"v2", protocol=2, attempt=1, items=9)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert result.outcome == "ok" and result.written == (7, 2, 0)
+        assert server.seen[0].request.header("Retry-Attempt") == "1"
+
+    run(body)
+
+
+# --- connections that go away ------------------------------------------------------------
+
+
+def test_server_closing_after_its_answer_gets_a_fresh_connection() -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply(close=True))).start()
+        client = RemoteWriteClient(endpoint(server.url), user_agent=UA)
+        try:
+            results = []
+            for payload in (b"a", b"b", b"c"):
+                results.append(await client.send(payload, protocol=1, attempt=0))
+                await asyncio.sleep(0.05)  # the close arrives while the connection is idle
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert outcomes(results) == ["ok"] * 3
+        assert server.bodies == [b"a", b"b", b"c"]  # each sent exactly once
+        assert server.connections == 3
+
+    run(body)
+
+
+def test_request_on_a_connection_closed_meanwhile_is_sent_once_more() -> None:
+    def script(seen: Seen) -> Reply:
+        if seen.connection == 1 and seen.request.body == b"second":
+            return Reply(data=None, close=True)  # an idle timeout hit just as it arrived
+        return Reply()
+
+    async def body() -> None:
+        server = await RawServer(script).start()
+        try:
+            results, _ = await send_all(server.url, [b"first", b"second", b"third"])
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok"] * 3
+        assert [(s.connection, s.request.body) for s in server.seen] == [
+            (1, b"first"),
+            (1, b"second"),
+            (2, b"second"),
+            (2, b"third"),
+        ]
+
+    run(body)
+
+
+def test_reset_of_a_reused_connection_is_retried_but_a_fresh_one_is_not() -> None:
+    def script(seen: Seen) -> Reply:
+        if seen.request.body == b"second" and seen.connection == 1:
+            return Reply(data=None, reset=True)
+        if seen.request.body == b"fourth":
+            return Reply(data=None, reset=True)
+        return Reply(close=seen.request.body == b"third")
+
+    async def body() -> None:
+        server = await RawServer(script).start()
+        client = RemoteWriteClient(endpoint(server.url), user_agent=UA)
+        try:
+            results = []
+            for payload in (b"first", b"second", b"third", b"fourth"):
+                results.append(await client.send(payload, protocol=1, attempt=0))
+                await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert outcomes(results) == ["ok", "ok", "ok", "recoverable"]
+        assert results[3].status is None and results[3].reason.startswith("ReadError")
+        # "fourth" went on a fresh connection (the server closed after "third"): not resent
+        assert [s.request.body for s in server.seen].count(b"fourth") == 1
+        assert [s.request.body for s in server.seen].count(b"second") == 2
+
+    run(body)
+
+
+def test_request_that_got_part_of_an_answer_is_not_sent_again() -> None:
+    replies = iter([Reply(), Reply(b"HTTP/1.1 200 OK\r\nContent-Len", close=True), Reply()])
+
+    async def body() -> None:
+        server = await RawServer(lambda seen: next(replies)).start()
+        try:
+            results, _ = await send_all(server.url, [b"one", b"two", b"three"])
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok", "recoverable", "ok"]
+        assert "RemoteProtocolError" in results[1].reason
+        assert server.bodies == [b"one", b"two", b"three"]
+
+    run(body)
+
+
+def test_slow_answer_past_remote_timeout_discards_the_connection() -> None:
+    def script(seen: Seen) -> Reply:
+        if seen.request.body == b"slow":
+            return Reply(b"HTTP/1.1 500 Late\r\nContent-Length: 0\r\n\r\n", delay=0.6)
+        return Reply()
+
+    async def body() -> None:
+        server = await RawServer(script).start()
+        client = RemoteWriteClient(endpoint(server.url, remote_timeout=0.2), user_agent=UA)
+        try:
+            slow = await client.send(b"slow", protocol=1, attempt=0)
+            after = await client.send(b"next", protocol=1, attempt=0)
+            await asyncio.sleep(0.7)  # the late answer went to a closed connection
+            last = await client.send(b"last", protocol=1, attempt=0)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert slow.outcome == "recoverable" and "remote_timeout (0.2s)" in slow.reason
+        assert server.closed_by_client == 1  # the timed-out connection was closed at once
+        assert (after.outcome, after.status, last.status) == ("ok", 204, 204)
+        assert [(s.connection, s.request.body) for s in server.seen] == [
+            (1, b"slow"),
+            (2, b"next"),
+            (2, b"last"),
+        ]
+
+    run(body)
+
+
+def test_malformed_answer_is_a_recoverable_protocol_error() -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply(b"SPDY/9 OK\r\n\r\n", close=True))).start()
+        try:
+            results, client = await send_all(server.url, [b"x"])
+        finally:
+            await server.aclose()
+        assert results[0].outcome == "recoverable"
+        assert "RemoteProtocolError" in results[0].reason and "SPDY" in results[0].reason
+        assert client.state.connected is False
+
+    run(body)
+
+
+def test_connection_refused_names_the_address() -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply())).start()
+        url = server.url
+        await server.aclose()
+        results, _ = await send_all(url, [b"x"])
+        assert results[0].outcome == "recoverable"
+        assert results[0].reason.startswith("ConnectError") and "127.0.0.1" in results[0].reason
+
+    run(body)
+
+
+# --- redirects -------------------------------------------------------------------------------
+
+
+def test_redirects_follow_httpx_rules() -> None:
+    async def body() -> None:
+        other = await HTTPServer().start()
+
+        def handler(request: Request) -> Response:
+            if request.target == "/see-other":
+                return Response(303, headers=[("Location", "/done")])
+            if request.target == "/elsewhere":
+                return Response(308, headers=[("Location", other.url + "/moved")])
+            if request.target == "/loop":
+                return Response(307, headers=[("Location", "/loop")])
+            return Response(204)
+
+        server = await HTTPServer(handler).start()
+        auth = BasicAuthConfig(username="u", password=secret("p"))
+        clients = [
+            RemoteWriteClient(endpoint(server.url + path, basic_auth=auth), user_agent=UA)
+            for path in ("/see-other", "/elsewhere", "/loop")
+        ]
+        try:
+            results = [await c.send(b"data", protocol=1, attempt=0) for c in clients]
+        finally:
+            for client in clients:
+                await client.aclose()
+            await server.aclose()
+            await other.aclose()
+        see_other, elsewhere, loop = results
+        assert see_other.outcome == elsewhere.outcome == "ok"
+        first, done = server.requests[:2]
+        assert (first.method, first.body) == ("POST", b"data")
+        assert (done.method, done.target, done.body) == ("GET", "/done", b"")
+        assert done.header("Content-Encoding") is None and done.header("Authorization")
+        (moved,) = other.requests
+        assert (moved.method, moved.target, moved.body) == ("POST", "/moved", b"data")
+        assert moved.header("Authorization") is None  # not sent to another origin
+        assert moved.header("Host") == other.url.split("//")[1]
+        assert loop.outcome == "recoverable" and "TooManyRedirects" in loop.reason
+        assert sum(r.target == "/loop" for r in server.requests) == 21
+
+    run(body)
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+def test_tls_keep_alive_with_a_test_ca_and_server_name(pki: Pki) -> None:
+    async def body() -> None:
+        sni: list[str | None] = []
+        ctx = server_ssl_context(pki, alpn=["h2", "http/1.1"], sni_seen=sni)
+        server = await RawServer(always(Reply()), ssl_ctx=ctx).start()
+        tls = TLSConfig(ca_pem=pki.ca_pem, server_name="receiver.test")
+        try:
+            results, client = await send_all(
+                server.url, [b"a", b"b", b"c"], tls_config=tls, enable_http2=False
+            )
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok"] * 3
+        assert server.connections == 1 and sni == ["receiver.test"]
+        assert server.bodies == [b"a", b"b", b"c"] and client.state.protocol == "HTTP/1.1"
+
+    run(body)
+
+
+def test_https_with_http2_on_turns_lean_after_an_http1_answer(pki: Pki) -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply()), ssl_ctx=server_ssl_context(pki)).start()
+        tls = TLSConfig(ca_file=pki.ca_file)
+        try:
+            results, _ = await send_all(server.url, [b"1", b"2", b"3", b"4"], tls_config=tls)
+        finally:
+            await server.aclose()
+        assert outcomes(results) == ["ok"] * 4
+        # the first answer came through httpx (HTTP/2 offered, HTTP/1.1 chosen);
+        # the rest share one lean connection
+        assert [s.connection for s in server.seen] == [1, 2, 2, 2]
+
+    run(body)
+
+
+def test_tls_failures_keep_their_hints(pki: Pki) -> None:
+    mtls = ThreadedTLSReceiver(server_ssl_context(pki, require_client_cert=True))
+
+    async def body() -> None:
+        server = await RawServer(always(Reply()), ssl_ctx=server_ssl_context(pki)).start()
+        try:
+            unknown_ca, _ = await send_all(
+                server.url, [b"x"], tls_config=TLSConfig(), enable_http2=False
+            )
+            wrong_name, _ = await send_all(
+                server.url,
+                [b"x"],
+                tls_config=TLSConfig(ca_file=pki.ca_file, server_name="other.test"),
+                enable_http2=False,
+            )
+        finally:
+            await server.aclose()
+        no_cert, _ = await send_all(
+            mtls.url, [b"x"], tls_config=TLSConfig(ca_file=pki.ca_file), enable_http2=False
+        )
+        for results in (unknown_ca, wrong_name):
+            assert results[0].outcome == "recoverable"
+            assert "TLS certificate verification failed" in results[0].reason
+        assert no_cert[0].outcome == "recoverable"
+        assert "client certificate" in no_cert[0].reason
+        assert "tls_config.cert_" in no_cert[0].reason
+
+    try:
+        run(body)
+    finally:
+        mtls.close()
+
+
+# --- the transport on its own --------------------------------------------------------------
+
+
+def test_transport_streams_bodies_and_honours_head_requests() -> None:
+    payload = bytes(range(256)) * 4096  # 1 MiB, more than one read
+    replies = iter(
+        [
+            Reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload),
+            Reply(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"),
+            Reply(b"HTTP/1.1 200 OK\r\n\r\nuntil close", close=True),
+        ]
+    )
+
+    async def body() -> None:
+        server = await RawServer(lambda seen: next(replies)).start()
+        transport = HTTP1Transport()
+        try:
+            async with httpx.AsyncClient(transport=transport) as client:
+                got = await client.get(server.url + "/big?x=1")
+                head = await client.head(server.url + "/head")
+                tail = await client.get(server.url + "/tail")
+        finally:
+            await server.aclose()
+        assert got.content == payload and head.content == b"" and tail.content == b"until close"
+        assert [s.request.target for s in server.seen] == ["/big?x=1", "/head", "/tail"]
+        assert [s.connection for s in server.seen] == [1, 1, 1]
+
+    run(body)
