@@ -10,7 +10,6 @@ record every request they read.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 import struct
@@ -78,23 +77,18 @@ class Seen:
 Script = Callable[[Seen], Reply]
 
 
-class RawServer:
+class RawServer(HTTPServer):
     """Reads HTTP/1.1 requests and answers each with the bytes its script picks."""
 
     def __init__(self, script: Script, *, ssl_ctx: ssl.SSLContext | None = None) -> None:
+        super().__init__(ssl_ctx=ssl_ctx)
         self.script = script
         self.seen: list[Seen] = []
         self.connections = 0
         self.closed_by_client = 0
-        self.url = ""
-        self._ssl = ssl_ctx
-        self._server: asyncio.base_events.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ssl)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"{'https' if self._ssl else 'http'}://127.0.0.1:{port}"
+        await super().start()
         return self
 
     @property
@@ -135,14 +129,6 @@ class RawServer:
         finally:
             self._tasks.discard(task)
             writer.close()
-
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:
