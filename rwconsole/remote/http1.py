@@ -161,14 +161,14 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         if scheme not in DEFAULT_PORTS:
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
         origin = (scheme, url.host, url.port or DEFAULT_PORTS[scheme])
-        payload = _encode_request(request, await request.aread())
+        payload, close = _encode_request(request, await request.aread())
         head_only = request.method == "HEAD"
         for attempt in range(2):
             conn = self._idle_connection(origin) if attempt == 0 else None
             if conn is None:
                 conn = await self._connect(origin, request)
             try:
-                return await self._exchange(conn, payload, head_only, request)
+                return await self._exchange(conn, payload, head_only, close)
             except httpx.TransportError:
                 conn.close()
                 if not (conn.reused and not conn.answered and attempt == 0):
@@ -246,7 +246,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
     # --- one exchange ----------------------------------------------------------------
 
     async def _exchange(
-        self, conn: _Connection, payload: bytes, head_only: bool, request: httpx.Request
+        self, conn: _Connection, payload: bytes, head_only: bool, close: bool
     ) -> httpx.Response:
         transport = conn.transport
         if transport is None or transport.is_closing() or conn.closed:
@@ -269,7 +269,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
             conn,
             head,
             no_body=head_only or head.status in _NO_BODY_STATUSES,
-            keep_alive=head.keep_alive and not _asks_close(request),
+            keep_alive=head.keep_alive and not close,
         )
         body.take_buffered()
         return httpx.Response(
@@ -283,29 +283,32 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 # --- request ------------------------------------------------------------------------
 
 
-def _encode_request(request: httpx.Request, content: bytes) -> bytes:
-    """Request line, headers and body as one bytes object (a Content-Length body)."""
-    target = request.url.raw_path
-    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+def _encode_request(request: httpx.Request, content: bytes) -> tuple[bytes, bool]:
+    """Request line, headers and body as one bytes object (a Content-Length body).
+
+    Also tells whether the request asks for the connection to be closed.
+    """
+    lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
     framed = False
+    close = False
     for name, value in request.headers.raw:
         lowered = name.lower()
         if lowered == b"transfer-encoding":
             continue  # the body is sent whole, with a Content-Length
         if lowered == b"content-length":
             framed = True
-        if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
-            raise httpx.LocalProtocolError(f"illegal header {name!r}: line breaks or colon")
-        parts += (name, b": ", value, b"\r\n")
+        elif lowered == b"connection":
+            close = b"close" in value.lower()
+        if b":" in name:
+            raise httpx.LocalProtocolError(f"illegal header name {name!r}")
+        lines.append(name + b": " + value)
     if not framed and (content or request.method in ("POST", "PUT", "PATCH")):
-        parts += (b"Content-Length: ", str(len(content)).encode("ascii"), b"\r\n")
-    parts += (b"\r\n", content)
-    return b"".join(parts)
-
-
-def _asks_close(request: httpx.Request) -> bool:
-    value = request.headers.get("connection")
-    return value is not None and "close" in value.lower()
+        lines.append(b"Content-Length: %d" % len(content))
+    head = b"\r\n".join(lines)
+    # a line break inside a name or value would smuggle in another header
+    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1:
+        raise httpx.LocalProtocolError("a request header contains a line break")
+    return b"".join((head, b"\r\n\r\n", content)), close
 
 
 # --- response head ------------------------------------------------------------------
