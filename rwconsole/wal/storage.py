@@ -3,7 +3,10 @@
 ``WalStorage`` plays the part of Alloy's WAL storage (Prometheus' agent DB):
 sources append through the ``rwconsole.model.Appender`` protocol, endpoint
 queues tail the segments (``rwconsole.wal.segment.TailReader``) and the engine
-truncates what every endpoint has delivered.
+truncates what every endpoint has delivered. A source that appends the same
+series again and again (a steady scrape) can check them once with
+``prepare_samples`` and then ``append_prepared`` only values and a timestamp;
+the records are the same as ``append_samples`` writes.
 
 Durability:
 
@@ -85,6 +88,9 @@ class StalePreparedError(UnknownSeriesError):
         super().__init__(
             f"a prepared batch names {len(refs)} series the WAL has collected since: refs {shown}"
         )
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the message, not KeyError's quoted repr of it
 
 
 class PreparedSamples:

@@ -171,7 +171,9 @@ def test_stale_batch_after_truncation_is_refused(tmp_path: Path) -> None:
         wal.append_prepared(doomed, T0 + 120_000, [3.0] * 4)
     assert caught.value.refs == refs[3:]
     assert isinstance(caught.value, UnknownSeriesError)
-    assert "collected" in str(caught.value)
+    shown = ", ".join(map(str, refs[3:]))
+    message = f"a prepared batch names 3 series the WAL has collected since: refs {shown}"
+    assert str(caught.value) == message
     wal.commit()
     assert wal.position() > position
     position = wal.position()
