@@ -38,7 +38,7 @@ from rwconsole.remote.encode import (
     VERSION_V1,
     VERSION_V2,
 )
-from rwconsole.remote.http1 import DEFAULT_PORTS
+from rwconsole.remote.http1 import DEFAULT_PORTS, received_body
 from rwconsole.remote.http_common import (
     AuthError,
     ConnectivityConfigError,
@@ -253,15 +253,20 @@ class RemoteWriteClient:
 
     async def _read_reason(self, response: httpx.Response) -> str:
         """Up to 1024 bytes of an error body; success bodies are drained and ignored."""
-        limit = _MAX_DRAIN_BYTES if response.is_success else MAX_REASON_BYTES
+        success = 200 <= response.status_code < 300
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_raw():
-            chunks.append(chunk)
-            size += len(chunk)
-            if size >= limit:
-                break
-        if response.is_success:
+        arrived = received_body(response)
+        if arrived is not None:
+            chunks.append(arrived)
+        else:
+            limit = _MAX_DRAIN_BYTES if success else MAX_REASON_BYTES
+            size = 0
+            async for chunk in response.aiter_raw():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= limit:
+                    break
+        if success:
             return ""
         return b"".join(chunks)[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
 

@@ -419,7 +419,7 @@ class _Body(httpx.AsyncByteStream):
         self.keep_alive = keep_alive
         self._remaining = 0 if no_body else head.length  # None: chunked or until close
         self._chunked = head.chunked and not no_body
-        self._ready: bytes | None = None
+        self.ready: bytes | None = None
 
     def take_buffered(self) -> None:
         """Take the whole body now when it has already arrived (or is empty)."""
@@ -427,7 +427,7 @@ class _Body(httpx.AsyncByteStream):
         assert conn is not None
         remaining = self._remaining
         if remaining is not None and not self._chunked and len(conn.buffer) >= remaining:
-            self._ready = conn.consume(remaining) if remaining else b""
+            self.ready = conn.consume(remaining) if remaining else b""
             self._remaining = 0
             self._finish()
 
@@ -441,8 +441,8 @@ class _Body(httpx.AsyncByteStream):
             conn.close()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._ready is not None:
-            ready, self._ready = self._ready, b""
+        if self.ready is not None:
+            ready, self.ready = self.ready, b""
             if ready:
                 yield ready
             return
@@ -470,6 +470,21 @@ class _Body(httpx.AsyncByteStream):
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()  # closed before the body was read whole
+
+
+def received_body(response: httpx.Response) -> bytes | None:
+    """The whole raw body of a response of this transport that arrived with its head.
+
+    None for other responses and for bodies still to be read from the
+    connection (read those with ``aiter_raw``). Reading the body this way
+    spares the stream machinery for the usual short answer.
+    """
+    stream = response.stream
+    if isinstance(stream, _Body) and stream.ready is not None:
+        body, stream.ready = stream.ready, b""
+        response.is_stream_consumed = True
+        return body
+    return None
 
 
 async def _sized_body(conn: _Connection, remaining: int) -> AsyncIterator[bytes]:
