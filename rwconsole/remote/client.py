@@ -391,8 +391,8 @@ def _redirect_request(request: httpx.Request, response: httpx.Response) -> httpx
     content = request.content
     if method != request.method:
         content = b""
-        for name in ("Content-Length", "Transfer-Encoding", "Content-Encoding", "Content-Type"):
-            headers.pop(name, None)
+        headers.pop("Content-Length", None)
+        headers.pop("Transfer-Encoding", None)
     return httpx.Request(
         method, url, headers=headers, content=content, extensions=request.extensions
     )

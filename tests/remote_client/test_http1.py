@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from rc_helpers import (
+    H2Server,
     HTTPServer,
     Pki,
     Request,
@@ -149,9 +150,10 @@ def always(reply: Reply) -> Script:
 
 
 async def send_all(
-    server_url: str, bodies: list[bytes], **settings: object
+    server_url: str, bodies: list[bytes], *, lean: bool = True, **settings: object
 ) -> tuple[list[SendResult], RemoteWriteClient]:
-    client = RemoteWriteClient(endpoint(server_url + "/write", **settings), user_agent=UA)
+    config = endpoint(server_url + "/write", **settings)
+    client = RemoteWriteClient(config, user_agent=UA, lean_http1=lean)
     try:
         results = [await client.send(b, protocol=1, attempt=0) for b in bodies]
     finally:
@@ -166,14 +168,15 @@ def outcomes(results: list[SendResult]) -> list[str]:
 # --- keep-alive and framing ------------------------------------------------------------
 
 
-def test_keep_alive_reuses_one_connection_with_all_headers_in_one_request() -> None:
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "httpx-client"])
+def test_keep_alive_reuses_one_connection_with_the_same_headers(lean: bool) -> None:
     async def body() -> None:
         ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
         server = await RawServer(always(Reply(ok))).start()
         try:
             auth = BasicAuthConfig(username="u", password=secret("p"))
             bodies = [b"first", b"second" * 1000, b"third"]
-            results, client = await send_all(server.url, bodies, basic_auth=auth)
+            results, client = await send_all(server.url, bodies, lean=lean, basic_auth=auth)
         finally:
             await server.aclose()
         assert outcomes(results) == ["ok"] * 3
@@ -478,7 +481,8 @@ def test_connection_refused_names_the_address() -> None:
 # --- redirects -------------------------------------------------------------------------------
 
 
-def test_redirects_follow_httpx_rules() -> None:
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "httpx-client"])
+def test_redirects_follow_httpx_rules(lean: bool) -> None:
     async def body() -> None:
         other = await HTTPServer().start()
 
@@ -494,7 +498,9 @@ def test_redirects_follow_httpx_rules() -> None:
         server = await HTTPServer(handler).start()
         auth = BasicAuthConfig(username="u", password=secret("p"))
         clients = [
-            RemoteWriteClient(endpoint(server.url + path, basic_auth=auth), user_agent=UA)
+            RemoteWriteClient(
+                endpoint(server.url + path, basic_auth=auth), user_agent=UA, lean_http1=lean
+            )
             for path in ("/see-other", "/elsewhere", "/loop")
         ]
         try:
@@ -509,7 +515,7 @@ def test_redirects_follow_httpx_rules() -> None:
         first, done = server.requests[:2]
         assert (first.method, first.body) == ("POST", b"data")
         assert (done.method, done.target, done.body) == ("GET", "/done", b"")
-        assert done.header("Content-Encoding") is None and done.header("Authorization")
+        assert done.header("Content-Length") is None and done.header("Authorization")
         (moved,) = other.requests
         assert (moved.method, moved.target, moved.body) == ("POST", "/moved", b"data")
         assert moved.header("Authorization") is None  # not sent to another origin
@@ -617,5 +623,73 @@ def test_transport_streams_bodies_and_honours_head_requests() -> None:
         assert got.content == payload and head.content == b"" and tail.content == b"until close"
         assert [s.request.target for s in server.seen] == ["/big?x=1", "/head", "/tail"]
         assert [s.connection for s in server.seen] == [1, 1, 1]
+
+    run(body)
+
+
+def test_header_with_a_line_break_is_refused_before_sending() -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply())).start()
+        try:
+            async with httpx.AsyncClient(transport=HTTP1Transport()) as client:
+                with pytest.raises(httpx.LocalProtocolError, match="line break"):
+                    await client.post(server.url, headers={"X-A": "1\r\nX-Injected: 2"})
+                with pytest.raises(httpx.LocalProtocolError, match="line break"):
+                    await client.post(server.url, headers={"X-A": "1\nX-Injected: 2"})
+                ok = await client.post(server.url, content=b"fine")
+        finally:
+            await server.aclose()
+        assert ok.status_code == 204 and server.bodies == [b"fine"]
+
+    run(body)
+
+
+class SwitchingTLSServer(H2Server):
+    """Speaks HTTP/2 or HTTP/1.1 (closing after each answer), as ALPN chose."""
+
+    def __init__(self, pki: Pki) -> None:
+        super().__init__(pki)
+        self.http1_requests = 0
+        self.offer(["http/1.1"])
+
+    def offer(self, protocols: list[str]) -> None:
+        self._ctx.set_alpn_protocols(protocols)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object.selected_alpn_protocol() == "h2":
+            await super()._serve(reader, writer)
+            return
+        try:
+            if await _read_request(reader) is not None:
+                self.http1_requests += 1
+                writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+                await writer.drain()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_https_origin_that_starts_choosing_http2_goes_back_to_httpx(pki: Pki) -> None:
+    async def body() -> None:
+        server = await SwitchingTLSServer(pki).start()
+        config = endpoint(server.url, tls_config=TLSConfig(ca_file=pki.ca_file))
+        client = RemoteWriteClient(config, user_agent=UA)
+        protocols = []
+        try:
+            for round_ in range(4):
+                if round_ == 2:
+                    server.offer(["h2"])
+                result = await client.send(b"x", protocol=2, attempt=0, items=0)
+                assert result.outcome == "ok", result
+                protocols.append(client.state.protocol)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert protocols == ["HTTP/1.1", "HTTP/1.1", "HTTP/2", "HTTP/2"]
+        assert server.http1_requests == 2 and len(server.requests) == 2
+        # one lean connection chose h2 and was closed unused, then httpx's carried both
+        assert server.alpn == ["h2", "h2"]
 
     run(body)
