@@ -329,14 +329,13 @@ class _Head(NamedTuple):
 async def _read_head(conn: _Connection) -> _Head:
     buffer = conn.buffer
     for _ in range(MAX_HEAD_BYTES):
-        end = buffer.find(b"\r\n\r\n")
-        if end >= 0:
-            raw = conn.consume(end + 4)[: end + 2]
-            return _parse_head(raw)
-        bare = buffer.find(b"\n\n")
+        end = buffer.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
+        # a head ended by bare line feeds (tolerated, as h11 does) may come first
+        bare = buffer.find(b"\n\n", 0, end if end >= 0 else MAX_HEAD_BYTES)
         if bare >= 0:
-            raw = conn.consume(bare + 2)[: bare + 1]
-            return _parse_head(raw)
+            return _parse_head(conn.consume(bare + 2)[: bare + 1])
+        if end >= 0:
+            return _parse_head(conn.consume(end + 4)[: end + 2])
         if len(buffer) > MAX_HEAD_BYTES:
             raise httpx.RemoteProtocolError(
                 f"response head longer than {MAX_HEAD_BYTES} bytes without an end"

@@ -274,6 +274,21 @@ def test_connection_close_and_http10_answers_open_a_new_connection() -> None:
     run(body)
 
 
+def test_head_ended_by_bare_line_feeds() -> None:
+    answer = b"HTTP/1.1 400 Bad Request\nContent-Length: 9\n\nno\r\n\r\nway"
+
+    async def body() -> None:
+        server = await RawServer(always(Reply(answer))).start()
+        try:
+            results, _ = await send_all(server.url, [b"x", b"y"])
+        finally:
+            await server.aclose()
+        assert [(r.status, r.reason) for r in results] == [(400, "no\r\n\r\nway")] * 2
+        assert server.connections == 1
+
+    run(body)
+
+
 def test_interim_1xx_responses_are_skipped() -> None:
     interim = (
         b"HTTP/1.1 100 Continue\r\n\r\n"
