@@ -748,6 +748,20 @@ class Engine:
             if self.progress is not None:
                 await asyncio.to_thread(self.progress.save)
 
+    def _forget_truncated_series(self, report: Any) -> None:
+        """Sources drop refs of collected series (they ask for new ones when the series
+        come back); queues drop their caches of series gone from the WAL for good."""
+        collected = set(getattr(report, "collected_refs", ()) or ())
+        if collected:
+            for source in self.sources:
+                forget = getattr(source, "forget_series", None)
+                if callable(forget):
+                    forget(collected)
+        removed = list(getattr(report, "removed_refs", ()) or ())
+        if removed:
+            for endpoint in self.endpoints:
+                endpoint.queue.forget_series(removed)
+
     async def _truncate_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.wal.truncate_frequency)
@@ -779,6 +793,7 @@ class Engine:
             if e.queue.delivered_position[0] < before
         }
         report = self.wal.truncate(before_segment=before, mint_ms=mint)
+        self._forget_truncated_series(report)
         folded = set(getattr(report, "folded_segments", ()) or ())
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})

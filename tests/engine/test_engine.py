@@ -386,3 +386,79 @@ def test_truncation_keeps_what_a_stalled_endpoint_needs(tmp_path: Path) -> None:
         assert engine.endpoints[0].queue.metrics.total_dropped("samples") == 0
     finally:
         engine.stop()
+
+
+def test_scrape_target_back_after_its_series_were_collected(tmp_path: Path) -> None:
+    """Truncation collects a down target's series; when it comes back it gets new refs."""
+    import http.server
+    import threading
+
+    state = {"up": True, "value": 1.0}
+
+    class Target(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if not state["up"]:
+                self.send_error(503)
+                return
+            body = f'comeback_metric{{k="a"}} {state["value"]}\ncomeback_other 7\n'.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    config = schema.Config(
+        storage=schema.StorageConfig(path=str(tmp_path / "data")),
+        http=schema.HTTPServerConfig(listen_address=f"127.0.0.1:{free_port()}"),
+        demo=schema.DemoConfig(enabled=True),
+        scrape=[
+            schema.ScrapeConfig(
+                job_name="comeback",
+                targets=[f"127.0.0.1:{server.server_address[1]}"],
+                scrape_interval=0.2,
+                scrape_timeout=0.2,
+            )
+        ],
+        wal=schema.WALConfig(truncate_frequency=3600.0, min_keepalive_time=0.001),
+    )
+    engine = Engine(config, flush_deadline=2.0)
+    engine.start()
+
+    def last_value() -> float | None:
+        for labels, stats in engine.demo_receiver.series().items():
+            if ("__name__", "comeback_metric") in labels:
+                return stats.last_value
+        return None
+
+    try:
+        wait_until(lambda: last_value() == 1.0)
+        state["up"] = False
+        down = time.time()
+        # Failed scrapes end the series with staleness markers; truncation collects them
+        # once every endpoint has sent past them (the watermark is in whole seconds).
+        wait_until(
+            lambda: all(
+                e.queue.metrics.queue_highest_sent.value > down + 1 for e in engine.endpoints
+            ),
+            timeout=20,
+        )
+
+        async def truncate():
+            return engine.truncate_wal(now=time.time())
+
+        report = engine.submit(truncate).result(30)
+        assert report.collected_refs, "the down target's series were collected"
+        state.update(up=True, value=2.0)
+        wait_until(lambda: last_value() == 2.0, timeout=15)
+        targets = engine.sources[-1].targets()
+        assert targets[0].health == "up", targets[0]
+    finally:
+        engine.stop()
+        server.shutdown()
+        server.server_close()
