@@ -1,10 +1,12 @@
 """The remote-write HTTP client: one attempt of one request, classified.
 
-Owns what happens on the wire for one endpoint: a single ``httpx.AsyncClient``
-(HTTP/2 when ``enable_http2`` and the server offers it over TLS), the protocol
-headers of remote-write 1.0 and 2.0, the user's ``headers``/``http_headers``,
-authentication (``auth``), TLS (``tls``), proxies (``proxy``), the
-per-attempt ``remote_timeout``, redirects, and turning whatever comes back —
+Owns what happens on the wire for one endpoint: the transport (``proxy``'s
+routing: the lean keep-alive HTTP/1.1 of ``http1`` on direct connections,
+httpx's pools through proxies and for HTTP/2 when ``enable_http2`` and the
+server offers it over TLS), the protocol headers of remote-write 1.0 and 2.0,
+the user's ``headers``/``http_headers``, authentication (``auth``), TLS
+(``tls``), the per-attempt ``remote_timeout``, redirects (followed here by
+httpx's rules), and turning whatever comes back —
 a response, a network error, a timeout, a credentials failure — into a
 ``SendResult`` the queue manager acts on. ``send`` never raises for anything
 the server or the network does. ``state`` is the connection summary for the
@@ -361,22 +363,26 @@ def _protocol_headers(url: httpx.URL, protocol: int, user_agent: str) -> list[tu
 def _redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request:
     """The request that follows ``response``'s redirect (the rules httpx applies).
 
-    303 turns any method but HEAD into GET, 301 and 302 turn POST into GET
-    (as browsers and Go do), 307 and 308 keep the method and the body.
+    302 and 303 turn any method but HEAD into GET, 301 turns POST into GET
+    (as browsers do), 307 and 308 keep the method and the body.
     ``Authorization`` is dropped when the redirect leaves the origin (except
     for an upgrade of the same host from http to https); cookies are not
     carried over.
     """
     status = response.status_code
     method = request.method
-    if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+    if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
         method = "GET"
     try:
-        url = request.url.join(response.headers["Location"])
+        url = httpx.URL(response.headers["Location"])
     except httpx.InvalidURL as exc:
         raise httpx.RemoteProtocolError(
             f"invalid URL in the Location header: {exc}", request=request
         ) from None
+    if url.scheme and not url.host:  # "http:/path": an absolute form without a host
+        url = url.copy_with(host=request.url.host)
+    if url.is_relative_url:
+        url = request.url.join(url)
     if request.url.fragment and not url.fragment:
         url = url.copy_with(fragment=request.url.fragment)
     headers = httpx.Headers(request.headers)
