@@ -1,14 +1,16 @@
 """CPU per ``RemoteWriteClient.send`` against a loopback receiver in another process.
 
 Run: ``python benchmarks/remote_client_send.py [--seconds 3] [--samples 500 5000]
-[--concurrency 1 8] [--paths httpx lean] [--profile FILE]``. Each body is a
+[--concurrency 1 8] [--paths httpx lean] [--tls] [--profile FILE]``. Each body is a
 snappy-compressed remote-write 1.0 request of that many samples (series with
 eight labels, as a node exporter's). The receiver is a minimal asyncio
 HTTP/1.1 server in a child process that reads the body and answers 204, so the
 process CPU measured here is the client's own work per attempt: headers, auth
 (basic), the HTTP exchange, classification, state. ``httpx`` is the generic
 httpx/httpcore path, ``lean`` the keep-alive HTTP/1.1 transport used for
-direct connections; both run in the same invocation.
+direct connections; both run in the same invocation. ``--tls`` serves https
+with a self-signed certificate made at start (HTTP/1.1 only; the endpoint
+keeps ``enable_http2`` on, so the lean path starts after the first answer).
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import datetime as dt
+import ipaddress
+import os
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
-from rwconsole.config.schema import BasicAuthConfig, EndpointConfig
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from rwconsole.config.schema import BasicAuthConfig, EndpointConfig, TLSConfig
 from rwconsole.config.secrets import Secret
 from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.encode import compress, encode_labels_v1, encode_write_request_v1
@@ -46,14 +58,51 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
-async def _receiver() -> None:
-    server = await asyncio.start_server(_serve, "127.0.0.1", 0)
+async def _receiver(tls_dir: str | None) -> None:
+    ctx = None
+    if tls_dir:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(tls_dir, "cert.pem"), os.path.join(tls_dir, "key.pem"))
+        ctx.set_alpn_protocols(["http/1.1"])
+    server = await asyncio.start_server(_serve, "127.0.0.1", 0, ssl=ctx)
     print(server.sockets[0].getsockname()[1], flush=True)
     loop = asyncio.get_running_loop()
     stdin_closed = loop.create_future()
     loop.add_reader(sys.stdin.fileno(), lambda: stdin_closed.done() or stdin_closed.set_result(0))
     await stdin_closed  # the parent closes our stdin when it is done
     server.close()
+
+
+def _write_certificate(directory: str) -> None:
+    """A self-signed certificate for 127.0.0.1 (its own CA) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench receiver")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with open(os.path.join(directory, "cert.pem"), "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(os.path.join(directory, "key.pem"), "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
 
 
 def _body(samples: int) -> bytes:
@@ -79,9 +128,11 @@ def _body(samples: int) -> bytes:
 
 
 async def _measure(
-    url: str, seconds: float, concurrency: int, body: bytes, lean: bool
+    url: str, seconds: float, concurrency: int, body: bytes, lean: bool, tls: TLSConfig | None
 ) -> tuple[int, float, float]:
-    config = EndpointConfig(url=url, basic_auth=BasicAuthConfig(username="u", password=Secret("p")))
+    config = EndpointConfig(
+        url=url, basic_auth=BasicAuthConfig(username="u", password=Secret("p")), tls_config=tls
+    )
     client = RemoteWriteClient(config, user_agent="rwconsole-bench", lean_http1=lean)
     done = 0
     deadline = time.perf_counter() + seconds
@@ -103,8 +154,10 @@ async def _measure(
     return done, elapsed, cpu
 
 
-async def _run(args: argparse.Namespace, port: int) -> None:
-    url = f"http://127.0.0.1:{port}/api/v1/write"
+async def _run(args: argparse.Namespace, port: int, tls_dir: str | None) -> None:
+    scheme = "https" if tls_dir else "http"
+    url = f"{scheme}://127.0.0.1:{port}/api/v1/write"
+    tls = TLSConfig(ca_file=os.path.join(tls_dir, "cert.pem")) if tls_dir else None
     profiler = cProfile.Profile() if args.profile else None
     for samples in args.samples:
         body = _body(samples)
@@ -114,7 +167,7 @@ async def _run(args: argparse.Namespace, port: int) -> None:
                 if profiler is not None:
                     profiler.enable()
                 done, elapsed, cpu = await _measure(
-                    url, args.seconds, concurrency, body, path == "lean"
+                    url, args.seconds, concurrency, body, path == "lean", tls
                 )
                 if profiler is not None:
                     profiler.disable()
@@ -137,13 +190,27 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--paths", nargs="+", choices=["httpx", "lean"], default=["httpx", "lean"])
     parser.add_argument("--profile", help="write cProfile stats of the client runs to this file")
+    parser.add_argument(
+        "--tls", action="store_true", help="https with a certificate made at start (HTTP/1.1)"
+    )
     parser.add_argument("--receiver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--receiver-tls-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver:
-        asyncio.run(_receiver())
+        asyncio.run(_receiver(args.receiver_tls_dir))
         return
+    with tempfile.TemporaryDirectory(prefix="rwconsole-bench-") as directory:
+        tls_dir = None
+        if args.tls:
+            _write_certificate(directory)
+            tls_dir = directory
+        _run_with_receiver(args, tls_dir)
+
+
+def _run_with_receiver(args: argparse.Namespace, tls_dir: str | None) -> None:
+    extra = ["--receiver-tls-dir", tls_dir] if tls_dir else []
     child = subprocess.Popen(
-        [sys.executable, __file__, "--receiver"],
+        [sys.executable, __file__, "--receiver", *extra],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -151,7 +218,7 @@ def main() -> None:
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())
-        asyncio.run(_run(args, port))
+        asyncio.run(_run(args, port, tls_dir))
     finally:
         assert child.stdin is not None
         child.stdin.close()
