@@ -32,6 +32,7 @@ from rc_helpers import (
 )
 
 from rwconsole.config.schema import BasicAuthConfig, TLSConfig
+from rwconsole.remote import http1
 from rwconsole.remote.client import RemoteWriteClient, SendResult
 from rwconsole.remote.http1 import HTTP1Transport
 
@@ -191,6 +192,55 @@ def test_keep_alive_reuses_one_connection_with_the_same_headers(lean: bool) -> N
         assert request.header("Content-Length") == "5"
         assert request.header("Transfer-Encoding") is None
         assert client.state.protocol == "HTTP/1.1" and client.state.connected
+
+    run(body)
+
+
+def test_concurrent_sends_share_a_few_kept_connections() -> None:
+    async def body() -> None:
+        server = await RawServer(always(Reply(delay=0.01))).start()
+        client = RemoteWriteClient(endpoint(server.url), user_agent=UA)
+
+        async def shard(number: int) -> list[str]:
+            return [
+                (await client.send(b"%d-%d" % (number, i), protocol=1, attempt=0)).outcome
+                for i in range(5)
+            ]
+
+        try:
+            results = await asyncio.gather(*(shard(n) for n in range(4)))
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert results == [["ok"] * 5] * 4
+        assert len(server.seen) == 20 and len(set(server.bodies)) == 20
+        assert server.connections == 4
+
+    run(body)
+
+
+def test_idle_connection_past_keepalive_expiry_is_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http1, "KEEPALIVE_EXPIRY", 0.4)
+
+    async def body() -> None:
+        server = await RawServer(always(Reply())).start()
+        client = RemoteWriteClient(endpoint(server.url), user_agent=UA)
+        try:
+            first = await client.send(b"a", protocol=1, attempt=0)
+            soon = await client.send(b"b", protocol=1, attempt=0)
+            await asyncio.sleep(0.6)
+            late = await client.send(b"c", protocol=1, attempt=0)
+            for _ in range(100):  # the server notices the close soon
+                if server.closed_by_client:
+                    break
+                await asyncio.sleep(0.02)
+            closed = server.closed_by_client
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert [first.outcome, soon.outcome, late.outcome] == ["ok"] * 3
+        assert [s.connection for s in server.seen] == [1, 1, 2]
+        assert closed == 1  # the expired connection was closed by the client
 
     run(body)
 
