@@ -500,7 +500,10 @@ def test_slow_answer_past_remote_timeout_discards_the_connection() -> None:
         try:
             slow = await client.send(b"slow", protocol=1, attempt=0)
             after = await client.send(b"next", protocol=1, attempt=0)
-            await asyncio.sleep(0.7)  # the late answer went to a closed connection
+            for _ in range(200):  # until the late answer went to the closed connection
+                if server.closed_by_client:
+                    break
+                await asyncio.sleep(0.02)
             last = await client.send(b"last", protocol=1, attempt=0)
         finally:
             await client.aclose()
