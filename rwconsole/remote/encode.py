@@ -312,7 +312,7 @@ def _float_samples_each_v1(
     last_t: int | None = None
     tail = b""
     sample_len = 0
-    for labels, t, v in zip(series_labels, timestamps, values):
+    for labels, t, v in zip(series_labels, timestamps, values, strict=False):  # may repeat()
         if t != last_t:
             last_t = t
             tail = _timestamp_tail(t)
