@@ -56,6 +56,7 @@ KINDS3 = ("samples", "exemplars", "histograms")
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
 _BULK_MAX_SHARDS = 8
+_Columns = tuple[Sequence[int], Sequence[int], Sequence[float]]
 """Up to this many shards a chunk is split by shard with C-level passes, one per shard."""
 
 
@@ -468,13 +469,18 @@ class QueueManager:
         n = len(refs)
         # Counted as pending before the first item can be sent, so the gauge never dips.
         self.metrics.pending["samples"].inc(n)
-        rest = self._enqueue_samples_bulk(refs, timestamps, values, seq, cutoff_ms)
-        if rest is None:
-            dropped_series = dropped_unknown = too_old = 0
-        else:
-            dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
-                *rest, seq, cutoff_ms
-            )
+        dropped_series = dropped_unknown = too_old = 0
+        rest: _Columns | None = (refs, timestamps, values)
+        while rest is not None:
+            rest, blocked = self._enqueue_samples_bulk(*rest, seq, cutoff_ms)
+            if rest is None:
+                break
+            if blocked is None:  # some sample needs a decision
+                dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
+                    *rest, seq, cutoff_ms
+                )
+                break
+            await self._wait_for_space(blocked)
         kept = n - dropped_series - dropped_unknown - too_old
         self.metrics.pending["samples"].dec(n - kept)
         self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
@@ -487,12 +493,12 @@ class QueueManager:
         values: Sequence[float],
         seq: int,
         cutoff_ms: int | None,
-    ) -> tuple[Sequence[int], Sequence[int], Sequence[float]] | None:
-        """Place the samples without waiting; what it could not place is returned.
-
-        Everything goes back to the sample-by-sample path when a sample needs a
-        decision (unknown or dropped series, too old) or there are many shards.
-        """
+    ) -> tuple[_Columns | None, _Shard | None]:
+        """Place the samples without waiting: what it could not place, and the full
+        shard that stopped it (None: every sample goes sample by sample, because one
+        needs a decision — unknown or dropped series, too old — or there are many
+        shards). The shards are looked up afresh on each call, so a reshard while
+        the caller waited for room is taken into account."""
         shards = self._shards
         n_shards = len(shards)
         keys = list(map(self._series.get, refs, repeat(_MISSING)))
@@ -502,7 +508,7 @@ class QueueManager:
             or None in keys
             or (cutoff_ms is not None and timestamps and min(timestamps) < cutoff_ms)
         ):
-            return refs, timestamps, values
+            return (refs, timestamps, values), None
         if n_shards == 1:
             parts = [range(len(refs))]
         else:
@@ -511,18 +517,23 @@ class QueueManager:
                 list(compress(range(len(refs)), map(eq, homes, repeat(s)))) for s in range(n_shards)
             ]
         left: list[int] = []
+        blocked: _Shard | None = None
         for shard, indexes in zip(shards, parts, strict=True):
             placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
             if placed < len(indexes):
                 left.extend(indexes[placed:])
+                blocked = blocked or shard
         if not left:
-            return None
+            return None, None
+        if n_shards == 1:
+            start = left[0]
+            return (refs[start:], timestamps[start:], values[start:]), blocked
         left.sort()
         return (
-            [refs[i] for i in left],
-            [timestamps[i] for i in left],
-            [values[i] for i in left],
-        )
+            list(map(refs.__getitem__, left)),
+            list(map(timestamps.__getitem__, left)),
+            list(map(values.__getitem__, left)),
+        ), blocked
 
     def _fill_shard(
         self,
