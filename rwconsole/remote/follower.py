@@ -4,9 +4,10 @@ After every commit the engine offers the committed data (already in columns)
 to each follower together with the WAL positions before and after it. A
 follower that is caught up keeps the chunk in a bounded buffer — the memory
 fast path, no re-reading or decoding. A follower that is behind (a restart, an
-outage that filled the shards, a buffer overflow) ignores offers and reads the
-WAL segments from its own position with a tail reader until it reaches the
-newest committed position, then switches back to memory.
+outage that filled the shards, a buffer overflow) ignores offers, hands over
+what it had buffered, then reads the WAL segments from there with a tail
+reader until it reaches the newest committed position, and switches back to
+memory.
 """
 
 from __future__ import annotations
@@ -80,22 +81,21 @@ class WalFollower:
         self._wakeup.set()
 
     def _fall_back(self) -> None:
+        # What is buffered stays valid and is handed over first; files are read only
+        # from its end, so a queue that fell behind does not decode it all again.
         self._live = False
-        self._buffer.clear()
-        self._buffered_items = 0
         self._reader = None
         self.fallbacks += 1
         self._wakeup.set()
 
     async def next_chunk(self) -> Chunk:
         for _ in iter(int, 1):  # runs until a chunk is available; each pass waits or reads
-            if self._live:
-                if self._buffer:
-                    chunk = self._buffer.popleft()
-                    self._buffered_items -= chunk.item_count
-                    self._handed = chunk.end
-                    return chunk
-            else:
+            if self._buffer:
+                chunk = self._buffer.popleft()
+                self._buffered_items -= chunk.item_count
+                self._handed = chunk.end
+                return chunk
+            if not self._live:
                 chunk = self._read_files()
                 if chunk is not None:
                     self._handed = chunk.end
