@@ -2,6 +2,8 @@
 
 Usage: python benchmarks/bench_memory.py [--series 100000] [--per-target 10000]
        [--endpoints 1] [--tracemalloc] [--compare DIR ...]
+       python benchmarks/bench_memory.py --scrape [--series 100000] [--per-target 10000]
+       [--scrapes 3] [--compare DIR ...]
 
 Builds N series the way a scrape does (each series key parsed by the exposition
 parser, the target's ``job``/``instance`` merged in, so every series arrives
@@ -21,6 +23,17 @@ per series (slower). ``--compare DIR`` runs the same measurement with the
 ``rwconsole`` package found in DIR (e.g. a ``git worktree`` of an older
 commit) in a child process and prints both with their ratio; each run is its
 own process so they do not share a heap.
+
+``--scrape`` measures the scrape side instead: one loopback target per
+``--per-target`` series serving load-generator bodies (``loadgen.render_bodies``,
+values changing on every request), one real ``ScrapeLoop`` per target writing
+into a real ``WalStorage``, each scraped ``--scrapes`` times (the second scrape
+onwards takes the steady shortcut). Then, under tracemalloc, it takes each
+loop's state apart field by field (the steady shape's fields first, then the
+steady entry's, then the cache state's), and reports the bytes each field held
+per series (what freeing it gave back: objects shared with the WAL, such as
+the ref ints, stay with the WAL), then the WAL and the HTTP client. It also
+reports the peak extra memory of one steady scrape per series of the target.
 """
 
 from __future__ import annotations
@@ -190,7 +203,149 @@ def measure(n: int, per_target: int, endpoints: int, trace: bool) -> dict[str, f
     return result
 
 
-def _run_child(code_dir: str | None, args: argparse.Namespace) -> dict[str, float]:
+# --- the scrape side ------------------------------------------------------------------------
+
+
+def _slots(obj: Any) -> list[str]:
+    names: list[str] = []
+    for klass in type(obj).__mro__:
+        names.extend(n for n in getattr(klass, "__slots__", ()) if n not in names)
+    return [n for n in names if not n.startswith("__")]
+
+
+def _release(obj: Any, prefix: str, parts: dict[str, int], nested: dict[str, str]) -> None:
+    """Set every slot of ``obj`` to None, nested objects first; add what each freed to ``parts``.
+
+    ``nested`` names the slots whose value is taken apart the same way first.
+    """
+    for name in _slots(obj):
+        value = getattr(obj, name, None)
+        if value is None:
+            continue
+        if name in nested:
+            _release(value, f"{prefix}{nested[name]}.", parts, nested)
+        before = tracemalloc.get_traced_memory()[0]
+        try:
+            object.__setattr__(obj, name, None)
+        except (AttributeError, TypeError):
+            continue  # a read-only slot
+        del value
+        gc.collect()
+        key = prefix + name.lstrip("_")
+        parts[key] = parts.get(key, 0) + before - tracemalloc.get_traced_memory()[0]
+
+
+def measure_scrape(n: int, per_target: int, scrapes: int) -> dict[str, Any]:
+    """Bytes per series the scrape side keeps, by structure (see the module docstring)."""
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from loadgen import render_bodies
+
+    from rwconsole.sources.httpserver import HttpServer, Request, Response
+    from rwconsole.sources.scrape import ScrapeLoop
+    from rwconsole.wal.storage import WalStorage
+
+    per_target = min(per_target, n)
+    targets = max(1, n // per_target)
+    n = targets * per_target
+    bodies = render_bodies(per_target, variants=4, family_size=100)
+    workdir = tempfile.TemporaryDirectory(prefix="bench-memory-")
+    storage = [WalStorage.open(Path(workdir.name) / "wal", segment_size=256 << 20)]
+    config = argparse.Namespace(
+        job_name="loadgen",
+        scrape_interval=10.0,
+        scrape_timeout=10.0,
+        honor_labels=False,
+        honor_timestamps=True,
+        labels={},
+    )
+    result: dict[str, Any] = {"series": float(n)}
+
+    async def run() -> None:
+        served = [0]
+
+        async def handle(request: Request) -> Response:
+            served[0] += 1
+            body = bodies[served[0] % len(bodies)]
+            return Response(200, body, {"Content-Type": "text/plain; version=0.0.4"})
+
+        servers = [HttpServer(handle) for _ in range(targets)]
+        for server in servers:
+            await server.start("127.0.0.1", 0)
+        client = httpx.AsyncClient()
+        loops = [
+            ScrapeLoop(config, f"127.0.0.1:{server.port}", storage[0], client, clock=time.time)
+            for server in servers
+        ]
+        gc.collect()
+        tracemalloc.start()
+        rss_before = _rss_bytes()
+        traced_before = tracemalloc.get_traced_memory()[0]
+        for round_ in range(scrapes):
+            if round_ == scrapes - 1:
+                gc.collect()
+                round_start = tracemalloc.get_traced_memory()[0]
+                tracemalloc.reset_peak()
+            for loop in loops:
+                started = time.perf_counter()
+                if not await loop.scrape_once():
+                    raise SystemExit(f"scrape failed: {loop.status().last_error}")
+                result.setdefault(f"scrape {round_ + 1} ms", 0.0)
+                result[f"scrape {round_ + 1} ms"] += (time.perf_counter() - started) * 1000
+        peak = tracemalloc.get_traced_memory()[1] - round_start
+        result["transient_per_target_series"] = peak / per_target
+        for key in [k for k in result if k.endswith(" ms")]:
+            result[key] /= targets
+        gc.collect()
+        traced_after = tracemalloc.get_traced_memory()[0]
+        result["rss_per_series"] = (_rss_bytes() - rss_before) / n
+        result["traced_per_series"] = (traced_after - traced_before) / n
+        parts: dict[str, int] = {}
+        nested = {"_state": "state", "_steady": "steady", "steady": "steady", "shape": "shape"}
+        for loop in loops:
+            _release(loop._state, "", parts, nested)
+        before = tracemalloc.get_traced_memory()[0]
+        await client.aclose()
+        del loops, client
+        gc.collect()
+        parts["loops, HTTP client"] = before - tracemalloc.get_traced_memory()[0]
+        storage.pop().close()
+        gc.collect()
+        parts["the rest (WAL series table, ...)"] = (
+            tracemalloc.get_traced_memory()[0] - traced_before
+        )
+        tracemalloc.stop()
+        result["parts"] = {name: size / n for name, size in parts.items()}
+        for server in servers:
+            await server.stop()
+
+    asyncio.run(run())
+    workdir.cleanup()
+    return result
+
+
+def _print_scrape(rows: list[tuple[str, dict[str, Any]]]) -> None:
+    names: list[str] = []
+    for _, r in rows:
+        names.extend(k for k in r["parts"] if k not in names)
+    header = f"{'bytes per series':<40}" + "".join(f"{label[:14]:>15}" for label, _ in rows)
+    print(header)
+    for name in names:
+        if all(abs(r["parts"].get(name, 0.0)) < 0.05 for _, r in rows):
+            continue
+        cells = "".join(
+            f"{r['parts'][name]:>15.1f}" if name in r["parts"] else f"{'-':>15}" for _, r in rows
+        )
+        print(f"  {name:<38}{cells}")
+    scalar = ["traced_per_series", "rss_per_series", "transient_per_target_series"]
+    scalar += sorted(k for k in rows[0][1] if k.endswith(" ms"))
+    for key in scalar:
+        cells = "".join(f"{r.get(key, float('nan')):>15.1f}" for _, r in rows)
+        print(f"{key:<40}{cells}")
+
+
+def _run_child(code_dir: str | None, args: argparse.Namespace) -> dict[str, Any]:
     env = dict(os.environ)
     if code_dir:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [code_dir, env.get("PYTHONPATH")]))
@@ -207,6 +362,8 @@ def _run_child(code_dir: str | None, args: argparse.Namespace) -> dict[str, floa
     ]
     if args.tracemalloc:
         command.append("--tracemalloc")
+    if args.scrape:
+        command += ["--scrape", "--scrapes", str(args.scrapes)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -227,10 +384,21 @@ def main() -> None:
     parser.add_argument("--endpoints", type=int, default=1)
     parser.add_argument("--tracemalloc", action="store_true")
     parser.add_argument("--compare", action="append", default=[], metavar="DIR")
+    parser.add_argument("--scrape", action="store_true", help="measure the scrape side")
+    parser.add_argument("--scrapes", type=int, default=3, help="scrapes per target (--scrape)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.series, args.per_target, args.endpoints, args.tracemalloc)))
+        if args.scrape:
+            result = measure_scrape(args.series, args.per_target, max(2, args.scrapes))
+        else:
+            result = measure(args.series, args.per_target, args.endpoints, args.tracemalloc)
+        print(json.dumps(result))
+        return
+    if args.scrape:
+        rows = [("this tree", _run_child(None, args))]
+        rows += [(Path(d).name, _run_child(d, args)) for d in args.compare]
+        _print_scrape(rows)
         return
     print(
         f"{'code':<24} {'series':>9} {'RSS B/s':>9} {'traced':>9} "
