@@ -23,7 +23,9 @@ aside (the usual case), skips parsing altogether: the body is matched against
 the previous body's ``SteadyShape``, its values are converted in bulk and
 appended with the refs resolved last time, as a batch the appender prepared
 once (``prepare_samples`` / ``append_prepared``) when it offers that.
-Anything else takes the full path.
+Anything else takes the full path. While the shape holds, the loop keeps no
+key → ref map and no staleness set beside it: both follow from the shape's
+keys and its refs, and are rebuilt when the full path needs them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import logging
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -136,20 +138,99 @@ class ScrapeCounters:
     parse_errors_total: int = 0
 
 
-@dataclass(slots=True)
 class _CacheState:
-    """What survives a reload of the same target: refs by series text, staleness set."""
+    """What survives a reload of the same target: refs by series text, staleness set.
 
-    refs: dict[str, int] = field(default_factory=dict)
-    tracked: set[int] = field(default_factory=set)
-    family_meta: dict[str, tuple[int, str, str]] = field(default_factory=dict)
-    exemplars: dict[int, tuple[Labels, float, int]] = field(default_factory=dict)
-    report_refs: list[int] | None = None
-    steady: _Steady | None = None
-    full_scrapes: int = 0
-    """Scrapes in a row that took the full path."""
-    misses: int = 0
-    """Learned shapes in a row that the next body did not fit."""
+    While a steady shape holds and says it all, ``refs`` and ``tracked`` are not
+    kept: they are the shape's keys paired with its refs, and those refs as a
+    set. They are rebuilt on first use, and before ``steady`` changes.
+    """
+
+    __slots__ = (
+        "_refs",
+        "_steady",
+        "_tracked",
+        "exemplars",
+        "family_meta",
+        "full_scrapes",
+        "misses",
+        "report_refs",
+    )
+
+    def __init__(self) -> None:
+        self._refs: dict[str, int] | None = {}
+        self._tracked: set[int] | None = set()
+        self._steady: _Steady | None = None
+        self.family_meta: dict[str, tuple[int, str, str]] = {}
+        self.exemplars: dict[int, tuple[Labels, float, int]] = {}
+        self.report_refs: list[int] | None = None
+        self.full_scrapes = 0
+        """Scrapes in a row that took the full path."""
+        self.misses = 0
+        """Learned shapes in a row that the next body did not fit."""
+
+    @property
+    def refs(self) -> dict[str, int]:
+        if self._refs is None:
+            self._refs = self.known()
+        return self._refs
+
+    @refs.setter
+    def refs(self, refs: dict[str, int]) -> None:
+        self._refs = refs
+
+    @property
+    def tracked(self) -> set[int]:
+        if self._tracked is None:
+            assert self._steady is not None
+            self._tracked = set(self._steady.refs)
+        return self._tracked
+
+    @tracked.setter
+    def tracked(self, tracked: set[int]) -> None:
+        self._tracked = tracked
+
+    @property
+    def steady(self) -> _Steady | None:
+        return self._steady
+
+    @steady.setter
+    def steady(self, steady: _Steady | None) -> None:
+        if steady is not self._steady and self._steady is not None:
+            self.refs  # noqa: B018 (rebuilt from the shape that is going away)
+            self.tracked  # noqa: B018
+        self._steady = steady
+
+    def known(self) -> dict[str, int]:
+        """``refs``, without keeping it when it has to be rebuilt (safe in a worker thread)."""
+        if self._refs is not None:
+            return self._refs
+        steady = self._steady
+        assert steady is not None
+        return dict(zip(steady.shape.keys(), steady.refs, strict=True))
+
+    def refs_kept(self) -> dict[str, int] | None:
+        """``refs`` if it is kept, else None."""
+        return self._refs
+
+    def tracked_count(self) -> int:
+        if self._tracked is None:
+            assert self._steady is not None
+            return len(self._steady.refs)
+        return len(self._tracked)
+
+    def lean(self) -> None:
+        """Stop keeping ``refs`` and ``tracked`` where the steady shape implies them."""
+        steady = self._steady
+        if steady is None or steady.keep is not None:
+            return
+        count = len(steady.refs)
+        if self._refs is not None and len(self._refs) == count:
+            # Every key of the body is in refs (its refs were resolved from it), the
+            # keys are distinct (their refs are), so refs holds exactly those keys.
+            self._refs = None
+        if self._tracked is not None and len(self._tracked) == count:
+            self._tracked = None  # a steady shape is valid only while tracked == set(refs)
 
 
 @dataclass(slots=True, eq=False)
@@ -175,6 +256,8 @@ class _Parsed:
 
     payload: Payload
     shape: SteadyShape | None
+    known: dict[str, int] | None = None
+    """The refs the parse was given when they had to be rebuilt for it."""
 
 
 class ScrapeLoop:
@@ -321,7 +404,7 @@ class ScrapeLoop:
             s.scrapes + 1,
             s.failures + (0 if up else 1),
             s.parse_errors + (1 if parse_error else 0),
-            len(self._state.tracked) if up else 0,
+            self._state.tracked_count() if up else 0,
         )
         if error:
             log.debug("scrape of %s failed: %s", self._url, error)
@@ -340,9 +423,11 @@ class ScrapeLoop:
             values = steady.shape.values(body, fmt)
             if values is not None:
                 return values
-        payload = parse(body, fmt, state.refs)
+        known = state.known()
+        payload = parse(body, fmt, known)
         learn = state.misses < 2 or (state.full_scrapes + 1) % _RELEARN_EVERY == 0
-        return _Parsed(payload, SteadyShape.learn(body, fmt, payload) if learn else None)
+        shape = SteadyShape.learn(body, fmt, payload) if learn else None
+        return _Parsed(payload, shape, None if known is state.refs_kept() else known)
 
     def _store(self, timestamp: int, result: _Parsed | list[float] | None, duration: float) -> int:
         """Append what ``_read`` returned (None: the scrape failed); return the sample count."""
@@ -350,9 +435,13 @@ class ScrapeLoop:
         if isinstance(result, list):
             state.full_scrapes = 0
             state.misses = 0
-            return self._append_steady(timestamp, result, duration)
+            samples = self._append_steady(timestamp, result, duration)
+            state.lean()
+            return samples
         if result is not None and state.steady is not None:
             state.misses += 1
+            if result.known is not None and state.refs_kept() is None:
+                state.refs = result.known  # rebuilt by _read already
         state.steady = None
         state.full_scrapes += 1
         if result is None:

@@ -547,10 +547,32 @@ _SAMPLE_FLAGS = _flags(bytes(c for c in range(256) if c != ord("#")))
 _FLIP = _flags(b"\x00")
 
 
+_INDEX_INTS: list[int] = []
+"""``_INDEX_INTS[i] == i``: the int objects every picker's indices are drawn from.
+
+An index past the small-int cache is an object of its own (32 bytes); drawn
+from here, the pickers of every shape hold 8-byte references to one set.
+"""
+
+
+def _shared_ints(indices: Sequence[int]) -> list[int]:
+    """``indices`` (ascending) as references into ``_INDEX_INTS``."""
+    global _INDEX_INTS
+    table = _INDEX_INTS
+    if indices and indices[-1] >= len(table):
+        # A new list rather than extend(): a shape may be learned in a worker thread.
+        top = (indices[-1] | 4095) + 1
+        table = _INDEX_INTS = table + list(range(len(table), top))
+    return list(map(table.__getitem__, indices))
+
+
 def _picker(indices: Sequence[int]) -> Callable[[Sequence[_T]], tuple[_T, ...]]:
-    """A C-level ``lambda seq: tuple(seq[i] for i in indices)`` (itemgetter, made uniform)."""
+    """A C-level ``lambda seq: tuple(seq[i] for i in indices)`` (itemgetter, made uniform).
+
+    ``indices`` must be ascending.
+    """
     if len(indices) >= 2:
-        return operator.itemgetter(*indices)
+        return operator.itemgetter(*_shared_ints(indices))
     if len(indices) == 1:
         index = indices[0]
         return lambda seq: (seq[index],)
@@ -630,6 +652,36 @@ class SteadyShape:
         for index in compress(ends, is_sample.translate(_FLIP)):
             rest[index] = 1  # the last token of a comment line is not a value
         return cls(fmt, tokens, skeleton, value_indices, list(compress(range(count), rest)))
+
+    def keys(self) -> list[str]:
+        """The series keys of the body this shape was learned from, in order.
+
+        What ``parse`` returned as ``keys`` for that body, rebuilt from the kept
+        non-value tokens and the whitespace between them (so a caller need not
+        keep the keys themselves while the shape holds).
+        """
+        rest = self._rest.split(b"\n")
+        skeleton = self._skeleton
+        keys: list[str] = []
+        token = 0  # index of the line's first token in the body
+        kept = 0  # index of the line's first token in ``rest``
+        for end in compress(range(len(skeleton)), skeleton.translate(_NEWLINE_FLAGS)):
+            count = end - token + 1
+            if rest[kept][:1] == b"#":
+                kept += count
+            elif count == 2:  # "<key> <value>", the usual line
+                keys.append(rest[kept].decode())
+                kept += 1
+            else:  # a key with whitespace inside: put it back between its tokens
+                words = rest[kept : kept + count - 1]
+                gaps = [skeleton[i : i + 1] for i in range(token, end - 1)]
+                parts = [b""] * (2 * len(words) - 1)
+                parts[0::2] = words
+                parts[1::2] = gaps
+                keys.append(b"".join(parts).decode())
+                kept += count - 1
+            token = end + 1
+        return keys
 
     def values(self, data: bytes, fmt: Format) -> list[float] | None:
         """The sample values of ``data`` if it has this shape, else None."""
