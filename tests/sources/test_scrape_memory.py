@@ -1,0 +1,170 @@
+"""What a steady scrape keeps: the shape's keys stand in for the key map and staleness set.
+
+``SteadyShape.keys`` must give back exactly the keys ``parse`` gave for the
+learned body, since a loop rebuilds its key → ref map from them; a loop whose
+shape holds keeps neither the map nor the staleness set, rebuilds both the
+moment the full path needs them (compared against a loop that never takes the
+shortcut), and keeps a bounded number of bytes per series.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import tracemalloc
+
+import httpx
+import pytest
+from src_helpers import RecordingAppender, TargetServer
+from test_scrape_fastpath import Twins, started_twins
+from test_scrape_loop import anyio_backend, scrape_config  # noqa: F401 (a fixture)
+
+from rwconsole.sources.scrape import ScrapeLoop
+from rwconsole.sources.textparse import Format, SteadyShape, parse
+
+pytestmark = [pytest.mark.timeout(60)]
+
+TEXT = Format.TEXT
+OM = Format.OPENMETRICS
+
+BODIES = [
+    ("a 1\n", TEXT),
+    ("a 1\nb 2\n", TEXT),
+    ('# HELP a Some help text.\n# TYPE a gauge\na{x="1"} 1\na{x="2"} 2\n', TEXT),
+    ('temp{room="a b"} 1\ntemp{room="c\td e"} 2\nplain 3\n', TEXT),
+    ('spaced {x="1"} 1\nspaced\t{x="2"} 2\n', TEXT),
+    ('# a free comment with words\nx{l="ü ñ"} 1\n#\n#TYPE x gauge\ny 2\n', TEXT),
+    ('m{a="1",b="2"} 1\nm{b="2",a="1"} 2\nm {a="3"} 3\n', TEXT),
+    ("# TYPE c counter\n# HELP c Help.\nc_total 1\nc_created 2\n# EOF\n", OM),
+    ('# TYPE g gauge\n# UNIT g seconds\ng{a="x y z"} 1.5\n# EOF\n', OM),
+]
+
+
+def learned(data: bytes, fmt: Format) -> tuple[SteadyShape, list[str]]:
+    payload = parse(data, fmt)
+    shape = SteadyShape.learn(data, fmt, payload)
+    assert shape is not None
+    return shape, payload.keys
+
+
+@pytest.mark.parametrize(("body", "fmt"), BODIES)
+def test_keys_are_the_parsed_keys(body: str, fmt: Format) -> None:
+    shape, keys = learned(body.encode(), fmt)
+    assert shape.keys() == keys
+
+
+LABEL_VALUES = ["v", "a b", "c\td", "é"]
+
+
+def random_body(rng: random.Random) -> str:
+    """Sample lines with odd but single-character gaps, comments between them."""
+    lines = []
+    for index in range(rng.randrange(1, 30)):
+        if rng.random() < 0.2:
+            kind = rng.choice(["HELP", "note", "TYPE"])
+            tail = "gauge" if kind == "TYPE" else " ".join(["x"] * rng.randrange(3))
+            lines.append(f"# {kind} m{index} {tail}".rstrip())
+            continue
+        name = f"m{index}" + rng.choice(["", " ", "\t"])
+        pairs = [f'l{n}="{rng.choice(LABEL_VALUES)}"' for n in range(rng.randrange(3))]
+        key = f"{name}{{{','.join(pairs)}}}" if pairs or name != name.rstrip() else name
+        lines.append(f"{key} {rng.randrange(1000)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_keys_of_random_bodies() -> None:
+    rng = random.Random(7)
+    learned_count = 0
+    for _ in range(300):
+        data = random_body(rng).encode()
+        payload = parse(data, TEXT)
+        shape = SteadyShape.learn(data, TEXT, payload)
+        if shape is not None:
+            learned_count += 1
+            assert shape.keys() == payload.keys, data
+    assert learned_count > 200
+
+
+def series_body(count: int, step: int) -> str:
+    lines = []
+    for i in range(count):
+        family, member = divmod(i, 100)
+        if member == 0:
+            lines.append(f"# HELP req_{family}_total Requests.\n# TYPE req_{family}_total counter")
+        lines.append(
+            f'req_{family}_total{{handler="/api/v1/items/{member}",method="GET",'
+            f'code="200",zone="zone-{member % 3}"}} {i * 7 + step}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def assert_same_state(twins: Twins) -> None:
+    fast, full = twins.fast._state, twins.full._state
+    assert fast.refs == full.refs
+    assert fast.tracked == full.tracked
+
+
+@pytest.mark.anyio
+async def test_a_steady_loop_keeps_no_map_and_rebuilds_it_when_the_body_changes() -> None:
+    async with started_twins() as twins:
+        body = series_body(300, 0)
+        await twins.settle(body)
+        state = twins.fast._state
+        assert state.refs_kept() is None
+        assert state.tracked_count() == 300 == twins.fast.status().series
+        # A series goes, another comes: the full path needs the map and the set.
+        changed = body.replace('zone="zone-0"} 0\n', 'zone="zone-9"} 0\n', 1)
+        assert changed != body
+        assert not await twins.scrape(changed)
+        assert state.refs_kept() is not None
+        assert_same_state(twins)
+        await twins.settle(series_body(300, 5))
+        assert state.refs_kept() is None
+        twins.assert_same()
+
+
+@pytest.mark.anyio
+async def test_forgotten_series_leave_the_rebuilt_map() -> None:
+    async with started_twins() as twins:
+        await twins.settle(series_body(50, 0))
+        assert twins.fast._state.refs_kept() is None
+        key = 'req_0_total{handler="/api/v1/items/3",method="GET",code="200",zone="zone-0"}'
+        fast_ref = twins.fast._state.known()[key]
+        twins.fast.forget_series({fast_ref})
+        twins.full.forget_series({twins.full._state.refs[key]})
+        assert key not in twins.fast._state.refs
+        assert fast_ref not in twins.fast._state.tracked
+        assert_same_state(twins)
+        assert not await twins.scrape(series_body(50, 1))
+        assert await twins.scrape(series_body(50, 2))
+
+
+@pytest.mark.anyio
+async def test_steady_state_bytes_per_series() -> None:
+    """The state of a steady 2000-series target: the shape's text and little else."""
+    count = 2000
+    server = TargetServer()
+    await server.start()
+    app = RecordingAppender()
+    try:
+        async with httpx.AsyncClient() as client:
+            loop = ScrapeLoop(scrape_config(), server.address, app, client)
+            learned(series_body(count, 0).encode(), TEXT)  # the shared index ints exist
+            tracemalloc.start()
+            try:
+                for step in range(3):
+                    server.body = series_body(count, step)
+                    assert await loop.scrape_once()
+                server.body = ""
+                assert loop._state.refs_kept() is None
+                gc.collect()
+                before = tracemalloc.get_traced_memory()[0]
+                loop._state = type(loop._state)()
+                gc.collect()
+                kept = before - tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+    finally:
+        await server.stop()
+    key_bytes = len(series_body(count, 0)) / count  # about 100: the keys' own text
+    assert kept / count < key_bytes + 50, (kept / count, key_bytes)
