@@ -242,7 +242,7 @@ class _Steady:
     """
 
     shape: SteadyShape
-    refs: list[int]
+    refs: Sequence[int]
     """Refs to append, in body order, a series exposed twice only once."""
     keep: list[int] | None
     """Positions of the values of ``refs`` when the body repeats a series."""
@@ -540,6 +540,9 @@ class ScrapeLoop:
         app: Any = self._appender
         if steady.prepared is None:
             steady.prepared = app.prepare_samples(steady.refs)
+            shared = getattr(steady.prepared, "refs", None)
+            if isinstance(shared, tuple) and shared == tuple(steady.refs):
+                steady.refs = shared  # one copy of the refs, not two
         try:
             app.append_prepared(steady.prepared, timestamp, values)
         except StalePreparedError as exc:
