@@ -454,6 +454,10 @@ class ScrapeLoop:
                 refs = list(map(refs.__getitem__, keep))
             if state.tracked == set(refs):  # every sample line is tracked for staleness
                 state.steady = _Steady(result.shape, refs, keep)
+                # At once rather than at the first steady scrape: what the first scrape
+                # of a target leaves is then reused by the next target's first scrape
+                # instead of all of it being live together.
+                state.lean()
         return len(result.payload.keys)
 
     async def _fetch(self) -> tuple[bytes, str]:
