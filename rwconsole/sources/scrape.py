@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -69,7 +70,14 @@ REPORT_NAMES = (
     "scrape_series_added",
 )
 _THREAD_PARSE_BYTES = 512 * 1024
-"""Payloads larger than this are parsed in a worker thread so the loop stays responsive."""
+"""Payloads larger than this are parsed in a worker thread so the loop stays responsive.
+
+One at a time per event loop: the parse holds the GIL, so running several at once
+gains nothing, while each full parse briefly needs a few KB per series of its target
+(the first scrapes of many large targets would otherwise all peak together)."""
+_READ_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 _RELEARN_EVERY = 8
 """Once two learned shapes in a row did not fit the next body, learn only on every
 this many full-path scrapes (until a shape fits again)."""
@@ -368,8 +376,9 @@ class ScrapeLoop:
             body, content_type = await self._fetch()
             fmt = format_for(content_type)
             if len(body) > _THREAD_PARSE_BYTES:
-                forgets = self._forgets
-                result = await asyncio.to_thread(self._read, body, fmt)
+                async with _read_gate():
+                    forgets = self._forgets
+                    result = await asyncio.to_thread(self._read, body, fmt)
                 if self._forgets != forgets:  # series collected meanwhile may be in the result
                     result = self._read(body, fmt)
             else:
@@ -638,6 +647,15 @@ class ScrapeLoop:
 
 class _ScrapeFailed(Exception):
     pass
+
+
+def _read_gate() -> asyncio.Lock:
+    """The running event loop's lock for reads in a worker thread."""
+    loop = asyncio.get_running_loop()
+    gate = _READ_GATES.get(loop)
+    if gate is None:
+        gate = _READ_GATES[loop] = asyncio.Lock()
+    return gate
 
 
 def _describe(exc: BaseException) -> str:
