@@ -22,6 +22,7 @@ import enum
 import functools
 import operator
 import re
+import weakref
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
@@ -597,7 +598,16 @@ class SteadyShape:
     which the parser refuses) changes nothing else the parser derives.
     """
 
-    __slots__ = ("_pick_rest", "_pick_values", "_rest", "_skeleton", "_tokens", "count", "fmt")
+    __slots__ = (
+        "__weakref__",
+        "_pick_rest",
+        "_pick_values",
+        "_rest",
+        "_skeleton",
+        "_tokens",
+        "count",
+        "fmt",
+    )
 
     def __init__(
         self,
@@ -615,6 +625,24 @@ class SteadyShape:
         self._pick_values = _picker(value_indices)
         self._pick_rest = _picker(rest_indices)
         self._rest = b"\n".join(self._pick_rest(tokens))
+        self._share_layout()
+
+    def _share_layout(self) -> None:
+        """Hold the same objects as a live shape of the same layout, if there is one.
+
+        Targets that expose the same series lines (replicas of one service, say)
+        then keep one copy of the text between them. Equal ``fmt``, token count,
+        skeleton and non-value tokens make the whole layout equal: the value
+        positions follow from the skeleton and from which lines start with ``#``.
+        """
+        twin = _LAYOUTS.get(self._rest)
+        if twin is None:
+            _LAYOUTS[self._rest] = self
+        elif (twin.fmt, twin._tokens, twin._skeleton) == (self.fmt, self._tokens, self._skeleton):
+            self._skeleton = twin._skeleton
+            self._pick_values = twin._pick_values
+            self._pick_rest = twin._pick_rest
+            self._rest = twin._rest
 
     @classmethod
     def learn(cls, data: bytes, fmt: Format, payload: Payload) -> SteadyShape | None:
@@ -695,6 +723,10 @@ class SteadyShape:
         if b"\n".join(self._pick_rest(tokens)) != self._rest:
             return None
         return _to_floats(self._pick_values(tokens))
+
+
+_LAYOUTS: weakref.WeakValueDictionary[bytes, SteadyShape] = weakref.WeakValueDictionary()
+"""A live shape by its non-value tokens, for shapes of the same layout to share."""
 
 
 def _to_floats(tokens: Sequence[bytes]) -> list[float] | None:

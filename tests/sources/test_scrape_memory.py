@@ -9,9 +9,13 @@ shortcut), and keeps a bounded number of bytes per series.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
+import threading
+import time
 import tracemalloc
+from typing import Any
 
 import httpx
 import pytest
@@ -167,3 +171,74 @@ async def test_steady_state_bytes_per_series() -> None:
         await server.stop()
     key_bytes = len(series_body(count, 0)) / count  # about 100: the keys' own text
     assert kept / count < key_bytes + 50, (kept / count, key_bytes)
+
+
+def test_shapes_of_the_same_layout_share_their_text() -> None:
+    first = series_body(2000, 0).encode()
+    second = series_body(2000, 3).encode()
+    shape, keys = learned(first, TEXT)
+    tracemalloc.start()
+    try:
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        twin = SteadyShape.learn(second, TEXT, parse(second, TEXT))
+        gc.collect()
+        twin_bytes = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert twin is not None
+    assert twin_bytes / 2000 < 10, twin_bytes / 2000
+    assert twin.keys() == keys
+    assert twin.values(first, TEXT) == parse(first).values
+    assert shape.values(second, TEXT) == parse(second).values
+
+
+def test_a_layout_with_other_gaps_is_not_shared() -> None:
+    """The same non-value tokens with a tab for a space are another layout."""
+    spaced, tabbed = b'a{x="p q"} 1\nb 2\n', b'a{x="p\tq"} 1\nb 2\n'
+    by_space, space_keys = learned(spaced, TEXT)
+    by_tab, tab_keys = learned(tabbed, TEXT)
+    assert by_space.values(b'a{x="p q"} 5\nb 6\n', TEXT) == [5.0, 6.0]
+    assert by_space.values(b'a{x="p\tq"} 5\nb 6\n', TEXT) is None
+    assert by_tab.values(b'a{x="p\tq"} 5\nb 6\n', TEXT) == [5.0, 6.0]
+    assert by_tab.values(b'a{x="p q"} 5\nb 6\n', TEXT) is None
+    assert by_space.keys() == space_keys != by_tab.keys() == tab_keys
+
+
+@pytest.mark.anyio
+async def test_large_bodies_are_read_one_at_a_time() -> None:
+    """Reads in worker threads do not overlap, so their transient memory does not add up."""
+    body = series_body(7000, 0)
+    assert len(body) > 512 * 1024
+    servers = [TargetServer() for _ in range(3)]
+    active = [0]
+    most = [0]
+    lock = threading.Lock()
+    try:
+        async with httpx.AsyncClient() as client:
+            loops = []
+            for server in servers:
+                await server.start()
+                server.body = body
+                loop = ScrapeLoop(scrape_config(), server.address, RecordingAppender(), client)
+                read = loop._read
+
+                def counted(data: bytes, fmt: Format, read: Any = read) -> Any:
+                    with lock:
+                        active[0] += 1
+                        most[0] = max(most[0], active[0])
+                    try:
+                        time.sleep(0.05)
+                        return read(data, fmt)
+                    finally:
+                        with lock:
+                            active[0] -= 1
+
+                loop._read = counted  # type: ignore[method-assign]
+                loops.append(loop)
+            ups = await asyncio.gather(*(loop.scrape_once() for loop in loops))
+    finally:
+        for server in servers:
+            await server.stop()
+    assert ups == [True, True, True]
+    assert most[0] == 1
