@@ -3,7 +3,7 @@
 Usage: python benchmarks/bench_memory.py [--series 100000] [--per-target 10000]
        [--endpoints 1] [--tracemalloc] [--compare DIR ...]
        python benchmarks/bench_memory.py --scrape [--series 100000] [--per-target 10000]
-       [--scrapes 3] [--compare DIR ...]
+       [--scrapes 3] [--distinct] [--compare DIR ...]
 
 Builds N series the way a scrape does (each series key parsed by the exposition
 parser, the target's ``job``/``instance`` merged in, so every series arrives
@@ -34,6 +34,8 @@ steady entry's, then the cache state's), and reports the bytes each field held
 per series (what freeing it gave back: objects shared with the WAL, such as
 the ref ints, stay with the WAL), then the WAL and the HTTP client. It also
 reports the peak extra memory of one steady scrape per series of the target.
+All targets expose the same series lines (as the load generator's do) unless
+``--distinct`` gives each its own metric names.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -235,7 +238,7 @@ def _release(obj: Any, prefix: str, parts: dict[str, int], nested: dict[str, str
         parts[key] = parts.get(key, 0) + before - tracemalloc.get_traced_memory()[0]
 
 
-def measure_scrape(n: int, per_target: int, scrapes: int) -> dict[str, Any]:
+def measure_scrape(n: int, per_target: int, scrapes: int, distinct: bool) -> dict[str, Any]:
     """Bytes per series the scrape side keeps, by structure (see the module docstring)."""
     import httpx
 
@@ -262,15 +265,21 @@ def measure_scrape(n: int, per_target: int, scrapes: int) -> dict[str, Any]:
     )
     result: dict[str, Any] = {"series": float(n)}
 
-    async def run() -> None:
+    def handler(index: int) -> Callable[[Request], Awaitable[Response]]:
         served = [0]
+        own = bodies
+        if distinct:  # other series lines per target: no shape has a twin to share with
+            own = [b.replace(b"loadgen_", f"t{index}_".encode()) for b in bodies]
 
         async def handle(request: Request) -> Response:
             served[0] += 1
-            body = bodies[served[0] % len(bodies)]
+            body = own[served[0] % len(own)]
             return Response(200, body, {"Content-Type": "text/plain; version=0.0.4"})
 
-        servers = [HttpServer(handle) for _ in range(targets)]
+        return handle
+
+    async def run() -> None:
+        servers = [HttpServer(handler(index)) for index in range(targets)]
         for server in servers:
             await server.start("127.0.0.1", 0)
         client = httpx.AsyncClient()
@@ -364,6 +373,8 @@ def _run_child(code_dir: str | None, args: argparse.Namespace) -> dict[str, Any]
         command.append("--tracemalloc")
     if args.scrape:
         command += ["--scrape", "--scrapes", str(args.scrapes)]
+        if args.distinct:
+            command.append("--distinct")
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=3600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -386,11 +397,15 @@ def main() -> None:
     parser.add_argument("--compare", action="append", default=[], metavar="DIR")
     parser.add_argument("--scrape", action="store_true", help="measure the scrape side")
     parser.add_argument("--scrapes", type=int, default=3, help="scrapes per target (--scrape)")
+    parser.add_argument(
+        "--distinct", action="store_true", help="other series lines per target (--scrape)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         if args.scrape:
-            result = measure_scrape(args.series, args.per_target, max(2, args.scrapes))
+            scrapes = max(2, args.scrapes)
+            result = measure_scrape(args.series, args.per_target, scrapes, args.distinct)
         else:
             result = measure(args.series, args.per_target, args.endpoints, args.tracemalloc)
         print(json.dumps(result))

@@ -13,7 +13,9 @@ number; nothing else escapes for any input.
 
 ``SteadyShape`` is the steady-state shortcut: learned from a body the parser
 accepted, it recognises a later body that differs only in its sample values and
-converts just those values, in bulk, without looking at lines in Python.
+converts just those values, in bulk, without looking at lines in Python. It
+keeps the body's non-value text (from which ``keys()`` rebuilds the series
+keys), and shapes of the same layout share one copy of it.
 """
 
 from __future__ import annotations
