@@ -227,6 +227,25 @@ class _CacheState:
             return len(self._steady.refs)
         return len(self._tracked)
 
+    def forget(self, refs: set[int]) -> None:
+        """Drop ``refs`` (collected by the WAL) from the state.
+
+        A steady shape naming none of them stays, lean: truncation collects the
+        series of targets that went away, and the targets still answering keep
+        their shortcut instead of all rebuilding their key maps at once.
+        """
+        steady = self._steady
+        if steady is not None and not refs.isdisjoint(steady.refs):
+            self.steady = None  # rebuilds refs and tracked from the shape first
+        if self._refs is not None and not refs.isdisjoint(self._refs.values()):
+            self._refs = {key: ref for key, ref in self._refs.items() if ref not in refs}
+        if self._tracked is not None:  # not kept: it is the shape's refs, none collected
+            self._tracked -= refs
+        for ref in refs.intersection(self.exemplars):
+            del self.exemplars[ref]
+        if self.report_refs is not None and not refs.isdisjoint(self.report_refs):
+            self.report_refs = None
+
     def lean(self) -> None:
         """Stop keeping ``refs`` and ``tracked`` where the steady shape implies them."""
         steady = self._steady
@@ -327,16 +346,8 @@ class ScrapeLoop:
 
     def forget_series(self, refs: set[int]) -> None:
         """Drop cached refs the WAL has collected; their series are created anew when seen."""
-        state = self._state
-        state.steady = None
         self._forgets += 1
-        if not refs.isdisjoint(state.refs.values()):
-            state.refs = {key: ref for key, ref in state.refs.items() if ref not in refs}
-        state.tracked -= refs
-        for ref in refs.intersection(state.exemplars):
-            del state.exemplars[ref]
-        if state.report_refs is not None and not refs.isdisjoint(state.report_refs):
-            state.report_refs = None
+        self._state.forget(refs)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -143,6 +143,21 @@ async def test_forgotten_series_leave_the_rebuilt_map() -> None:
 
 
 @pytest.mark.anyio
+async def test_series_of_other_targets_collected_leave_the_shape_lean() -> None:
+    async with started_twins() as twins:
+        await twins.settle(series_body(50, 0))
+        state = twins.fast._state
+        steady = state.steady
+        assert steady is not None and state.refs_kept() is None
+        elsewhere = max(steady.refs) + 1  # a ref this loop never used
+        twins.fast.forget_series({elsewhere})
+        twins.full.forget_series({elsewhere})
+        assert state.steady is steady and state.refs_kept() is None
+        assert await twins.scrape(series_body(50, 1))
+        twins.assert_same()
+
+
+@pytest.mark.anyio
 async def test_steady_state_bytes_per_series() -> None:
     """The state of a steady 2000-series target: the shape's text and little else."""
     count = 2000
