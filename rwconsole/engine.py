@@ -48,7 +48,7 @@ from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
 
 if TYPE_CHECKING:
-    from rwconsole.wal.storage import PreparedSamples
+    from rwconsole.wal.storage import PreparedSamples, TruncateReport
 
 log = logging.getLogger("rwconsole.engine")
 
@@ -748,19 +748,18 @@ class Engine:
             if self.progress is not None:
                 await asyncio.to_thread(self.progress.save)
 
-    def _forget_truncated_series(self, report: Any) -> None:
+    def _forget_truncated_series(self, report: TruncateReport) -> None:
         """Sources drop refs of collected series (they ask for new ones when the series
         come back); queues drop their caches of series gone from the WAL for good."""
-        collected = set(getattr(report, "collected_refs", ()) or ())
-        if collected:
+        if report.collected_refs:
+            collected = set(report.collected_refs)
             for source in self.sources:
                 forget = getattr(source, "forget_series", None)
                 if callable(forget):
                     forget(collected)
-        removed = list(getattr(report, "removed_refs", ()) or ())
-        if removed:
+        if report.removed_refs:
             for endpoint in self.endpoints:
-                endpoint.queue.forget_series(removed)
+                endpoint.queue.forget_series(report.removed_refs)
 
     async def _truncate_loop(self) -> None:
         while True:
@@ -770,7 +769,7 @@ class Engine:
             except Exception:
                 log.exception("WAL truncation failed; it is tried again next round")
 
-    def truncate_wal(self, now: float | None = None) -> Any:
+    def truncate_wal(self, now: float | None = None) -> TruncateReport:
         """One truncation round (on the loop): keep what the slowest endpoint needs.
 
         Segments are folded into a checkpoint only below every endpoint's
@@ -794,7 +793,7 @@ class Engine:
         }
         report = self.wal.truncate(before_segment=before, mint_ms=mint)
         self._forget_truncated_series(report)
-        folded = set(getattr(report, "folded_segments", ()) or ())
+        folded = set(report.folded_segments)
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
             lost = sum(n for index, n in counts.items() if index in folded)
