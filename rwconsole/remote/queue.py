@@ -56,8 +56,9 @@ KINDS3 = ("samples", "exemplars", "histograms")
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
 _BULK_MAX_SHARDS = 8
-_Columns = tuple[Sequence[int], Sequence[int], Sequence[float]]
 """Up to this many shards a chunk is split by shard with C-level passes, one per shard."""
+_Columns = tuple[Sequence[int], Sequence[Any], Sequence[int], Sequence[float]]
+"""Samples still to place: refs, series keys, timestamps, values."""
 
 
 class SendResultLike(Protocol):
@@ -470,16 +471,29 @@ class QueueManager:
         # Counted as pending before the first item can be sent, so the gauge never dips.
         self.metrics.pending["samples"].inc(n)
         dropped_series = dropped_unknown = too_old = 0
-        rest: _Columns | None = (refs, timestamps, values)
-        while rest is not None:
-            rest, blocked = self._enqueue_samples_bulk(*rest, seq, cutoff_ms)
-            if rest is None:
-                break
-            if blocked is None:  # some sample needs a decision
+        # Looked up once per chunk: a chunk blocked by a full shard goes on after each
+        # sent batch, and looking its remainder up again each time would cost more
+        # than placing it.
+        keys = list(map(self._series.get, refs, repeat(_MISSING)))
+        needs_decision = (
+            _MISSING in keys
+            or None in keys
+            or (cutoff_ms is not None and n > 0 and min(timestamps) < cutoff_ms)
+        )
+        rest: _Columns = (refs, keys, timestamps, values)
+        while True:
+            # The shards are looked up afresh after each wait: a reshard may have
+            # happened meanwhile.
+            if needs_decision or len(self._shards) > _BULK_MAX_SHARDS:
+                rest_refs, _, rest_timestamps, rest_values = rest
                 dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
-                    *rest, seq, cutoff_ms
+                    rest_refs, rest_timestamps, rest_values, seq, cutoff_ms
                 )
                 break
+            left, blocked = self._enqueue_samples_bulk(*rest, seq)
+            if left is None or blocked is None:
+                break
+            rest = left
             await self._wait_for_space(blocked)
         kept = n - dropped_series - dropped_unknown - too_old
         self.metrics.pending["samples"].dec(n - kept)
@@ -489,28 +503,17 @@ class QueueManager:
     def _enqueue_samples_bulk(
         self,
         refs: Sequence[int],
+        keys: Sequence[Any],
         timestamps: Sequence[int],
         values: Sequence[float],
         seq: int,
-        cutoff_ms: int | None,
     ) -> tuple[_Columns | None, _Shard | None]:
-        """Place the samples without waiting: what it could not place, and the full
-        shard that stopped it (None: every sample goes sample by sample, because one
-        needs a decision — unknown or dropped series, too old — or there are many
-        shards). The shards are looked up afresh on each call, so a reshard while
-        the caller waited for room is taken into account."""
+        """Place samples of known series without waiting: what it could not place
+        (None when everything was), and the full shard that stopped it."""
         shards = self._shards
         n_shards = len(shards)
-        keys = list(map(self._series.get, refs, repeat(_MISSING)))
-        if (
-            n_shards > _BULK_MAX_SHARDS
-            or _MISSING in keys
-            or None in keys
-            or (cutoff_ms is not None and timestamps and min(timestamps) < cutoff_ms)
-        ):
-            return (refs, timestamps, values), None
         if n_shards == 1:
-            parts = [range(len(refs))]
+            parts: list[Sequence[int]] = [range(len(refs))]
         else:
             homes = list(map(mod, refs, repeat(n_shards)))
             parts = [
@@ -527,10 +530,11 @@ class QueueManager:
             return None, None
         if n_shards == 1:
             start = left[0]
-            return (refs[start:], timestamps[start:], values[start:]), blocked
+            return (refs[start:], keys[start:], timestamps[start:], values[start:]), blocked
         left.sort()
         return (
             list(map(refs.__getitem__, left)),
+            list(map(keys.__getitem__, left)),
             list(map(timestamps.__getitem__, left)),
             list(map(values.__getitem__, left)),
         ), blocked
@@ -540,7 +544,7 @@ class QueueManager:
         shard: _Shard,
         indexes: Sequence[int],
         refs: Sequence[int],
-        keys: list[Any],
+        keys: Sequence[Any],
         timestamps: Sequence[int],
         values: Sequence[float],
         seq: int,
