@@ -34,6 +34,8 @@ class ConsoleScreen(Screen[None]):
     def compose_body(self) -> ComposeResult:
         yield from ()
 
+    # Textual runs the handlers of every class along the MRO, base classes last:
+    # subclasses add their own ``on_mount``/``on_screen_resume`` without calling these.
     def on_mount(self) -> None:
         self.title = "rwconsole"
         self.sub_title = self.SCREEN_TITLE

@@ -90,7 +90,6 @@ class EndpointsScreen(ConsoleScreen):
         yield Static(id="endpoint-detail")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one(DataTable).focus()
 
     def _table(self) -> DataTable[str | Text]:

@@ -73,7 +73,6 @@ class LogsScreen(ConsoleScreen):
         yield RichLog(id="log", wrap=True, max_lines=5000, auto_scroll=True)
 
     def on_mount(self) -> None:
-        super().on_mount()
         self.query_one(RichLog).focus()
 
     def _filters(self) -> tuple[str, str, str]:

@@ -107,7 +107,6 @@ class WalScreen(ConsoleScreen):
                 yield DataTable(id="verify-problems", cursor_type="row")
 
     def on_mount(self) -> None:
-        super().on_mount()
         self._columns(
             "#wal-segments",
             "segment",
@@ -142,7 +141,6 @@ class WalScreen(ConsoleScreen):
             start = self.console.wal_dir or self._engine_dir()
             if start is not None:
                 self.open_directory(start)
-        super().on_screen_resume()
 
     def _columns(self, selector: str, *names: str) -> None:
         table = self.query_one(selector, DataTable)
