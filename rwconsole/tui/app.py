@@ -212,9 +212,9 @@ class ConsoleApp(App[int]):
         if self._closing_down:
             return  # the screens are being taken apart
         screen = self.screen
-        update = getattr(screen, "update_snapshot", None)
-        if callable(update) and getattr(screen, "ready", False) and screen.is_running:
-            update(self.snapshot)
+        redraw = getattr(screen, "redraw", None)
+        if callable(redraw) and getattr(screen, "ready", False) and screen.is_running:
+            redraw()
 
     # ---- state shared by the screens ---------------------------------------------------
 

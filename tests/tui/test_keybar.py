@@ -1,10 +1,18 @@
-"""The key bar (clickable keys of the screen) and the screens built ahead at start."""
+"""The key bar (clickable keys), the screens built ahead at start and drawn once when shown."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from rwconsole.engine import Snapshot
 from rwconsole.tui.app import SCREENS, ConsoleApp
+from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.screens.endpoints import EndpointsScreen
+from rwconsole.tui.screens.logs import LogsScreen
+from rwconsole.tui.screens.overview import OverviewScreen
+from rwconsole.tui.screens.wal import WalScreen
 from rwconsole.tui.widgets.keybar import KeyBar
 from tests.tui.recorded import recorded_snapshot
 
@@ -84,3 +92,43 @@ async def test_every_screen_is_built_at_start_without_leaving_the_first() -> Non
         assert app.current_mode == "overview"
         assert set(painted) <= {"OverviewScreen"}, "other screens were never shown"
         assert not app.tools.started, "the WAL screen waits until it is shown"
+
+
+async def test_a_screen_is_drawn_once_when_shown_and_not_again_without_news(
+    fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[str] = []
+    for screen_class in (OverviewScreen, EndpointsScreen, LogsScreen, WalScreen):
+        original = screen_class.update_snapshot
+
+        def counting(self: ConsoleScreen, snapshot: Snapshot, original=original) -> None:  # type: ignore[no-untyped-def]
+            drawn.append(type(self).__name__)
+            original(self, snapshot)
+
+        monkeypatch.setattr(screen_class, "update_snapshot", counting)
+    wal = fixtures_dir / "agent-uncompressed" / "wal"
+    app = ConsoleApp(snapshot=recorded_snapshot(), wal_dir=wal)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(2.0)  # the first poll and the warm-up of the other screens
+        assert drawn == ["OverviewScreen"]
+        drawn.clear()
+        await pilot.press("4")
+        for _ in range(100):  # the first showing opens the WAL and inspects it
+            if app.screen.report is not None:  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.05)
+        await pilot.pause(0.2)
+        assert drawn == ["WalScreen", "WalScreen"], "shown, then the inspect's result"
+        for key, expected in (
+            ("2", ["EndpointsScreen"]),
+            ("4", []),  # the same snapshot, endpoint and window as when it was left
+            ("6", ["LogsScreen"]),
+            ("1", []),
+            ("w", ["OverviewScreen"]),
+            ("4", ["WalScreen"]),  # the window changed meanwhile
+            ("1", []),
+        ):
+            drawn.clear()
+            await pilot.press(key)
+            await pilot.pause(0.2)
+            assert drawn == expected, key

@@ -45,7 +45,23 @@ class ConsoleScreen(Screen[None]):
         # is_current: the console builds every screen at start by showing it for
         # an instant; those showings need no drawing.
         if self.ready and self.is_current:
-            self.update_snapshot(self.console.snapshot)
+            self.redraw()
+
+    _drawn: tuple[Snapshot | None, tuple[object, ...]] = (None, ())
+
+    def redraw(self) -> None:
+        """Draw the console's snapshot, unless this screen shows that very state already.
+
+        A screen shown again with nothing new (back within the same second, or
+        the first screen after each step of the start-up warm-up) costs nothing.
+        """
+        console = self.console
+        snapshot = console.snapshot
+        view = (console.selected_endpoint, console.window_index, self.size)
+        # The snapshot by identity: comparing two snapshots field by field costs more.
+        if snapshot is not self._drawn[0] or view != self._drawn[1]:
+            self._drawn = (snapshot, view)
+            self.update_snapshot(snapshot)
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         """Redraw from ``snapshot`` (called on the UI thread, at most once a second)."""
