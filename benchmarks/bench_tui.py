@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_forwarder import Load
+
 from rwconsole.config import schema
 from rwconsole.engine import Engine, Snapshot
 from rwconsole.pipelines import demo_config
@@ -195,17 +197,21 @@ def _external_receiver(kind: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the external receiver did not start")
 
 
-def _scrape_targets(load: str) -> tuple[subprocess.Popen[bytes], list[str], int]:
-    """``KxS``: K loopback targets of S series each (benchmarks/loadgen.py)."""
-    targets, _, series = load.partition("x")
+def _scrape_load(text: str) -> Load:
+    """``KxS``: the forwarder benchmark's load ``KxS@1`` (its parser checks the numbers)."""
+    return Load.parse(f"{text}@1")
+
+
+def _scrape_targets(load: Load) -> tuple[subprocess.Popen[bytes], list[str]]:
+    """K loopback targets of S series each (benchmarks/loadgen.py)."""
     proc = subprocess.Popen(
         [
             sys.executable,
             str(HERE / "loadgen.py"),
             "--targets",
-            targets,
+            str(load.targets),
             "--series",
-            series,
+            str(load.series),
             "--max-seconds",
             "1800",
         ],
@@ -216,8 +222,7 @@ def _scrape_targets(load: str) -> tuple[subprocess.Popen[bytes], list[str], int]
     if not line:
         proc.kill()
         raise SystemExit("the load generator did not start")
-    info = json.loads(line)
-    return proc, info["targets"], len(info["targets"]) * (int(series) + 5)
+    return proc, json.loads(line)["targets"]
 
 
 def main() -> None:
@@ -238,6 +243,7 @@ def main() -> None:
     parser.add_argument(
         "--scrape",
         metavar="KxS",
+        type=_scrape_load,
         help="instead of the synthetic source, scrape K loopback targets of S series every "
         "second (benchmarks/loadgen.py), as the forwarder benchmark does",
     )
@@ -268,7 +274,8 @@ def main() -> None:
             endpoint=[schema.EndpointConfig(url=url, name="bench", queue_config=queue)],
         )
     if args.scrape:
-        loadgen, targets, offered = _scrape_targets(args.scrape)
+        loadgen, targets = _scrape_targets(args.scrape)
+        offered = round(args.scrape.offered)
         helpers.append(loadgen)
         config = dataclasses.replace(
             config,
