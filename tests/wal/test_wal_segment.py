@@ -257,16 +257,24 @@ def test_mutated_segments_fail_cleanly(recs: list[bytes], compress: bool, seed: 
         w.close()
         path = Path(tmp) / "00000000"
         data = bytearray(path.read_bytes())
-        assert [r.data for r in iter_segment(path, 0)] == recs
+        written = list(iter_segment(path, 0))
+        assert [r.data for r in written] == recs
         if data:
             rnd = random.Random(seed)
             for _ in range(rnd.randint(1, 4)):
                 data[rnd.randrange(len(data))] = rnd.randrange(256)
-            path.write_bytes(bytes(data[: rnd.randint(0, len(data))]))
+            cut = rnd.randint(0, len(data))
+            path.write_bytes(bytes(data[:cut]))
             try:
                 got = [r.data for r in iter_segment(path, 0)]
-                # Whatever is returned without error is a prefix of the truth, or
-                # the damage hit bytes that are ignored (zeros that read as padding).
-                assert got == recs[: len(got)]
             except CorruptionError:
-                pass
+                return
+            # Whatever is returned without error is a prefix of the truth, or the damage
+            # hit bytes that are ignored (zeros that read as padding). One more case, as
+            # in 2.42: a file cut inside a header right after the type byte (and maybe the
+            # length's first byte) reads on as zeros: length 0, CRC 0 — a valid empty record.
+            if got and got[-1] == b"" and len(got) <= len(recs) and recs[len(got) - 1]:
+                header_at = written[len(got) - 1].start
+                assert header_at < cut <= header_at + 2, (header_at, cut)
+                got = got[:-1]
+            assert got == recs[: len(got)]
