@@ -462,3 +462,27 @@ def test_scrape_target_back_after_its_series_were_collected(tmp_path: Path) -> N
         engine.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_long_lived_objects_are_frozen_while_running_and_released_at_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    import rwconsole.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "GC_FIRST_FREEZE", 0.2)
+    config = demo_config(tmp_path)
+    config = schema.Config(
+        **{
+            **config.__dict__,
+            "http": schema.HTTPServerConfig(listen_address=f"127.0.0.1:{free_port()}"),
+        }
+    )
+    engine = Engine(config, flush_deadline=2.0)
+    engine.start()
+    try:
+        wait_until(lambda: gc.get_freeze_count() > 0, timeout=10)
+    finally:
+        engine.stop()
+    assert gc.get_freeze_count() == 0
