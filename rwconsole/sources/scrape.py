@@ -70,7 +70,7 @@ REPORT_NAMES = (
     "scrape_series_added",
 )
 _THREAD_PARSE_BYTES = 512 * 1024
-"""Payloads larger than this are parsed in a worker thread so the loop stays responsive.
+"""Payloads larger than this are fully parsed in a worker thread so the loop stays responsive.
 
 One at a time per event loop: the parse holds the GIL, so running several at once
 gains nothing, while each full parse briefly needs a few KB per series of its target
@@ -386,14 +386,17 @@ class ScrapeLoop:
         try:
             body, content_type = await self._fetch()
             fmt = format_for(content_type)
-            if len(body) > _THREAD_PARSE_BYTES:
+            # A steady body only has its values converted: quicker on the loop than
+            # the hand-over to a thread, which would hold the GIL all the same.
+            result = self._read_steady(body, fmt)
+            if result is None and len(body) > _THREAD_PARSE_BYTES:
                 async with _read_gate():
                     forgets = self._forgets
-                    result = await asyncio.to_thread(self._read, body, fmt)
+                    result = await asyncio.to_thread(self._read_full, body, fmt)
                 if self._forgets != forgets:  # series collected meanwhile may be in the result
-                    result = self._read(body, fmt)
-            else:
-                result = self._read(body, fmt)
+                    result = self._read_full(body, fmt)
+            elif result is None:
+                result = self._read_full(body, fmt)
         except ParseError as exc:
             error = f"parse error at line {exc.line}: {exc.reason}"
             parse_error = True
@@ -432,17 +435,17 @@ class ScrapeLoop:
             self._on_result(up, parse_error)
         return up
 
-    def _read(self, body: bytes, fmt: Format) -> _Parsed | list[float]:
-        """The values alone when ``body`` has the steady shape, else a full parse.
+    def _read_steady(self, body: bytes, fmt: Format) -> list[float] | None:
+        """The values alone when ``body`` has the steady shape, else None."""
+        steady = self._state.steady
+        return None if steady is None else steady.shape.values(body, fmt)
+
+    def _read_full(self, body: bytes, fmt: Format) -> _Parsed:
+        """A full parse of ``body``, with the shape to recognise the next one.
 
         May run in a worker thread: reads the state, changes nothing.
         """
         state = self._state
-        steady = state.steady
-        if steady is not None:
-            values = steady.shape.values(body, fmt)
-            if values is not None:
-                return values
         known = state.known()
         payload = parse(body, fmt, known)
         learn = state.misses < 2 or (state.full_scrapes + 1) % _RELEARN_EVERY == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
@@ -20,6 +21,7 @@ from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
+from rwconsole.remote import encode
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.queue import QueueManager
@@ -155,6 +157,43 @@ def test_everything_arrives_in_order_across_shards(shards: int) -> None:
         assert h.metric("bytes_total") > 0
 
     run(body)
+
+
+def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bodies over the threshold go to snappy in a worker thread; small ones stay."""
+    threads: list[bool] = []
+    compress = encode.compress
+
+    def recording(body: bytes) -> bytes:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return compress(body)
+
+    monkeypatch.setattr(encode, "compress", recording)
+
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(max_samples_per_send=2000, batch_send_deadline=0.05, capacity=4000),
+            series=2000,
+        )
+        h.queue.start()
+        expected = h.push_rounds(3)
+        await eventually(h.delivered_everything(expected))
+        small = h.push_rounds(1, start_ms=NOW_MS + 3000)
+        small_refs = sorted(h.series)[:5]
+        h.source.push(small_refs, [NOW_MS + 4000] * 5, [3.0] * 5)
+        await eventually(h.delivered_everything(expected + small + 5))
+        await h.queue.stop(5)
+        per_series = receiver.series()
+        assert len(per_series) == 2000
+        assert all(s.out_of_order == 0 for s in per_series.values())
+        assert sum(s.samples for s in per_series.values()) == expected + small + 5
+
+    run(body)
+    assert False in threads  # the 2000-sample bodies (about 150 KB) in a worker thread
+    assert threads[-1] is True  # the 5-sample body on the loop
 
 
 def test_shuffled_chunks_with_unknown_refs_keep_per_series_order() -> None:

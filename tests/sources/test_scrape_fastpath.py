@@ -544,12 +544,33 @@ async def test_large_body_in_a_worker_thread() -> None:
 
 
 @pytest.mark.anyio
+async def test_large_steady_body_is_read_on_the_loop(twins: Twins) -> None:
+    """Only full parses go to the worker thread: a steady body just has its values read."""
+    first, second, third = large_bodies(3)
+    await twins.settle(first)
+    full_reads: list[bool] = []
+    read_full = twins.fast._read_full
+
+    def recording(body: bytes, fmt: Format) -> object:
+        full_reads.append(threading.current_thread() is threading.main_thread())
+        return read_full(body, fmt)
+
+    twins.fast._read_full = recording  # type: ignore[method-assign]
+    assert await twins.scrape(second)
+    assert full_reads == []
+    assert not await twins.scrape(third + 'big_extra{pad="y"} 1\n')  # a new layout
+    assert full_reads == [False]
+    twins.assert_same()
+
+
+@pytest.mark.anyio
 async def test_series_collected_while_a_large_body_is_read(twins: Twins) -> None:
-    """forget_series runs on the event loop while the worker thread matches the shape."""
+    """forget_series runs on the event loop while the worker thread parses a body."""
     first, second = large_bodies(2)
+    changed = second + 'big_extra{pad="y"} 1\n'  # a new layout: parsed in full
     await twins.settle(first)
     event_loop = asyncio.get_running_loop()
-    read = twins.fast._read
+    read = twins.fast._read_full
     collected: list[int] = []
 
     def read_then_collect(body: bytes, fmt: Format) -> object:
@@ -567,8 +588,10 @@ async def test_series_collected_while_a_large_body_is_read(twins: Twins) -> None
             collected.append(ref)
         return result
 
-    twins.fast._read = read_then_collect  # type: ignore[method-assign]
+    twins.fast._read_full = read_then_collect  # type: ignore[method-assign]
     twins.full.forget_series({twins.full._state.refs['big{i="7",pad="' + "x" * 40 + '"}']})
-    assert not await twins.scrape(second)
+    assert not await twins.scrape(changed)
     assert collected and twins.fast.status().health == "up"
-    assert await twins.scrape(second)
+    twins.assert_same()
+    assert await twins.scrape(changed)  # the collected series was created again
+    twins.assert_same()
