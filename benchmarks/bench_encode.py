@@ -19,7 +19,7 @@ from rwconsole.labels import Labels, make_labels
 from rwconsole.model import MetricMetadata, MetricType
 from rwconsole.remote.encode import (
     compress,
-    encode_labels_v1,
+    encode_series_v1,
     encode_write_request_v1,
     encode_write_request_v2,
 )
@@ -86,7 +86,7 @@ def main() -> None:
     args = parser.parse_args()
 
     labels, timestamps, values, metas = make_batch(args.series, args.batch)
-    label_bytes_by_series = {lab: encode_labels_v1(lab) for lab in set(labels)}
+    label_bytes_by_series = {lab: encode_series_v1(lab) for lab in set(labels)}
     label_bytes = [label_bytes_by_series[lab] for lab in labels]
 
     def v1() -> bytes:

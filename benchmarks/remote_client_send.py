@@ -36,7 +36,7 @@ from cryptography.x509.oid import NameOID
 from rwconsole.config.schema import BasicAuthConfig, EndpointConfig, TLSConfig
 from rwconsole.config.secrets import Secret
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.encode import compress, encode_labels_v1, encode_write_request_v1
+from rwconsole.remote.encode import compress, encode_series_v1, encode_write_request_v1
 
 _MAX_REQUESTS_PER_CONNECTION = 100_000_000
 
@@ -108,7 +108,7 @@ def _write_certificate(directory: str) -> None:
 def _body(samples: int) -> bytes:
     def series() -> Iterator[bytes]:
         for i in range(samples):
-            yield encode_labels_v1(
+            yield encode_series_v1(
                 (
                     ("__name__", f"node_cpu_seconds_total_{i % 40}"),
                     ("cpu", str(i % 64)),

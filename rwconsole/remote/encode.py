@@ -7,14 +7,15 @@ are the reference the tests compare against). It also owns snappy compression
 and the protocol's header constants.
 
 Protocol 1.0 (``prometheus.WriteRequest``)
-    ``encode_labels_v1(labels)`` gives the encoded ``labels`` fields of a
-    TimeSeries; the queue computes it once per series and keeps the bytes.
-    ``encode_write_request_v1(series_labels, timestamps, values, *, exemplars,
-    histograms, metadata)`` takes columns: ``series_labels[i]`` is the
-    pre-encoded labels of sample ``i``. Exemplars are ``(labels_bytes,
-    Exemplar)`` pairs, histograms ``(labels_bytes, timestamp, Histogram)``
-    triples, metadata ``(metric_family_name, MetricMetadata)`` pairs. Every
-    sample, histogram and exemplar gets its own TimeSeries, as Prometheus sends.
+    ``encode_series_v1(labels)`` gives a series' key, the bytes a TimeSeries
+    of that series starts with; the queue computes it once per series and
+    keeps it (``encode_labels_v1(labels)`` gives the bare ``labels`` fields).
+    ``encode_write_request_v1(series_keys, timestamps, values, *, exemplars,
+    histograms, metadata)`` takes columns: ``series_keys[i]`` is the key of
+    sample ``i``'s series. Exemplars are ``(series_key, Exemplar)`` pairs,
+    histograms ``(series_key, timestamp, Histogram)`` triples, metadata
+    ``(metric_family_name, MetricMetadata)`` pairs. Every sample, histogram and
+    exemplar gets its own TimeSeries, as Prometheus sends.
 
 Protocol 2.0 (``io.prometheus.write.v2.Request``)
     ``encode_write_request_v2(series_labels, timestamps, values, *,
@@ -45,7 +46,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Sequence
 from itertools import chain, groupby, repeat
-from operator import add
 from typing import NamedTuple, TypeVar
 
 import snappy
@@ -243,9 +243,39 @@ def _timestamp_tail(timestamp: int) -> bytes:
     return b"" if timestamp == 0 else b"\x10" + _varint(timestamp)
 
 
+_KEY_TAIL = 7
+"""The timestamp field's size a series key is laid out for: a 6-byte varint, every
+millisecond timestamp from 1971-02 to 2109."""
+_KEY_HEAD = b"\x12" + _varint(9 + _KEY_TAIL) + b"\x09"  # samples field, its length, value key
+_KEY_EXTRA = len(_KEY_HEAD) + 8 + _KEY_TAIL
+_pack_value_tail = struct.Struct(f"<d{_KEY_TAIL}s").pack
+
+
+def encode_series_v1(labels: Labels) -> bytes:
+    """A series' key for ``encode_write_request_v1`` (computed once per series).
+
+    The TimeSeries of one float sample, up to its value: the field prefix, the
+    labels and the Sample's head, for timestamps of the usual size. A sample is
+    then two pieces, this key and its packed value with the timestamp.
+    """
+    return _series_key(encode_labels_v1(labels))
+
+
+def _series_key(labels: bytes) -> bytes:
+    return _field_prefix(_LEN1, 1, len(labels) + _KEY_EXTRA) + labels + _KEY_HEAD
+
+
+def _key_labels(key: bytes) -> bytes:
+    """The encoded labels inside a series key."""
+    start = 2
+    while key[start - 1] & 0x80:  # the varint of the TimeSeries' length
+        start += 1
+    return key[start : -len(_KEY_HEAD)]
+
+
 def _float_samples_v1(
     out: list[bytes],
-    series_labels: Sequence[bytes],
+    series_keys: Sequence[bytes],
     timestamps: Sequence[int],
     values: Sequence[float],
 ) -> None:
@@ -254,81 +284,78 @@ def _float_samples_v1(
     if count == 0:
         return
     if timestamps.count(timestamps[0]) == count:
-        _float_run_v1(out, series_labels, timestamps[0], values)
+        _float_run_v1(out, series_keys, timestamps[0], values)
         return
     runs = [(timestamp, len(list(run))) for timestamp, run in groupby(timestamps)]
     if len(runs) * _MIN_RUN > count:
-        _float_samples_each_v1(out, series_labels, timestamps, values)
+        _float_samples_each_v1(out, series_keys, timestamps, values)
         return
     start = 0
     for timestamp, length in runs:
         end = start + length
-        _float_run_v1(out, series_labels[start:end], timestamp, values[start:end])
+        _float_run_v1(out, series_keys[start:end], timestamp, values[start:end])
         start = end
 
 
 def _float_run_v1(
-    out: list[bytes], series_labels: Sequence[bytes], timestamp: int, values: Sequence[float]
+    out: list[bytes], series_keys: Sequence[bytes], timestamp: int, values: Sequence[float]
 ) -> None:
-    """Samples sharing a timestamp: each TimeSeries is ``prefix, labels, sample head,
-    value, timestamp tail``, built as columns with C-level ``map`` calls and
-    interleaved by one ``chain``; only +0.0 values (which proto3 omits, so their
-    TimeSeries is shorter) are patched one by one."""
+    """Samples sharing a timestamp: each is its series key and its value packed with
+    the timestamp, interleaved by one C-level ``chain``; only +0.0 values (which
+    proto3 omits, so their TimeSeries is shorter) are patched one by one."""
     tail = _timestamp_tail(timestamp)
-    head = b"\x12" + _varint(9 + len(tail)) + b"\x09"
-    full = len(head) + 8 + len(tail)
-    sizes = list(map(add, map(len, series_labels), repeat(full)))
-    if max(sizes) + 1 >= _TABLE_SIZE:  # a huge label set: rare
-        _float_samples_each_v1(out, series_labels, repeat(timestamp), values)
+    if len(tail) != _KEY_TAIL:  # a timestamp the keys are not laid out for: rare
+        _float_samples_each_v1(out, series_keys, repeat(timestamp), values)
         return
-    prefixes = list(map(_LEN1.__getitem__, sizes))
-    heads = [head] * len(sizes)
-    packed = list(map(_pack_double, values))
-    if 0.0 in values:
-        zero_head = b"\x12" + _varint(len(tail))
-        delta = len(zero_head) - len(head) - 8  # a +0.0 sample has no value field
-        index = -1
-        while True:
-            try:
-                index = values.index(0.0, index + 1)  # also finds -0.0, which is kept
-            except ValueError:
-                break
-            if packed[index] == _ZERO_DOUBLE:
-                prefixes[index] = _LEN1[sizes[index] + delta]
-                heads[index] = zero_head
-                packed[index] = b""
-    out.extend(chain.from_iterable(zip(prefixes, series_labels, heads, packed, repeat(tail))))
+    packed = list(map(_pack_value_tail, values, repeat(tail)))
+    if 0.0 not in values:
+        out.extend(chain.from_iterable(zip(series_keys, packed, strict=True)))
+        return
+    keys = list(series_keys)
+    zero_sample = _ZERO_DOUBLE + tail
+    index = -1
+    while True:
+        try:
+            index = values.index(0.0, index + 1)  # also finds -0.0, which is kept
+        except ValueError:
+            break
+        if packed[index] == zero_sample:
+            keys[index], packed[index] = _zero_sample_parts(keys[index], tail)
+    out.extend(chain.from_iterable(zip(keys, packed, strict=True)))
+
+
+def _zero_sample_parts(key: bytes, tail: bytes) -> tuple[bytes, bytes]:
+    """A +0.0 sample's TimeSeries as (everything before the timestamp, the timestamp)."""
+    labels = _key_labels(key)
+    head = b"\x12" + _varint(len(tail))
+    return _field_prefix(_LEN1, 1, len(labels) + len(head) + len(tail)) + labels + head, tail
 
 
 def _float_samples_each_v1(
     out: list[bytes],
-    series_labels: Iterable[bytes],
+    series_keys: Iterable[bytes],
     timestamps: Iterable[int],
     values: Iterable[float],
 ) -> None:
     extend = out.extend
-    prefix = _LEN1
-    head = _pack_sample_head
     last_t: int | None = None
     tail = b""
-    sample_len = 0
-    for labels, t, v in zip(series_labels, timestamps, values, strict=False):  # may repeat()
+    for key, t, v in zip(series_keys, timestamps, values, strict=False):  # may repeat()
         if t != last_t:
             last_t = t
             tail = _timestamp_tail(t)
-            sample_len = 9 + len(tail)
         if v == 0.0 and _pack_double(v) == _ZERO_DOUBLE:
-            sample = b"\x12" + _varint(len(tail)) + tail
+            extend(_zero_sample_parts(key, tail))
+        elif len(tail) == _KEY_TAIL:
+            extend((key, _pack_value_tail(v, tail)))
         else:
-            sample = head(0x12, sample_len, 0x09, v) + tail
-        size = len(labels) + len(sample)
-        extend(
-            (prefix[size] if size < _TABLE_SIZE else _field_prefix(prefix, 1, size), labels, sample)
-        )
+            labels = _key_labels(key)
+            sample = _pack_sample_head(0x12, 9 + len(tail), 0x09, v) + tail
+            extend((_field_prefix(_LEN1, 1, len(labels) + len(sample)), labels, sample))
 
 
 def encode_write_request_v1(
-    series_labels: Sequence[bytes],
+    series_keys: Sequence[bytes],
     timestamps: Sequence[int],
     values: Sequence[float],
     *,
@@ -337,18 +364,18 @@ def encode_write_request_v1(
     metadata: Sequence[tuple[str, MetricMetadata]] = (),
 ) -> bytes:
     """Encode a ``prometheus.WriteRequest`` (uncompressed protobuf bytes)."""
-    if not len(series_labels) == len(timestamps) == len(values):
+    if not len(series_keys) == len(timestamps) == len(values):
         raise ValueError(
-            f"column lengths differ: {len(series_labels)} labels, "
+            f"column lengths differ: {len(series_keys)} series, "
             f"{len(timestamps)} timestamps, {len(values)} values"
         )
     out: list[bytes] = []
-    _float_samples_v1(out, series_labels, timestamps, values)
-    for labels, t, histogram in histograms:
-        series = labels + _message_field(4, _histogram_body(histogram, t))
+    _float_samples_v1(out, series_keys, timestamps, values)
+    for key, t, histogram in histograms:
+        series = _key_labels(key) + _message_field(4, _histogram_body(histogram, t))
         out.append(_message_field(1, series))
-    for labels, exemplar in exemplars:
-        series = labels + _message_field(3, _exemplar_v1(exemplar))
+    for key, exemplar in exemplars:
+        series = _key_labels(key) + _message_field(3, _exemplar_v1(exemplar))
         out.append(_message_field(1, series))
     for name, meta in metadata:
         out.append(_metadata_v1(name, meta))

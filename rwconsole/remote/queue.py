@@ -415,7 +415,7 @@ class QueueManager:
             return None
         key: Any
         if self.protocol == 1:
-            key = encode.encode_labels_v1(labels)
+            key = encode.encode_series_v1(labels)
         else:
             # Remote write 2.0 carries the series' metadata with every entry.
             meta = self._metadata_lookup(ref) if self._metadata_lookup is not None else None

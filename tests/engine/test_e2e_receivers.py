@@ -227,7 +227,7 @@ max_backoff = "500ms"
 
     def push(round_index: int) -> None:
         t = now + round_index * 1000
-        series = [encode.encode_labels_v1(s) for s in labels]
+        series = [encode.encode_series_v1(s) for s in labels]
         values = [float(round_index * 100 + i) for i in range(len(labels))]
         body = encode.compress(encode.encode_write_request_v1(series, [t] * len(labels), values))
         response = httpx.post(

@@ -32,7 +32,7 @@ from rwconsole.remote.encode import (
     PROTOBUF_MESSAGE_V1,
     PROTOBUF_MESSAGE_V2,
     compress,
-    encode_labels_v1,
+    encode_series_v1,
     encode_write_request_v1,
     encode_write_request_v2,
 )
@@ -80,11 +80,11 @@ def decode_v2(raw: bytes) -> DecodedRequest:
 def test_v1_round_trip() -> None:
     meta = MetricMetadata(0, MetricType.COUNTER, "seconds", "Help text.")
     raw = encode_write_request_v1(
-        [encode_labels_v1(UP), encode_labels_v1(TEMP)],
+        [encode_series_v1(UP), encode_series_v1(TEMP)],
         [1_700_000_000_000, -5],
         [STALE_NAN, 21.5],
-        histograms=[(encode_labels_v1(UP), 7, HIST), (encode_labels_v1(TEMP), 8, FHIST)],
-        exemplars=[(encode_labels_v1(UP), Exemplar(0, 9, 0.5, make_labels({"trace_id": "a"})))],
+        histograms=[(encode_series_v1(UP), 7, HIST), (encode_series_v1(TEMP), 8, FHIST)],
+        exemplars=[(encode_series_v1(UP), Exemplar(0, 9, 0.5, make_labels({"trace_id": "a"})))],
         metadata=[("up", meta)],
     )
     decoded = decode_v1(raw)
@@ -167,7 +167,7 @@ def test_unsupported_content_encoding() -> None:
 
 
 def test_missing_content_encoding_means_snappy() -> None:
-    raw = encode_write_request_v1([encode_labels_v1(UP)], [1], [2.0])
+    raw = encode_write_request_v1([encode_series_v1(UP)], [1], [2.0])
     assert decode_write_request(compress(raw), None, None).samples == 1
 
 
@@ -275,7 +275,7 @@ def test_snappy_errors() -> None:
 
 def test_missing_metric_name_is_reported_not_rejected() -> None:
     raw = encode_write_request_v1(
-        [encode_labels_v1(make_labels({"job": "x"})), encode_labels_v1(UP)], [1, 2], [1.0, 2.0]
+        [encode_series_v1(make_labels({"job": "x"})), encode_series_v1(UP)], [1, 2], [1.0, 2.0]
     )
     decoded = decode_v1(raw)
     assert decoded.series_without_name == 1
@@ -322,7 +322,7 @@ def _apply(raw: bytes, edits) -> bytes:
 
 
 _VALID_V1 = encode_write_request_v1(
-    [encode_labels_v1(UP)], [1], [1.0], histograms=[(encode_labels_v1(UP), 2, HIST)]
+    [encode_series_v1(UP)], [1], [1.0], histograms=[(encode_series_v1(UP), 2, HIST)]
 )
 _VALID_V2 = encode_write_request_v2(
     [UP],

@@ -31,6 +31,7 @@ from rwconsole.remote.encode import (
     SymbolTable,
     compress,
     encode_labels_v1,
+    encode_series_v1,
     encode_write_request_v1,
     encode_write_request_v2,
 )
@@ -126,7 +127,7 @@ def test_v1_labels_match_protobuf(labels) -> None:
 def test_v1_edge_samples_byte_identical(timestamp: int) -> None:
     labels = [UP, UNICODE, ()] * len(EDGE_VALUES)
     labels = labels[: len(EDGE_VALUES)]
-    encoded = [encode_labels_v1(lab) for lab in labels]
+    encoded = [encode_series_v1(lab) for lab in labels]
     timestamps = [timestamp] * len(EDGE_VALUES)
     body = encode_write_request_v1(encoded, timestamps, EDGE_VALUES)
     assert body == reference_v1(labels, timestamps, EDGE_VALUES).SerializeToString()
@@ -137,14 +138,14 @@ def test_v1_edge_samples_byte_identical(timestamp: int) -> None:
 
 
 def test_v1_negative_timestamp_takes_ten_bytes() -> None:
-    body = encode_write_request_v1([b""], [-1], [0.0])
+    body = encode_write_request_v1([encode_series_v1(())], [-1], [0.0])
     # TimeSeries{samples{timestamp: -1}}: the varint of -1 is ten bytes.
     assert body == b"\x0a\x0d\x12\x0b\x10" + b"\xff" * 9 + b"\x01"
 
 
 def test_v1_huge_labels_use_long_length_prefix() -> None:
     labels = make_labels({"__name__": "big", "blob": "é" * 12000})
-    body = encode_write_request_v1([encode_labels_v1(labels)], [5], [1.0])
+    body = encode_write_request_v1([encode_series_v1(labels)], [5], [1.0])
     assert body == reference_v1([labels], [5], [1.0]).SerializeToString()
 
 
@@ -164,11 +165,11 @@ def test_v1_histograms_exemplars_metadata_byte_identical() -> None:
         ("unknown_thing", MetricMetadata(0, MetricType.UNKNOWN)),
     ] + [(f"m{t}", MetricMetadata(0, t, "seconds", "h")) for t in MetricType]
     body = encode_write_request_v1(
-        [encode_labels_v1(UP)],
+        [encode_series_v1(UP)],
         [3],
         [1.0],
-        histograms=[(encode_labels_v1(lab), t, h) for lab, t, h in hists],
-        exemplars=[(encode_labels_v1(lab), ex) for lab, ex in exemplars],
+        histograms=[(encode_series_v1(lab), t, h) for lab, t, h in hists],
+        exemplars=[(encode_series_v1(lab), ex) for lab, ex in exemplars],
         metadata=metadata,
     )
     expected = reference_v1([UP], [3], [1.0], exemplars, hists, metadata)
@@ -205,7 +206,7 @@ def test_v1_random_batches_byte_identical(rows) -> None:
     labels = [r[0] for r in rows]
     ts = [r[1] for r in rows]
     values = [r[2] for r in rows]
-    body = encode_write_request_v1([encode_labels_v1(lab) for lab in labels], ts, values)
+    body = encode_write_request_v1([encode_series_v1(lab) for lab in labels], ts, values)
     assert body == reference_v1(labels, ts, values).SerializeToString()
 
 
@@ -214,7 +215,7 @@ def test_v1_random_batches_byte_identical(rows) -> None:
     st.lists(
         st.tuples(
             label_sets | st.just(make_labels({"__name__": "big", "blob": "x" * 17000})),
-            st.sampled_from([0, 1, 1_700_000_000_000, -5]),
+            st.sampled_from([0, 1, 1_700_000_000_000, -5, 2**35 - 1, 2**35, 2**42 - 1, 2**42]),
             floats | st.sampled_from([0.0, -0.0, 0.0, 1.0]),
         ),
         max_size=40,
@@ -226,7 +227,7 @@ def test_v1_runs_of_equal_timestamps_with_zeros_byte_identical(rows, column) -> 
     labels = [r[0] for r in rows]
     ts = column(r[1] for r in rows)
     values = column(r[2] for r in rows)
-    encoded = column(encode_labels_v1(lab) for lab in labels)
+    encoded = column(encode_series_v1(lab) for lab in labels)
     body = encode_write_request_v1(encoded, ts, values)
     assert body == reference_v1(labels, list(ts), list(values)).SerializeToString()
 
@@ -338,7 +339,7 @@ def test_v2_random_batches_match_reference(rows) -> None:
 
 
 def test_compress_uses_snappy_block_format() -> None:
-    body = encode_write_request_v1([encode_labels_v1(UP)] * 100, list(range(100)), [1.0] * 100)
+    body = encode_write_request_v1([encode_series_v1(UP)] * 100, list(range(100)), [1.0] * 100)
     packed = compress(body)
     assert not packed.startswith(b"\xff\x06\x00\x00sNaPpY")
     assert snappy.uncompress(packed) == body
