@@ -9,7 +9,8 @@ wall time of sends as the receiver's latency; here every shard, the scrapes
 and the parser share one loop, so a send also waits while the loop runs other
 work, and a busy CPU would look like a slow receiver (more shards, which only
 add cost). The probe measures how late the loop wakes a sleeper; the queue
-subtracts the lateness seen during a send from that send's duration.
+subtracts the lateness seen during a send from that send's duration, and times
+a send from the moment its body is encoded and compressed.
 """
 
 from __future__ import annotations

@@ -196,6 +196,29 @@ def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
     assert threads[-1] is True  # the 5-sample body on the loop
 
 
+def test_encoding_time_is_not_counted_as_the_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Desired shards read send time as the receiver's: a slow encode must not add to it."""
+    compress = encode.compress
+
+    def slow(body: bytes) -> bytes:
+        time.sleep(0.2)
+        return compress(body)
+
+    monkeypatch.setattr(encode, "compress", slow)
+
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(receiver, QueueConfig(max_samples_per_send=50, batch_send_deadline=0.05))
+        h.queue.start()
+        expected = h.push_rounds(3)
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        # Three sends, each over 0.2 s from batch to response; the HTTP part is
+        # a few ms on loopback.
+        assert 0 < h.queue._data_out_duration._pending < 3 * 0.1 * 1e9
+
+    run(body)
+
+
 def test_shuffled_chunks_with_unknown_refs_keep_per_series_order() -> None:
     async def body(receiver: DemoReceiver) -> None:
         h = Harness(
