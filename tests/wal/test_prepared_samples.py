@@ -267,8 +267,52 @@ def test_fixed_refs_encoding_matches_encode_samples(
         values = data.draw(st.lists(_values, min_size=len(refs), max_size=len(refs)))
         record = encoder.encode(timestamp, values)
         assert record == rec.encode_samples(refs, timestamp, values)
-        decoded = rec.decode_samples(record)
+        decoded = rec.decode_samples(record)  # by the live encoder's layout
         assert decoded.refs == refs and decoded.timestamps == [timestamp] * len(refs)
+        assert list(map(_bits, decoded.values)) == list(map(_bits, values))
+
+
+def _bits(value: float) -> bytes:
+    return struct.pack(">d", value)
+
+
+def _decode_without_layouts(record: bytes) -> rec.SamplesRecord:
+    base_ref, base_t = struct.unpack_from(">Qq", record, 1)
+    fast = rec._decode_samples_strided(record, base_ref, base_t)
+    return fast if fast is not None else rec._decode_samples_general(record, base_ref, base_t)
+
+
+def test_records_of_a_live_encoder_decode_by_its_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    refs = [500, 3, 40_000, 501, 9]
+    encoder = rec.FixedRefsSamples(refs)
+    record = encoder.encode(T0, [1.5, STALE_NAN, -0.0, 7.0, math.inf])
+    expected = _decode_without_layouts(record)
+    # A record of the same size and base ref that the encoder did not write: another
+    # ref in one place, then a time delta, then a ref and a value swapped between entries.
+    others = [
+        rec.encode_samples([500, 3, 40_001, 501, 9], T0, [1.0] * 5),
+        rec.encode_samples([500, 3, 40_000, 501, 9], [T0, T0, T0, T0 + 1, T0], [1.0] * 5),
+        rec.encode_samples([500, 9, 40_000, 501, 3], T0, [1.0, 2.0, 3.0, 4.0, 5.0]),
+    ]
+    for other in others:
+        assert len(other) == len(record) and other[:9] == record[:9]
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("decoded by a varint walk")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(rec, "_decode_samples_strided", refuse)
+        patched.setattr(rec, "_decode_samples_general", refuse)
+        decoded = rec.decode_samples(record)
+    assert (decoded.refs, decoded.timestamps) == (expected.refs, expected.timestamps)
+    assert list(map(_bits, decoded.values)) == list(map(_bits, expected.values))
+    for other in others:
+        assert rec.decode_samples(other) == _decode_without_layouts(other)
+    del encoder  # gone: its layout is forgotten, its records decode as any other
+    assert (len(record), 500) not in rec._LAYOUTS
+    again = rec.decode_samples(record)
+    assert (again.refs, again.timestamps) == (refs, [T0] * 5)
+    assert list(map(_bits, again.values)) == list(map(_bits, decoded.values))
 
 
 @settings(
