@@ -253,6 +253,9 @@ class QueueManager:
         self._data_in = data_in
         self._highest_in = highest_timestamp_in
         self._series: dict[int, Any] = {}
+        """Ref -> series key, or None for a series relabelling dropped."""
+        self._dropped_series = 0
+        """How many values of ``_series`` are None."""
         self._shards: list[_Shard] = []
         self._tasks: list[asyncio.Task[None]] = []
         # (sequence, end position) of chunks not yet known to be delivered.
@@ -375,8 +378,10 @@ class QueueManager:
             shard.space.set()
 
     def forget_series(self, refs: Sequence[int]) -> None:
+        series = self._series
         for ref in refs:
-            self._series.pop(ref, None)
+            if series.pop(ref, _MISSING) is None:
+                self._dropped_series -= 1
 
     # ---- reading and enqueueing ----------------------------------------------------
 
@@ -405,6 +410,7 @@ class QueueManager:
             relabelled = self._relabel(labels)
             if relabelled is None:
                 self._series[ref] = None
+                self._dropped_series += 1
                 return None
             labels = relabelled
         labels = tuple(
@@ -412,6 +418,7 @@ class QueueManager:
         )
         if not labels:
             self._series[ref] = None
+            self._dropped_series += 1
             return None
         key: Any
         if self.protocol == 1:
@@ -477,10 +484,15 @@ class QueueManager:
         # Looked up once per chunk: a chunk blocked by a full shard goes on after each
         # sent batch, and looking its remainder up again each time would cost more
         # than placing it.
-        keys = list(map(self._series.get, refs, repeat(_MISSING)))
+        keys: list[Any] = []
+        try:
+            keys = list(map(self._series.__getitem__, refs))
+            unknown = False
+        except KeyError:
+            unknown = True
         needs_decision = (
-            _MISSING in keys
-            or None in keys
+            unknown
+            or (self._dropped_series > 0 and None in keys)
             or (cutoff_ms is not None and n > 0 and min(timestamps) < cutoff_ms)
         )
         rest: _Columns = (refs, keys, timestamps, values)

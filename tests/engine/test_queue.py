@@ -517,6 +517,18 @@ def test_relabel_and_external_labels_and_dunder_labels() -> None:
             )
             in received
         )
+        # Every series known now: the dropped ones are still told apart in bulk.
+        h.push_rounds(1, start_ms=NOW_MS + 1000)
+        await eventually(lambda: h.queue.delivered_position == (0, 2))
+        assert receiver.stats().samples == 2 * len(kept)
+        assert h.metric("samples_dropped_total", reason="dropped_series") == 2 * dropped
+        # Series the WAL collected are resolved again when they come back.
+        h.queue.forget_series(list(h.series))
+        assert h.queue._dropped_series == 0
+        h.push_rounds(1, start_ms=NOW_MS + 2000)
+        await eventually(lambda: h.queue.delivered_position == (0, 3))
+        assert receiver.stats().samples == 3 * len(kept)
+        assert h.metric("samples_dropped_total", reason="dropped_series") == 3 * dropped
         await h.queue.stop(5)
 
     run(body)
