@@ -845,6 +845,7 @@ def _build_job(config: Any) -> _Job:
             proxy_policy(config),
             verify=ssl_context,
             http2=bool(getattr(config, "enable_http2", False)),
+            lean_http1=True,
         )
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
         headers = _custom_headers(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -442,3 +443,51 @@ async def test_manager_with_the_real_schema_and_basic_auth(target: TargetServer)
         assert target.requests[0].header("authorization") == "Basic dXNlcjo="
     finally:
         await manager.stop()
+
+
+async def test_manager_keeps_one_connection_and_reads_gzip_bodies() -> None:
+    """Scrapes reuse their keep-alive connection and accept gzip, as Prometheus does."""
+    connections = 0
+    accept_encodings: list[str] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                for line in head.decode().split("\r\n"):
+                    if line.lower().startswith("accept-encoding:"):
+                        accept_encodings.append(line.split(":", 1)[1].strip())
+                body = gzip.compress(f"m {len(accept_encodings)}\n".encode())
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                    b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    address = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    app = RecordingAppender()
+    manager = ScrapeManager(app, stagger=False)
+    try:
+        await manager.apply([scrape_config(job_name="gz", targets=[address], scrape_interval=0.05)])
+        for _ in range(200):
+            if manager.counters().scrapes_total >= 4:
+                break
+            await asyncio.sleep(0.02)
+        (status,) = manager.targets()
+        assert status.health == "up", status.last_error
+    finally:
+        await manager.stop()
+        server.close()
+        await server.wait_closed()
+    assert connections == 1
+    assert accept_encodings and all("gzip" in a for a in accept_encodings)
+    ((_, points),) = app.named("m").items()
+    values = [v for _, v in points if not is_stale_nan(v)]
+    assert values[:4] == [1.0, 2.0, 3.0, 4.0]

@@ -236,7 +236,7 @@ async def test_large_bodies_are_read_one_at_a_time() -> None:
                 await server.start()
                 server.body = body
                 loop = ScrapeLoop(scrape_config(), server.address, RecordingAppender(), client)
-                read = loop._read
+                read = loop._read_full
 
                 def counted(data: bytes, fmt: Format, read: Any = read) -> Any:
                     with lock:
@@ -249,7 +249,7 @@ async def test_large_bodies_are_read_one_at_a_time() -> None:
                         with lock:
                             active[0] -= 1
 
-                loop._read = counted  # type: ignore[method-assign]
+                loop._read_full = counted  # type: ignore[method-assign]
                 loops.append(loop)
             ups = await asyncio.gather(*(loop.scrape_once() for loop in loops))
     finally:
