@@ -86,11 +86,11 @@ def main() -> None:
     args = parser.parse_args()
 
     labels, timestamps, values, metas = make_batch(args.series, args.batch)
-    label_bytes_by_series = {lab: encode_series_v1(lab) for lab in set(labels)}
-    label_bytes = [label_bytes_by_series[lab] for lab in labels]
+    key_by_series = {lab: encode_series_v1(lab) for lab in set(labels)}
+    series_keys = [key_by_series[lab] for lab in labels]
 
     def v1() -> bytes:
-        return encode_write_request_v1(label_bytes, timestamps, values)
+        return encode_write_request_v1(series_keys, timestamps, values)
 
     def v2() -> bytes:
         return encode_write_request_v2(labels, timestamps, values, metadata=metas)

@@ -258,11 +258,8 @@ def encode_series_v1(labels: Labels) -> bytes:
     labels and the Sample's head, for timestamps of the usual size. A sample is
     then two pieces, this key and its packed value with the timestamp.
     """
-    return _series_key(encode_labels_v1(labels))
-
-
-def _series_key(labels: bytes) -> bytes:
-    return _field_prefix(_LEN1, 1, len(labels) + _KEY_EXTRA) + labels + _KEY_HEAD
+    encoded = encode_labels_v1(labels)
+    return _field_prefix(_LEN1, 1, len(encoded) + _KEY_EXTRA) + encoded + _KEY_HEAD
 
 
 def _key_labels(key: bytes) -> bytes:

@@ -409,17 +409,13 @@ class QueueManager:
         if self._relabel is not None:
             relabelled = self._relabel(labels)
             if relabelled is None:
-                self._series[ref] = None
-                self._dropped_series += 1
-                return None
+                return self._drop(ref)
             labels = relabelled
         labels = tuple(
             pair for pair in labels if not pair[0].startswith("__") or pair[0] == "__name__"
         )
         if not labels:
-            self._series[ref] = None
-            self._dropped_series += 1
-            return None
+            return self._drop(ref)
         key: Any
         if self.protocol == 1:
             key = encode.encode_series_v1(labels)
@@ -429,6 +425,11 @@ class QueueManager:
             key = (labels, meta)
         self._series[ref] = key
         return key
+
+    def _drop(self, ref: int) -> None:
+        """Remember that relabelling (or an empty label set) drops this series."""
+        self._series[ref] = None
+        self._dropped_series += 1
 
     async def _wait_for_space(self, shard: _Shard) -> None:
         self.metrics.enqueue_retries.inc()
