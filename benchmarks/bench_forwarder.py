@@ -85,6 +85,9 @@ FORWARDERS = {
     "rwconsole-5000": ("rwconsole", BIG_BATCH_QUEUE),
 }
 
+BASELINE_SUFFIX = "@base"
+"""``rwconsole@base`` runs the rwconsole of ``--baseline DIR`` with the same settings."""
+
 
 class BenchError(Exception):
     """The benchmark cannot go on (message says why)."""
@@ -372,7 +375,7 @@ class Bench:
     def start_forwarder(
         self, name: str, load: Load, targets: list[str], write_url: str
     ) -> _Running:
-        kind, queue = FORWARDERS[name]
+        kind, queue = FORWARDERS[name.removesuffix(BASELINE_SUFFIX)]
         data_dir = self._dir(name)
         port = free_port()
         timeout = min(load.interval, 10.0)
@@ -429,8 +432,9 @@ class Bench:
                 f'scrape_interval = "{load.interval:g}s"\nscrape_timeout = "{timeout:g}s"\n'
             )
             argv = [sys.executable, "-m", "rwconsole", "run", "--config", str(config)]
-        # Run the rwconsole of the checkout this script belongs to.
-        env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+        # Run the rwconsole of the checkout this script belongs to, or of --baseline.
+        tree = self.args.baseline if name.endswith(BASELINE_SUFFIX) else HERE.parent
+        env = {**os.environ, "PYTHONPATH": str(tree)}
         proc = self.procs.start(name, argv, cwd=data_dir, env=env)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
@@ -770,6 +774,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="KxS@SECONDS: K targets of S series scraped every SECONDS (repeat to step up)",
     )
     parser.add_argument("--forwarders", default="agent,rwconsole", help=", ".join(FORWARDERS))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help=f"another checkout; forwarders named NAME{BASELINE_SUFFIX} run its rwconsole",
+    )
     parser.add_argument("--mode", choices=("sequential", "side-by-side", "both"), default=None)
     parser.add_argument("--receiver", choices=("vm", "null"), default="vm")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before the window")
@@ -786,9 +795,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.null_receiver is not None:
         return args
     names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FORWARDERS]
+    unknown = [n for n in names if n.removesuffix(BASELINE_SUFFIX) not in FORWARDERS]
     if unknown or not names:
         parser.error(f"--forwarders: unknown {unknown}; choose from {', '.join(FORWARDERS)}")
+    based = [n for n in names if n.endswith(BASELINE_SUFFIX)]
+    if based and (args.baseline is None or not (args.baseline / "rwconsole").is_dir()):
+        parser.error(f"{', '.join(based)} need --baseline DIR, a checkout holding rwconsole/")
+    if any(FORWARDERS[n.removesuffix(BASELINE_SUFFIX)][0] == "agent" for n in based):
+        parser.error(f"{BASELINE_SUFFIX} applies to rwconsole forwarders only")
     args.forwarders = names
     if args.quick:
         args.load = args.load or [Load(10, 2000, 1.0)]
