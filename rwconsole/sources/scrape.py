@@ -836,9 +836,9 @@ class ScrapeManager:
 def _build_job(config: Any) -> _Job:
     """HTTP client with the job's auth, TLS and proxy settings (errors kept, not raised)."""
     try:
-        from rwconsole.remote.auth import build_authenticator
-        from rwconsole.remote.proxy import RoutingTransport, proxy_policy
-        from rwconsole.remote.tls import build_ssl_context
+        from rwconsole.http.auth import build_authenticator
+        from rwconsole.http.proxy import RoutingTransport, proxy_policy
+        from rwconsole.http.tls import build_ssl_context
 
         ssl_context = build_ssl_context(getattr(config, "tls_config", None))
         transport = RoutingTransport(

@@ -18,7 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from rwconsole.remote.http_common import ConnectivityConfigError, opt, reveal
+from rwconsole.http.errors import ConnectivityConfigError
+from rwconsole.http.options import opt, reveal
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
