@@ -7,10 +7,13 @@ clients have long done; 307 and 308 repeat the method and the body. A
 request turned into GET loses its body and the headers framing it.
 ``Authorization`` is not sent to another origin (scheme, host, port), except
 when the same host is upgraded from http to https; cookies are not carried.
-Both transports leave redirects to this module.
+Both transports and httpx clients leave redirects to ``follow``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
@@ -19,6 +22,32 @@ from rwconsole.http.http1 import DEFAULT_PORTS
 MAX_REDIRECTS = 20
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 _BODY_HEADERS = ("Content-Length", "Transfer-Encoding")
+
+Answer = TypeVar("Answer")
+
+
+async def follow(
+    request: httpx.Request,
+    send_once: Callable[[httpx.Request], Awaitable[Answer]],
+    status_and_headers: Callable[[Answer], tuple[int, list[tuple[bytes, bytes]]]],
+    *,
+    enabled: bool,
+) -> Answer:
+    """The final answer to ``request``, redirects followed (at most 20) when ``enabled``.
+
+    ``send_once`` sends one request without following redirects; an answer it
+    returns is expected to have been read whole, so nothing needs closing.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        answer = await send_once(request)
+        if not enabled:
+            return answer
+        status, headers = status_and_headers(answer)
+        target = location(status, headers)
+        if target is None:
+            return answer
+        request = next_request(request, status, target)
+    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
 
 
 def location(status: int, headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -41,14 +41,16 @@ _Origin = tuple[str, str, int | None]
 async def send(
     transport: Transport, request: httpx.Request, *, follow_redirects: bool, max_body: int | None
 ) -> Reply:
-    """``request``'s final reply, redirects followed (at most 20) when asked."""
-    for _ in range(redirect.MAX_REDIRECTS + 1):
-        reply = await transport.exchange(request, max_body=max_body)
-        target = redirect.location(reply.status, reply.headers) if follow_redirects else None
-        if target is None:
-            return reply
-        request = redirect.next_request(request, reply.status, target)
-    raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+    """``request``'s final reply, redirects followed when asked."""
+
+    async def exchange(request: httpx.Request) -> Reply:
+        return await transport.exchange(request, max_body=max_body)
+
+    return await redirect.follow(request, exchange, _status_and_headers, enabled=follow_redirects)
+
+
+def _status_and_headers(reply: Reply) -> tuple[int, list[tuple[bytes, bytes]]]:
+    return reply.status, reply.headers
 
 
 def build_transport(
