@@ -1,4 +1,4 @@
-"""Request authentication for a remote-write endpoint.
+"""Request authentication for a remote-write endpoint or a scrape job.
 
 Owns the choice among the endpoint's authentication settings and applying it
 to one request: ``basic_auth`` (``username`` + ``password`` or

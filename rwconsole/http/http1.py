@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import httpx
 
-from rwconsole.http.interface import Reply
+from rwconsole.http.interface import Reply, read_up_to
 
 KEEPALIVE_EXPIRY = 90.0  # seconds an idle connection is kept (Go's IdleConnTimeout)
 MAX_IDLE_PER_ORIGIN = 1000
@@ -498,19 +498,13 @@ class _Body(httpx.AsyncByteStream):
         if self.ready is not None:
             ready, self.ready = self.ready, b""
             return ready
-        chunks: list[bytes] = []
-        size = 0
         pieces = self.__aiter__()
         try:
-            async for piece in pieces:
-                chunks.append(piece)
-                size += len(piece)
-                if limit is not None and size >= limit:
-                    break
+            body = await read_up_to(pieces, limit)
         finally:
             await pieces.aclose()
         await self.aclose()
-        return b"".join(chunks)
+        return body
 
 
 async def _sized_body(conn: _Connection, remaining: int) -> AsyncIterator[bytes]:

@@ -9,6 +9,7 @@ kinds), whichever implementation carried the request.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import NamedTuple, Protocol
 
 import httpx
@@ -33,3 +34,15 @@ class Transport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+async def read_up_to(pieces: AsyncIterator[bytes], limit: int | None) -> bytes:
+    """The ``pieces`` of a body joined, stopping once ``limit`` bytes arrived (None: all)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for piece in pieces:
+        chunks.append(piece)
+        size += len(piece)
+        if limit is not None and size >= limit:
+            break
+    return b"".join(chunks)

@@ -1,4 +1,4 @@
-"""TLS for remote-write endpoints: an ``ssl.SSLContext`` built from ``tls_config``.
+"""TLS for outgoing connections: an ``ssl.SSLContext`` built from ``tls_config``.
 
 Owns the mapping of Alloy's ``tls_config`` block (``ca_pem``/``ca_file``,
 ``cert_pem``/``cert_file`` + ``key_pem``/``key_file`` for mutual TLS,

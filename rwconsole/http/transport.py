@@ -20,7 +20,7 @@ import httpx
 
 from rwconsole.http import redirect
 from rwconsole.http.http1 import HTTP1Transport, HTTP2Negotiated
-from rwconsole.http.interface import Reply, Transport
+from rwconsole.http.interface import Reply, Transport, read_up_to
 from rwconsole.http.options import opt
 from rwconsole.http.proxy import ProxyPolicy, proxy_policy
 from rwconsole.http.tls import build_ssl_context
@@ -84,13 +84,7 @@ class HttpxTransport(httpx.AsyncBaseTransport):
     async def exchange(self, request: httpx.Request, *, max_body: int | None) -> Reply:
         response = await self.handle_async_request(request)
         try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if max_body is not None and size >= max_body:
-                    break
+            body = await read_up_to(response.aiter_raw(), max_body)
         finally:
             await response.aclose()
         return Reply(
@@ -98,7 +92,7 @@ class HttpxTransport(httpx.AsyncBaseTransport):
             response.reason_phrase,
             response.http_version,
             response.headers.raw,
-            b"".join(chunks),
+            body,
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
