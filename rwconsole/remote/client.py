@@ -99,8 +99,9 @@ class RemoteWriteClient:
     ``ConnectivityConfigError`` for settings that cannot work (unreadable CA,
     unknown TLS version, unsupported proxy scheme, …).
 
-    ``lean_http1`` is the transport's choice for direct HTTP/1.1 origins
-    (``rwconsole.http.transport.build_transport``).
+    With ``lean_http1=False`` direct origins go through httpx's pools as
+    well (``rwconsole.http.transport.build_transport``); the request, the
+    redirect policy and the classification are the same either way.
     """
 
     def __init__(self, endpoint: object, *, user_agent: str, lean_http1: bool = True) -> None:
