@@ -245,7 +245,7 @@ def measure_scrape(n: int, per_target: int, scrapes: int, distinct: bool) -> dic
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from loadgen import render_bodies
 
-    from rwconsole.sources.httpserver import HttpServer, Request, Response
+    from rwconsole.http.server import HttpServer, Request, Response
     from rwconsole.sources.scrape import ScrapeLoop
     from rwconsole.wal.storage import WalStorage
 

@@ -660,7 +660,7 @@ class Engine:
         return status
 
     async def _start_metrics_server(self) -> None:
-        from rwconsole.sources.httpserver import HttpServer, Request, Response
+        from rwconsole.http.server import HttpServer, Request, Response
         from rwconsole.sources.receiver import parse_listen_address
 
         async def handle(request: Request) -> Response:

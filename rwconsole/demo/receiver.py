@@ -33,14 +33,14 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rwconsole.labels import Labels
-from rwconsole.sources.httpserver import (
+from rwconsole.http.server import (
     DEFAULT_MAX_BODY,
     CloseConnection,
     HttpServer,
     Request,
     Response,
 )
+from rwconsole.labels import Labels
 from rwconsole.sources.receiver import (
     DecodeFn,
     WriteRejected,

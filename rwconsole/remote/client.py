@@ -1,12 +1,10 @@
-"""The remote-write HTTP client: one attempt of one request, classified.
+"""The remote-write client: one attempt of one request, classified.
 
-Owns what happens on the wire for one endpoint: the transport (``proxy``'s
-routing: the lean keep-alive HTTP/1.1 of ``http1`` on direct connections,
-httpx's pools through proxies and for HTTP/2 when ``enable_http2`` and the
-server offers it over TLS), the protocol headers of remote-write 1.0 and 2.0,
-the user's ``headers``/``http_headers``, authentication (``auth``), TLS
-(``tls``), the per-attempt ``remote_timeout``, redirects (followed here by
-httpx's rules), and turning whatever comes back —
+Owns building a remote-write request for one endpoint (the protocol headers
+of remote-write 1.0 and 2.0, the user's ``headers``/``http_headers``,
+``Retry-Attempt``), sending it through ``rwconsole.http`` (its transport,
+TLS, proxy, authentication and redirect policy) within the per-attempt
+``remote_timeout``, and turning whatever comes back —
 a response, a network error, a timeout, a credentials failure — into a
 ``SendResult`` the queue manager acts on. ``send`` never raises for anything
 the server or the network does. ``state`` is the connection summary for the
@@ -28,7 +26,13 @@ from typing import Literal
 
 import httpx
 
-from rwconsole.remote.auth import Authenticator, build_authenticator
+from rwconsole.config.secrets import redact_url
+from rwconsole.http.auth import Authenticator, build_authenticator
+from rwconsole.http.diagnose import describe_network_error
+from rwconsole.http.errors import AuthError, ConnectivityConfigError
+from rwconsole.http.interface import Reply
+from rwconsole.http.options import opt, reveal
+from rwconsole.http.transport import build_transport, send
 from rwconsole.remote.encode import (
     CONTENT_ENCODING,
     CONTENT_TYPE_V1,
@@ -40,23 +44,11 @@ from rwconsole.remote.encode import (
     VERSION_V1,
     VERSION_V2,
 )
-from rwconsole.remote.http1 import DEFAULT_PORTS, received_body
-from rwconsole.remote.http_common import (
-    AuthError,
-    ConnectivityConfigError,
-    describe_exc,
-    opt,
-    redact_url,
-    reveal,
-)
-from rwconsole.remote.proxy import RoutingTransport, proxy_policy
-from rwconsole.remote.tls import build_ssl_context
 
 Outcome = Literal["ok", "recoverable", "fatal"]
 
 MAX_REASON_BYTES = 1024
-MAX_REDIRECTS = 20  # httpx's default (Go stops after 10)
-_MAX_DRAIN_BYTES = 64 * 1024
+_MAX_DRAIN_BYTES = 64 * 1024  # a longer answer is cut and its connection closed
 
 WRITTEN_HEADERS = (SAMPLES_WRITTEN_HEADER, HISTOGRAMS_WRITTEN_HEADER, EXEMPLARS_WRITTEN_HEADER)
 _WRITTEN_KEYS = tuple(name.lower().encode() for name in WRITTEN_HEADERS)
@@ -107,10 +99,9 @@ class RemoteWriteClient:
     ``ConnectivityConfigError`` for settings that cannot work (unreadable CA,
     unknown TLS version, unsupported proxy scheme, …).
 
-    By default requests go straight to the routing transport, which speaks
-    HTTP/1.1 itself on direct connections (``rwconsole.remote.http1``), and
-    redirects are followed here; ``lean_http1=False`` sends everything through
-    httpx's client and pools instead (the generic path, kept for comparison).
+    With ``lean_http1=False`` direct origins go through httpx's pools as
+    well (``rwconsole.http.transport.build_transport``); the request, the
+    redirect policy and the classification are the same either way.
     """
 
     def __init__(self, endpoint: object, *, user_agent: str, lean_http1: bool = True) -> None:
@@ -136,12 +127,8 @@ class RemoteWriteClient:
     def _setup(self, endpoint: object, url: str) -> None:
         self._timeout = float(opt(endpoint, "remote_timeout", 30.0))
         self._follow_redirects = bool(opt(endpoint, "follow_redirects", True))
-        policy = proxy_policy(endpoint)
-        transport = RoutingTransport(
-            policy,
-            verify=build_ssl_context(opt(endpoint, "tls_config")),
-            http2=bool(opt(endpoint, "enable_http2", True)),
-            lean_http1=self._lean,
+        transport = build_transport(
+            endpoint, http2=bool(opt(endpoint, "enable_http2", True)), lean_http1=self._lean
         )
         self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
         self._transport = transport
@@ -150,13 +137,8 @@ class RemoteWriteClient:
             protocol: _protocol_headers(self._url, protocol, self._user_agent)
             for protocol in (1, 2)
         }
-        self._client = httpx.AsyncClient(
-            transport=transport, timeout=self._timeout, trust_env=False
-        )
         self._state = EndpointConnection(
-            url=redact_url(url),
-            auth=self._auth.kind,
-            proxied=policy.proxy_for(self._url) is not None,
+            url=redact_url(url), auth=self._auth.kind, proxied=transport.proxied(self._url)
         )
 
     @property
@@ -190,11 +172,12 @@ class RemoteWriteClient:
             async with asyncio.timeout(self._timeout):
                 request = self._build_request(body, protocol, attempt)
                 await self._auth.apply(request)
-                response = await self._exchange(request)
-                try:
-                    reason = await self._read_reason(response)
-                finally:
-                    await response.aclose()
+                reply = await send(
+                    self._transport,
+                    request,
+                    follow_redirects=self._follow_redirects,
+                    max_body=_MAX_DRAIN_BYTES,
+                )
         except AuthError as exc:
             return self._failed(str(exc), start, network=False)
         except TimeoutError:
@@ -207,32 +190,13 @@ class RemoteWriteClient:
                 start,
             )
         except httpx.HTTPError as exc:
-            return self._failed(_describe_network_error(exc, self._endpoint), start)
+            return self._failed(describe_network_error(exc, self._endpoint), start)
         except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
-            return self._failed(_describe_network_error(exc, self._endpoint), start)
-        return self._classify(response, reason, protocol, items, retry_on_http_429, start)
-
-    async def _exchange(self, request: httpx.Request) -> httpx.Response:
-        """The response to ``request``, redirects followed when configured.
-
-        The lean path skips httpx's client layer (cookie jar, redirect and auth
-        machinery, stream wrapping), which costs about as much CPU as the
-        HTTP/1.1 exchange itself. Cookies are not kept, as in Prometheus.
-        """
-        if not self._lean:
-            return await self._client.send(
-                request, stream=True, follow_redirects=self._follow_redirects
-            )
-        for _ in range(MAX_REDIRECTS + 1):
-            response = await self._transport.handle_async_request(request)
-            if not (self._follow_redirects and response.has_redirect_location):
-                return response
-            await response.aclose()
-            request = _redirect_request(request, response)
-        raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
+            return self._failed(describe_network_error(exc, self._endpoint), start)
+        return self._classify(reply, protocol, items, retry_on_http_429, start)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
         await self._auth.aclose()
 
     def _build_request(self, body: bytes, protocol: int, attempt: int) -> httpx.Request:
@@ -253,40 +217,23 @@ class RemoteWriteClient:
         _apply_user_headers(request, opt(self._endpoint, "http_headers", {}) or {})
         return request
 
-    async def _read_reason(self, response: httpx.Response) -> str:
-        """Up to 1024 bytes of an error body; success bodies are drained and ignored."""
-        success = 200 <= response.status_code < 300
-        chunks: list[bytes] = []
-        arrived = received_body(response)
-        if arrived is not None:
-            chunks.append(arrived)
-        else:
-            limit = _MAX_DRAIN_BYTES if success else MAX_REASON_BYTES
-            size = 0
-            async for chunk in response.aiter_raw():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= limit:
-                    break
-        if success:
-            return ""
-        return b"".join(chunks)[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
-
     def _classify(
         self,
-        response: httpx.Response,
-        body_text: str,
+        reply: Reply,
         protocol: int,
         items: int,
         retry_on_http_429: bool,
         start: float,
     ) -> SendResult:
         duration = time.perf_counter() - start
-        status = response.status_code
-        fields = _response_fields(response.headers)
+        status = reply.status
+        fields = _response_fields(reply.headers)
         written = _written(fields)
         retry_after = parse_retry_after(fields.get(b"retry-after"))
-        reason = body_text or f"HTTP {status} {response.reason_phrase}".rstrip()
+        reason = f"HTTP {status} {reply.reason}".rstrip()
+        if not 200 <= status < 300 and reply.body:
+            text = reply.body[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
+            reason = text or reason
         outcome: Outcome
         if 200 <= status < 300:
             outcome, reason = "ok", ""
@@ -311,7 +258,7 @@ class RemoteWriteClient:
         if status == 401:
             self._auth.on_unauthorized()
         now = time.time()
-        protocol_name = response.http_version
+        protocol_name = reply.http_version
         state = self._state
         if outcome == "ok":  # built directly: ``replace`` costs several µs per send
             self._state = EndpointConnection(
@@ -360,54 +307,6 @@ def _protocol_headers(url: httpx.URL, protocol: int, user_agent: str) -> list[tu
     ]
 
 
-def _redirect_request(request: httpx.Request, response: httpx.Response) -> httpx.Request:
-    """The request that follows ``response``'s redirect (the rules httpx applies).
-
-    302 and 303 turn any method but HEAD into GET, 301 turns POST into GET
-    (as browsers do), 307 and 308 keep the method and the body.
-    ``Authorization`` is dropped when the redirect leaves the origin (except
-    for an upgrade of the same host from http to https); cookies are not
-    carried over.
-    """
-    status = response.status_code
-    method = request.method
-    if (status in (302, 303) and method != "HEAD") or (status == 301 and method == "POST"):
-        method = "GET"
-    try:
-        url = httpx.URL(response.headers["Location"])
-    except httpx.InvalidURL as exc:
-        raise httpx.RemoteProtocolError(
-            f"invalid URL in the Location header: {exc}", request=request
-        ) from None
-    if url.scheme and not url.host:  # "http:/path": an absolute form without a host
-        url = url.copy_with(host=request.url.host)
-    if url.is_relative_url:
-        url = request.url.join(url)
-    if request.url.fragment and not url.fragment:
-        url = url.copy_with(fragment=request.url.fragment)
-    headers = httpx.Headers(request.headers)
-    headers.pop("Cookie", None)
-    if _origin(url) != _origin(request.url):
-        upgrade = (request.url.scheme, url.scheme) == ("http", "https") and (
-            request.url.host == url.host
-        )
-        if not upgrade:
-            headers.pop("Authorization", None)
-        headers["Host"] = url.netloc.decode("ascii")
-    content = request.content
-    if method != request.method:
-        content = b""
-        headers.pop("Content-Length", None)
-        headers.pop("Transfer-Encoding", None)
-    return httpx.Request(
-        method, url, headers=headers, content=content, extensions=request.extensions
-    )
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    return url.scheme, url.host, url.port or DEFAULT_PORTS.get(url.scheme)
-
-
 def _apply_user_headers(request: httpx.Request, headers: Mapping[str, object]) -> None:
     """Set user headers last: each name replaces what was there; lists give several values."""
     if not headers:
@@ -445,10 +344,10 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return float(delta) if delta > 0 else None
 
 
-def _response_fields(headers: httpx.Headers) -> dict[bytes, str]:
+def _response_fields(headers: list[tuple[bytes, bytes]]) -> dict[bytes, str]:
     """The response headers the classification reads, by lower-case name (first value)."""
     fields: dict[bytes, str] = {}
-    for name, value in headers.raw:
+    for name, value in headers:
         key = name.lower()
         if key in _CLASSIFY_HEADERS and key not in fields:
             fields[key] = value.decode("latin-1")
@@ -475,58 +374,3 @@ def _written(fields: dict[bytes, str]) -> tuple[int, int, int] | None:
 def _one_line(text: str, limit: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _describe_network_error(exc: BaseException, endpoint: object) -> str:
-    """Explain a failed connection; TLS problems get a hint naming the setting."""
-    base = describe_exc(exc)
-    cause = _find_ssl_error(exc)
-    tls = opt(endpoint, "tls_config")
-    if cause is None:
-        if isinstance(exc, httpx.ProxyError):
-            return f"proxy refused the connection: {base}"
-        https = str(opt(endpoint, "url", "")).lower().startswith("https:")
-        has_cert = opt(tls, "cert_file", "") or opt(tls, "cert_pem", "")
-        if https and not has_cert and isinstance(exc, httpx.ReadError | httpx.WriteError):
-            # A server that wants a client certificate drops the connection
-            # after the handshake; the alert saying so is often lost.
-            return (
-                f"{base}: the server closed the TLS connection; if it requires a client "
-                "certificate, set tls_config.cert_* and key_*"
-            )
-        return base
-    text = str(cause)
-    upper = text.upper()
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        hint = cause.verify_message or text
-        return f"TLS certificate verification failed: {hint} (check tls_config.ca_* / server_name)"
-    if any(k in upper for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS")):
-        minimum = opt(tls, "min_version", "") or "TLS12"
-        return (
-            f"TLS version negotiation failed: the server does not accept TLS {minimum[3]}."
-            f"{minimum[4]} or newer (tls_config.min_version = {minimum}): {text}"
-        )
-    if "CERTIFICATE_REQUIRED" in upper or (
-        "HANDSHAKE_FAILURE" in upper and not (opt(tls, "cert_file") or opt(tls, "cert_pem"))
-    ):
-        return (
-            "TLS handshake failed: the server requires a client certificate "
-            f"(set tls_config.cert_* and key_*): {text}"
-        )
-    if "UNKNOWN_CA" in upper or "BAD_CERTIFICATE" in upper:
-        return f"TLS handshake failed: the server rejected our client certificate: {text}"
-    return f"TLS error: {text}"
-
-
-def _find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
-            return current
-        for arg in getattr(current, "args", ()):
-            if isinstance(arg, ssl.SSLError):
-                return arg
-        current = current.__cause__ or current.__context__
-    return None

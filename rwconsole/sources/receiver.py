@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rwconsole.http.server import DEFAULT_MAX_BODY, HttpServer, Request, Response
 from rwconsole.labels import METRIC_NAME, Labels
 from rwconsole.model import (
     Appender,
@@ -33,7 +34,6 @@ from rwconsole.remote.encode import (
     PROTOBUF_MESSAGE_V2,
     SAMPLES_WRITTEN_HEADER,
 )
-from rwconsole.sources.httpserver import DEFAULT_MAX_BODY, HttpServer, Request, Response
 
 WRITE_PATH = "/api/v1/write"
 

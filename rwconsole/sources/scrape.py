@@ -42,6 +42,9 @@ from typing import Any
 import httpx
 
 from rwconsole import __version__
+from rwconsole.http import redirect
+from rwconsole.http.auth import build_authenticator
+from rwconsole.http.transport import build_transport
 from rwconsole.labels import METRIC_NAME, Labels, make_labels
 from rwconsole.model import STALE_NAN, Appender, Exemplar, MetricMetadata
 from rwconsole.sources.textparse import (
@@ -497,7 +500,12 @@ class ScrapeLoop:
             await self._auth.apply(request)
         try:
             async with asyncio.timeout(timeout):
-                response = await self._client.send(request)
+                response = await redirect.follow(
+                    request,
+                    self._client.send,
+                    _status_and_headers,
+                    enabled=bool(getattr(self.config, "follow_redirects", True)),
+                )
         except TimeoutError:
             raise _ScrapeFailed(f"scrape timed out after {timeout:g}s") from None
         if response.status_code != 200:
@@ -836,28 +844,18 @@ class ScrapeManager:
 def _build_job(config: Any) -> _Job:
     """HTTP client with the job's auth, TLS and proxy settings (errors kept, not raised)."""
     try:
-        from rwconsole.remote.auth import build_authenticator
-        from rwconsole.remote.proxy import RoutingTransport, proxy_policy
-        from rwconsole.remote.tls import build_ssl_context
-
-        ssl_context = build_ssl_context(getattr(config, "tls_config", None))
-        transport = RoutingTransport(
-            proxy_policy(config),
-            verify=ssl_context,
-            http2=bool(getattr(config, "enable_http2", False)),
-            lean_http1=True,
-        )
+        transport = build_transport(config, http2=bool(getattr(config, "enable_http2", False)))
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
         headers = _custom_headers(config)
-        client = httpx.AsyncClient(
-            transport=transport,
-            headers=headers,
-            follow_redirects=bool(getattr(config, "follow_redirects", True)),
-            trust_env=False,
-        )
+        # redirects are followed by ``_fetch`` with the one policy of ``rwconsole.http``
+        client = httpx.AsyncClient(transport=transport, headers=headers, trust_env=False)
         return _Job(config, client, authenticator)
     except ValueError as exc:  # ConnectivityConfigError and friends name the setting
         return _Job(config, httpx.AsyncClient(), None, f"job {config.job_name!r}: {exc}")
+
+
+def _status_and_headers(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]]]:
+    return response.status_code, response.headers.raw
 
 
 def _custom_headers(config: Any) -> dict[str, str]:

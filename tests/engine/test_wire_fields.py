@@ -17,6 +17,7 @@ from conftest import wait_until
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
+from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import make_labels
 from rwconsole.model import (
     STALE_NAN,
@@ -28,7 +29,6 @@ from rwconsole.model import (
     ResetHint,
 )
 from rwconsole.remote.decode import DecodedRequest, decode_write_request
-from rwconsole.sources.httpserver import HttpServer, Request, Response
 
 INT_HIST = Histogram(
     schema=3,

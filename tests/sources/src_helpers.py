@@ -11,10 +11,10 @@ from typing import Any
 
 import snappy
 
+from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import Labels
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, is_stale_nan
 from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
-from rwconsole.sources.httpserver import HttpServer, Request, Response
 
 V1_TYPE = "application/x-protobuf"
 V2_TYPE = "application/x-protobuf;proto=io.prometheus.write.v2.Request"

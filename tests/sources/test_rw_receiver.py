@@ -10,9 +10,9 @@ import httpx
 import pytest
 from src_helpers import V1_TYPE, V2_TYPE, RecordingAppender, WireSeries, encode_v1, encode_v2
 
+from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import make_labels
 from rwconsole.model import STALE_NAN, MetricType, is_stale_nan
-from rwconsole.sources.httpserver import HttpServer, Request, Response
 from rwconsole.sources.receiver import RemoteWriteReceiver, parse_listen_address
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]

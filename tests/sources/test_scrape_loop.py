@@ -491,3 +491,28 @@ async def test_manager_keeps_one_connection_and_reads_gzip_bodies() -> None:
     ((_, points),) = app.named("m").items()
     values = [v for _, v in points if not is_stale_nan(v)]
     assert values[:4] == [1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.parametrize("follow", [True, False])
+async def test_redirects_followed_by_the_http_policy_unless_disabled(follow: bool) -> None:
+    from http_helpers import HTTPServer, Request, Response
+
+    def handler(request: Request) -> Response:
+        if request.target.startswith("/metrics"):
+            return Response(302, headers=[("Location", "/moved"), ("Content-Length", "0")])
+        return Response(200, headers=[("Content-Type", "text/plain")], body=b"x 1\n")
+
+    server = await HTTPServer(handler).start()
+    app = RecordingAppender()
+    config = scrape_config(follow_redirects=follow)
+    try:
+        async with httpx.AsyncClient() as client:
+            loop = ScrapeLoop(config, server.url.split("//")[1], app, client, clock=Clock())
+            scraped = await loop.scrape_once()
+    finally:
+        await server.aclose()
+    assert scraped is follow
+    expected = ["/metrics", "/moved"] if follow else ["/metrics"]
+    assert [r.target for r in server.requests] == expected
+    if not follow:
+        assert "302" in loop.status().last_error

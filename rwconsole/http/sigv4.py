@@ -28,15 +28,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from rwconsole.remote.http_common import (
-    AuthError,
-    describe_exc,
-    now_monotonic,
-    opt,
-    redact_url,
-    reveal,
-    token_refresh_at,
-)
+from rwconsole.config.secrets import redact_url
+from rwconsole.http.errors import AuthError, describe_exc
+from rwconsole.http.options import opt, reveal
+from rwconsole.http.tokens import now_monotonic, token_refresh_at
 
 SERVICE = "aps"
 ALGORITHM = "AWS4-HMAC-SHA256"

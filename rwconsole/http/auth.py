@@ -1,4 +1,4 @@
-"""Request authentication for a remote-write endpoint.
+"""Request authentication for a remote-write endpoint or a scrape job.
 
 Owns the choice among the endpoint's authentication settings and applying it
 to one request: ``basic_auth`` (``username`` + ``password`` or
@@ -21,10 +21,11 @@ from typing import Protocol
 
 import httpx
 
-from rwconsole.remote.azuread import AzureADTokenSource
-from rwconsole.remote.http_common import AuthError, opt, secret_or_file
-from rwconsole.remote.oauth2 import OAuth2TokenSource
-from rwconsole.remote.sigv4 import SigV4Signer
+from rwconsole.http.azuread import AzureADTokenSource
+from rwconsole.http.errors import AuthError
+from rwconsole.http.oauth2 import OAuth2TokenSource
+from rwconsole.http.options import opt, secret_or_file
+from rwconsole.http.sigv4 import SigV4Signer
 
 
 class Authenticator(Protocol):

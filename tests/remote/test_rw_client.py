@@ -8,16 +8,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from rc_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, secret
 
 from rwconsole.config.schema import QueueConfig
+from rwconsole.http.errors import ConnectivityConfigError
 from rwconsole.remote.client import (
     CONTENT_TYPE_V1,
     CONTENT_TYPE_V2,
     RemoteWriteClient,
     parse_retry_after,
 )
-from rwconsole.remote.http_common import ConnectivityConfigError
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole/0.1.0 (test)"

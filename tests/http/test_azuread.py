@@ -8,7 +8,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import pytest
-from rc_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, secret
 
 from rwconsole.config.schema import (
     AzureADConfig,
@@ -16,8 +16,8 @@ from rwconsole.config.schema import (
     AzureSDKConfig,
     ManagedIdentityConfig,
 )
+from rwconsole.http.errors import ConnectivityConfigError
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.http_common import ConnectivityConfigError
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"

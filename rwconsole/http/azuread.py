@@ -26,19 +26,10 @@ from dataclasses import dataclass
 
 import httpx
 
-from rwconsole.remote.http_common import (
-    AuthError,
-    ConnectivityConfigError,
-    Token,
-    describe_exc,
-    now_monotonic,
-    opt,
-    parse_token_response,
-    post_token_form,
-    read_secret_file,
-    redact_url,
-    reveal,
-)
+from rwconsole.config.secrets import redact_url
+from rwconsole.http.errors import AuthError, ConnectivityConfigError, describe_exc
+from rwconsole.http.options import opt, read_secret_file, reveal
+from rwconsole.http.tokens import Token, now_monotonic, parse_token_response, post_token_form
 
 
 @dataclass(frozen=True, slots=True)

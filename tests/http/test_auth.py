@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from rc_helpers import (
+from http_helpers import (
     HTTPServer,
     Pki,
     Request,

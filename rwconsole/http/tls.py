@@ -1,4 +1,4 @@
-"""TLS for remote-write endpoints: an ``ssl.SSLContext`` built from ``tls_config``.
+"""TLS for outgoing connections: an ``ssl.SSLContext`` built from ``tls_config``.
 
 Owns the mapping of Alloy's ``tls_config`` block (``ca_pem``/``ca_file``,
 ``cert_pem``/``cert_file`` + ``key_pem``/``key_file`` for mutual TLS,
@@ -18,7 +18,8 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from rwconsole.remote.http_common import ConnectivityConfigError, opt, reveal
+from rwconsole.http.errors import ConnectivityConfigError
+from rwconsole.http.options import opt, reveal
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,

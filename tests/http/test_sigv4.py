@@ -11,11 +11,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from rc_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, secret
 
 from rwconsole.config.schema import SigV4Config
+from rwconsole.http.sigv4 import AWSCredentials, compute_signature
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.sigv4 import AWSCredentials, compute_signature
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
-from rc_helpers import (
+from http_helpers import (
     ForwardProxy,
     HTTPServer,
     Pki,
@@ -18,9 +18,9 @@ from rc_helpers import (
 )
 
 from rwconsole.config.schema import TLSConfig
+from rwconsole.http.errors import ConnectivityConfigError
+from rwconsole.http.proxy import NoProxy, proxy_policy
 from rwconsole.remote.client import RemoteWriteClient, SendResult
-from rwconsole.remote.http_common import ConnectivityConfigError
-from rwconsole.remote.proxy import NoProxy, proxy_policy
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"

@@ -15,17 +15,10 @@ import asyncio
 
 import httpx
 
-from rwconsole.remote.http_common import (
-    AuthError,
-    ConnectivityConfigError,
-    Token,
-    now_monotonic,
-    opt,
-    post_token_form,
-    secret_or_file,
-)
-from rwconsole.remote.proxy import RoutingTransport, proxy_policy
-from rwconsole.remote.tls import build_ssl_context
+from rwconsole.http.errors import AuthError, ConnectivityConfigError
+from rwconsole.http.options import opt, secret_or_file
+from rwconsole.http.tokens import Token, now_monotonic, post_token_form
+from rwconsole.http.transport import build_transport
 
 
 class OAuth2TokenSource:
@@ -37,10 +30,7 @@ class OAuth2TokenSource:
         if not token_url:
             raise ConnectivityConfigError("oauth2.token_url is not set")
         self._token_url: str = token_url
-        ssl_context = build_ssl_context(opt(block, "tls_config"), key="oauth2.tls_config")
-        transport = RoutingTransport(
-            proxy_policy(block, key="oauth2"), verify=ssl_context, http2=False
-        )
+        transport = build_transport(block, http2=False, lean_http1=False, key="oauth2")
         self._client = httpx.AsyncClient(transport=transport, timeout=timeout, trust_env=False)
         self._token: Token | None = None
         self._secret_used: str | None = None

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 server on asyncio streams, shared by the receivers.
+"""A small HTTP/1.1 server on asyncio streams: receiver input, /metrics and health.
 
 It owns connection handling only: request line and header parsing with limits,
 Content-Length and chunked bodies with a size cap (413 beyond it, without

@@ -1,4 +1,4 @@
-"""A lean keep-alive HTTP/1.1 transport for direct remote-write connections.
+"""A lean keep-alive HTTP/1.1 transport for direct connections.
 
 Owns the wire exchange of one request on a direct (unproxied) connection:
 a small pool of idle keep-alive connections per (scheme, host, port), the
@@ -6,8 +6,9 @@ request written in one piece (request line, headers, ``Content-Length`` body),
 the response head parsed (``Content-Length`` or chunked bodies, bodies ended by
 the close of the connection, ``Connection: close``, HTTP/1.0 answers, 1xx
 interim responses skipped), and TLS with the endpoint's ``ssl.SSLContext``.
-It is an ``httpx.AsyncBaseTransport``, so authentication, redirects and
-response handling above it stay the same; errors are raised as the httpx
+It offers the ``interface.Transport`` interface (``exchange``: a whole
+``Reply``) and, for httpx clients, that of an ``httpx.AsyncBaseTransport``
+(a streamed ``httpx.Response``). Errors are raised as the httpx
 exceptions httpcore would raise for them (``ConnectError`` with the
 ``ssl.SSLError`` as its cause, ``ReadError``, ``WriteError``,
 ``RemoteProtocolError``).
@@ -29,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import NamedTuple
 
 import httpx
+
+from rwconsole.http.interface import Reply, read_up_to
 
 KEEPALIVE_EXPIRY = 90.0  # seconds an idle connection is kept (Go's IdleConnTimeout)
 MAX_IDLE_PER_ORIGIN = 1000
@@ -155,7 +158,32 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._closed = False
 
+    async def exchange(self, request: httpx.Request, *, max_body: int | None) -> Reply:
+        """Send ``request``; its answer with at least ``max_body`` bytes of the body.
+
+        A body longer than ``max_body`` is cut there and its connection closed
+        (None: the whole body).
+        """
+        head, body = await self._open(request)
+        return Reply(
+            head.status,
+            head.reason.decode("ascii", "ignore"),
+            head.version.decode("ascii", "ignore"),
+            head.headers,
+            await body.read(max_body),
+        )
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        head, body = await self._open(request)
+        return httpx.Response(
+            head.status,
+            headers=head.headers,
+            stream=body,
+            extensions={"http_version": head.version, "reason_phrase": head.reason},
+        )
+
+    async def _open(self, request: httpx.Request) -> tuple[_Head, _Body]:
+        """Send ``request`` and read the response head; the body is still to be read."""
         url = request.url
         scheme = url.scheme
         if scheme not in DEFAULT_PORTS:
@@ -247,7 +275,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 
     async def _exchange(
         self, conn: _Connection, payload: bytes, head_only: bool, close: bool
-    ) -> httpx.Response:
+    ) -> tuple[_Head, _Body]:
         transport = conn.transport
         if transport is None or transport.is_closing() or conn.closed:
             raise httpx.WriteError("connection closed before the request was written")
@@ -272,12 +300,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
             keep_alive=head.keep_alive and not close,
         )
         body.take_buffered()
-        return httpx.Response(
-            head.status,
-            headers=head.headers,
-            stream=body,
-            extensions={"http_version": head.version, "reason_phrase": head.reason},
-        )
+        return head, body
 
 
 # --- request ------------------------------------------------------------------------
@@ -439,7 +462,7 @@ class _Body(httpx.AsyncByteStream):
         else:
             conn.close()
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
         if self.ready is not None:
             ready, self.ready = self.ready, b""
             if ready:
@@ -470,20 +493,18 @@ class _Body(httpx.AsyncByteStream):
         if conn is not None:
             conn.close()  # closed before the body was read whole
 
-
-def received_body(response: httpx.Response) -> bytes | None:
-    """The whole raw body of a response of this transport that arrived with its head.
-
-    None for other responses and for bodies still to be read from the
-    connection (read those with ``aiter_raw``). Reading the body this way
-    spares the stream machinery for the usual short answer.
-    """
-    stream = response.stream
-    if isinstance(stream, _Body) and stream.ready is not None:
-        body, stream.ready = stream.ready, b""
-        response.is_stream_consumed = True
+    async def read(self, limit: int | None) -> bytes:
+        """The body, or its first ``limit`` bytes or more (the connection then closed)."""
+        if self.ready is not None:
+            ready, self.ready = self.ready, b""
+            return ready
+        pieces = self.__aiter__()
+        try:
+            body = await read_up_to(pieces, limit)
+        finally:
+            await pieces.aclose()
+        await self.aclose()
         return body
-    return None
 
 
 async def _sized_body(conn: _Connection, remaining: int) -> AsyncIterator[bytes]:

@@ -1,10 +1,10 @@
-"""Proxy selection for remote-write connections.
+"""Proxy selection for outgoing HTTP connections.
 
 Owns Alloy's proxy options: ``proxy_url``, ``no_proxy`` (IPs, CIDRs and domain
 names, each optionally with a port), ``proxy_from_environment``
 (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY`` in either case) and
 ``proxy_connect_header`` (headers sent to the proxy on ``CONNECT``). The
-decision is made per request URL by ``RoutingTransport``, so redirects to
+decision is made per request URL by ``transport.RoutingTransport``, so redirects to
 another host and ``no_proxy`` CIDRs work, which httpx's per-client proxy and
 pattern mounts cannot express.
 
@@ -19,29 +19,17 @@ a clear error when it is absent.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
-import ssl
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
 
 from rwconsole.config.secrets import redact_url
-from rwconsole.remote.http1 import DEFAULT_PORTS, HTTP1Transport, HTTP2Negotiated
-from rwconsole.remote.http_common import ConnectivityConfigError, opt, reveal
-
-# Every shard may hold a connection; keep them alive between sends instead of
-# httpx's default of 20 idle connections (Go keeps idle connections 90 s).
-POOL_LIMITS = httpx.Limits(
-    max_connections=None, max_keepalive_connections=1000, keepalive_expiry=90.0
-)
-# httpcore's pool does work proportional to connections x waiting requests on
-# every request, so many concurrent shards are spread over several pools, each
-# task (shard) always using the same one.
-POOLS = 8
+from rwconsole.http.errors import ConnectivityConfigError
+from rwconsole.http.http1 import DEFAULT_PORTS
+from rwconsole.http.options import opt, reveal
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,95 +191,3 @@ def _connect_headers(raw: Mapping[str, Sequence[object]]) -> tuple[tuple[str, st
         for value in items:
             pairs.append((name, reveal(value) or ""))  # type: ignore[arg-type]
     return tuple(pairs)
-
-
-class RoutingTransport(httpx.AsyncBaseTransport):
-    """Sends each request directly or through the proxy its URL calls for.
-
-    With ``lean_http1``, direct requests that will speak HTTP/1.1 go through
-    ``HTTP1Transport`` instead of httpx's pools: every ``http`` URL, and
-    ``https`` URLs when ``http2`` is off or when the server has already
-    answered over HTTP/1.1 although HTTP/2 was offered. The first request to
-    an ``https`` origin with ``http2`` on always goes through httpx, so ALPN
-    picks the protocol; should such a server later choose HTTP/2 on a lean
-    connection, the origin goes back to httpx.
-    """
-
-    def __init__(
-        self, policy: ProxyPolicy, *, verify: ssl.SSLContext, http2: bool, lean_http1: bool = False
-    ) -> None:
-        self._policy = policy
-        self._verify = verify
-        self._http2 = http2
-        self._pools: dict[tuple[str | None, int], httpx.AsyncHTTPTransport] = {}
-        self._task_pool: weakref.WeakKeyDictionary[asyncio.Task[object], int] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._next_pool = 0
-        self._lean: HTTP1Transport | None = None
-        if lean_http1:
-            if not http2:
-                verify.set_alpn_protocols(["http/1.1"])
-            self._lean = HTTP1Transport(verify)
-        # (scheme, host, port) -> whether requests there go through the lean transport
-        self._lean_origins: dict[tuple[str, str, int | None], bool] = {}
-
-    def _transport_for(self, url: httpx.URL) -> httpx.AsyncHTTPTransport:
-        proxy_url = self._policy.proxy_for(url)
-        key = (proxy_url, self._pool_index())
-        transport = self._pools.get(key)
-        if transport is None:
-            proxy = None
-            if proxy_url is not None:
-                proxy = httpx.Proxy(proxy_url, headers=list(self._policy.connect_headers) or None)
-            transport = httpx.AsyncHTTPTransport(
-                verify=self._verify,
-                http2=self._http2,
-                trust_env=False,
-                proxy=proxy,
-                limits=POOL_LIMITS,
-            )
-            self._pools[key] = transport
-        return transport
-
-    def _pool_index(self) -> int:
-        task = asyncio.current_task()
-        if task is None:
-            return 0
-        index = self._task_pool.get(task)
-        if index is None:
-            index = self._task_pool[task] = self._next_pool
-            self._next_pool = (self._next_pool + 1) % POOLS
-        return index
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        lean = self._lean
-        if lean is None:
-            return await self._transport_for(request.url).handle_async_request(request)
-        url = request.url
-        origin = (url.scheme, url.host, url.port)
-        use_lean = self._lean_origins.get(origin)
-        if use_lean is None:
-            use_lean = self._lean_origins[origin] = self._policy.proxy_for(url) is None and (
-                url.scheme == "http" or not self._http2
-            )
-        if use_lean:
-            try:
-                return await lean.handle_async_request(request)
-            except HTTP2Negotiated:
-                self._lean_origins[origin] = False
-        response = await self._transport_for(url).handle_async_request(request)
-        if (
-            url.scheme == "https"
-            and response.http_version == "HTTP/1.1"
-            and self._policy.proxy_for(url) is None
-        ):
-            self._lean_origins[origin] = True  # offered h2, the server chose HTTP/1.1
-        return response
-
-    async def aclose(self) -> None:
-        pools, self._pools = list(self._pools.values()), {}
-        for transport in pools:
-            await transport.aclose()
-        if self._lean is not None:
-            await self._lean.aclose()

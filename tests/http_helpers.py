@@ -1,4 +1,4 @@
-"""Loopback servers and certificates for the remote-write client tests.
+"""Loopback servers and certificates for the HTTP stack and remote-write client tests.
 
 A test CA with server and client certificates (made with ``cryptography``), a
 scriptable HTTP/1.1 server (plain or TLS, optionally requiring a client

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from rc_helpers import (
+from http_helpers import (
     H2Server,
     HTTPServer,
     Pki,
@@ -32,9 +32,9 @@ from rc_helpers import (
 )
 
 from rwconsole.config.schema import BasicAuthConfig, TLSConfig
-from rwconsole.remote import http1
+from rwconsole.http import http1
+from rwconsole.http.http1 import HTTP1Transport
 from rwconsole.remote.client import RemoteWriteClient, SendResult
-from rwconsole.remote.http1 import HTTP1Transport
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"

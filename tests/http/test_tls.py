@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from rc_helpers import (
+from http_helpers import (
     H2Server,
     HTTPServer,
     Pki,
@@ -22,9 +22,9 @@ from rc_helpers import (
 )
 
 from rwconsole.config.schema import TLSConfig
+from rwconsole.http.errors import ConnectivityConfigError
+from rwconsole.http.tls import build_ssl_context
 from rwconsole.remote.client import RemoteWriteClient, SendResult
-from rwconsole.remote.http_common import ConnectivityConfigError
-from rwconsole.remote.tls import build_ssl_context
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"
