@@ -29,6 +29,7 @@ from typing import Literal
 import httpx
 
 from rwconsole.remote.auth import Authenticator, build_authenticator
+from rwconsole.remote.credential_cache import CredentialStatus
 from rwconsole.remote.encode import (
     CONTENT_ENCODING,
     CONTENT_TYPE_V1,
@@ -162,6 +163,10 @@ class RemoteWriteClient:
     @property
     def state(self) -> EndpointConnection:
         return self._state
+
+    def credential_status(self) -> CredentialStatus | None:
+        """The cloud credential source in use and its expiry (sigv4, azuread)."""
+        return self._auth.credential_status()
 
     async def send(
         self,
