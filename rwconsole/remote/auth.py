@@ -145,7 +145,8 @@ class _SigV4Auth(_NoAuth):
 
 def build_authenticator(endpoint: object, *, timeout: float = 30.0) -> Authenticator:
     """The authenticator for ``endpoint`` (raises ``ConnectivityConfigError`` on bad settings)."""
-    name = opt(endpoint, "name", "")
+    queue_name = getattr(endpoint, "queue_name", None)  # the name used in logs and metrics
+    name = queue_name() if callable(queue_name) else opt(endpoint, "name", "")
     if opt(endpoint, "sigv4") is not None:
         return _SigV4Auth(opt(endpoint, "sigv4"), name)
     if opt(endpoint, "azuread") is not None:
