@@ -22,6 +22,9 @@ import pytest
 from conftest import free_port
 from rc_helpers import Request, Response
 
+from rwconsole.remote.client import RemoteWriteClient, SendResult
+from rwconsole.remote.credential_cache import CredentialStatus
+
 AWS_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -44,6 +47,34 @@ AWS_VARIABLES = (
     "AWS_EC2_METADATA_V1_DISABLED",
     "AWS_METADATA_SERVICE_TIMEOUT",
 )
+
+
+AZURE_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_TENANT_ID",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+)
+
+
+def isolate_azure_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No Azure settings from the machine; managed identity's IMDS on a closed port."""
+    for name in AZURE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", f"http://127.0.0.1:{free_port()}")
+
+
+async def send_times(
+    config: object, times: int = 2
+) -> tuple[list[SendResult], CredentialStatus | None]:
+    """Send ``times`` requests through a new client; the results and its credential status."""
+    client = RemoteWriteClient(config, user_agent="rwconsole-test")
+    try:
+        results = [await client.send(b"x", protocol=1, attempt=0) for _ in range(times)]
+        return results, client.credential_status()
+    finally:
+        await client.aclose()
 
 
 def isolate_aws_environment(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:

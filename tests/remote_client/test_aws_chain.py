@@ -25,20 +25,19 @@ from cloud_fakes import (
     FakeSTS,
     iso,
     isolate_aws_environment,
+    send_times,
 )
 from rc_helpers import HTTPServer, Request, endpoint, secret
 from sigv4_verifier import verify_sigv4
 
 from rwconsole.config.schema import SigV4Config
 from rwconsole.remote.aws_credentials import container_url
-from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.credential_cache import BACKOFF_FIRST, REFRESH_MARGIN
 from rwconsole.remote.http_common import AuthError
 from rwconsole.remote.sigv4 import SigV4Signer
 from rwconsole.tui.screens.endpoints import credentials_markup
 
 pytestmark = pytest.mark.timeout(30)
-UA = "rwconsole-test"
 ROLE = "arn:aws:iam::123456789012:role/remote-write"
 
 
@@ -77,15 +76,12 @@ def test_instance_role_through_imdsv2(aws_env: pytest.MonkeyPatch) -> None:
         metadata = await HTTPServer(imds).start()
         receiver = await HTTPServer().start()
         aws_env.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", metadata.url)
-        client = RemoteWriteClient(endpoint(receiver.url, sigv4=SigV4Config()), user_agent=UA)
         try:
-            outcomes = [(await client.send(b"x", protocol=1, attempt=0)).outcome for _ in range(3)]
-            status = client.credential_status()
+            results, status = await send_times(endpoint(receiver.url, sigv4=SigV4Config()), 3)
         finally:
-            await client.aclose()
             await receiver.aclose()
             await metadata.aclose()
-        assert outcomes == ["ok"] * 3
+        assert [r.outcome for r in results] == ["ok"] * 3
         # One token, one role listing, one credentials request: cached afterwards.
         assert [(r.method, r.target) for r in metadata.requests] == [
             ("PUT", "/latest/api/token"),
@@ -185,15 +181,12 @@ def test_web_identity_then_role_arn_on_top(aws_env: pytest.MonkeyPatch, tmp_path
         aws_env.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa")
         aws_env.setenv("AWS_ROLE_SESSION_NAME", "pod-1")
         config = SigV4Config(role_arn=ROLE)
-        client = RemoteWriteClient(endpoint(receiver.url, sigv4=config), user_agent=UA)
         try:
-            outcomes = [(await client.send(b"x", protocol=1, attempt=0)).outcome for _ in range(2)]
-            status = client.credential_status()
+            results, status = await send_times(endpoint(receiver.url, sigv4=config))
         finally:
-            await client.aclose()
             await receiver.aclose()
             await sts_server.aclose()
-        assert outcomes == ["ok", "ok"]
+        assert [r.outcome for r in results] == ["ok", "ok"]
         web, assume = sts.forms
         assert web == {
             "Action": "AssumeRoleWithWebIdentity",
@@ -372,12 +365,9 @@ def test_sts_failure_is_recoverable_and_names_the_role(
         aws_env.setenv("AWS_ENDPOINT_URL_STS", sts_server.url)
         aws_env.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
         aws_env.setenv("AWS_ROLE_ARN", ROLE)
-        client = RemoteWriteClient(endpoint(receiver.url, sigv4=SigV4Config()), user_agent=UA)
         try:
-            result = await client.send(b"x", protocol=1, attempt=0)
-            status = client.credential_status()
+            (result,), status = await send_times(endpoint(receiver.url, sigv4=SigV4Config()), 1)
         finally:
-            await client.aclose()
             await receiver.aclose()
             await sts_server.aclose()
         assert result.outcome == "recoverable"

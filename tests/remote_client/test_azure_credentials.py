@@ -16,18 +16,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from cloud_fakes import FakeClock
-from conftest import free_port
+from cloud_fakes import FakeClock, isolate_azure_environment, send_times
 from rc_helpers import HTTPServer, Request, Response, endpoint, secret
 
 from rwconsole.config.schema import AzureADConfig, AzureOAuthConfig, AzureSDKConfig
 from rwconsole.remote.azuread import AzureADTokenSource
-from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.credential_cache import REFRESH_MARGIN
 from rwconsole.remote.http_common import AuthError
 
 pytestmark = pytest.mark.timeout(30)
-UA = "rwconsole-test"
 
 
 def run(factory: Callable[[], Awaitable[None]]) -> None:
@@ -53,16 +50,7 @@ class _Login:
 
 @pytest.fixture
 def azure_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in (
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_TENANT_ID",
-        "AZURE_FEDERATED_TOKEN_FILE",
-        "AZURE_AUTHORITY_HOST",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    # No managed identity here: IMDS on a closed loopback port.
-    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", f"http://127.0.0.1:{free_port()}")
+    isolate_azure_environment(monkeypatch)
     return monkeypatch
 
 
@@ -148,14 +136,11 @@ def test_sdk_falls_back_to_the_azure_cli(azure_env: pytest.MonkeyPatch, tmp_path
     async def body() -> None:
         receiver = await HTTPServer().start()
         azuread = AzureADConfig(sdk=AzureSDKConfig(tenant_id="t-cli"))
-        client = RemoteWriteClient(endpoint(receiver.url, azuread=azuread), user_agent=UA)
         try:
-            outcomes = [(await client.send(b"x", protocol=1, attempt=0)).outcome for _ in range(2)]
-            status = client.credential_status()
+            results, status = await send_times(endpoint(receiver.url, azuread=azuread))
         finally:
-            await client.aclose()
             await receiver.aclose()
-        assert outcomes == ["ok", "ok"]
+        assert [r.outcome for r in results] == ["ok", "ok"]
         assert [r.header("Authorization") for r in receiver.requests] == ["Bearer cli-token"] * 2
         assert json.loads(record.read_text()) == [
             "account",

@@ -27,7 +27,8 @@ from sigv4_verifier import verify_sigv4
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
-from rwconsole.tui.screens.endpoints import detail_markup
+from rwconsole.remote.credential_cache import CredentialStatus
+from rwconsole.tui.screens.endpoints import credentials_markup, detail_markup
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "instance-secret-Zq81"
@@ -143,3 +144,16 @@ def _delivered(engine: Engine) -> object:
     if endpoint is None or not (_CloudAndWorkspace.verified and endpoint.credentials.source):
         return None
     return endpoint
+
+
+def test_console_text_for_each_credential_state() -> None:
+    now = 1_800_000_000.0
+    assert credentials_markup(CredentialStatus(""), now) == "credentials: [dim]not fetched yet[/]"
+    static = CredentialStatus("environment (AWS_ACCESS_KEY_ID)")
+    assert credentials_markup(static, now).endswith("(do not expire)")
+    due = credentials_markup(CredentialStatus("EC2 instance role r", now + 600), now)
+    assert due.startswith("credentials: EC2 instance role r, expire at ") and "(in 10m)" in due
+    failing = CredentialStatus("web identity (role [x])", now - 5, "STS said [no]")
+    text = credentials_markup(failing, now)
+    assert "[$error]expired at" in text and "web identity (role \\[x])" in text
+    assert text.endswith("[$error]credential refresh failed: STS said \\[no][/]")
