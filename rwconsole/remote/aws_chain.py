@@ -359,7 +359,10 @@ _parsed_files: dict[str, tuple[int, configparser.RawConfigParser]] = {}
 
 
 def profile_section(path: str, profile: str, config_file: bool) -> dict[str, str]:
-    """One profile's settings; a file is parsed again only when it changed."""
+    """One profile's settings; a file is parsed again only when it changed.
+
+    Raises ``AuthError`` naming the file and line when it is not an INI file.
+    """
     try:
         stamp = os.stat(path).st_mtime_ns
     except OSError:
@@ -369,11 +372,24 @@ def profile_section(path: str, profile: str, config_file: bool) -> dict[str, str
         parser = configparser.RawConfigParser()
         try:
             parser.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError):
-            return {}
+        except UnicodeDecodeError as exc:
+            raise AuthError(f"AWS file {path}: not UTF-8 (byte offset {exc.start})") from None
+        except configparser.Error as exc:
+            # The parser's own message quotes the bad line, which may hold a key.
+            raise AuthError(f"AWS file {path}: {_parse_problem(exc)}") from None
         cached = _parsed_files[path] = (stamp, parser)
     parser = cached[1]
     section = profile if not config_file or profile == "default" else f"profile {profile}"
     if not parser.has_section(section):
         return {}
     return {k: v.strip() for k, v in parser.items(section)}
+
+
+def _parse_problem(exc: configparser.Error) -> str:
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"line {exc.lineno} comes before any [section] header"
+    if isinstance(exc, configparser.ParsingError) and exc.errors:
+        return f"line {exc.errors[0][0]} is not 'name = value'"
+    if isinstance(exc, configparser.DuplicateSectionError | configparser.DuplicateOptionError):
+        return f"{type(exc).__name__} at line {exc.lineno}"
+    return type(exc).__name__

@@ -406,3 +406,24 @@ def test_regional_sts_endpoints() -> None:
     assert sts_url(legacy, "eu-west-1") == "https://sts.amazonaws.com/"
     assert sts_url({"AWS_ENDPOINT_URL_STS": "http://127.0.0.1:1/"}, "x") == "http://127.0.0.1:1/"
     assert urllib.parse.urlsplit(sts_url({}, "us-east-1")).hostname == "sts.us-east-1.amazonaws.com"
+
+
+def test_malformed_credentials_file_names_file_and_line_not_content(
+    aws_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "credentials").write_text(
+        "[default]\naws_access_key_id = K\nwJalrXUtnFEMIK7MDENG\n"
+    )
+
+    async def body() -> None:
+        signer = SigV4Signer(SigV4Config())
+        try:
+            with pytest.raises(AuthError) as caught:
+                await _sign(signer)
+        finally:
+            await signer.aclose()
+        message = str(caught.value)
+        assert message == f"AWS file {tmp_path / 'credentials'}: line 3 is not 'name = value'"
+        assert "wJalr" not in message
+
+    run(body)
