@@ -63,6 +63,17 @@ async def _sign(signer: SigV4Signer) -> httpx.Request:
     return request
 
 
+async def _signing_error(config: SigV4Config) -> str:
+    """The ``AuthError`` message of signing with ``config`` (fails if signing works)."""
+    signer = SigV4Signer(config)
+    try:
+        with pytest.raises(AuthError) as caught:
+            await _sign(signer)
+    finally:
+        await signer.aclose()
+    return str(caught.value)
+
+
 def _key_of(request: httpx.Request) -> str:
     credential = request.headers["Authorization"].split("Credential=", 1)[1]
     return credential.split("/", 1)[0]
@@ -382,13 +393,7 @@ def test_sts_failure_is_recoverable_and_names_the_role(
 
 def test_nothing_configured_names_every_source(aws_env: pytest.MonkeyPatch) -> None:
     async def body() -> None:
-        signer = SigV4Signer(SigV4Config())
-        try:
-            with pytest.raises(AuthError) as caught:
-                await _sign(signer)
-        finally:
-            await signer.aclose()
-        message = str(caught.value)
+        message = await _signing_error(SigV4Config())
         assert message.startswith("no AWS credentials")
         for named in ("AWS_ACCESS_KEY_ID", "AWS_WEB_IDENTITY_TOKEN_FILE", "profile 'default'",
                       "AWS_CONTAINER_CREDENTIALS", "EC2 instance metadata"):  # fmt: skip
@@ -416,13 +421,7 @@ def test_malformed_credentials_file_names_file_and_line_not_content(
     )
 
     async def body() -> None:
-        signer = SigV4Signer(SigV4Config())
-        try:
-            with pytest.raises(AuthError) as caught:
-                await _sign(signer)
-        finally:
-            await signer.aclose()
-        message = str(caught.value)
+        message = await _signing_error(SigV4Config())
         assert message == f"AWS file {tmp_path / 'credentials'}: line 3 is not 'name = value'"
         assert "wJalr" not in message
 
