@@ -121,6 +121,7 @@ class EndpointSnapshot:
     live: bool
     connection: Any
     history: tuple[HistoryPoint, ...]
+    credentials: Any = None  # CredentialStatus of sigv4/azuread endpoints
 
 
 @dataclass(frozen=True, slots=True)
@@ -943,6 +944,7 @@ class Engine:
                     live=endpoint.follower.live,
                     connection=getattr(endpoint.client, "state", None),
                     history=tuple(endpoint.history),
+                    credentials=endpoint.client.credential_status(),
                 )
             )
         sources = self._source_status()

@@ -22,6 +22,7 @@ from typing import Protocol
 import httpx
 
 from rwconsole.http.azuread import AzureADTokenSource
+from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.http.errors import AuthError
 from rwconsole.http.oauth2 import OAuth2TokenSource
 from rwconsole.http.options import opt, secret_or_file
@@ -37,6 +38,9 @@ class Authenticator(Protocol):
     def on_unauthorized(self) -> None:
         """The receiver answered 401: drop cached credentials."""
 
+    def credential_status(self) -> CredentialStatus | None:
+        """The cloud credential source in use and its expiry (None for other kinds)."""
+
     async def aclose(self) -> None: ...
 
 
@@ -47,6 +51,9 @@ class _NoAuth:
         return None
 
     def on_unauthorized(self) -> None:
+        return None
+
+    def credential_status(self) -> CredentialStatus | None:
         return None
 
     async def aclose(self) -> None:
@@ -109,6 +116,11 @@ class _TokenAuth(_NoAuth):
     def on_unauthorized(self) -> None:
         self._source.invalidate()
 
+    def credential_status(self) -> CredentialStatus | None:
+        if isinstance(self._source, AzureADTokenSource):
+            return self._source.credential_status()
+        return None
+
     async def aclose(self) -> None:
         await self._source.aclose()
 
@@ -116,11 +128,17 @@ class _TokenAuth(_NoAuth):
 class _SigV4Auth(_NoAuth):
     kind = "sigv4"
 
-    def __init__(self, block: object) -> None:
-        self._signer = SigV4Signer(block)
+    def __init__(self, block: object, name: str) -> None:
+        self._signer = SigV4Signer(block, name=name)
 
     async def apply(self, request: httpx.Request) -> None:
         await self._signer.sign(request)
+
+    def on_unauthorized(self) -> None:
+        self._signer.invalidate()
+
+    def credential_status(self) -> CredentialStatus | None:
+        return self._signer.credential_status()
 
     async def aclose(self) -> None:
         await self._signer.aclose()
@@ -128,10 +146,13 @@ class _SigV4Auth(_NoAuth):
 
 def build_authenticator(endpoint: object, *, timeout: float = 30.0) -> Authenticator:
     """The authenticator for ``endpoint`` (raises ``ConnectivityConfigError`` on bad settings)."""
+    queue_name = getattr(endpoint, "queue_name", None)  # the name used in logs and metrics
+    name = queue_name() if callable(queue_name) else opt(endpoint, "name", "")
     if opt(endpoint, "sigv4") is not None:
-        return _SigV4Auth(opt(endpoint, "sigv4"))
+        return _SigV4Auth(opt(endpoint, "sigv4"), name)
     if opt(endpoint, "azuread") is not None:
-        return _TokenAuth(AzureADTokenSource(opt(endpoint, "azuread"), timeout=timeout), "azuread")
+        source = AzureADTokenSource(opt(endpoint, "azuread"), timeout=timeout, name=name)
+        return _TokenAuth(source, "azuread")
     if opt(endpoint, "oauth2") is not None:
         return _TokenAuth(OAuth2TokenSource(opt(endpoint, "oauth2"), timeout=timeout), "oauth2")
     if opt(endpoint, "basic_auth") is not None:

@@ -28,6 +28,7 @@ import httpx
 
 from rwconsole.config.secrets import redact_url
 from rwconsole.http.auth import Authenticator, build_authenticator
+from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.http.diagnose import describe_network_error
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.http.interface import Reply
@@ -144,6 +145,10 @@ class RemoteWriteClient:
     @property
     def state(self) -> EndpointConnection:
         return self._state
+
+    def credential_status(self) -> CredentialStatus | None:
+        """The cloud credential source in use and its expiry (sigv4, azuread)."""
+        return self._auth.credential_status()
 
     async def send(
         self,

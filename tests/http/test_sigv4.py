@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
-import hmac
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from http_helpers import HTTPServer, Request, Response, endpoint, secret
+from cloud_fakes import isolate_aws_environment
+from http_helpers import HTTPServer, Response, endpoint, secret
+from sigv4_verifier import verify_sigv4 as _verify
 
 from rwconsole.config.schema import SigV4Config
 from rwconsole.http.sigv4 import AWSCredentials, compute_signature
@@ -73,58 +73,9 @@ def test_aws_test_suite_vectors(name: str, method: str, url: str, signature: str
         )
 
 
-def _verify(request: Request, secret_key: str) -> dict[str, str]:
-    """Check a received request's SigV4 signature independently; return its parts."""
-    auth = request.header("Authorization") or ""
-    algorithm, _, rest = auth.partition(" ")
-    assert algorithm == "AWS4-HMAC-SHA256"
-    parts = dict(p.strip().split("=", 1) for p in rest.split(","))
-    access_key, day, region, service, terminator = parts["Credential"].split("/")
-    assert terminator == "aws4_request"
-    names = parts["SignedHeaders"].split(";")
-    received: dict[str, list[str]] = {}
-    for key, value in request.headers:
-        received.setdefault(key.lower(), []).append(value)
-    canonical_headers = "".join(f"{n}:{','.join(received[n])}\n" for n in names)
-    path, _, query = request.target.partition("?")
-    canonical = "\n".join(
-        [
-            request.method,
-            path,
-            query,
-            canonical_headers,
-            parts["SignedHeaders"],
-            hashlib.sha256(request.body).hexdigest(),
-        ]
-    )
-    date_time = request.header("X-Amz-Date") or ""
-    scope = f"{day}/{region}/{service}/aws4_request"
-    to_sign = (
-        f"AWS4-HMAC-SHA256\n{date_time}\n{scope}\n" + hashlib.sha256(canonical.encode()).hexdigest()
-    )
-    key = ("AWS4" + secret_key).encode()
-    for piece in (day, region, service, "aws4_request"):
-        key = hmac.new(key, piece.encode(), hashlib.sha256).digest()
-    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    assert parts["Signature"] == expected
-    return {"access_key": access_key, "region": region, "service": service, "signed": names}  # type: ignore[dict-item]
-
-
 @pytest.fixture
 def aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_STS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    isolate_aws_environment(monkeypatch, tmp_path)
     return tmp_path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.markup import escape
@@ -11,6 +12,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.tui import format as fmt
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.status import out_rate, status_markup
@@ -65,11 +67,29 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
         "queue_config: " + ", ".join(f"{k}={v}" for k, v in q.items()),
     ]
+    if endpoint.credentials is not None:
+        lines.append(credentials_markup(endpoint.credentials, time.time()))
     if endpoint.last_error:
         status = f" (HTTP {endpoint.last_status})" if endpoint.last_status else ""
         when = fmt.clock(endpoint.last_error_time) if endpoint.last_error_time else "?"
         lines.append(f"[$error]last error at {when}{status}: {escape(endpoint.last_error)}[/]")
     return "\n".join(lines)
+
+
+def credentials_markup(status: CredentialStatus, now: float) -> str:
+    """The credential source in use and its expiry (never a secret value)."""
+    source = escape(status.source) if status.source else "[dim]not fetched yet[/]"
+    if status.expires_at is None:
+        expiry = " (do not expire)" if status.source else ""
+    elif status.expires_at > now:
+        left = fmt.seconds(status.expires_at - now)
+        expiry = f", expire at {fmt.clock(status.expires_at)} (in {left})"
+    else:
+        expiry = f", [$error]expired at {fmt.clock(status.expires_at)}[/]"
+    text = f"credentials: {source}{expiry}"
+    if status.last_error:
+        text += f"\n[$error]credential refresh failed: {escape(status.last_error)}[/]"
+    return text
 
 
 class EndpointsScreen(ConsoleScreen):
