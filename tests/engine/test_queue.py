@@ -26,7 +26,7 @@ from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.queue_metrics import DROP_UNKNOWN_SERIES, QueueMetrics
-from rwconsole.remote.relabel import compile_rules, relabel
+from rwconsole.relabel import compile_rules, relabel
 from rwconsole.remote.resharding import EwmaRate
 
 NOW_MS = int(time.time() * 1000)
