@@ -537,8 +537,8 @@ class Engine:
         )
 
     def _make_endpoint(self, index: int, config: schema.EndpointConfig) -> _Endpoint:
-        from rwconsole.remote.client import RemoteWriteClient
         from rwconsole.relabel import compile_rules, relabel
+        from rwconsole.remote.client import RemoteWriteClient
 
         name = config.queue_name()
         assert self.progress is not None
