@@ -28,6 +28,7 @@ from typing import Literal
 
 import httpx
 
+from rwconsole.config.schema import EndpointConfig
 from rwconsole.remote.auth import Authenticator, build_authenticator
 from rwconsole.remote.encode import (
     CONTENT_ENCODING,
@@ -45,7 +46,6 @@ from rwconsole.remote.http_common import (
     AuthError,
     ConnectivityConfigError,
     describe_exc,
-    opt,
     redact_url,
     reveal,
 )
@@ -113,10 +113,12 @@ class RemoteWriteClient:
     httpx's client and pools instead (the generic path, kept for comparison).
     """
 
-    def __init__(self, endpoint: object, *, user_agent: str, lean_http1: bool = True) -> None:
+    def __init__(
+        self, endpoint: EndpointConfig, *, user_agent: str, lean_http1: bool = True
+    ) -> None:
         self._endpoint = endpoint
         self._lean = lean_http1
-        url = opt(endpoint, "url", "")
+        url = endpoint.url
         if not url:
             raise ConnectivityConfigError("url is not set")
         try:
@@ -133,14 +135,14 @@ class RemoteWriteClient:
         except AuthError as exc:
             raise ConnectivityConfigError(str(exc)) from None
 
-    def _setup(self, endpoint: object, url: str) -> None:
-        self._timeout = float(opt(endpoint, "remote_timeout", 30.0))
-        self._follow_redirects = bool(opt(endpoint, "follow_redirects", True))
+    def _setup(self, endpoint: EndpointConfig, url: str) -> None:
+        self._timeout = float(endpoint.remote_timeout)
+        self._follow_redirects = endpoint.follow_redirects
         policy = proxy_policy(endpoint)
         transport = RoutingTransport(
             policy,
-            verify=build_ssl_context(opt(endpoint, "tls_config")),
-            http2=bool(opt(endpoint, "enable_http2", True)),
+            verify=build_ssl_context(endpoint.tls_config),
+            http2=endpoint.enable_http2,
             lean_http1=self._lean,
         )
         self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
@@ -178,13 +180,12 @@ class RemoteWriteClient:
         the n-th retry (sent as ``Retry-Attempt``); ``items`` is the number of
         samples + histograms + exemplars in the body (for the 2.0 Written
         check); ``retry_on_http_429`` defaults to the endpoint's
-        ``queue_config.retry_on_http_429`` (true when unset).
+        ``queue_config.retry_on_http_429``.
         """
         if protocol not in (1, 2):
             raise ValueError(f"protocol must be 1 or 2, not {protocol!r}")
         if retry_on_http_429 is None:
-            queue_config = opt(self._endpoint, "queue_config")
-            retry_on_http_429 = bool(opt(queue_config, "retry_on_http_429", True))
+            retry_on_http_429 = self._endpoint.queue_config.retry_on_http_429
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
@@ -249,8 +250,8 @@ class RemoteWriteClient:
             extensions=dict(self._extensions),
         )
         request.read()
-        _apply_user_headers(request, opt(self._endpoint, "headers", {}) or {})
-        _apply_user_headers(request, opt(self._endpoint, "http_headers", {}) or {})
+        _apply_user_headers(request, self._endpoint.headers)
+        _apply_user_headers(request, self._endpoint.http_headers)
         return request
 
     async def _read_reason(self, response: httpx.Response) -> str:
@@ -477,16 +478,16 @@ def _one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _describe_network_error(exc: BaseException, endpoint: object) -> str:
+def _describe_network_error(exc: BaseException, endpoint: EndpointConfig) -> str:
     """Explain a failed connection; TLS problems get a hint naming the setting."""
     base = describe_exc(exc)
     cause = _find_ssl_error(exc)
-    tls = opt(endpoint, "tls_config")
+    tls = endpoint.tls_config
     if cause is None:
         if isinstance(exc, httpx.ProxyError):
             return f"proxy refused the connection: {base}"
-        https = str(opt(endpoint, "url", "")).lower().startswith("https:")
-        has_cert = opt(tls, "cert_file", "") or opt(tls, "cert_pem", "")
+        https = endpoint.url.lower().startswith("https:")
+        has_cert = tls.cert_file or tls.cert_pem
         if https and not has_cert and isinstance(exc, httpx.ReadError | httpx.WriteError):
             # A server that wants a client certificate drops the connection
             # after the handshake; the alert saying so is often lost.
@@ -501,13 +502,13 @@ def _describe_network_error(exc: BaseException, endpoint: object) -> str:
         hint = cause.verify_message or text
         return f"TLS certificate verification failed: {hint} (check tls_config.ca_* / server_name)"
     if any(k in upper for k in ("PROTOCOL_VERSION", "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS")):
-        minimum = opt(tls, "min_version", "") or "TLS12"
+        minimum = tls.min_version or "TLS12"
         return (
             f"TLS version negotiation failed: the server does not accept TLS {minimum[3]}."
             f"{minimum[4]} or newer (tls_config.min_version = {minimum}): {text}"
         )
     if "CERTIFICATE_REQUIRED" in upper or (
-        "HANDSHAKE_FAILURE" in upper and not (opt(tls, "cert_file") or opt(tls, "cert_pem"))
+        "HANDSHAKE_FAILURE" in upper and not (tls.cert_file or tls.cert_pem)
     ):
         return (
             "TLS handshake failed: the server requires a client certificate "

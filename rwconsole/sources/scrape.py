@@ -86,7 +86,7 @@ this many full-path scrapes (until a shape fits again)."""
 def target_labels(config: Any, target: str) -> Labels:
     """``job``, ``instance`` and the job's extra labels (which may override both)."""
     pairs = {"job": config.job_name, "instance": target}
-    pairs.update(getattr(config, "labels", None) or {})
+    pairs.update(config.labels)
     return make_labels(pairs)
 
 
@@ -109,16 +109,15 @@ def merge_labels(scraped: Labels, target: Labels, honor_labels: bool) -> Labels:
 
 
 def scrape_url(config: Any, target: str) -> str:
-    scheme = getattr(config, "scheme", "http") or "http"
-    path = getattr(config, "metrics_path", "/metrics") or "/metrics"
+    scheme = config.scheme
+    path = config.metrics_path
     if not path.startswith("/"):
         path = "/" + path
     return f"{scheme}://{target}{path}"
 
 
 def _params(config: Any) -> list[tuple[str, str]]:
-    params = getattr(config, "params", None) or {}
-    return [(name, value) for name, values in params.items() for value in values]
+    return [(name, value) for name, values in config.params.items() for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,7 +483,7 @@ class ScrapeLoop:
         return len(result.payload.keys)
 
     async def _fetch(self) -> tuple[bytes, str]:
-        timeout = float(getattr(self.config, "scrape_timeout", 10.0))
+        timeout = float(self.config.scrape_timeout)
         headers = {
             "Accept": ACCEPT_HEADER,
             "User-Agent": USER_AGENT,
@@ -840,11 +839,11 @@ def _build_job(config: Any) -> _Job:
         from rwconsole.remote.proxy import RoutingTransport, proxy_policy
         from rwconsole.remote.tls import build_ssl_context
 
-        ssl_context = build_ssl_context(getattr(config, "tls_config", None))
+        ssl_context = build_ssl_context(config.tls_config)
         transport = RoutingTransport(
             proxy_policy(config),
             verify=ssl_context,
-            http2=bool(getattr(config, "enable_http2", False)),
+            http2=config.enable_http2,
             lean_http1=True,
         )
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
@@ -852,7 +851,7 @@ def _build_job(config: Any) -> _Job:
         client = httpx.AsyncClient(
             transport=transport,
             headers=headers,
-            follow_redirects=bool(getattr(config, "follow_redirects", True)),
+            follow_redirects=config.follow_redirects,
             trust_env=False,
         )
         return _Job(config, client, authenticator)
@@ -862,7 +861,7 @@ def _build_job(config: Any) -> _Job:
 
 def _custom_headers(config: Any) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for name, values in (getattr(config, "http_headers", None) or {}).items():
+    for name, values in config.http_headers.items():
         revealed = [v.reveal() if hasattr(v, "reveal") else str(v) for v in values]
         if revealed:
             headers[name] = ", ".join(revealed)

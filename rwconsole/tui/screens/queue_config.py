@@ -353,7 +353,7 @@ class QueueConfigScreen(ConsoleScreen):
             widget.value = str(advice.max_shards)
             if yes:
                 changes: dict[str, Any] = {"max_shards": advice.max_shards}
-                min_shards = endpoint.queue_config.get("min_shards", 1)
+                min_shards = endpoint.queue_config["min_shards"]
                 if min_shards > advice.max_shards:
                     changes["min_shards"] = advice.max_shards
                 self._apply(name, changes, save=False)
