@@ -2,9 +2,10 @@
 
 Every field gets an input checked as you type (integers, Go-style durations,
 then ``queue_config_problems``, the rules the engine applies to a change). The
-effect estimate uses the engine's history: maximum throughput = max_shards × max_samples_per_send ÷
-average request latency. Changes apply to the running queue; "apply & save"
-also writes them to the config file (not available for the demo pipeline).
+effect estimate uses the engine's history: maximum throughput = max_shards ×
+max_samples_per_send ÷ average request latency. Changes apply to the running
+queue; "apply & save" also writes them to the config file (not available for
+the demo pipeline).
 """
 
 from __future__ import annotations
