@@ -245,6 +245,7 @@ def measure_scrape(n: int, per_target: int, scrapes: int, distinct: bool) -> dic
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from loadgen import render_bodies
 
+    from rwconsole.config import schema
     from rwconsole.http.server import HttpServer, Request, Response
     from rwconsole.sources.scrape import ScrapeLoop
     from rwconsole.wal.storage import WalStorage
@@ -255,7 +256,7 @@ def measure_scrape(n: int, per_target: int, scrapes: int, distinct: bool) -> dic
     bodies = render_bodies(per_target, variants=4, family_size=100)
     workdir = tempfile.TemporaryDirectory(prefix="bench-memory-")
     storage = [WalStorage.open(Path(workdir.name) / "wal", segment_size=256 << 20)]
-    config = argparse.Namespace(
+    config = schema.ScrapeConfig(
         job_name="loadgen",
         scrape_interval=10.0,
         scrape_timeout=10.0,

@@ -29,10 +29,10 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from types import SimpleNamespace
 
 import httpx
 
+from rwconsole.config import schema
 from rwconsole.labels import Labels
 from rwconsole.sources.scrape import ScrapeLoop
 from rwconsole.sources.synthetic import SyntheticSource
@@ -148,7 +148,7 @@ def bench_payload(label: str, data: bytes, fmt: Format, repeat: int) -> None:
 
 
 def make_loop(appender: object) -> ScrapeLoop:
-    config = SimpleNamespace(
+    config = schema.ScrapeConfig(
         job_name="bench",
         scrape_timeout=10.0,
         scrape_interval=15.0,

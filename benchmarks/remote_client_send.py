@@ -131,7 +131,9 @@ async def _measure(
     url: str, seconds: float, concurrency: int, body: bytes, lean: bool, tls: TLSConfig | None
 ) -> tuple[int, float, float]:
     config = EndpointConfig(
-        url=url, basic_auth=BasicAuthConfig(username="u", password=Secret("p")), tls_config=tls
+        url=url,
+        basic_auth=BasicAuthConfig(username="u", password=Secret("p")),
+        tls_config=tls or TLSConfig(),
     )
     client = RemoteWriteClient(config, user_agent="rwconsole-bench", lean_http1=lean)
     done = 0

@@ -1,10 +1,6 @@
 """The ``rwconsole`` command line: parses arguments and dispatches to the layers.
 
-Exit codes (documented in the README):
-  0  success
-  1  the thing checked is bad (invalid config, corrupt WAL) or the run failed
-  2  usage error (unknown option, missing file argument)
-  130 interrupted
+Exit codes are in ``rwconsole.exitcodes``.
 Each subcommand module owns its own parser setup and handler; this module only
 assembles them, so it stays small.
 """
@@ -18,11 +14,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from rwconsole import __version__
-
-EXIT_OK = 0
-EXIT_BAD = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from rwconsole.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -538,8 +538,8 @@ class Engine:
         )
 
     def _make_endpoint(self, index: int, config: schema.EndpointConfig) -> _Endpoint:
+        from rwconsole.relabel import compile_rules, relabel
         from rwconsole.remote.client import RemoteWriteClient
-        from rwconsole.remote.relabel import compile_rules, relabel
 
         name = config.queue_name()
         assert self.progress is not None

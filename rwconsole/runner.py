@@ -16,11 +16,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
+from rwconsole.cli import err_console
 from rwconsole.config.errors import ConfigError, ConfigFileError
 from rwconsole.config.load import load_config
 from rwconsole.config.schema import Config
 from rwconsole.engine import Engine, EngineError
+from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 
 log = logging.getLogger("rwconsole.runner")
 

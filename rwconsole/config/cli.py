@@ -18,11 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
 
-from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
+from rwconsole.cli import err_console
 from rwconsole.config.errors import ConfigError, ConfigFileError, Problem, format_path
 from rwconsole.config.load import load_config
 from rwconsole.config.save import dump_effective
 from rwconsole.config.validate import warnings
+from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -21,6 +21,7 @@ import json
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any
 
+from rwconsole import relabel
 from rwconsole.config.durations import format_duration
 from rwconsole.config.secrets import Secret, redact_url
 
@@ -29,19 +30,6 @@ PROTOBUF_V2 = "io.prometheus.write.v2.Request"
 PROTOBUF_MESSAGES = (PROTOBUF_V1, PROTOBUF_V2)
 TLS_VERSIONS = ("TLS10", "TLS11", "TLS12", "TLS13")
 AZURE_CLOUDS = ("AzurePublic", "AzureChina", "AzureGovernment")
-RELABEL_ACTIONS = (
-    "replace",
-    "keep",
-    "drop",
-    "keepequal",
-    "dropequal",
-    "hashmod",
-    "labelmap",
-    "labeldrop",
-    "labelkeep",
-    "lowercase",
-    "uppercase",
-)
 WAL_PAGE_SIZE = 32 * 1024
 
 
@@ -243,12 +231,16 @@ class RelabelConfig:
     """One write relabelling rule, applied in order to each series before sending."""
 
     source_labels: list[str] = _field([], "Labels whose values are joined and matched.")
-    separator: str = _field(";", "Separator between joined source label values.")
-    regex: str = _field("(.*)", "RE2 regular expression (anchored at both ends).")
-    modulus: int = _field(0, "Modulus for the hashmod action.")
+    separator: str = _field(
+        relabel.DEFAULT_SEPARATOR, "Separator between joined source label values."
+    )
+    regex: str = _field(relabel.DEFAULT_REGEX, "RE2 regular expression (anchored at both ends).")
+    modulus: int = _field(relabel.DEFAULT_MODULUS, "Modulus for the hashmod action.")
     target_label: str = _field("", "Label written by replace/hashmod/lowercase/uppercase/...")
-    replacement: str = _field("$1", "Replacement value; $1, ${name} refer to regex groups.")
-    action: str = _field("replace", "One of " + ", ".join(RELABEL_ACTIONS) + ".")
+    replacement: str = _field(
+        relabel.DEFAULT_REPLACEMENT, "Replacement value; $1, ${name} refer to regex groups."
+    )
+    action: str = _field(relabel.DEFAULT_ACTION, "One of " + ", ".join(relabel.ACTIONS) + ".")
 
 
 @_frozen

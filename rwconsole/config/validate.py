@@ -16,14 +16,12 @@ from dataclasses import fields, is_dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import re2
-
 from rwconsole.config import schema
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
 from rwconsole.config.secrets import Secret, SecretError, redact_url
 from rwconsole.labels import is_valid_label_name
-from rwconsole.regex import RegexError, compile_anchored
+from rwconsole.relabel import check_rule
 
 # Prometheus rejects these header names in remote-write `headers` (case-insensitive);
 # `authorization` must be configured through an auth block instead.
@@ -49,10 +47,6 @@ RESERVED_HEADERS = frozenset(
 )
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _TENANT_ID = re.compile(r"^[0-9a-zA-Z.-]+$")
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False
-# Alloy's rule for target_label/replacement templates containing `$`.
-_TEMPLATE = re2.compile(r"^(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+$", _RE2_OPTIONS)
 _WAL_MIN_SEGMENT = 2 * schema.WAL_PAGE_SIZE
 _WAL_MAX_SEGMENT = 256 * 1024 * 1024
 
@@ -386,78 +380,8 @@ class _Validator:
             )
 
     def relabel(self, r: schema.RelabelConfig, path: KeyPath) -> None:
-        action = r.action
-        if action not in schema.RELABEL_ACTIONS:
-            self.add(
-                (*path, "action"),
-                f"unknown action {action!r}; must be one of {', '.join(schema.RELABEL_ACTIONS)}",
-            )
-            return
-        try:
-            compile_anchored(r.regex)
-        except RegexError as exc:
-            self.add((*path, "regex"), f"invalid RE2 regular expression {r.regex!r}: {exc.reason}")
-        if r.modulus < 0:
-            self.add((*path, "modulus"), f"must be >= 0, got {r.modulus}")
-        if action == "hashmod" and r.modulus == 0:
-            self.add((*path, "modulus"), "the hashmod action requires a non-zero modulus")
-        needs_target = ("replace", "hashmod", "lowercase", "uppercase", "keepequal", "dropequal")
-        if action in needs_target and not r.target_label:
-            self.add((*path, "target_label"), f"the {action} action requires target_label")
-        elif action == "replace" and r.target_label:
-            if "$" in r.target_label:
-                valid = _TEMPLATE.fullmatch(r.target_label) is not None
-            else:
-                valid = is_valid_label_name(r.target_label)
-            if not valid:
-                self.add((*path, "target_label"), f"{r.target_label!r} is not a valid label name")
-        elif action in ("hashmod", "lowercase", "uppercase", "keepequal", "dropequal") and (
-            not is_valid_label_name(r.target_label)
-        ):
-            self.add((*path, "target_label"), f"{r.target_label!r} is not a valid label name")
-        if action in ("lowercase", "uppercase", "keepequal", "dropequal") and r.replacement != "$1":
-            self.add((*path, "replacement"), f"cannot be set for the {action} action")
-        if action == "labelmap" and _TEMPLATE.fullmatch(r.replacement) is None:
-            self.add(
-                (*path, "replacement"),
-                f"{r.replacement!r} is not a valid label name template for labelmap",
-            )
-        if action in ("labeldrop", "labelkeep"):
-            extra = [
-                name
-                for name, is_set in (
-                    ("source_labels", bool(r.source_labels)),
-                    ("target_label", r.target_label != ""),
-                    ("modulus", r.modulus != 0),
-                    ("separator", r.separator != ";"),
-                    ("replacement", r.replacement != "$1"),
-                )
-                if is_set
-            ]
-            if extra:
-                self.add(
-                    path,
-                    f"the {action} action takes only regex; remove {', '.join(extra)}",
-                )
-        if action in ("keepequal", "dropequal"):
-            extra = [
-                name
-                for name, is_set in (
-                    ("regex", r.regex != "(.*)"),
-                    ("modulus", r.modulus != 0),
-                    ("separator", r.separator != ";"),
-                )
-                if is_set
-            ]
-            if extra:
-                self.add(
-                    path,
-                    f"the {action} action takes only source_labels and target_label; "
-                    f"remove {', '.join(extra)}",
-                )
-        for index, name in enumerate(r.source_labels):
-            if not is_valid_label_name(name):
-                self.add((*path, "source_labels", index), f"{name!r} is not a valid label name")
+        for problem in check_rule(r):
+            self.add((*path, *problem.path), problem.message)
 
     # --- small value checks ------------------------------------------------------------
 

@@ -26,13 +26,14 @@ from typing import Literal
 
 import httpx
 
+from rwconsole.config.schema import EndpointConfig
 from rwconsole.config.secrets import redact_url
 from rwconsole.http.auth import Authenticator, build_authenticator
 from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.http.diagnose import describe_network_error
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.http.interface import Reply
-from rwconsole.http.options import opt, reveal
+from rwconsole.http.options import reveal
 from rwconsole.http.transport import build_transport, send
 from rwconsole.remote.encode import (
     CONTENT_ENCODING,
@@ -105,10 +106,12 @@ class RemoteWriteClient:
     redirect policy and the classification are the same either way.
     """
 
-    def __init__(self, endpoint: object, *, user_agent: str, lean_http1: bool = True) -> None:
+    def __init__(
+        self, endpoint: EndpointConfig, *, user_agent: str, lean_http1: bool = True
+    ) -> None:
         self._endpoint = endpoint
         self._lean = lean_http1
-        url = opt(endpoint, "url", "")
+        url = endpoint.url
         if not url:
             raise ConnectivityConfigError("url is not set")
         try:
@@ -125,12 +128,10 @@ class RemoteWriteClient:
         except AuthError as exc:
             raise ConnectivityConfigError(str(exc)) from None
 
-    def _setup(self, endpoint: object, url: str) -> None:
-        self._timeout = float(opt(endpoint, "remote_timeout", 30.0))
-        self._follow_redirects = bool(opt(endpoint, "follow_redirects", True))
-        transport = build_transport(
-            endpoint, http2=bool(opt(endpoint, "enable_http2", True)), lean_http1=self._lean
-        )
+    def _setup(self, endpoint: EndpointConfig, url: str) -> None:
+        self._timeout = float(endpoint.remote_timeout)
+        self._follow_redirects = endpoint.follow_redirects
+        transport = build_transport(endpoint, http2=endpoint.enable_http2, lean_http1=self._lean)
         self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
         self._transport = transport
         self._extensions = {"timeout": httpx.Timeout(self._timeout).as_dict()}
@@ -165,13 +166,12 @@ class RemoteWriteClient:
         the n-th retry (sent as ``Retry-Attempt``); ``items`` is the number of
         samples + histograms + exemplars in the body (for the 2.0 Written
         check); ``retry_on_http_429`` defaults to the endpoint's
-        ``queue_config.retry_on_http_429`` (true when unset).
+        ``queue_config.retry_on_http_429``.
         """
         if protocol not in (1, 2):
             raise ValueError(f"protocol must be 1 or 2, not {protocol!r}")
         if retry_on_http_429 is None:
-            queue_config = opt(self._endpoint, "queue_config")
-            retry_on_http_429 = bool(opt(queue_config, "retry_on_http_429", True))
+            retry_on_http_429 = self._endpoint.queue_config.retry_on_http_429
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
@@ -218,8 +218,8 @@ class RemoteWriteClient:
             extensions=dict(self._extensions),
         )
         request.read()
-        _apply_user_headers(request, opt(self._endpoint, "headers", {}) or {})
-        _apply_user_headers(request, opt(self._endpoint, "http_headers", {}) or {})
+        _apply_user_headers(request, self._endpoint.headers)
+        _apply_user_headers(request, self._endpoint.http_headers)
         return request
 
     def _classify(

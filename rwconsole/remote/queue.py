@@ -29,7 +29,6 @@ from operator import eq, mod
 from typing import Any, Protocol
 
 from rwconsole.config.schema import QueueConfig
-from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
 from rwconsole.remote import encode
@@ -358,10 +357,10 @@ class QueueManager:
         return not self._resume.is_set()
 
     async def apply_settings(self, new: QueueConfig) -> None:
-        """Change queue_config live: no restart, no loss, no reordering."""
-        problems = queue_config_problems(new)
-        if problems:
-            raise ValueError("; ".join(p.describe() for p in problems))
+        """Change queue_config live: no restart, no loss, no reordering.
+
+        ``new`` has passed ``queue_config_problems`` at the engine's command boundary.
+        """
         old = self.settings
         self.settings = new
         self._publish_settings()

@@ -89,7 +89,7 @@ this many full-path scrapes (until a shape fits again)."""
 def target_labels(config: Any, target: str) -> Labels:
     """``job``, ``instance`` and the job's extra labels (which may override both)."""
     pairs = {"job": config.job_name, "instance": target}
-    pairs.update(getattr(config, "labels", None) or {})
+    pairs.update(config.labels)
     return make_labels(pairs)
 
 
@@ -112,16 +112,15 @@ def merge_labels(scraped: Labels, target: Labels, honor_labels: bool) -> Labels:
 
 
 def scrape_url(config: Any, target: str) -> str:
-    scheme = getattr(config, "scheme", "http") or "http"
-    path = getattr(config, "metrics_path", "/metrics") or "/metrics"
+    scheme = config.scheme
+    path = config.metrics_path
     if not path.startswith("/"):
         path = "/" + path
     return f"{scheme}://{target}{path}"
 
 
 def _params(config: Any) -> list[tuple[str, str]]:
-    params = getattr(config, "params", None) or {}
-    return [(name, value) for name, values in params.items() for value in values]
+    return [(name, value) for name, values in config.params.items() for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,7 +486,7 @@ class ScrapeLoop:
         return len(result.payload.keys)
 
     async def _fetch(self) -> tuple[bytes, str]:
-        timeout = float(getattr(self.config, "scrape_timeout", 10.0))
+        timeout = float(self.config.scrape_timeout)
         headers = {
             "Accept": ACCEPT_HEADER,
             "User-Agent": USER_AGENT,
@@ -844,7 +843,7 @@ class ScrapeManager:
 def _build_job(config: Any) -> _Job:
     """HTTP client with the job's auth, TLS and proxy settings (errors kept, not raised)."""
     try:
-        transport = build_transport(config, http2=bool(getattr(config, "enable_http2", False)))
+        transport = build_transport(config, http2=config.enable_http2)
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
         headers = _custom_headers(config)
         # redirects are followed by ``_fetch`` with the one policy of ``rwconsole.http``
@@ -860,7 +859,7 @@ def _status_and_headers(response: httpx.Response) -> tuple[int, list[tuple[bytes
 
 def _custom_headers(config: Any) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for name, values in (getattr(config, "http_headers", None) or {}).items():
+    for name, values in config.http_headers.items():
         revealed = [v.reveal() if hasattr(v, "reveal") else str(v) for v in values]
         if revealed:
             headers[name] = ", ".join(revealed)

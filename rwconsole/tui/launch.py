@@ -6,7 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
+from rwconsole.cli import err_console
+from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 
 
 def run_console(args: argparse.Namespace) -> int:

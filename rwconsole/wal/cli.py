@@ -20,15 +20,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 from rwconsole.labels import escape_value, format_labels
 from rwconsole.model import is_stale_nan
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.wal import tools
 from rwconsole.wal.segment import segment_name
-
-EXIT_OK = 0
-EXIT_BAD = 1
-EXIT_USAGE = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from conftest import ProcessManager, free_port, peer_binary, wait_for_port
 from src_helpers import RecordingAppender
 
+from rwconsole.config import schema
 from rwconsole.labels import make_labels
 from rwconsole.model import MetricType
 from rwconsole.sources.scrape import ScrapeLoop, merge_labels, target_labels
@@ -39,7 +39,7 @@ def test_scrape_node_exporter(processes: ProcessManager, tmp_path: Path) -> None
     )
     wait_for_port(port)
     address = f"127.0.0.1:{port}"
-    config = SimpleNamespace(
+    config = schema.ScrapeConfig(
         job_name="node",
         targets=[address],
         scrape_interval=15.0,

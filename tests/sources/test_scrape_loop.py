@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from src_helpers import RecordingAppender, TargetServer
 
+from rwconsole.config import schema
 from rwconsole.labels import make_labels
 from rwconsole.model import MetricType, is_stale_nan
 from rwconsole.sources.scrape import ACCEPT_HEADER, ScrapeLoop, ScrapeManager, merge_labels
@@ -27,7 +27,7 @@ def anyio_backend() -> str:
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 
-def scrape_config(**overrides: Any) -> SimpleNamespace:
+def scrape_config(**overrides: Any) -> schema.ScrapeConfig:
     base: dict[str, Any] = {
         "job_name": "test",
         "targets": [],
@@ -41,7 +41,7 @@ def scrape_config(**overrides: Any) -> SimpleNamespace:
         "labels": {},
     }
     base.update(overrides)
-    return SimpleNamespace(**base)
+    return schema.ScrapeConfig(**base)
 
 
 @pytest.fixture

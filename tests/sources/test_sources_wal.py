@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import pytest
 from src_helpers import V2_TYPE, TargetServer, WireSeries, encode_v2
 
+from rwconsole.config import schema
 from rwconsole.labels import Labels, make_labels
 from rwconsole.model import MetricType, is_stale_nan
 from rwconsole.sources.receiver import RemoteWriteReceiver
@@ -47,7 +47,7 @@ class WalContent:
 
 def test_scrape_into_wal_and_read_back(tmp_path: Path) -> None:
     wal = WalStorage.open(tmp_path / "wal")
-    config = SimpleNamespace(
+    config = schema.ScrapeConfig(
         job_name="j",
         scrape_interval=1.0,
         scrape_timeout=2.0,
@@ -134,7 +134,7 @@ def test_receiver_and_synthetic_into_wal(tmp_path: Path) -> None:
 def test_target_back_after_its_series_were_collected(tmp_path: Path) -> None:
     """A target down past the truncation window comes back with fresh series, not errors."""
     wal = WalStorage.open(tmp_path / "wal", segment_size=65536)
-    config = SimpleNamespace(
+    config = schema.ScrapeConfig(
         job_name="j",
         scrape_interval=1.0,
         scrape_timeout=2.0,

@@ -1,10 +1,11 @@
 """Queue config: edit the selected endpoint's queue_config live, with validation and estimates.
 
 Every field gets an input checked as you type (integers, Go-style durations,
-the cross-field rules the queue enforces). The effect estimate uses the
-engine's history: maximum throughput = max_shards × max_samples_per_send ÷
-average request latency. Changes apply to the running queue; "apply & save"
-also writes them to the config file (not available for the demo pipeline).
+then ``queue_config_problems``, the rules the engine applies to a change). The
+effect estimate uses the engine's history: maximum throughput = max_shards ×
+max_samples_per_send ÷ average request latency. Changes apply to the running
+queue; "apply & save" also writes them to the config file (not available for
+the demo pipeline).
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def _is_duration(text: str) -> bool:
 def _validators(kind: str) -> list[Any]:
     if kind == "duration":
         return [Function(_is_duration, "not a duration (e.g. 30ms, 5s, 1m30s)")]
-    return [Integer(minimum=1, failure_description="must be a whole number > 0")]
+    # Only the syntax here: the rules come from queue_config_problems in candidate().
+    return [Integer(failure_description="not a whole number")]
 
 
 class QueueConfigScreen(ConsoleScreen):
@@ -352,7 +354,7 @@ class QueueConfigScreen(ConsoleScreen):
             widget.value = str(advice.max_shards)
             if yes:
                 changes: dict[str, Any] = {"max_shards": advice.max_shards}
-                min_shards = endpoint.queue_config.get("min_shards", 1)
+                min_shards = endpoint.queue_config["min_shards"]
                 if min_shards > advice.max_shards:
                     changes["min_shards"] = advice.max_shards
                 self._apply(name, changes, save=False)

@@ -15,7 +15,7 @@ from rwconsole.config import schema
 from rwconsole.config.errors import ConfigError, ConfigFileError
 from rwconsole.config.load import load_config, parse_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "sample-configs").glob("*.toml"))
 SAMPLE_ENV = {"RW_PASSWORD": "sample-password", "VM_TOKEN": "sample-token"}
 

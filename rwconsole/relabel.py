@@ -1,13 +1,20 @@
-"""Relabelling rules (``write_relabel_config``) with Prometheus' semantics.
+"""Relabelling rules with Prometheus' semantics: the one owner of the rules.
 
-This module owns compiling and validating relabel rules and applying them to a
-label set. ``compile_rules(configs)`` accepts any objects (or dicts) with the
-Alloy field names ``source_labels``, ``separator``, ``regex``, ``modulus``,
-``target_label``, ``replacement`` and ``action``; missing fields take Alloy's
-defaults. Invalid rules raise ``RelabelConfigError(field, reason)`` (with the
-rule's ``index`` when raised by ``compile_rules``). ``relabel(labels, rules)``
-returns the new ``Labels``, the same object when nothing changed, or None when
-the series is dropped; callers cache the result per series.
+This module owns the relabel actions, their defaults, every rule about which
+fields an action takes, compiling rules and applying them to a label set. The
+config schema takes its action list and defaults from here, config validation
+turns ``check_rule``'s problems into key paths, and the remote-write queue (and
+any other stage) applies ``compile_rules``' result with ``relabel``.
+
+``check_rule(config)`` and ``compile_rules(configs)`` accept any objects (or
+dicts) with the Alloy field names ``source_labels``, ``separator``, ``regex``,
+``modulus``, ``target_label``, ``replacement`` and ``action``; missing fields
+take the defaults below. ``check_rule`` returns every problem with its path
+inside the rule; ``compile_rules`` raises ``RelabelConfigError`` for the first
+one, with the rule's ``index``. ``relabel(labels, rules)`` takes a plain
+``Labels`` value and returns the new ``Labels``, the same object when nothing
+changed, or None when the series is dropped; callers cache the result per
+series.
 
 Semantics follow Prometheus' relabelling as Alloy runs it: regexes are RE2
 (``google-re2``) anchored as ``^(?s:…)$``; ``$`` templates follow Go's
@@ -24,7 +31,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from rwconsole.labels import Labels, is_valid_label_name
 from rwconsole.regex import RegexError, compile_anchored
@@ -56,18 +63,31 @@ ACTIONS = (
 
 DEFAULT_SEPARATOR = ";"
 DEFAULT_REGEX = "(.*)"
+DEFAULT_MODULUS = 0
 DEFAULT_REPLACEMENT = "$1"
 DEFAULT_ACTION = REPLACE
 
+# Alloy's rule for target_label/replacement templates containing `$`.
 _TEMPLATE = re.compile(r"(?:(?:[a-zA-Z_]|\$(?:\{\w+\}|\w+))+\w*)+", re.ASCII)
 _MAX_U64 = (1 << 64) - 1
+_NEEDS_TARGET = (REPLACE, HASHMOD, LOWERCASE, UPPERCASE, KEEPEQUAL, DROPEQUAL)
+_NO_REPLACEMENT = (LOWERCASE, UPPERCASE, KEEPEQUAL, DROPEQUAL)
+
+RulePath = tuple[str | int, ...]
+
+
+class RuleProblem(NamedTuple):
+    """One broken rule: ``path`` inside the rule (``()`` is the rule as a whole)."""
+
+    path: RulePath
+    message: str
 
 
 class RelabelConfigError(ValueError):
-    """A relabel rule is invalid; ``field`` names the offending field."""
+    """A relabel rule is invalid; ``field`` names the offending field ("" the whole rule)."""
 
     def __init__(self, field: str, reason: str, index: int | None = None) -> None:
-        where = field if index is None else f"[{index}].{field}"
+        where = field if index is None else f"[{index}]" + (f".{field}" if field else "")
         super().__init__(f"{where}: {reason}")
         self.field = field
         self.reason = reason
@@ -88,7 +108,7 @@ class Rule:
     pattern: Any = field(repr=False, compare=False)  # compiled anchored re2 regex
 
 
-# --- compiling and validation ------------------------------------------------
+# --- checking and compiling --------------------------------------------------
 
 
 def compile_regex(regex: str) -> Any:
@@ -96,55 +116,23 @@ def compile_regex(regex: str) -> Any:
     try:
         return compile_anchored(regex)
     except RegexError as exc:
-        raise RelabelConfigError("regex", str(exc)) from None
+        raise RelabelConfigError("regex", _regex_message(exc)) from None
 
 
-def _get_field(config: Any, name: str, default: Any) -> Any:
-    value = (
-        config.get(name, default) if isinstance(config, Mapping) else getattr(config, name, default)
-    )
-    return default if value is None else value
+def check_rule(config: Any) -> list[RuleProblem]:
+    """Every problem of one rule config (object or dict), in a fixed order."""
+    return _check(config)[1]
 
 
 def compile_rule(config: Any) -> Rule:
-    """Validate one rule config (object or dict) and compile it."""
-    action = _get_field(config, "action", DEFAULT_ACTION)
-    if not isinstance(action, str) or not action:
-        raise RelabelConfigError("action", "relabel configuration requires an action")
-    if action not in ACTIONS:
-        raise RelabelConfigError(
-            "action", f"unknown relabel action {action!r}; expected one of {', '.join(ACTIONS)}"
-        )
-    source_labels = _get_field(config, "source_labels", ())
-    if isinstance(source_labels, str) or not all(isinstance(s, str) for s in source_labels):
-        raise RelabelConfigError("source_labels", "must be a list of label names")
-    separator = _get_field(config, "separator", DEFAULT_SEPARATOR)
-    regex = _get_field(config, "regex", DEFAULT_REGEX)
-    modulus = _get_field(config, "modulus", 0)
-    target = _get_field(config, "target_label", "")
-    replacement = _get_field(config, "replacement", DEFAULT_REPLACEMENT)
-    for name, value in (
-        ("separator", separator),
-        ("regex", regex),
-        ("target_label", target),
-        ("replacement", replacement),
-    ):
-        if not isinstance(value, str):
-            raise RelabelConfigError(name, f"must be a string, got {type(value).__name__}")
-    if isinstance(modulus, bool) or not isinstance(modulus, int) or not 0 <= modulus <= _MAX_U64:
-        raise RelabelConfigError("modulus", f"must be an unsigned 64-bit integer, got {modulus!r}")
-    pattern = compile_regex(regex)
-    rule = Rule(
-        source_labels=tuple(source_labels),
-        separator=separator,
-        regex=regex,
-        modulus=modulus,
-        target_label=target,
-        replacement=replacement,
-        action=action,
-        pattern=pattern,
-    )
-    _validate(rule)
+    """Check one rule config (object or dict) and compile it."""
+    rule, problems = _check(config)
+    if rule is None:
+        path, message = problems[0]
+        field_name = str(path[0]) if path else ""
+        if len(path) > 1:
+            field_name += f"[{path[1]}]"
+        raise RelabelConfigError(field_name, message)
     return rule
 
 
@@ -161,62 +149,126 @@ def compile_rules(configs: Iterable[Any]) -> list[Rule]:
     return rules
 
 
-def _validate(rule: Rule) -> None:
-    action, target = rule.action, rule.target_label
-    if action == HASHMOD and rule.modulus == 0:
-        raise RelabelConfigError(
-            "modulus", "relabel configuration for hashmod requires non-zero modulus"
-        )
-    if action in (REPLACE, HASHMOD, LOWERCASE, UPPERCASE, KEEPEQUAL, DROPEQUAL) and not target:
-        raise RelabelConfigError(
-            "target_label",
-            f"relabel configuration for {action} action requires 'target_label' value",
-        )
-    if action == REPLACE:
-        valid = _TEMPLATE.fullmatch(target) if "$" in target else is_valid_label_name(target)
+def _get_field(config: Any, name: str, default: Any) -> Any:
+    value = (
+        config.get(name, default) if isinstance(config, Mapping) else getattr(config, name, default)
+    )
+    return default if value is None else value
+
+
+def _regex_message(exc: RegexError) -> str:
+    return f"invalid RE2 regular expression {exc.regex!r}: {exc.reason}"
+
+
+def _check(config: Any) -> tuple[Rule | None, list[RuleProblem]]:
+    """The compiled rule (None when there are problems) and the problems."""
+    problems: list[RuleProblem] = []
+
+    def add(path: RulePath, message: str) -> None:
+        problems.append(RuleProblem(path, message))
+
+    action = _get_field(config, "action", DEFAULT_ACTION)
+    source_labels = _get_field(config, "source_labels", ())
+    separator = _get_field(config, "separator", DEFAULT_SEPARATOR)
+    regex = _get_field(config, "regex", DEFAULT_REGEX)
+    modulus = _get_field(config, "modulus", DEFAULT_MODULUS)
+    target = _get_field(config, "target_label", "")
+    replacement = _get_field(config, "replacement", DEFAULT_REPLACEMENT)
+    if not isinstance(action, str) or not action:
+        add(("action",), "relabel configuration requires an action")
+    elif action not in ACTIONS:
+        add(("action",), f"unknown action {action!r}; must be one of {', '.join(ACTIONS)}")
+    if isinstance(source_labels, str) or not all(isinstance(s, str) for s in source_labels):
+        add(("source_labels",), "must be a list of label names")
+    for name, value in (
+        ("separator", separator),
+        ("regex", regex),
+        ("target_label", target),
+        ("replacement", replacement),
+    ):
+        if not isinstance(value, str):
+            add((name,), f"must be a string, got {type(value).__name__}")
+    if problems:
+        return None, problems
+
+    pattern = None
+    try:
+        pattern = compile_anchored(regex)
+    except RegexError as exc:
+        add(("regex",), _regex_message(exc))
+    if isinstance(modulus, bool) or not isinstance(modulus, int) or not 0 <= modulus <= _MAX_U64:
+        add(("modulus",), f"must be >= 0 (an unsigned 64-bit integer), got {modulus!r}")
+    elif action == HASHMOD and modulus == 0:
+        add(("modulus",), "the hashmod action requires a non-zero modulus")
+    if action in _NEEDS_TARGET and not target:
+        add(("target_label",), f"the {action} action requires target_label")
+    elif action in _NEEDS_TARGET:
+        if action == REPLACE and "$" in target:
+            valid = _TEMPLATE.fullmatch(target) is not None
+        else:
+            valid = is_valid_label_name(target)
         if not valid:
-            raise RelabelConfigError(
-                "target_label", f"{target!r} is invalid 'target_label' for {action} action"
-            )
-    if action in (LOWERCASE, UPPERCASE, KEEPEQUAL, DROPEQUAL, HASHMOD) and not is_valid_label_name(
-        target
-    ):
-        raise RelabelConfigError(
-            "target_label", f"{target!r} is invalid 'target_label' for {action} action"
+            add(("target_label",), f"{target!r} is not a valid label name")
+    if action in _NO_REPLACEMENT and replacement != DEFAULT_REPLACEMENT:
+        add(("replacement",), f"cannot be set for the {action} action")
+    if action == LABELMAP and _TEMPLATE.fullmatch(replacement) is None:
+        add(
+            ("replacement",),
+            f"{replacement!r} is not a valid label name template for labelmap",
         )
-    if action in (LOWERCASE, UPPERCASE, KEEPEQUAL, DROPEQUAL) and (
-        rule.replacement != DEFAULT_REPLACEMENT
-    ):
-        raise RelabelConfigError("replacement", f"'replacement' can not be set for {action} action")
-    if action == LABELMAP and not _TEMPLATE.fullmatch(rule.replacement):
-        raise RelabelConfigError(
-            "replacement", f"{rule.replacement!r} is invalid 'replacement' for {action} action"
-        )
+    extra = _extra_fields(action, source_labels, separator, regex, modulus, target, replacement)
+    if extra is not None:
+        problems.append(extra)
+    for index, name in enumerate(source_labels):
+        if not is_valid_label_name(name):
+            add(("source_labels", index), f"{name!r} is not a valid label name")
+    if problems:
+        return None, problems
+    rule = Rule(
+        source_labels=tuple(source_labels),
+        separator=separator,
+        regex=regex,
+        modulus=modulus,
+        target_label=target,
+        replacement=replacement,
+        action=action,
+        pattern=pattern,
+    )
+    return rule, problems
+
+
+def _extra_fields(
+    action: str,
+    source_labels: Sequence[str],
+    separator: str,
+    regex: str,
+    modulus: int,
+    target: str,
+    replacement: str,
+) -> RuleProblem | None:
+    """labeldrop/labelkeep take only regex; keepequal/dropequal only the label names."""
     if action in (LABELDROP, LABELKEEP):
-        for name, is_set in (
-            ("source_labels", bool(rule.source_labels)),
-            ("target_label", bool(target)),
-            ("modulus", rule.modulus != 0),
-            ("separator", rule.separator != DEFAULT_SEPARATOR),
-            ("replacement", rule.replacement != DEFAULT_REPLACEMENT),
-        ):
-            if is_set:
-                raise RelabelConfigError(
-                    name, f"{action} action requires only 'regex', and no other fields"
-                )
-    if action in (KEEPEQUAL, DROPEQUAL):
-        for name, is_set in (
-            ("regex", rule.regex != DEFAULT_REGEX),
-            ("modulus", rule.modulus != 0),
-            ("separator", rule.separator != DEFAULT_SEPARATOR),
-            ("replacement", rule.replacement != DEFAULT_REPLACEMENT),
-        ):
-            if is_set:
-                raise RelabelConfigError(
-                    name,
-                    f"{action} action requires only 'source_labels' and 'target_label', "
-                    "and no other fields",
-                )
+        takes = "regex"
+        extra = {
+            "source_labels": bool(source_labels),
+            "target_label": bool(target),
+            "modulus": modulus != 0,
+            "separator": separator != DEFAULT_SEPARATOR,
+            "replacement": replacement != DEFAULT_REPLACEMENT,
+        }
+    elif action in (KEEPEQUAL, DROPEQUAL):
+        takes = "source_labels and target_label"
+        extra = {
+            "regex": regex != DEFAULT_REGEX,
+            "modulus": modulus != 0,
+            "separator": separator != DEFAULT_SEPARATOR,
+        }
+    else:
+        return None
+    names = [name for name, is_set in extra.items() if is_set]
+    if not names:
+        return None
+    return RuleProblem((), f"the {action} action takes only {takes}; remove {', '.join(names)}")
 
 
 # --- Go's $-template expansion -----------------------------------------------

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rwconsole.labels import make_labels
-from rwconsole.remote.relabel import (
+from rwconsole.relabel import (
     RelabelConfigError,
     compile_regex,
     compile_rules,
@@ -376,54 +376,59 @@ def test_accepts_config_objects() -> None:
 
 INVALID = [
     ({"action": ""}, "action", "requires an action"),
-    ({"action": "Replace"}, "action", "unknown relabel action 'Replace'"),
+    ({"action": "Replace"}, "action", "unknown action 'Replace'"),
     (
         {"action": "hashmod", "target_label": "s", "source_labels": ["a"]},
         "modulus",
-        "requires non-zero modulus",
+        "the hashmod action requires a non-zero modulus",
     ),
-    ({"action": "replace"}, "target_label", "replace action requires 'target_label' value"),
-    ({"target_label": "1abc"}, "target_label", "'1abc' is invalid 'target_label' for replace"),
-    ({"target_label": "${1"}, "target_label", "is invalid 'target_label'"),
+    ({"action": "replace"}, "target_label", "the replace action requires target_label"),
+    ({"target_label": "1abc"}, "target_label", "'1abc' is not a valid label name"),
+    ({"target_label": "${1"}, "target_label", "is not a valid label name"),
     (
         {"action": "lowercase", "target_label": "l", "replacement": "x"},
         "replacement",
-        "'replacement' can not be set for lowercase action",
+        "cannot be set for the lowercase action",
     ),
-    ({"action": "uppercase", "target_label": "a-b"}, "target_label", "is invalid 'target_label'"),
-    ({"action": "hashmod", "target_label": "a.b", "modulus": 2}, "target_label", "invalid"),
+    ({"action": "uppercase", "target_label": "a-b"}, "target_label", "not a valid label name"),
+    (
+        {"action": "hashmod", "target_label": "a.b", "modulus": 2},
+        "target_label",
+        "not a valid label",
+    ),
     (
         {"action": "keepequal", "target_label": "t", "regex": "x"},
-        "regex",
-        "requires only 'source_labels' and 'target_label'",
+        "",
+        "the keepequal action takes only source_labels and target_label; remove regex",
     ),
     (
         {"action": "dropequal", "target_label": "t", "separator": ","},
-        "separator",
-        "requires only 'source_labels' and 'target_label'",
+        "",
+        "the dropequal action takes only source_labels and target_label; remove separator",
     ),
     (
         {"action": "labeldrop", "regex": "a", "source_labels": ["x"]},
-        "source_labels",
-        "labeldrop action requires only 'regex'",
+        "",
+        "the labeldrop action takes only regex; remove source_labels",
     ),
     (
         {"action": "labelkeep", "regex": "a", "target_label": "x"},
-        "target_label",
-        "labelkeep action requires only 'regex'",
+        "",
+        "the labelkeep action takes only regex; remove target_label",
     ),
     (
         {"action": "labelmap", "regex": "a", "replacement": "$1-x"},
         "replacement",
-        "is invalid 'replacement' for labelmap",
+        "is not a valid label name template for labelmap",
     ),
-    ({"regex": "(?=x)", "target_label": "t"}, "regex", "invalid regular expression '(?=x)'"),
-    ({"regex": "(a)\\1", "target_label": "t"}, "regex", "invalid regular expression"),
+    ({"regex": "(?=x)", "target_label": "t"}, "regex", "invalid RE2 regular expression '(?=x)'"),
+    ({"regex": "(a)\\1", "target_label": "t"}, "regex", "invalid RE2 regular expression"),
     ({"regex": "a{1001}", "target_label": "t"}, "regex", "invalid repetition size"),
     ({"regex": "\\C", "target_label": "t"}, "regex", "\\C is not supported"),
-    ({"regex": "(", "target_label": "t"}, "regex", "invalid regular expression"),
+    ({"regex": "(", "target_label": "t"}, "regex", "invalid RE2 regular expression"),
     ({"action": "hashmod", "target_label": "s", "modulus": -1}, "modulus", "unsigned 64-bit"),
     ({"source_labels": "job", "target_label": "t"}, "source_labels", "list of label names"),
+    ({"action": "keep", "source_labels": ["a-b"]}, "source_labels[0]", "not a valid label name"),
 ]
 
 
@@ -434,7 +439,8 @@ def test_invalid_rules(config, field_name: str, reason: str) -> None:
     assert info.value.field == field_name
     assert info.value.index == 1
     assert reason in info.value.reason
-    assert str(info.value).startswith(f"[1].{field_name}: ")
+    where = f"[1].{field_name}" if field_name else "[1]"
+    assert str(info.value).startswith(f"{where}: ")
 
 
 def test_escaped_backslash_before_c_is_fine() -> None:
