@@ -35,8 +35,9 @@ import httpx
 
 from rwconsole.labels import Labels
 from rwconsole.sources.scrape import ScrapeLoop
+from rwconsole.sources.steady import SteadyShape
 from rwconsole.sources.synthetic import SyntheticSource
-from rwconsole.sources.textparse import Format, SteadyShape, parse
+from rwconsole.sources.textparse import Format, parse
 from rwconsole.wal.storage import WalStorage
 
 
