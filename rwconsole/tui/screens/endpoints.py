@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.status import out_rate, status_markup
