@@ -34,6 +34,7 @@ from types import SimpleNamespace
 import httpx
 
 from rwconsole.labels import Labels
+from rwconsole.model import NoPreparedBatches
 from rwconsole.sources.scrape import ScrapeLoop
 from rwconsole.sources.steady import SteadyShape
 from rwconsole.sources.synthetic import SyntheticSource
@@ -41,7 +42,7 @@ from rwconsole.sources.textparse import Format, parse
 from rwconsole.wal.storage import WalStorage
 
 
-class CountingAppender:
+class CountingAppender(NoPreparedBatches):
     """Counts appender calls; refs are handed out in order."""
 
     def __init__(self) -> None:
