@@ -10,11 +10,12 @@ its errors) and ``Source`` (what the engine asks of a running source).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rwconsole.labels import Labels
 
@@ -212,6 +213,18 @@ class SourceStatus:
     counters: dict[str, float] = field(default_factory=dict)
     last_error: str = ""
     targets: tuple[TargetStatus, ...] = ()
+
+    @classmethod
+    def of(
+        cls, kind: str, stats: Any, *, last_error: str = "", targets: tuple[TargetStatus, ...] = ()
+    ) -> SourceStatus:
+        """The status with the numeric fields of the dataclass ``stats`` as counters."""
+        counters = {}
+        for item in dataclasses.fields(stats):
+            value = getattr(stats, item.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                counters[item.name] = float(value)
+        return cls(kind, counters, last_error, targets)
 
 
 class Source(Protocol):

@@ -258,18 +258,7 @@ class RemoteWriteReceiver:
 
     def status(self) -> SourceStatus:
         stats = self.stats()
-        return SourceStatus(
-            "receiver",
-            counters={
-                "requests": stats.requests,
-                "samples": stats.samples,
-                "exemplars": stats.exemplars,
-                "histograms": stats.histograms,
-                "metadata": stats.metadata,
-                "bytes": stats.bytes,
-            },
-            last_error=stats.last_error,
-        )
+        return SourceStatus.of("receiver", stats, last_error=stats.last_error)
 
     def forget_series(self, refs: set[int]) -> None:
         """Nothing to forget: each request resolves its series' refs anew."""

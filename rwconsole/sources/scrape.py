@@ -684,16 +684,7 @@ class ScrapeManager:
         return ScrapeCounters(self._scrapes, self._failures, self._parse_errors)
 
     def status(self) -> SourceStatus:
-        counters = self.counters()
-        return SourceStatus(
-            "scrape",
-            counters={
-                "scrapes_total": counters.scrapes_total,
-                "scrape_failures_total": counters.scrape_failures_total,
-                "parse_errors_total": counters.parse_errors_total,
-            },
-            targets=tuple(self.targets()),
-        )
+        return SourceStatus.of("scrape", self.counters(), targets=tuple(self.targets()))
 
 
 def _build_job(config: Any) -> _Job:

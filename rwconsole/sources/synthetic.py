@@ -224,18 +224,7 @@ class SyntheticSource:
         )
 
     def status(self) -> SourceStatus:
-        stats = self.stats()
-        return SourceStatus(
-            "synthetic",
-            counters={
-                "series": stats.series,
-                "rate": stats.rate,
-                "samples_total": stats.samples_total,
-                "exemplars_total": stats.exemplars_total,
-                "stale_markers_total": stats.stale_markers_total,
-                "churned_total": stats.churned_total,
-            },
-        )
+        return SourceStatus.of("synthetic", self.stats())
 
     def forget_series(self, refs: set[int]) -> None:
         """Nothing to forget: every live series is appended each interval, so the WAL
