@@ -34,13 +34,15 @@ import httpx
 
 from rwconsole.config import schema
 from rwconsole.labels import Labels
+from rwconsole.model import NoPreparedBatches
 from rwconsole.sources.scrape import ScrapeLoop
+from rwconsole.sources.steady import SteadyShape
 from rwconsole.sources.synthetic import SyntheticSource
-from rwconsole.sources.textparse import Format, SteadyShape, parse
+from rwconsole.sources.textparse import Format, parse
 from rwconsole.wal.storage import WalStorage
 
 
-class CountingAppender:
+class CountingAppender(NoPreparedBatches):
     """Counts appender calls; refs are handed out in order."""
 
     def __init__(self) -> None:

@@ -28,8 +28,9 @@ from pathlib import Path
 from bench_forwarder import Load
 
 from rwconsole.config import schema
-from rwconsole.engine import Engine, Snapshot
+from rwconsole.engine import Engine
 from rwconsole.pipelines import demo_config
+from rwconsole.snapshot import Snapshot
 from rwconsole.tui.app import ConsoleApp
 from rwconsole.tui.widgets.charts import TimeSeriesChart
 

@@ -4,12 +4,12 @@ The engine owns one asyncio loop in its own thread. Everything that touches
 the WAL, the queues or the sources runs on that loop; other threads (the
 console, the headless runner's signal handling) talk to it only through
 
-* ``snapshot()`` — the latest immutable ``Snapshot``, rebuilt once per second
-  on the loop and swapped in by reference, so reading it never blocks either
-  side; and
-* ``submit(coro_fn)`` and the command helpers (``apply_queue_config``,
-  ``pause``, ``resume``, ``set_fault``…) — thread-safe, returning a
-  ``concurrent.futures.Future``.
+* ``snapshot()`` — the latest immutable ``rwconsole.snapshot.Snapshot``,
+  rebuilt once per second on the loop and swapped in by reference, so reading
+  it never blocks either side; and
+* ``submit(coro_fn)`` and the commands of ``rwconsole.snapshot.EngineControl``
+  (``apply_queue_config``, ``pause``, ``resume``, ``set_fault``) — thread-safe,
+  returning a ``concurrent.futures.Future``.
 
 The engine also owns the fan-out after each WAL commit (the memory fast path
 to every queue's follower), the delivery-progress file, WAL truncation driven
@@ -39,7 +39,7 @@ from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
-from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
+from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
 from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.follower import WalFollower
@@ -47,9 +47,21 @@ from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
+from rwconsole.snapshot import (
+    EMPTY_SNAPSHOT,
+    CredentialsSnapshot,
+    EndpointSnapshot,
+    HistoryPoint,
+    LogEntry,
+    Snapshot,
+)
 
 if TYPE_CHECKING:
-    from rwconsole.wal.storage import PreparedSamples, TruncateReport
+    from rwconsole.demo.receiver import DemoReceiver
+    from rwconsole.http.credential_cache import CredentialStatus
+    from rwconsole.http.server import HttpServer
+    from rwconsole.remote.client import RemoteWriteClient
+    from rwconsole.wal.storage import PreparedSamples, TruncateReport, WalStorage
 
 log = logging.getLogger("rwconsole.engine")
 
@@ -69,109 +81,6 @@ class EngineError(Exception):
     """The engine cannot start with this configuration (message says why)."""
 
 
-# ---- snapshots -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPoint:
-    """One second of one endpoint, as the console charts it."""
-
-    time: float
-    shards: float
-    shards_desired: float
-    shards_min: float
-    shards_max: float
-    lag_seconds: float
-    samples_in_per_second: float
-    samples_out_per_second: float
-    retried_per_second: float
-    failed_per_second: float
-    dropped_per_second: float
-    pending: float
-    send_latency_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointSnapshot:
-    name: str
-    url: str
-    protocol: int
-    status: str
-    paused: bool
-    last_error: str
-    last_error_time: float
-    last_status: int | None
-    shards: int
-    shards_desired: float
-    queue_config: dict[str, Any]
-    pending_samples: float
-    pending_exemplars: float
-    pending_histograms: float
-    samples_total: float
-    samples_failed: float
-    samples_retried: float
-    samples_dropped: float
-    exemplars_total: float
-    histograms_total: float
-    bytes_total: float
-    highest_sent_timestamp: float
-    lag_seconds: float
-    read_position: Position
-    delivered_position: Position
-    live: bool
-    connection: Any
-    history: tuple[HistoryPoint, ...]
-    credentials: Any = None  # CredentialStatus of sigv4/azuread endpoints
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    time: float
-    level: str
-    logger: str
-    message: str
-    endpoint: str
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    time: float
-    started: float
-    running: bool
-    data_dir: str
-    wal_dir: str
-    wal_position: Position
-    wal_series: int
-    samples_in_total: float
-    samples_in_per_second: float
-    endpoints: tuple[EndpointSnapshot, ...]
-    sources: dict[str, Any]
-    demo: Any
-    logs: tuple[LogEntry, ...]
-    metrics_address: str
-
-    def endpoint(self, name: str) -> EndpointSnapshot | None:
-        return next((e for e in self.endpoints if e.name == name), None)
-
-
-EMPTY_SNAPSHOT = Snapshot(
-    time=0.0,
-    started=0.0,
-    running=False,
-    data_dir="",
-    wal_dir="",
-    wal_position=(0, 0),
-    wal_series=0,
-    samples_in_total=0.0,
-    samples_in_per_second=0.0,
-    endpoints=(),
-    sources={},
-    demo=None,
-    logs=(),
-    metrics_address="",
-)
-
-
 class _LogBuffer(logging.Handler):
     """Keeps the newest log records for the console (thread-safe)."""
 
@@ -186,7 +95,7 @@ class _LogBuffer(logging.Handler):
         except Exception:  # a bad format string must not break logging
             message = str(record.msg)
         endpoint = getattr(record, "endpoint", "")
-        entry = LogEntry(record.created, record.levelname, record.name, message, endpoint)
+        entry = LogEntry(record.created, record.levelname, message, endpoint)
         with self._lock:
             self._entries.append(entry)
 
@@ -202,6 +111,7 @@ class _FanoutAppender:
     """The ``Appender`` sources use: writes the WAL, then hands the commit to the queues."""
 
     def __init__(self, engine: Engine) -> None:
+        assert engine.wal is not None
         self._engine = engine
         self._wal = engine.wal
         self._reset()
@@ -282,7 +192,7 @@ class _Endpoint:
     config: schema.EndpointConfig
     queue: QueueManager
     follower: WalFollower
-    client: Any
+    client: RemoteWriteClient
     metadata_sender: MetadataSender | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
     last_counters: dict[str, float] = field(default_factory=dict)
@@ -318,13 +228,13 @@ class Engine:
             self.highest_timestamp_in,
         ) = queue_metrics.define_global(self.registry)
         self.data_in = EwmaRate()
-        self.wal: Any = None
+        self.wal: WalStorage | None = None
         self.progress: ProgressStore | None = None
         self.appender: _FanoutAppender | None = None
         self.endpoints: list[_Endpoint] = []
-        self.sources: list[Any] = []
-        self.demo_receiver: Any = None
-        self.metrics_server: Any = None
+        self.sources: list[Source] = []
+        self.demo_receiver: DemoReceiver | None = None
+        self.metrics_server: HttpServer | None = None
         self._log_buffer = _LogBuffer()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -333,7 +243,6 @@ class Engine:
         self._stop_requested: asyncio.Event | None = None
         self._snapshot: Snapshot = EMPTY_SNAPSHOT
         self._tasks: list[asyncio.Task[Any]] = []
-        self._started_at = 0.0
         self._last_in_total = 0.0
         self._in_rate = 0.0
         self._last_commit_end: Position = (0, 0)
@@ -488,7 +397,6 @@ class Engine:
             await self._shutdown()
             return
         self._started.set()
-        self._started_at = time.time()
         await self._stop_requested.wait()
         await self._shutdown()
 
@@ -606,9 +514,9 @@ class Engine:
     async def _start_demo_receiver(self) -> None:
         from rwconsole.demo.receiver import DemoReceiver
 
-        self.demo_receiver = DemoReceiver("127.0.0.1:0")
-        await self.demo_receiver.start()
-        url = self.demo_receiver.url
+        receiver = self.demo_receiver = DemoReceiver("127.0.0.1:0")
+        await receiver.start()
+        url = receiver.url
         demo_endpoints = [
             schema.EndpointConfig(url=url, name="demo-v1"),
             schema.EndpointConfig(
@@ -650,15 +558,14 @@ class Engine:
                 ) from None
             self.sources.append(receiver)
 
-    def _source_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {}
+    def _source_status(self) -> tuple[SourceStatus, ...]:
+        statuses = []
         for source in self.sources:
-            with contextlib.suppress(Exception):
-                if hasattr(source, "targets"):
-                    status["scrape"] = {"targets": source.targets(), "counters": source.counters()}
-                elif hasattr(source, "stats"):
-                    status[type(source).__name__] = source.stats()
-        return status
+            try:
+                statuses.append(source.status())
+            except Exception:  # a broken status must not stop the snapshots
+                log.exception("reading the status of %s failed", type(source).__name__)
+        return tuple(statuses)
 
     async def _start_metrics_server(self) -> None:
         from rwconsole.http.server import HttpServer, Request, Response
@@ -778,9 +685,7 @@ class Engine:
         if report.collected_refs:
             collected = set(report.collected_refs)
             for source in self.sources:
-                forget = getattr(source, "forget_series", None)
-                if callable(forget):
-                    forget(collected)
+                source.forget_series(collected)
         if report.removed_refs:
             for endpoint in self.endpoints:
                 endpoint.queue.forget_series(report.removed_refs)
@@ -928,8 +833,6 @@ class Engine:
                     shards_desired=m.shards_desired.value,
                     queue_config=dataclasses.asdict(endpoint.config.queue_config),
                     pending_samples=m.pending["samples"].value,
-                    pending_exemplars=m.pending["exemplars"].value,
-                    pending_histograms=m.pending["histograms"].value,
                     samples_total=m.sent["samples"].value,
                     samples_failed=m.failed["samples"].value,
                     samples_retried=m.retried["samples"].value,
@@ -937,14 +840,12 @@ class Engine:
                     exemplars_total=m.sent["exemplars"].value,
                     histograms_total=m.sent["histograms"].value,
                     bytes_total=m.bytes_total.value,
-                    highest_sent_timestamp=m.queue_highest_sent.value,
                     lag_seconds=queue.lag_seconds(),
                     read_position=queue.read_position,
                     delivered_position=queue.delivered_position,
                     live=endpoint.follower.live,
-                    connection=getattr(endpoint.client, "state", None),
                     history=tuple(endpoint.history),
-                    credentials=endpoint.client.credential_status(),
+                    credentials=_credentials(endpoint.client.credential_status()),
                 )
             )
         sources = self._source_status()
@@ -957,12 +858,9 @@ class Engine:
             address = f"{self.metrics_server.host}:{self.metrics_server.port}"
         self._snapshot = Snapshot(
             time=time.time(),
-            started=self._started_at,
             running=running,
-            data_dir=str(self.data_dir),
             wal_dir=str(self.wal_dir),
             wal_position=self.wal.position() if self.wal is not None else (0, 0),
-            wal_series=self.wal.series_count() if self.wal is not None else 0,
             samples_in_total=self.samples_in.value,
             samples_in_per_second=self._in_rate,
             endpoints=tuple(endpoints),
@@ -979,3 +877,9 @@ async def _stop_logged(step: Awaitable[Any], what: str) -> None:
         await step
     except Exception:
         log.exception("%s failed during shutdown", what)
+
+
+def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:
+    if status is None:
+        return None
+    return CredentialsSnapshot(status.source, status.expires_at, status.last_error)

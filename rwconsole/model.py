@@ -3,16 +3,19 @@
 Plain, slotted dataclasses for the things that are not float samples (float
 samples travel as columns: refs, timestamps, values, never as objects). Both the
 WAL record codecs and the protocol encoders speak these types, so no layer
-converts between private copies of the same idea.
+converts between private copies of the same idea. Also the two protocols
+between sources and the engine: ``Appender`` (what a source writes into, with
+its errors) and ``Source`` (what the engine asks of a running source).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from rwconsole.labels import Labels
 
@@ -103,13 +106,59 @@ class HistogramSample:
     histogram: Histogram
 
 
-class Appender(Protocol):
-    """What sources write into (implemented by ``rwconsole.wal.storage``)."""
+class UnknownSeriesError(KeyError):
+    """A sample refers to a series ref the WAL does not know (or has collected)."""
+
+
+class StalePreparedError(UnknownSeriesError):
+    """A prepared batch names series the WAL has collected since it was prepared.
+
+    ``refs`` are the collected ones: forget them, resolve their labels again
+    and prepare a new batch.
+    """
+
+    def __init__(self, refs: list[int]) -> None:
+        self.refs = refs
+        shown = ", ".join(map(str, refs[:5])) + (", ..." if len(refs) > 5 else "")
+        super().__init__(
+            f"a prepared batch names {len(refs)} series the WAL has collected since: refs {shown}"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])  # the message, not KeyError's quoted repr of it
+
+
+class PreparedBatch(Protocol):
+    """Refs checked once by ``Appender.prepare_samples``, for repeated ``append_prepared``."""
+
+    @property
+    def refs(self) -> tuple[int, ...]: ...
+
+
+PreparedT = TypeVar("PreparedT", bound=PreparedBatch)
+
+
+class Appender(Protocol[PreparedT]):
+    """What sources write into (implemented by ``rwconsole.wal.storage``).
+
+    ``prepare_samples`` / ``append_prepared`` append the same series again and
+    again with only a timestamp and values; ``prepare_samples`` returns None when
+    the appender has no faster path than ``append_samples`` (see
+    ``NoPreparedBatches``). ``append_prepared`` raises ``StalePreparedError``
+    (and writes nothing) when series of the batch were collected since it was
+    prepared.
+    """
 
     def series_refs(self, labels: Sequence[Labels]) -> list[int]: ...
 
     def append_samples(
         self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+    ) -> None: ...
+
+    def prepare_samples(self, refs: Sequence[int]) -> PreparedT | None: ...
+
+    def append_prepared(
+        self, batch: PreparedT, timestamp: int, values: Sequence[float]
     ) -> None: ...
 
     def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None: ...
@@ -119,3 +168,71 @@ class Appender(Protocol):
     def append_metadata(self, entries: Sequence[MetricMetadata]) -> None: ...
 
     def commit(self) -> None: ...
+
+
+class NoPreparedBatches:
+    """The prepared-samples API of an appender without a faster path than ``append_samples``."""
+
+    def prepare_samples(self, refs: Sequence[int]) -> None:
+        return None
+
+    def append_prepared(
+        self, batch: PreparedBatch, timestamp: int, values: Sequence[float]
+    ) -> None:
+        raise TypeError("this appender prepares no batches; use append_samples")
+
+
+# ---- sources -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    """One scrape target as the console shows it."""
+
+    job: str
+    instance: str
+    url: str
+    health: str = "unknown"
+    """``unknown`` before the first scrape, then ``up`` or ``down``."""
+    last_scrape: float | None = None
+    """Unix time (seconds) the last scrape started."""
+    last_duration: float = 0.0
+    last_samples: int = 0
+    last_error: str = ""
+    scrapes: int = 0
+    failures: int = 0
+    parse_errors: int = 0
+    series: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """A running source's state: its kind, counters, last error and (scrape) targets."""
+
+    kind: str
+    counters: dict[str, float] = field(default_factory=dict)
+    last_error: str = ""
+    targets: tuple[TargetStatus, ...] = ()
+
+    @classmethod
+    def of(
+        cls, kind: str, stats: Any, *, last_error: str = "", targets: tuple[TargetStatus, ...] = ()
+    ) -> SourceStatus:
+        """The status with the numeric fields of the dataclass ``stats`` as counters."""
+        counters = {}
+        for item in dataclasses.fields(stats):
+            value = getattr(stats, item.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                counters[item.name] = float(value)
+        return cls(kind, counters, last_error, targets)
+
+
+class Source(Protocol):
+    """What the engine asks of a running source (scrape manager, receiver, generator)."""
+
+    def status(self) -> SourceStatus: ...
+
+    def forget_series(self, refs: set[int]) -> None:
+        """Drop refs the WAL collected; their series get new refs when they come back."""
+
+    async def stop(self) -> None: ...

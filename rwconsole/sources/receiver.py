@@ -26,6 +26,7 @@ from rwconsole.model import (
     HistogramSample,
     MetricMetadata,
     MetricType,
+    SourceStatus,
 )
 from rwconsole.remote.decode import UnsupportedMediaType, decode_write_request
 from rwconsole.remote.encode import (
@@ -254,6 +255,13 @@ class RemoteWriteReceiver:
 
     async def stop(self) -> None:
         await self._server.stop()
+
+    def status(self) -> SourceStatus:
+        stats = self.stats()
+        return SourceStatus.of("receiver", stats, last_error=stats.last_error)
+
+    def forget_series(self, refs: set[int]) -> None:
+        """Nothing to forget: each request resolves its series' refs anew."""
 
     def stats(self) -> ReceiverStats:
         with self._lock:

@@ -46,16 +46,18 @@ from rwconsole.http import redirect
 from rwconsole.http.auth import build_authenticator
 from rwconsole.http.transport import build_transport
 from rwconsole.labels import METRIC_NAME, Labels, make_labels
-from rwconsole.model import STALE_NAN, Appender, Exemplar, MetricMetadata
-from rwconsole.sources.textparse import (
-    Format,
-    ParseError,
-    Payload,
-    SteadyShape,
-    format_for,
-    parse,
+from rwconsole.model import (
+    STALE_NAN,
+    Appender,
+    Exemplar,
+    MetricMetadata,
+    SourceStatus,
+    StalePreparedError,
+    TargetStatus,
 )
-from rwconsole.wal.storage import StalePreparedError
+from rwconsole.sources.scrape_cache import CacheState, Steady
+from rwconsole.sources.steady import SteadyShape
+from rwconsole.sources.textparse import Format, ParseError, Payload, format_for, parse
 
 log = logging.getLogger(__name__)
 
@@ -124,159 +126,10 @@ def _params(config: Any) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True, slots=True)
-class TargetStatus:
-    job: str
-    instance: str
-    url: str
-    health: str = "unknown"
-    """``unknown`` before the first scrape, then ``up`` or ``down``."""
-    last_scrape: float | None = None
-    """Unix time (seconds) the last scrape started."""
-    last_duration: float = 0.0
-    last_samples: int = 0
-    last_error: str = ""
-    scrapes: int = 0
-    failures: int = 0
-    parse_errors: int = 0
-    series: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class ScrapeCounters:
     scrapes_total: int = 0
     scrape_failures_total: int = 0
     parse_errors_total: int = 0
-
-
-class _CacheState:
-    """What survives a reload of the same target: refs by series text, staleness set.
-
-    While a steady shape holds and says it all, ``refs`` and ``tracked`` are not
-    kept: they are the shape's keys paired with its refs, and those refs as a
-    set. They are rebuilt on first use, and before ``steady`` changes.
-    """
-
-    __slots__ = (
-        "_refs",
-        "_steady",
-        "_tracked",
-        "exemplars",
-        "family_meta",
-        "full_scrapes",
-        "misses",
-        "report_refs",
-    )
-
-    def __init__(self) -> None:
-        self._refs: dict[str, int] | None = {}
-        self._tracked: set[int] | None = set()
-        self._steady: _Steady | None = None
-        self.family_meta: dict[str, tuple[int, str, str]] = {}
-        self.exemplars: dict[int, tuple[Labels, float, int]] = {}
-        self.report_refs: list[int] | None = None
-        self.full_scrapes = 0
-        """Scrapes in a row that took the full path."""
-        self.misses = 0
-        """Learned shapes in a row that the next body did not fit."""
-
-    @property
-    def refs(self) -> dict[str, int]:
-        if self._refs is None:
-            self._refs = self.known()
-        return self._refs
-
-    @refs.setter
-    def refs(self, refs: dict[str, int]) -> None:
-        self._refs = refs
-
-    @property
-    def tracked(self) -> set[int]:
-        if self._tracked is None:
-            assert self._steady is not None
-            self._tracked = set(self._steady.refs)
-        return self._tracked
-
-    @tracked.setter
-    def tracked(self, tracked: set[int]) -> None:
-        self._tracked = tracked
-
-    @property
-    def steady(self) -> _Steady | None:
-        return self._steady
-
-    @steady.setter
-    def steady(self, steady: _Steady | None) -> None:
-        if steady is not self._steady and self._steady is not None:
-            self.refs  # noqa: B018 (rebuilt from the shape that is going away)
-            self.tracked  # noqa: B018
-        self._steady = steady
-
-    def known(self) -> dict[str, int]:
-        """``refs``, without keeping it when it has to be rebuilt (safe in a worker thread)."""
-        if self._refs is not None:
-            return self._refs
-        steady = self._steady
-        assert steady is not None
-        return dict(zip(steady.shape.keys(), steady.refs, strict=True))
-
-    def refs_kept(self) -> dict[str, int] | None:
-        """``refs`` if it is kept, else None."""
-        return self._refs
-
-    def tracked_count(self) -> int:
-        if self._tracked is None:
-            assert self._steady is not None
-            return len(self._steady.refs)
-        return len(self._tracked)
-
-    def forget(self, refs: set[int]) -> None:
-        """Drop ``refs`` (collected by the WAL) from the state.
-
-        A steady shape naming none of them stays, lean: truncation collects the
-        series of targets that went away, and the targets still answering keep
-        their shortcut instead of all rebuilding their key maps at once.
-        """
-        steady = self._steady
-        if steady is not None and not refs.isdisjoint(steady.refs):
-            self.steady = None  # rebuilds refs and tracked from the shape first
-        if self._refs is not None and not refs.isdisjoint(self._refs.values()):
-            self._refs = {key: ref for key, ref in self._refs.items() if ref not in refs}
-        if self._tracked is not None:  # not kept: it is the shape's refs, none collected
-            self._tracked -= refs
-        for ref in refs.intersection(self.exemplars):
-            del self.exemplars[ref]
-        if self.report_refs is not None and not refs.isdisjoint(self.report_refs):
-            self.report_refs = None
-
-    def lean(self) -> None:
-        """Stop keeping ``refs`` and ``tracked`` where the steady shape implies them."""
-        steady = self._steady
-        if steady is None or steady.keep is not None:
-            return
-        count = len(steady.refs)
-        if self._refs is not None and len(self._refs) == count:
-            # Every key of the body is in refs (its refs were resolved from it), the
-            # keys are distinct (their refs are), so refs holds exactly those keys.
-            self._refs = None
-        if self._tracked is not None and len(self._tracked) == count:
-            self._tracked = None  # a steady shape is valid only while tracked == set(refs)
-
-
-@dataclass(slots=True, eq=False)
-class _Steady:
-    """The previous body's shape and what its samples resolved to.
-
-    Valid while the state it was learned with holds: ``tracked`` is the set of
-    ``refs`` and every family's metadata is recorded as the body states it.
-    """
-
-    shape: SteadyShape
-    refs: Sequence[int]
-    """Refs to append, in body order, a series exposed twice only once."""
-    keep: list[int] | None
-    """Positions of the values of ``refs`` when the body repeats a series."""
-    prepared: Any = None
-    """The appender's prepared batch of ``refs``, made at the first steady append."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,14 +168,11 @@ class ScrapeLoop:
         self._target_labels = target_labels(config, target)
         self._url = scrape_url(config, target)
         self._params = _params(config)
-        self._state = _CacheState()
+        self._state = CacheState()
         self._task: asyncio.Task[None] | None = None
         self._status = TargetStatus(config.job_name, target, self._url)
         self._stopped = False
         self._forgets = 0
-        self._prepares = callable(getattr(appender, "prepare_samples", None)) and callable(
-            getattr(appender, "append_prepared", None)
-        )
 
     @property
     def url(self) -> str:
@@ -478,7 +328,7 @@ class ScrapeLoop:
             if keep is not None:
                 refs = list(map(refs.__getitem__, keep))
             if state.tracked == set(refs):  # every sample line is tracked for staleness
-                state.steady = _Steady(result.shape, refs, keep)
+                state.steady = Steady(result.shape, refs, keep)
                 # At once rather than at the first steady scrape: what the first scrape
                 # of a target leaves is then reused by the next target's first scrape
                 # instead of all of it being live together.
@@ -561,20 +411,21 @@ class ScrapeLoop:
         scraped = len(values)
         if steady.keep is not None:
             values = list(map(values.__getitem__, steady.keep))
-        if self._prepares:
-            self._append_prepared(steady, timestamp, values)
-        else:
-            app.append_samples(steady.refs, timestamp, values)
+        self._append_prepared(steady, timestamp, values)
         report = [1.0, duration, float(scraped), float(scraped), 0.0]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
         return scraped
 
-    def _append_prepared(self, steady: _Steady, timestamp: int, values: list[float]) -> None:
-        app: Any = self._appender
+    def _append_prepared(self, steady: Steady, timestamp: int, values: list[float]) -> None:
+        """Append through the batch the appender prepared for ``steady.refs``, if it does."""
+        app = self._appender
         if steady.prepared is None:
             steady.prepared = app.prepare_samples(steady.refs)
-            shared = getattr(steady.prepared, "refs", None)
+            if steady.prepared is None:  # no faster path in this appender
+                app.append_samples(steady.refs, timestamp, values)
+                return
+            shared = steady.prepared.refs
             if isinstance(shared, tuple) and shared == tuple(steady.refs):
                 steady.refs = shared  # one copy of the refs, not two
         try:
@@ -838,6 +689,9 @@ class ScrapeManager:
 
     def counters(self) -> ScrapeCounters:
         return ScrapeCounters(self._scrapes, self._failures, self._parse_errors)
+
+    def status(self) -> SourceStatus:
+        return SourceStatus.of("scrape", self.counters(), targets=tuple(self.targets()))
 
 
 def _build_job(config: Any) -> _Job:

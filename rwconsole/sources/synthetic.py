@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from rwconsole.labels import METRIC_NAME, Labels, make_labels
-from rwconsole.model import STALE_NAN, Appender, Exemplar, MetricMetadata, MetricType
+from rwconsole.model import (
+    STALE_NAN,
+    Appender,
+    Exemplar,
+    MetricMetadata,
+    MetricType,
+    SourceStatus,
+)
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, math.inf)
 _SERIES_PER_HISTOGRAM = len(BUCKETS) + 2
@@ -215,6 +222,13 @@ class SyntheticSource:
             self._stale,
             self._churned,
         )
+
+    def status(self) -> SourceStatus:
+        return SourceStatus.of("synthetic", self.stats())
+
+    def forget_series(self, refs: set[int]) -> None:
+        """Nothing to forget: every live series is appended each interval, so the WAL
+        collects only series this source has already replaced."""
 
     def series_labels(self) -> list[Labels]:
         """Label sets of the current series, in append order (for tests and the console)."""

@@ -2,7 +2,8 @@
 
 The app never touches engine internals. Once per second it takes the
 engine's latest immutable ``Snapshot`` (a reference swap, never a wait) and
-hands it to the visible screen. Commands go through the engine's command API;
+hands it to the visible screen. Commands go through the engine's command API
+(``rwconsole.snapshot.EngineControl``, the only view of the engine it has);
 their futures are awaited with ``asyncio.wrap_future`` on the app's own loop,
 so neither the UI thread nor the engine thread ever waits for the other.
 """
@@ -13,13 +14,13 @@ import asyncio
 import concurrent.futures
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from rwconsole.engine import EMPTY_SNAPSHOT, Snapshot
+from rwconsole.snapshot import EMPTY_SNAPSHOT, EngineControl, Snapshot
 from rwconsole.tui import themes as theme_files
 from rwconsole.tui.offload import ToolProcess
 
@@ -42,22 +43,6 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("demo", "5", "Demo"),
     ("logs", "6", "Logs"),
 )
-
-
-class EngineLike(Protocol):
-    """What the console needs from the engine: snapshots and the command API."""
-
-    def snapshot(self) -> Snapshot: ...
-
-    def apply_queue_config(
-        self, endpoint: str, changes: dict[str, Any], *, save: bool = False
-    ) -> concurrent.futures.Future[Any]: ...
-
-    def pause(self, endpoint: str) -> concurrent.futures.Future[None]: ...
-
-    def resume(self, endpoint: str) -> concurrent.futures.Future[None]: ...
-
-    def set_fault(self, mode: str, **options: Any) -> concurrent.futures.Future[None]: ...
 
 
 def _screen_factory(mode: str) -> Callable[[], Screen[Any]]:
@@ -100,7 +85,7 @@ class ConsoleApp(App[int]):
 
     def __init__(
         self,
-        engine: EngineLike | None = None,
+        engine: EngineControl | None = None,
         *,
         snapshot: Snapshot | None = None,
         wal_dir: str | Path | None = None,
@@ -189,8 +174,7 @@ class ConsoleApp(App[int]):
             snap = self.snapshot
         else:
             snap = self.engine.snapshot()
-            running = getattr(self.engine, "running", True)
-            if not running and not self._engine_lost:
+            if not self.engine.running and not self._engine_lost:
                 self._engine_lost = True
                 self.notify(
                     "The engine stopped; the console shows its last state.",
@@ -248,7 +232,7 @@ class ConsoleApp(App[int]):
     # ---- commands ----------------------------------------------------------------------
 
     async def run_command(
-        self, what: str, start: Callable[[EngineLike], concurrent.futures.Future[Any]]
+        self, what: str, start: Callable[[EngineControl], concurrent.futures.Future[Any]]
     ) -> tuple[bool, Any]:
         """Start an engine command and await its future without blocking anyone.
 

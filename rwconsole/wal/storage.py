@@ -44,7 +44,14 @@ from itertools import repeat
 from pathlib import Path
 
 from rwconsole.labels import METRIC_NAME, Labels, metric_name
-from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, MetricType
+from rwconsole.model import (
+    Exemplar,
+    HistogramSample,
+    MetricMetadata,
+    MetricType,
+    StalePreparedError,
+    UnknownSeriesError,
+)
 from rwconsole.wal import records as rec
 from rwconsole.wal.segment import (
     DEFAULT_SEGMENT_SIZE,
@@ -69,28 +76,6 @@ _UNUSED_PAIR_REFS = 4
 _CHECKPOINT_BATCH = 1024 * 1024
 
 Listener = Callable[[Position], None]
-
-
-class UnknownSeriesError(KeyError):
-    """A sample refers to a series ref the WAL does not know (or has collected)."""
-
-
-class StalePreparedError(UnknownSeriesError):
-    """A prepared batch names series the WAL has collected since it was prepared.
-
-    ``refs`` are the collected ones: forget them, resolve their labels again
-    and prepare a new batch.
-    """
-
-    def __init__(self, refs: list[int]) -> None:
-        self.refs = refs
-        shown = ", ".join(map(str, refs[:5])) + (", ..." if len(refs) > 5 else "")
-        super().__init__(
-            f"a prepared batch names {len(refs)} series the WAL has collected since: refs {shown}"
-        )
-
-    def __str__(self) -> str:
-        return str(self.args[0])  # the message, not KeyError's quoted repr of it
 
 
 class PreparedSamples:

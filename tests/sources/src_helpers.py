@@ -13,14 +13,20 @@ import snappy
 
 from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import Labels
-from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, is_stale_nan
+from rwconsole.model import (
+    Exemplar,
+    HistogramSample,
+    MetricMetadata,
+    NoPreparedBatches,
+    is_stale_nan,
+)
 from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
 
 V1_TYPE = "application/x-protobuf"
 V2_TYPE = "application/x-protobuf;proto=io.prometheus.write.v2.Request"
 
 
-class RecordingAppender:
+class RecordingAppender(NoPreparedBatches):
     """Implements the Appender protocol in memory; only committed records are visible.
 
     Refs are get-or-create by label set, like the WAL's series table.

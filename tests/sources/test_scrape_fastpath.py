@@ -27,7 +27,8 @@ from test_scrape_loop import anyio_backend, scrape_config  # noqa: F401 (a fixtu
 from rwconsole.labels import Labels
 from rwconsole.model import is_stale_nan
 from rwconsole.sources.scrape import ScrapeLoop
-from rwconsole.sources.textparse import Format, SteadyShape, parse
+from rwconsole.sources.steady import SteadyShape
+from rwconsole.sources.textparse import Format, parse
 
 pytestmark = [pytest.mark.timeout(60)]
 

@@ -24,7 +24,8 @@ from test_scrape_fastpath import Twins, started_twins
 from test_scrape_loop import anyio_backend, scrape_config  # noqa: F401 (a fixture)
 
 from rwconsole.sources.scrape import ScrapeLoop
-from rwconsole.sources.textparse import Format, SteadyShape, parse
+from rwconsole.sources.steady import SteadyShape
+from rwconsole.sources.textparse import Format, parse
 
 pytestmark = [pytest.mark.timeout(60)]
 

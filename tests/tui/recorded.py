@@ -6,7 +6,7 @@ import math
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoStats, Fault
-from rwconsole.engine import EndpointSnapshot, HistoryPoint, LogEntry, Snapshot
+from rwconsole.snapshot import EndpointSnapshot, HistoryPoint, LogEntry, Snapshot
 
 NOW = 1_700_000_000.0
 SECONDS = 900
@@ -68,8 +68,6 @@ def _endpoint(
             "sample_age_limit": queue.sample_age_limit,
         },
         pending_samples=history[-1].pending,
-        pending_exemplars=0.0,
-        pending_histograms=0.0,
         samples_total=1_234_567.0,
         samples_failed=480.0,
         samples_retried=100_000.0 if failing else 0.0,
@@ -77,12 +75,10 @@ def _endpoint(
         exemplars_total=1200.0,
         histograms_total=0.0,
         bytes_total=45_000_000.0,
-        highest_sent_timestamp=NOW - 1,
         lag_seconds=history[-1].lag_seconds,
         read_position=(3, 1_200_000),
         delivered_position=(3, 1_100_000) if not failing else (2, 500_000),
         live=not failing,
-        connection=None,
         history=history,
     )
 
@@ -93,7 +89,7 @@ def recorded_snapshot(*, demo: bool = True) -> Snapshot:
         _endpoint("demo-v2", 2, True, 1.0, QueueConfig(max_shards=10, batch_send_deadline=1.0)),
     )
     logs = tuple(
-        LogEntry(NOW - 60 + i, level, "rwconsole.queue", message, endpoint)
+        LogEntry(NOW - 60 + i, level, message, endpoint)
         for i, (level, message, endpoint) in enumerate(
             [
                 ("INFO", "engine started: WAL /data/wal, 2 endpoint(s), 1 source(s)", ""),
@@ -123,16 +119,13 @@ def recorded_snapshot(*, demo: bool = True) -> Snapshot:
     )
     return Snapshot(
         time=NOW,
-        started=NOW - 3600,
         running=True,
-        data_dir="/data",
         wal_dir="",
         wal_position=(3, 1_250_000),
-        wal_series=2000,
         samples_in_total=5_000_000.0,
         samples_in_per_second=2000.0,
         endpoints=endpoints,
-        sources={},
+        sources=(),
         demo=stats if demo else None,
         logs=logs,
         metrics_address="127.0.0.1:12345",

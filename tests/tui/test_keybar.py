@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rwconsole.engine import Snapshot
+from rwconsole.snapshot import Snapshot
 from rwconsole.tui.app import SCREENS, ConsoleApp
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.endpoints import EndpointsScreen

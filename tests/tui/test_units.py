@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rwconsole.engine import HistoryPoint
+from rwconsole.snapshot import HistoryPoint
 from rwconsole.tui import estimates, themes
 from rwconsole.tui.walview import behind_bytes
 from rwconsole.tui.widgets.charts import window_ticks

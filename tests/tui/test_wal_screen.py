@@ -158,7 +158,7 @@ async def test_running_engines_wal_is_never_repaired(fixtures_dir: Path, tmp_pat
     data[50_000:50_004] = b"\x00\xff\x00\xff"
     segment.write_bytes(bytes(data))
     before = segment.read_bytes()
-    snapshot = dataclasses.replace(recorded_snapshot(), wal_dir=str(wal), data_dir=str(tmp_path))
+    snapshot = dataclasses.replace(recorded_snapshot(), wal_dir=str(wal))
     app = ConsoleApp(snapshot=snapshot, start="wal")
     async with app.run_test(size=SIZE) as pilot:
         screen = app.screen

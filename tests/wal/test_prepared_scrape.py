@@ -18,7 +18,14 @@ from conftest import free_port, wait_until
 from rwconsole.config import schema
 from rwconsole.engine import Engine
 from rwconsole.labels import Labels, make_labels
-from rwconsole.model import Appender, Exemplar, HistogramSample, MetricMetadata, is_stale_nan
+from rwconsole.model import (
+    Appender,
+    Exemplar,
+    HistogramSample,
+    MetricMetadata,
+    NoPreparedBatches,
+    is_stale_nan,
+)
 from rwconsole.sources.scrape import ScrapeLoop
 from rwconsole.wal import records as rec
 from rwconsole.wal.segment import iter_wal
@@ -73,7 +80,7 @@ def _serving() -> Iterator[_Target]:
         thread.join(5)
 
 
-class _PlainAppender:
+class _PlainAppender(NoPreparedBatches):
     """A WAL seen through the Appender protocol only (no prepared batches)."""
 
     def __init__(self, wal: WalStorage) -> None:

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Header
 
-from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from textual.containers import Grid, Horizontal
 from textual.validation import Number
 from textual.widgets import Button, Input, Label, Static
 
-from rwconsole.engine import Snapshot
+from rwconsole.snapshot import DemoStats, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import window_points
 from rwconsole.tui.screens.base import ConsoleScreen
@@ -31,9 +31,8 @@ FAULTS = (
 _COLOURS = ("primary", "accent", "success", "secondary", "warning", "error")
 
 
-def demo_markup(demo: Any) -> str:
-    fault = demo.fault
-    describe = fault.describe() if hasattr(fault, "describe") else str(fault)
+def demo_markup(demo: DemoStats) -> str:
+    describe = demo.fault.describe()
     by_status = ", ".join(f"{k}: {fmt.number(v)}" for k, v in sorted(demo.by_status.items()))
     lines = [
         f"receiver {escape(demo.address)}  "

@@ -11,8 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
-from rwconsole.engine import EndpointSnapshot, Snapshot
-from rwconsole.http.credential_cache import CredentialStatus
+from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.status import out_rate, status_markup
@@ -76,7 +75,7 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
     return "\n".join(lines)
 
 
-def credentials_markup(status: CredentialStatus, now: float) -> str:
+def credentials_markup(status: CredentialsSnapshot, now: float) -> str:
     """The credential source in use and its expiry (never a secret value)."""
     source = escape(status.source) if status.source else "[dim]not fetched yet[/]"
     if status.expires_at is None:

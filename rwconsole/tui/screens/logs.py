@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import Input, RichLog, Select
 
-from rwconsole.engine import LogEntry, Snapshot
+from rwconsole.snapshot import LogEntry, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.screens.base import ConsoleScreen
 

@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Grid
 from textual.widgets import Static
 
-from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import window_points
 from rwconsole.tui.screens.base import ConsoleScreen

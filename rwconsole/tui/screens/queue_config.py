@@ -24,7 +24,7 @@ from textual.widgets import Button, Input, Static, Switch
 from rwconsole.config import schema
 from rwconsole.config.durations import DurationError, parse_duration
 from rwconsole.config.validate import queue_config_problems
-from rwconsole.engine import EndpointSnapshot, Snapshot
+from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
     average_latency,

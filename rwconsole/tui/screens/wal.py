@@ -21,9 +21,9 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
-from rwconsole.engine import Snapshot
 from rwconsole.labels import Labels, format_labels
 from rwconsole.selector import SelectorError, parse_selector
+from rwconsole.snapshot import Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui import walview
 from rwconsole.tui.offload import ToolError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from rwconsole.engine import EndpointSnapshot
+from rwconsole.snapshot import EndpointSnapshot
 from rwconsole.tui import format as fmt
 
 STATUS_MARKUP = {
