@@ -51,6 +51,7 @@ _READ_CHUNK = 32 * PAGE_SIZE
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 Position = tuple[int, int]
+"""(segment index, byte offset just after a record)."""
 
 
 class CorruptionError(Exception):
