@@ -400,4 +400,3 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     if report.backup_dir:
         out.print(f"removed data kept in {report.backup_dir}")
     return EXIT_OK
-
