@@ -30,6 +30,7 @@ Prometheus can read the directory again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import os
@@ -604,6 +605,25 @@ class WalStorage:
                 )
             )
         return out
+
+    def samples_per_segment(self, start: Position, before_segment: int) -> dict[int, int]:
+        """Samples (and histograms) per segment from ``start`` up to ``before_segment``.
+
+        What a reader at ``start`` has yet to take from each segment before
+        ``before_segment`` (exclusive). A segment that cannot be read counts
+        what was read before the damage.
+        """
+        counts: dict[int, int] = {}
+        for seg in list_segments(self.directory):
+            if not start[0] <= seg.index < before_segment:
+                continue
+            offset = start[1] if seg.index == start[0] else 0
+            total = 0
+            with contextlib.suppress(CorruptionError, OSError):
+                for record in iter_segment(seg.path, seg.index, start_offset=offset):
+                    total += rec.count_samples(record.data)
+            counts[seg.index] = total
+        return counts
 
     def metrics(self) -> dict[str, float]:
         """Self-metrics with Alloy's names (plus a few ``rwconsole_wal_*`` extras)."""
