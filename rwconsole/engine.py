@@ -550,7 +550,7 @@ class Engine:
         url = redact_url(config.url)
         client = RemoteWriteClient(config, user_agent=USER_AGENT)
         rules = compile_rules(config.write_relabel_config)
-        follower = WalFollower(self.wal_dir, start, wal_end)
+        follower = WalFollower(self.wal_dir, start, wal_end, layouts=self.wal.sample_layouts)
         queue = QueueManager(
             name=name,
             url=url,

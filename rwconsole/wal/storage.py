@@ -111,6 +111,8 @@ class PreparedSamples:
         self._storage = storage
         self._generation = generation
         self._encoder = rec.FixedRefsSamples(refs) if refs else None
+        if self._encoder is not None:
+            storage.sample_layouts.add(self._encoder)
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -183,6 +185,8 @@ class WalStorage:
         self.counters: dict[str, float] = dict.fromkeys(_COUNTER_NAMES, 0.0)
         self._writer: WalWriter | None = None
         self._last_truncate_mint: int | None = None
+        self.sample_layouts = rec.SampleLayouts()
+        """Layouts of the live prepared batches: readers of this WAL decode their records faster."""
 
     # -- opening -------------------------------------------------------------
     @classmethod
