@@ -10,10 +10,11 @@ Prometheus calls ``tsdb/wlog``) and knows nothing about what a record means.
   each with a 7-byte header: type byte, big-endian uint16 length, big-endian
   CRC32-Castagnoli of the payload. Fragments never cross a page; records never
   cross a segment. Snappy (block format) is used only when strictly shorter.
-* ``WalWriter`` appends records; ``iter_segment`` and ``iter_wal`` read them
-  back with the 2.42 reader's validation rules, raising ``CorruptionError``
-  with the segment and the offset Prometheus would report; ``TailReader``
-  follows a segment while it is being written.
+* ``WalWriter`` appends records. One ``FragmentParser`` reads them back with
+  the 2.42 reader's validation rules, raising ``CorruptionError`` with the
+  segment and the offset Prometheus would report: ``iter_segment`` and
+  ``iter_wal`` read finished files with it, ``TailReader`` follows a segment
+  while it is being written (an incomplete tail is then not an error).
 
 Positions are ``(segment_index, end_offset)`` pairs: the end of a record.
 """
@@ -154,6 +155,162 @@ def checkpoint_name(index: int) -> str:
 # reading
 
 
+class FragmentParser:
+    """Turns the bytes of one segment into records, a chunk at a time, with 2.42's rules.
+
+    ``parse`` takes the bytes from ``offset`` on and returns the records they
+    complete. A record whose fragments span chunks is kept until its last
+    fragment arrives; a fragment cut off at the end of a chunk is not
+    consumed (``offset`` stays at its header), so the caller hands those bytes
+    over again with the next chunk. ``record_end`` is where a reader can
+    restart: the end of the last record, or of the padding after it.
+
+    At the end of a finished file (``eof``) the bytes read as 2.42 reads them:
+    a short final page is zero-padded and a stream that ends after a FIRST or
+    MIDDLE fragment is a torn record. With ``tail_ok`` the file is still being
+    written: whatever is incomplete at its end is left for later instead.
+    Errors are ``CorruptionError`` with the offset a 2.42 reader reports (the
+    bytes of the segment consumed when it noticed).
+    """
+
+    __slots__ = (
+        "_compressed",
+        "_last_type",
+        "_parts",
+        "_rec_start",
+        "checkpoint",
+        "offset",
+        "record_end",
+        "segment",
+        "where",
+    )
+
+    def __init__(
+        self, segment: int, offset: int = 0, *, checkpoint: int | None = None, where: str = ""
+    ) -> None:
+        self.segment = segment
+        self.checkpoint = checkpoint
+        self.where = where
+        self.offset = offset
+        self.record_end = offset
+        self._parts: list[bytes] = []
+        self._rec_start = offset
+        self._compressed = False
+        self._last_type = FRAG_PAD
+
+    def _corrupt(self, at: int, reason: str) -> CorruptionError:
+        return CorruptionError(self.segment, at, reason, self.where)
+
+    def parse(
+        self, data: bytes, *, eof: bool, tail_ok: bool = False, limit: int = -1
+    ) -> list[WalRecord]:
+        """Records completed by ``data`` (the bytes at ``offset`` on); at most ``limit`` if >= 0."""
+        base = self.offset
+        strict = eof and not tail_ok
+        if strict:
+            short = (base + len(data)) % PAGE_SIZE
+            if short:
+                data += _ZERO_PAGE[: PAGE_SIZE - short]
+        end = len(data)
+        out: list[WalRecord] = []
+        parts = self._parts
+        rec_start = self._rec_start
+        compressed = self._compressed
+        last_type = self._last_type
+        record_end = self.record_end
+        segment = self.segment
+        checkpoint = self.checkpoint
+        crc = crc32c.crc32c
+        unpack_header = _HEADER.unpack_from
+        corrupt = self._corrupt
+        pos = 0
+        while pos < end and len(out) != limit:
+            at = base + pos
+            type_byte = data[pos]
+            ftype = type_byte & _TYPE_MASK
+            if ftype == FRAG_PAD:
+                page_end = pos + PAGE_SIZE - at % PAGE_SIZE
+                if page_end > end:
+                    break  # the rest of the page is not written yet
+                if data.count(0, pos + 1, page_end) != page_end - pos - 1:
+                    raise corrupt(base + page_end, "unexpected non-zero byte in padded page")
+                pos = page_end
+                last_type = FRAG_PAD
+                if not parts:
+                    record_end = base + pos
+                continue
+            if end - pos < HEADER_SIZE:
+                if not strict:
+                    break
+                # 2.42 reads a header with none of its remaining bytes as the end of
+                # the data, a partial one as an error.
+                if end - pos > 1:
+                    raise corrupt(base + end, "read remaining header: unexpected EOF")
+                last_type = ftype
+                pos = end
+                break
+            _, length, want = unpack_header(data, pos)
+            if length > MAX_FRAGMENT:
+                raise corrupt(at + HEADER_SIZE, f"invalid record size {length}")
+            payload_end = pos + HEADER_SIZE + length
+            if payload_end > end:
+                if not strict:
+                    break
+                if pos + HEADER_SIZE < end:
+                    raise corrupt(base + end, "unexpected EOF")
+                last_type = ftype  # as above: no payload byte at all is the end of the data
+                pos = end
+                break
+            payload = data[pos + HEADER_SIZE : payload_end]
+            pos = payload_end
+            last_type = ftype
+            got = crc(payload)
+            if got != want:
+                raise corrupt(base + pos, f"unexpected checksum {got:x}, expected {want:x}")
+            if ftype == FRAG_FULL:
+                if parts:
+                    raise corrupt(base + pos, "unexpected full record")
+                rec_start = at
+                compressed = bool(type_byte & SNAPPY_FLAG)
+                record = payload
+            elif ftype == FRAG_FIRST:
+                if parts:
+                    raise corrupt(base + pos, "unexpected first record, dropping buffer")
+                rec_start = at
+                compressed = bool(type_byte & SNAPPY_FLAG)
+                parts = [payload]
+                continue
+            elif ftype == FRAG_MIDDLE:
+                if not parts:
+                    raise corrupt(base + pos, "unexpected middle record, dropping buffer")
+                parts.append(payload)
+                continue
+            elif ftype == FRAG_LAST:
+                if not parts:
+                    raise corrupt(base + pos, "unexpected last record, dropping buffer")
+                parts.append(payload)
+                record = b"".join(parts)
+                parts = []
+            else:
+                raise corrupt(base + pos, f"unexpected record type {ftype}")
+            if compressed and record:
+                try:
+                    record = snappy.uncompress(record)
+                except Exception as exc:
+                    raise corrupt(base + pos, f"snappy decode: {exc}") from None
+            record_end = base + pos
+            out.append(WalRecord(record, segment, rec_start, record_end, compressed, checkpoint))
+        if strict and pos >= end and last_type in (FRAG_FIRST, FRAG_MIDDLE):
+            raise corrupt(base + end, "last record is torn")
+        self.offset = base + pos
+        self.record_end = record_end
+        self._parts = parts
+        self._rec_start = rec_start
+        self._compressed = compressed
+        self._last_type = last_type
+        return out
+
+
 def iter_segment(
     path: str | os.PathLike[str],
     index: int,
@@ -167,116 +324,20 @@ def iter_segment(
     zero-padded. A record still open at the end of the file is "torn".
     ``start_offset`` must be a record boundary (the end of an earlier record).
     """
+    parser = FragmentParser(index, start_offset, checkpoint=checkpoint, where=str(path))
     with open(path, "rb") as fh:
         if start_offset:
             fh.seek(start_offset)
-        yield from _iter_stream(fh, index, start_offset, checkpoint, str(path))
-
-
-def _iter_stream(
-    fh: object, index: int, base: int, checkpoint: int | None, where: str
-) -> Iterator[WalRecord]:
-    read = fh.read  # type: ignore[attr-defined]
-    buf = b""
-    buf_off = base  # segment offset of buf[0]
-    pos = 0  # index into buf
-    parts: list[bytes] = []
-    rec_start = -1
-    rec_compressed = False
-    frag_count = 0
-    eof = False
-    crc = crc32c.crc32c
-    unpack_header = _HEADER.unpack_from
-
-    def corrupt(at: int, reason: str) -> CorruptionError:
-        return CorruptionError(index, at, reason, where)
-
-    while True:
-        # Ensure at least one page of look-ahead (or everything up to EOF).
-        if len(buf) - pos < PAGE_SIZE and not eof:
-            chunk = read(_READ_CHUNK)
-            if len(chunk) < _READ_CHUNK:
-                eof = True
-            buf = buf[pos:] + chunk
-            buf_off += pos
-            pos = 0
+        rest = b""
+        for _ in iter(int, 1):  # one pass per chunk, until the end of the file
+            chunk = fh.read(_READ_CHUNK)
+            eof = len(chunk) < _READ_CHUNK
+            data = rest + chunk if rest else chunk
+            base = parser.offset
+            yield from parser.parse(data, eof=eof)
             if eof:
-                short = (buf_off + len(buf)) % PAGE_SIZE
-                if short:
-                    buf += _ZERO_PAGE[: PAGE_SIZE - short]
-        avail = len(buf) - pos
-        if avail == 0:
-            if frag_count:
-                raise corrupt(buf_off + pos, "last record is torn")
-            return
-        at = buf_off + pos
-        type_byte = buf[pos]
-        ftype = type_byte & _TYPE_MASK
-        if ftype == FRAG_PAD:
-            page_end = (at // PAGE_SIZE + 1) * PAGE_SIZE
-            end = pos + (page_end - at)
-            if buf.count(0, pos, end) != end - pos:
-                raise corrupt(buf_off + end, "unexpected non-zero byte in padded page")
-            pos = end
-            continue
-        if avail < HEADER_SIZE:
-            # Only possible at the very end: 2.42 treats a header with none of
-            # its remaining bytes as the end of data, a partial one as an error.
-            if avail == 1:
-                pos += 1
-                frag_count += ftype in (FRAG_FIRST, FRAG_MIDDLE)
-                continue
-            raise corrupt(at + 1, "read remaining header: unexpected EOF")
-        _, length, want = unpack_header(buf, pos)
-        if length > MAX_FRAGMENT:
-            raise corrupt(at + HEADER_SIZE, f"invalid record size {length}")
-        payload_end = pos + HEADER_SIZE + length
-        if payload_end > len(buf):
-            if pos + HEADER_SIZE == len(buf):
-                pos = len(buf)
-                frag_count += ftype in (FRAG_FIRST, FRAG_MIDDLE)
-                continue
-            raise corrupt(at + HEADER_SIZE, "unexpected EOF")
-        payload = buf[pos + HEADER_SIZE : payload_end]
-        pos = payload_end
-        got = crc(payload)
-        if got != want:
-            raise corrupt(buf_off + pos, f"unexpected checksum {got:x}, expected {want:x}")
-        if ftype == FRAG_FULL:
-            if frag_count:
-                raise corrupt(buf_off + pos, "unexpected full record")
-            rec_start = at
-            rec_compressed = bool(type_byte & SNAPPY_FLAG)
-            data = payload
-        elif ftype == FRAG_FIRST:
-            if frag_count:
-                raise corrupt(buf_off + pos, "unexpected first record, dropping buffer")
-            rec_start = at
-            rec_compressed = bool(type_byte & SNAPPY_FLAG)
-            parts = [payload]
-            frag_count = 1
-            continue
-        elif ftype == FRAG_MIDDLE:
-            if not frag_count:
-                raise corrupt(buf_off + pos, "unexpected middle record, dropping buffer")
-            parts.append(payload)
-            frag_count += 1
-            continue
-        elif ftype == FRAG_LAST:
-            if not frag_count:
-                raise corrupt(buf_off + pos, "unexpected last record, dropping buffer")
-            parts.append(payload)
-            data = b"".join(parts)
-            parts = []
-            frag_count = 0
-        else:
-            raise corrupt(buf_off + pos, f"unexpected record type {ftype}")
-        if rec_compressed and data:
-            try:
-                data = snappy.uncompress(data)
-            except Exception as exc:
-                raise corrupt(buf_off + pos, f"snappy decode: {exc}") from None
-        yield WalRecord(data, index, rec_start, buf_off + pos, rec_compressed, checkpoint)
+                return
+            rest = data[parser.offset - base :]
 
 
 def iter_checkpoint(path: str | os.PathLike[str], index: int) -> Iterator[WalRecord]:
@@ -544,73 +605,11 @@ class TailReader:
         except FileNotFoundError:
             return True
         at_eof = len(data) < self._chunk
-        finished = finished and at_eof
-        base = self._offset
-        pos = 0
-        end = len(data)
-        parts: list[bytes] = []
-        rec_start = -1
-        flag = False
-        seg = self._segment
-        incomplete = False
-        while pos < end and len(out) < max_records:
-            at = base + pos
-            in_page = at % PAGE_SIZE
-            if PAGE_SIZE - in_page < HEADER_SIZE or data[pos] & _TYPE_MASK == FRAG_PAD:
-                stop = min(end, pos + PAGE_SIZE - in_page)
-                if data.count(0, pos, stop) != stop - pos:
-                    raise CorruptionError(
-                        seg, base + stop, "unexpected non-zero byte in padded page"
-                    )
-                pos = stop
-                if not parts:
-                    self._offset = base + pos
-                continue
-            if end - pos < HEADER_SIZE:
-                incomplete = True
-                break
-            type_byte, length, want = _HEADER.unpack_from(data, pos)
-            ftype = type_byte & _TYPE_MASK
-            if length > MAX_FRAGMENT:
-                raise CorruptionError(seg, at + HEADER_SIZE, f"invalid record size {length}")
-            if pos + HEADER_SIZE + length > end:
-                incomplete = True
-                break
-            payload = data[pos + HEADER_SIZE : pos + HEADER_SIZE + length]
-            pos += HEADER_SIZE + length
-            got = crc32c.crc32c(payload)
-            if got != want:
-                raise CorruptionError(
-                    seg, base + pos, f"unexpected checksum {got:x}, expected {want:x}"
-                )
-            if ftype in (FRAG_FULL, FRAG_FIRST):
-                if parts:
-                    raise CorruptionError(seg, base + pos, "unexpected full or first record")
-                rec_start = at
-                flag = bool(type_byte & SNAPPY_FLAG)
-                parts = [payload]
-            elif ftype in (FRAG_MIDDLE, FRAG_LAST):
-                if not parts:
-                    raise CorruptionError(seg, base + pos, "unexpected middle or last record")
-                parts.append(payload)
-            else:
-                raise CorruptionError(seg, base + pos, f"unexpected record type {ftype}")
-            if ftype in (FRAG_FULL, FRAG_LAST):
-                rec = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts = []
-                if flag and rec:
-                    try:
-                        rec = snappy.uncompress(rec)
-                    except Exception as exc:
-                        raise CorruptionError(seg, base + pos, f"snappy decode: {exc}") from None
-                out.append(WalRecord(rec, seg, rec_start, base + pos, flag))
-                self._offset = base + pos
+        parser = FragmentParser(self._segment, self._offset)
+        out += parser.parse(data, eof=at_eof, tail_ok=not finished, limit=max_records - len(out))
+        self._offset = parser.record_end
         if len(out) >= max_records:
             return False
-        if finished:
-            if parts or incomplete:
-                raise CorruptionError(seg, base + end, "last record is torn")
-            return True
         return at_eof
 
 
