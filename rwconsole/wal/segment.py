@@ -353,8 +353,8 @@ def iter_wal(directory: str | os.PathLike[str]) -> Iterator[WalRecord]:
 
     Strict like Prometheus: a gap in numbering or a missing first segment after
     the checkpoint raises ``SegmentListError``; corruption raises
-    ``CorruptionError``. ``rwconsole.wal.storage`` and ``tools`` layer the
-    forgiving behaviour on top.
+    ``CorruptionError``. ``rwconsole.wal.repair`` (used by the storage and
+    ``tools``) layers the forgiving behaviour on top.
     """
     cp = last_checkpoint(directory)
     first = 0

@@ -1,4 +1,4 @@
-"""The WAL lifecycle: series table, append API, replay, repair, checkpoint, truncation.
+"""The WAL lifecycle: series table, append API, replay and truncation.
 
 ``WalStorage`` plays the part of Alloy's WAL storage (Prometheus' agent DB):
 sources append through the ``rwconsole.model.Appender`` protocol, endpoint
@@ -25,7 +25,9 @@ repaired the way Prometheus does it (the damaged segment is cut at the first
 bad fragment, later segments are deleted) and reported with what was dropped.
 A gap in segment numbering, or a missing first segment after the checkpoint,
 is bridged with empty segment files, so no readable data is given up and
-Prometheus can read the directory again.
+Prometheus can read the directory again. How a directory is repaired lives in
+``rwconsole.wal.repair``, how segments fold into a checkpoint in
+``rwconsole.wal.checkpoint``.
 """
 
 from __future__ import annotations
