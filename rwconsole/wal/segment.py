@@ -370,6 +370,111 @@ def iter_wal(directory: str | os.PathLike[str]) -> Iterator[WalRecord]:
 
 
 # ---------------------------------------------------------------------------
+# reading a segment while it is written, and past damage
+
+
+class TailReader:
+    """Follows the segments of a WAL directory while they are written.
+
+    ``read()`` returns the complete records available after the current
+    position and never blocks; a fragment that is not fully on disk yet is left
+    for the next call. When a segment with a higher index exists, the current
+    one is finished and the reader moves on. ``position`` is the end of the
+    last record returned (or the start of the segment reached), so a reader can
+    be restarted from a saved position. Definite corruption (bad checksum of a
+    complete fragment, bad sequence, torn record in a finished segment) raises
+    ``CorruptionError``; ``skip_segment()`` then moves past it. ``skipped``
+    lists segment indexes that were gone (truncated) before they were read.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], position: Position | None = None) -> None:
+        self.directory = Path(directory)
+        self.skipped: list[int] = []
+        if position is None:
+            segs = list_segments(self.directory)
+            position = (segs[0].index, 0) if segs else (0, 0)
+        self._segment, self._offset = position
+        self._chunk = 4 * 1024 * 1024
+
+    @property
+    def position(self) -> Position:
+        return (self._segment, self._offset)
+
+    def skip_segment(self) -> None:
+        self._segment += 1
+        self._offset = 0
+
+    def read(self, max_records: int = 100_000) -> list[WalRecord]:
+        """Complete records available now (at most about ``max_records``)."""
+        out: list[WalRecord] = []
+        for _ in range(100_000):  # bounded: one pass per segment or chunk
+            segs = list_segments(self.directory)
+            if not segs:
+                return out
+            indexes = [s.index for s in segs]
+            if self._segment not in indexes:
+                later = [i for i in indexes if i > self._segment]
+                if not later:
+                    return out
+                self.skipped.extend(range(self._segment, later[0]))
+                self._segment, self._offset = later[0], 0
+            has_next = self._segment < indexes[-1]
+            path = self.directory / segment_name(self._segment)
+            before = len(out)
+            at_eof = self._read_chunk(path, out, max_records, finished=has_next)
+            if len(out) >= max_records:
+                return out
+            if not at_eof:
+                if len(out) == before:
+                    self._chunk *= 2  # one record larger than the chunk
+                continue
+            if not has_next:
+                return out
+            self._segment += 1
+            self._offset = 0
+        return out
+
+    def _read_chunk(
+        self, path: Path, out: list[WalRecord], max_records: int, *, finished: bool
+    ) -> bool:
+        """Parse records from one chunk; return True when the chunk reached EOF."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read(self._chunk)
+        except FileNotFoundError:
+            return True
+        at_eof = len(data) < self._chunk
+        parser = FragmentParser(self._segment, self._offset)
+        out += parser.parse(data, eof=at_eof, tail_ok=not finished, limit=max_records - len(out))
+        self._offset = parser.record_end
+        if len(out) >= max_records:
+            return False
+        return at_eof
+
+
+def salvage_records(path: str | os.PathLike[str], index: int, offset: int) -> Iterator[WalRecord]:
+    """Records still decodable after a corruption at ``offset`` (best effort).
+
+    Resynchronises at each following page boundary; used to say what a repair
+    would drop, never to keep data past a corruption. Each step advances at
+    least one page, so the scan is bounded by the file size.
+    """
+    size = os.path.getsize(path)
+    page = offset
+    while page < size:
+        last_end = page
+        try:
+            for rec in iter_segment(path, index, start_offset=page):
+                last_end = rec.end
+                yield rec
+            return
+        except CorruptionError as exc:
+            last_end = max(last_end, exc.offset)
+        page = max(page // PAGE_SIZE * PAGE_SIZE + PAGE_SIZE, -(-last_end // PAGE_SIZE) * PAGE_SIZE)
+
+
+# ---------------------------------------------------------------------------
 # writing
 
 
@@ -527,108 +632,3 @@ class WalWriter:
     @property
     def closed(self) -> bool:
         return self._fd < 0
-
-
-# ---------------------------------------------------------------------------
-# live tailing
-
-
-class TailReader:
-    """Follows the segments of a WAL directory while they are written.
-
-    ``read()`` returns the complete records available after the current
-    position and never blocks; a fragment that is not fully on disk yet is left
-    for the next call. When a segment with a higher index exists, the current
-    one is finished and the reader moves on. ``position`` is the end of the
-    last record returned (or the start of the segment reached), so a reader can
-    be restarted from a saved position. Definite corruption (bad checksum of a
-    complete fragment, bad sequence, torn record in a finished segment) raises
-    ``CorruptionError``; ``skip_segment()`` then moves past it. ``skipped``
-    lists segment indexes that were gone (truncated) before they were read.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], position: Position | None = None) -> None:
-        self.directory = Path(directory)
-        self.skipped: list[int] = []
-        if position is None:
-            segs = list_segments(self.directory)
-            position = (segs[0].index, 0) if segs else (0, 0)
-        self._segment, self._offset = position
-        self._chunk = 4 * 1024 * 1024
-
-    @property
-    def position(self) -> Position:
-        return (self._segment, self._offset)
-
-    def skip_segment(self) -> None:
-        self._segment += 1
-        self._offset = 0
-
-    def read(self, max_records: int = 100_000) -> list[WalRecord]:
-        """Complete records available now (at most about ``max_records``)."""
-        out: list[WalRecord] = []
-        for _ in range(100_000):  # bounded: one pass per segment or chunk
-            segs = list_segments(self.directory)
-            if not segs:
-                return out
-            indexes = [s.index for s in segs]
-            if self._segment not in indexes:
-                later = [i for i in indexes if i > self._segment]
-                if not later:
-                    return out
-                self.skipped.extend(range(self._segment, later[0]))
-                self._segment, self._offset = later[0], 0
-            has_next = self._segment < indexes[-1]
-            path = self.directory / segment_name(self._segment)
-            before = len(out)
-            at_eof = self._read_chunk(path, out, max_records, finished=has_next)
-            if len(out) >= max_records:
-                return out
-            if not at_eof:
-                if len(out) == before:
-                    self._chunk *= 2  # one record larger than the chunk
-                continue
-            if not has_next:
-                return out
-            self._segment += 1
-            self._offset = 0
-        return out
-
-    def _read_chunk(
-        self, path: Path, out: list[WalRecord], max_records: int, *, finished: bool
-    ) -> bool:
-        """Parse records from one chunk; return True when the chunk reached EOF."""
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read(self._chunk)
-        except FileNotFoundError:
-            return True
-        at_eof = len(data) < self._chunk
-        parser = FragmentParser(self._segment, self._offset)
-        out += parser.parse(data, eof=at_eof, tail_ok=not finished, limit=max_records - len(out))
-        self._offset = parser.record_end
-        if len(out) >= max_records:
-            return False
-        return at_eof
-
-
-def salvage_records(path: str | os.PathLike[str], index: int, offset: int) -> Iterator[WalRecord]:
-    """Records still decodable after a corruption at ``offset`` (best effort).
-
-    Resynchronises at each following page boundary; used to say what a repair
-    would drop, never to keep data past a corruption. Each step advances at
-    least one page, so the scan is bounded by the file size.
-    """
-    size = os.path.getsize(path)
-    page = offset
-    while page < size:
-        last_end = page
-        try:
-            for rec in iter_segment(path, index, start_offset=page):
-                last_end = rec.end
-                yield rec
-            return
-        except CorruptionError as exc:
-            last_end = max(last_end, exc.offset)
-        page = max(page // PAGE_SIZE * PAGE_SIZE + PAGE_SIZE, -(-last_end // PAGE_SIZE) * PAGE_SIZE)
