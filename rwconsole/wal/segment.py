@@ -202,9 +202,19 @@ class FragmentParser:
         return CorruptionError(self.segment, at, reason, self.where)
 
     def parse(
-        self, data: bytes, *, eof: bool, tail_ok: bool = False, limit: int = -1
-    ) -> list[WalRecord]:
-        """Records completed by ``data`` (the bytes at ``offset`` on); at most ``limit`` if >= 0."""
+        self,
+        data: bytes,
+        out: list[WalRecord],
+        *,
+        eof: bool,
+        tail_ok: bool = False,
+        limit: int = -1,
+    ) -> None:
+        """Append to ``out`` the records ``data`` (the bytes at ``offset`` on) completes.
+
+        Stops when ``out`` holds ``limit`` records (if >= 0). On corruption the
+        records before it are in ``out`` when ``CorruptionError`` is raised.
+        """
         base = self.offset
         strict = eof and not tail_ok
         if strict:
@@ -212,7 +222,8 @@ class FragmentParser:
             if short:
                 data += _ZERO_PAGE[: PAGE_SIZE - short]
         end = len(data)
-        out: list[WalRecord] = []
+        add = out.append
+        stop = limit if limit >= 0 else len(out) + end  # at most one record per byte
         parts = self._parts
         rec_start = self._rec_start
         compressed = self._compressed
@@ -224,7 +235,7 @@ class FragmentParser:
         unpack_header = _HEADER.unpack_from
         corrupt = self._corrupt
         pos = 0
-        while pos < end and len(out) != limit:
+        while pos < end and len(out) < stop:
             at = base + pos
             type_byte = data[pos]
             ftype = type_byte & _TYPE_MASK
@@ -299,7 +310,7 @@ class FragmentParser:
                 except Exception as exc:
                     raise corrupt(base + pos, f"snappy decode: {exc}") from None
             record_end = base + pos
-            out.append(WalRecord(record, segment, rec_start, record_end, compressed, checkpoint))
+            add(WalRecord(record, segment, rec_start, record_end, compressed, checkpoint))
         if strict and pos >= end and last_type in (FRAG_FIRST, FRAG_MIDDLE):
             raise corrupt(base + end, "last record is torn")
         self.offset = base + pos
@@ -308,7 +319,6 @@ class FragmentParser:
         self._rec_start = rec_start
         self._compressed = compressed
         self._last_type = last_type
-        return out
 
 
 def iter_segment(
@@ -334,7 +344,13 @@ def iter_segment(
             eof = len(chunk) < _READ_CHUNK
             data = rest + chunk if rest else chunk
             base = parser.offset
-            yield from parser.parse(data, eof=eof)
+            records: list[WalRecord] = []
+            try:
+                parser.parse(data, records, eof=eof)
+            except CorruptionError:
+                yield from records  # the records before the damage come first
+                raise
+            yield from records
             if eof:
                 return
             rest = data[parser.offset - base :]
@@ -446,7 +462,7 @@ class TailReader:
             return True
         at_eof = len(data) < self._chunk
         parser = FragmentParser(self._segment, self._offset)
-        out += parser.parse(data, eof=at_eof, tail_ok=not finished, limit=max_records - len(out))
+        parser.parse(data, out, eof=at_eof, tail_ok=not finished, limit=max_records)
         self._offset = parser.record_end
         if len(out) >= max_records:
             return False

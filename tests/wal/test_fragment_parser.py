@@ -16,6 +16,7 @@ from rwconsole.wal.segment import (
     CorruptionError,
     FragmentParser,
     TailReader,
+    WalRecord,
     WalWriter,
     iter_segment,
 )
@@ -113,16 +114,35 @@ def test_prometheus_rules_where_the_readers_used_to_differ(tmp_path: Path) -> No
 def test_an_incomplete_tail_is_not_an_error_when_the_file_is_still_written() -> None:
     data = _fragment(FRAG_FULL, b"one") + _fragment(FRAG_FIRST, b"two")[:5]
     parser = FragmentParser(3, 0)
-    got = parser.parse(data, eof=True, tail_ok=True)
+    got: list[WalRecord] = []
+    parser.parse(data, got, eof=True, tail_ok=True)
     assert [r.data for r in got] == [b"one"] and parser.record_end == 10
     assert parser.offset == 10  # the cut-off header is left for the next call
     with pytest.raises(CorruptionError, match="checksum") as info:
-        FragmentParser(3, 0).parse(data, eof=True)  # finished: read zero-padded
+        FragmentParser(3, 0).parse(data, [], eof=True)  # finished: read zero-padded
     assert info.value.offset == 20  # just after the zero-padded fragment
     # Chunk by chunk, a record spanning chunks comes out once it is complete.
     w_parts = [_fragment(FRAG_FIRST, b"ab"), _fragment(4, b"cd")]
     parser = FragmentParser(0, 0)
-    assert parser.parse(w_parts[0], eof=False) == [] and parser.offset == 9
-    assert parser.record_end == 0
-    (record,) = parser.parse(w_parts[1], eof=False)
+    out: list[WalRecord] = []
+    parser.parse(w_parts[0], out, eof=False)
+    assert out == [] and parser.offset == 9 and parser.record_end == 0
+    parser.parse(w_parts[1], out, eof=False)
+    (record,) = out
     assert (record.data, record.start, record.end) == (b"abcd", 0, 18)
+
+
+def test_records_before_a_corruption_come_out_first(tmp_path: Path) -> None:
+    records = [bytes([i]) * 50 for i in range(10)]
+    w = WalWriter(tmp_path)
+    w.log(records)
+    w.close()
+    path = tmp_path / "00000000"
+    data = bytearray(path.read_bytes())
+    data[5 * 57 + 20] ^= 0xFF  # inside the sixth record
+    path.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(CorruptionError, match="checksum") as info:
+        for record in iter_segment(path, 0):
+            got.append(record.data)
+    assert got == records[:5] and info.value.offset == 6 * 57
