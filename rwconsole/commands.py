@@ -20,7 +20,7 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.set_defaults(handler=run_console, config=None)
 
     config_cli.register(subparsers)
-    wal_cli.register(subparsers)
+    wal_cli.register(subparsers, open_wal_console)
 
 
 def run_headless(args: argparse.Namespace) -> int:
@@ -33,3 +33,9 @@ def run_console(args: argparse.Namespace) -> int:
     from rwconsole.tui.launch import run_console as run
 
     return run(args)
+
+
+def open_wal_console(args: argparse.Namespace) -> int:
+    from rwconsole.tui.launch import open_wal
+
+    return open_wal(args.dir, theme_dir=getattr(args, "theme_dir", None))

@@ -459,7 +459,7 @@ class Engine:
         url = redact_url(config.url)
         client = RemoteWriteClient(config, user_agent=USER_AGENT)
         rules = compile_rules(config.write_relabel_config)
-        follower = WalFollower(self.wal_dir, start, wal_end)
+        follower = WalFollower(self.wal_dir, start, wal_end, layouts=self.wal.sample_layouts)
         queue = QueueManager(
             name=name,
             url=url,
@@ -755,21 +755,7 @@ class Engine:
 
     def _samples_per_segment(self, start: Position, before_segment: int) -> dict[int, int]:
         """Samples per segment from ``start`` up to ``before_segment`` (exclusive)."""
-        from rwconsole.wal.records import count_samples
-        from rwconsole.wal.segment import CorruptionError, iter_segment, segment_name
-
-        counts: dict[int, int] = {}
-        for info in self.wal.segments_info():
-            if not start[0] <= info.index < before_segment:
-                continue
-            offset = start[1] if info.index == start[0] else 0
-            total = 0
-            with contextlib.suppress(CorruptionError, OSError):
-                path = self.wal_dir / segment_name(info.index)
-                for record in iter_segment(path, info.index, start_offset=offset):
-                    total += count_samples(record.data)
-            counts[info.index] = total
-        return counts
+        return self.wal.samples_per_segment(start, before_segment)
 
     async def _snapshot_loop(self) -> None:
         while True:

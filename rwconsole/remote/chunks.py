@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rwconsole.model import Exemplar, HistogramSample
-
-Position = tuple[int, int]
-"""(segment index, byte offset just after a record)."""
+from rwconsole.wal.segment import Position
 
 START: Position = (0, 0)
 

@@ -38,7 +38,11 @@ POLL_SECONDS = 1.0
 
 
 class WalFollower:
-    """A ``ChunkSource`` for ``QueueManager`` over a WAL directory."""
+    """A ``ChunkSource`` for ``QueueManager`` over a WAL directory.
+
+    ``layouts`` (the WAL's ``sample_layouts``) lets records of prepared batches
+    decode by their known layout when reading files.
+    """
 
     def __init__(
         self,
@@ -48,8 +52,10 @@ class WalFollower:
         *,
         on_corruption: Callable[[CorruptionError], None] | None = None,
         on_skipped_segments: Callable[[list[int]], None] | None = None,
+        layouts: records.SampleLayouts | None = None,
     ) -> None:
         self._dir = wal_dir
+        self._layouts = layouts
         self._handed: Position = start
         self._wal_end: Position = wal_end
         self._buffer: deque[Chunk] = deque()
@@ -138,7 +144,7 @@ class WalFollower:
             if chunk is None:
                 chunk = Chunk(end=end)
             try:
-                _decode_into(chunk, record.data)
+                _decode_into(chunk, record.data, self._layouts)
             except records.RecordDecodeError as err:
                 log.error(
                     "undecodable WAL record in segment %d at %d: %s; skipped",
@@ -153,10 +159,10 @@ class WalFollower:
         return chunk
 
 
-def _decode_into(chunk: Chunk, data: bytes) -> None:
+def _decode_into(chunk: Chunk, data: bytes, layouts: records.SampleLayouts | None) -> None:
     kind = records.record_type(data)
     if kind == records.RecordType.SAMPLES:
-        samples = records.decode_samples(data)
+        samples = records.decode_samples(data, layouts)
         chunk.refs.extend(samples.refs)
         chunk.timestamps.extend(samples.timestamps)
         chunk.values.extend(samples.values)

@@ -23,7 +23,7 @@ from rwconsole.model import MetricMetadata
 from rwconsole.remote import encode
 from rwconsole.remote.queue import SendClient
 from rwconsole.remote.queue_metrics import QueueMetrics
-from rwconsole.wal.storage import family_of
+from rwconsole.wal.families import family_of
 
 log = logging.getLogger("rwconsole.metadata")
 

@@ -13,6 +13,7 @@ import json
 import math
 import struct
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,11 @@ from rwconsole.wal import tools
 from rwconsole.wal.segment import segment_name
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+    open_console: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add ``wal ...``; ``open_console`` runs ``wal open`` (the console lives outside ``wal``)."""
     parser = subparsers.add_parser("wal", help="inspect, dump, verify and repair WAL directories")
     parser.set_defaults(handler=_no_subcommand, wal_parser=parser)
     sub = parser.add_subparsers(dest="wal_command", metavar="SUBCOMMAND")
@@ -60,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     p = sub.add_parser("open", help="open the WAL in the console")
     p.add_argument("dir", metavar="DIR")
-    p.set_defaults(handler=_cmd_open)
+    p.set_defaults(handler=open_console)
 
 
 def _out() -> Console:
@@ -392,9 +397,3 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     if report.backup_dir:
         out.print(f"removed data kept in {report.backup_dir}")
     return EXIT_OK
-
-
-def _cmd_open(args: argparse.Namespace) -> int:
-    from rwconsole.tui.launch import open_wal
-
-    return open_wal(args.dir, theme_dir=getattr(args, "theme_dir", None))

@@ -320,18 +320,23 @@ def decode_series(data: bytes) -> SeriesRecord:
     return SeriesRecord(out)
 
 
-def decode_samples(data: bytes) -> SamplesRecord:
-    """Decode a samples record into three columns (bulk where the layout allows)."""
+def decode_samples(data: bytes, layouts: SampleLayouts | None = None) -> SamplesRecord:
+    """Decode a samples record into three columns (bulk where the layout allows).
+
+    With ``layouts``, a record one of them could have written is unpacked by
+    it; the result is the same either way, only faster.
+    """
     if len(data) <= 1:
         return SamplesRecord([], [], [])
     if len(data) < 17:
         raise RecordDecodeError(2, len(data), "unexpected end of record in header")
     base_ref, base_t = _SAMPLE_HEADER.unpack_from(data, 1)
-    layout = _LAYOUTS.get((len(data), base_ref))
-    if layout is not None:
-        known = layout.decode(data)
-        if known is not None:
-            return known
+    if layouts is not None:
+        layout = layouts.get(len(data), base_ref)
+        if layout is not None:
+            known = layout.decode(data)
+            if known is not None:
+                return known
     fast = _decode_samples_strided(data, base_ref, base_t)
     if fast is not None:
         return fast
@@ -739,14 +744,14 @@ class FixedRefsSamples:
     lays the fixed bytes (type, base ref, varints) over the pads. Costs about
     50 bytes per ref (the Struct's codes and the fixed bytes).
 
-    While it lives, ``decode_samples`` knows its layout too: a record of its
-    size and base ref is unpacked by the same ``Struct`` and accepted when
-    encoding the result gives the record back, byte for byte. Reading back
-    what a live scrape wrote (a queue catching up from the files) then costs
-    one ``unpack`` instead of a varint walk.
+    Its ``decode`` reads such records back: unpacked by the same ``Struct``
+    and accepted when encoding the result gives the record back, byte for
+    byte. Handed to ``decode_samples`` in a ``SampleLayouts``, reading back
+    what a live scrape wrote (a queue catching up from the files) costs one
+    ``unpack`` instead of a varint walk.
     """
 
-    __slots__ = ("__weakref__", "_fixed", "_refs", "_size", "_struct", "count")
+    __slots__ = ("__weakref__", "_fixed", "_refs", "_size", "_struct", "count", "key")
 
     def __init__(self, refs: Sequence[int]) -> None:
         if not refs:
@@ -761,7 +766,8 @@ class FixedRefsSamples:
         fixed = b"".join([b"\x02", _U64.pack(base), _ZERO8, _ZERO8.join(prefixes), _ZERO8])
         self._fixed = int.from_bytes(fixed, "big")
         self.count = len(refs)
-        _LAYOUTS[self._size, base] = self
+        self.key = (self._size, base)
+        """(record size, base ref): what ``SampleLayouts`` finds it by."""
 
     def encode(self, timestamp: int, values: Sequence[float]) -> bytes:
         if len(values) != self.count:
@@ -779,10 +785,33 @@ class FixedRefsSamples:
         return SamplesRecord(list(self._refs), [timestamp] * self.count, values)
 
 
-_LAYOUTS: weakref.WeakValueDictionary[tuple[int, int], FixedRefsSamples] = (
-    weakref.WeakValueDictionary()
-)
-"""The live fixed-refs encoders by record size and base ref (the newest one wins)."""
+class SampleLayouts:
+    """Fixed-refs encoders whose records ``decode_samples`` may unpack directly.
+
+    Owned by whoever writes or reads the records (the WAL holds the encoders
+    of its prepared batches) and passed explicitly, so which decoder runs
+    depends only on that owner. Holds the encoders weakly: one that is gone
+    is forgotten. Per record size and base ref the newest one wins.
+    """
+
+    __slots__ = ("_by_key",)
+
+    def __init__(self) -> None:
+        self._by_key: weakref.WeakValueDictionary[tuple[int, int], FixedRefsSamples] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def add(self, encoder: FixedRefsSamples) -> None:
+        self._by_key[encoder.key] = encoder
+
+    def get(self, size: int, base_ref: int) -> FixedRefsSamples | None:
+        return self._by_key.get((size, base_ref))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 _ZERO8 = bytes(8)

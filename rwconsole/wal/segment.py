@@ -10,10 +10,11 @@ Prometheus calls ``tsdb/wlog``) and knows nothing about what a record means.
   each with a 7-byte header: type byte, big-endian uint16 length, big-endian
   CRC32-Castagnoli of the payload. Fragments never cross a page; records never
   cross a segment. Snappy (block format) is used only when strictly shorter.
-* ``WalWriter`` appends records; ``iter_segment`` and ``iter_wal`` read them
-  back with the 2.42 reader's validation rules, raising ``CorruptionError``
-  with the segment and the offset Prometheus would report; ``TailReader``
-  follows a segment while it is being written.
+* ``WalWriter`` appends records. One ``FragmentParser`` reads them back with
+  the 2.42 reader's validation rules, raising ``CorruptionError`` with the
+  segment and the offset Prometheus would report: ``iter_segment`` and
+  ``iter_wal`` read finished files with it, ``TailReader`` follows a segment
+  while it is being written (an incomplete tail is then not an error).
 
 Positions are ``(segment_index, end_offset)`` pairs: the end of a record.
 """
@@ -51,6 +52,7 @@ _READ_CHUNK = 32 * PAGE_SIZE
 _ZERO_PAGE = bytes(PAGE_SIZE)
 
 Position = tuple[int, int]
+"""(segment index, byte offset just after a record)."""
 
 
 class CorruptionError(Exception):
@@ -153,6 +155,172 @@ def checkpoint_name(index: int) -> str:
 # reading
 
 
+class FragmentParser:
+    """Turns the bytes of one segment into records, a chunk at a time, with 2.42's rules.
+
+    ``parse`` takes the bytes from ``offset`` on and returns the records they
+    complete. A record whose fragments span chunks is kept until its last
+    fragment arrives; a fragment cut off at the end of a chunk is not
+    consumed (``offset`` stays at its header), so the caller hands those bytes
+    over again with the next chunk. ``record_end`` is where a reader can
+    restart: the end of the last record, or of the padding after it.
+
+    At the end of a finished file (``eof``) the bytes read as 2.42 reads them:
+    a short final page is zero-padded and a stream that ends after a FIRST or
+    MIDDLE fragment is a torn record. With ``tail_ok`` the file is still being
+    written: whatever is incomplete at its end is left for later instead.
+    Errors are ``CorruptionError`` with the offset a 2.42 reader reports (the
+    bytes of the segment consumed when it noticed).
+    """
+
+    __slots__ = (
+        "_compressed",
+        "_last_type",
+        "_parts",
+        "_rec_start",
+        "checkpoint",
+        "offset",
+        "record_end",
+        "segment",
+        "where",
+    )
+
+    def __init__(
+        self, segment: int, offset: int = 0, *, checkpoint: int | None = None, where: str = ""
+    ) -> None:
+        self.segment = segment
+        self.checkpoint = checkpoint
+        self.where = where
+        self.offset = offset
+        self.record_end = offset
+        self._parts: list[bytes] = []
+        self._rec_start = offset
+        self._compressed = False
+        self._last_type = FRAG_PAD
+
+    def _corrupt(self, at: int, reason: str) -> CorruptionError:
+        return CorruptionError(self.segment, at, reason, self.where)
+
+    def parse(
+        self,
+        data: bytes,
+        out: list[WalRecord],
+        *,
+        eof: bool,
+        tail_ok: bool = False,
+        limit: int = -1,
+    ) -> None:
+        """Append to ``out`` the records ``data`` (the bytes at ``offset`` on) completes.
+
+        Stops when ``out`` holds ``limit`` records (if >= 0). On corruption the
+        records before it are in ``out`` when ``CorruptionError`` is raised.
+        """
+        base = self.offset
+        strict = eof and not tail_ok
+        if strict:
+            short = (base + len(data)) % PAGE_SIZE
+            if short:
+                data += _ZERO_PAGE[: PAGE_SIZE - short]
+        end = len(data)
+        add = out.append
+        stop = limit if limit >= 0 else len(out) + end  # at most one record per byte
+        parts = self._parts
+        rec_start = self._rec_start
+        compressed = self._compressed
+        last_type = self._last_type
+        record_end = self.record_end
+        segment = self.segment
+        checkpoint = self.checkpoint
+        crc = crc32c.crc32c
+        unpack_header = _HEADER.unpack_from
+        corrupt = self._corrupt
+        pos = 0
+        while pos < end and len(out) < stop:
+            at = base + pos
+            type_byte = data[pos]
+            ftype = type_byte & _TYPE_MASK
+            if ftype == FRAG_PAD:
+                page_end = pos + PAGE_SIZE - at % PAGE_SIZE
+                if page_end > end:
+                    break  # the rest of the page is not written yet
+                if data.count(0, pos + 1, page_end) != page_end - pos - 1:
+                    raise corrupt(base + page_end, "unexpected non-zero byte in padded page")
+                pos = page_end
+                last_type = FRAG_PAD
+                if not parts:
+                    record_end = base + pos
+                continue
+            if end - pos < HEADER_SIZE:
+                if not strict:
+                    break
+                # 2.42 reads a header with none of its remaining bytes as the end of
+                # the data, a partial one as an error.
+                if end - pos > 1:
+                    raise corrupt(base + end, "read remaining header: unexpected EOF")
+                last_type = ftype
+                pos = end
+                break
+            _, length, want = unpack_header(data, pos)
+            if length > MAX_FRAGMENT:
+                raise corrupt(at + HEADER_SIZE, f"invalid record size {length}")
+            payload_end = pos + HEADER_SIZE + length
+            if payload_end > end:
+                if not strict:
+                    break
+                if pos + HEADER_SIZE < end:
+                    raise corrupt(base + end, "unexpected EOF")
+                last_type = ftype  # as above: no payload byte at all is the end of the data
+                pos = end
+                break
+            payload = data[pos + HEADER_SIZE : payload_end]
+            pos = payload_end
+            last_type = ftype
+            got = crc(payload)
+            if got != want:
+                raise corrupt(base + pos, f"unexpected checksum {got:x}, expected {want:x}")
+            if ftype == FRAG_FULL:
+                if parts:
+                    raise corrupt(base + pos, "unexpected full record")
+                rec_start = at
+                compressed = bool(type_byte & SNAPPY_FLAG)
+                record = payload
+            elif ftype == FRAG_FIRST:
+                if parts:
+                    raise corrupt(base + pos, "unexpected first record, dropping buffer")
+                rec_start = at
+                compressed = bool(type_byte & SNAPPY_FLAG)
+                parts = [payload]
+                continue
+            elif ftype == FRAG_MIDDLE:
+                if not parts:
+                    raise corrupt(base + pos, "unexpected middle record, dropping buffer")
+                parts.append(payload)
+                continue
+            elif ftype == FRAG_LAST:
+                if not parts:
+                    raise corrupt(base + pos, "unexpected last record, dropping buffer")
+                parts.append(payload)
+                record = b"".join(parts)
+                parts = []
+            else:
+                raise corrupt(base + pos, f"unexpected record type {ftype}")
+            if compressed and record:
+                try:
+                    record = snappy.uncompress(record)
+                except Exception as exc:
+                    raise corrupt(base + pos, f"snappy decode: {exc}") from None
+            record_end = base + pos
+            add(WalRecord(record, segment, rec_start, record_end, compressed, checkpoint))
+        if strict and pos >= end and last_type in (FRAG_FIRST, FRAG_MIDDLE):
+            raise corrupt(base + end, "last record is torn")
+        self.offset = base + pos
+        self.record_end = record_end
+        self._parts = parts
+        self._rec_start = rec_start
+        self._compressed = compressed
+        self._last_type = last_type
+
+
 def iter_segment(
     path: str | os.PathLike[str],
     index: int,
@@ -166,116 +334,26 @@ def iter_segment(
     zero-padded. A record still open at the end of the file is "torn".
     ``start_offset`` must be a record boundary (the end of an earlier record).
     """
+    parser = FragmentParser(index, start_offset, checkpoint=checkpoint, where=str(path))
     with open(path, "rb") as fh:
         if start_offset:
             fh.seek(start_offset)
-        yield from _iter_stream(fh, index, start_offset, checkpoint, str(path))
-
-
-def _iter_stream(
-    fh: object, index: int, base: int, checkpoint: int | None, where: str
-) -> Iterator[WalRecord]:
-    read = fh.read  # type: ignore[attr-defined]
-    buf = b""
-    buf_off = base  # segment offset of buf[0]
-    pos = 0  # index into buf
-    parts: list[bytes] = []
-    rec_start = -1
-    rec_compressed = False
-    frag_count = 0
-    eof = False
-    crc = crc32c.crc32c
-    unpack_header = _HEADER.unpack_from
-
-    def corrupt(at: int, reason: str) -> CorruptionError:
-        return CorruptionError(index, at, reason, where)
-
-    while True:
-        # Ensure at least one page of look-ahead (or everything up to EOF).
-        if len(buf) - pos < PAGE_SIZE and not eof:
-            chunk = read(_READ_CHUNK)
-            if len(chunk) < _READ_CHUNK:
-                eof = True
-            buf = buf[pos:] + chunk
-            buf_off += pos
-            pos = 0
-            if eof:
-                short = (buf_off + len(buf)) % PAGE_SIZE
-                if short:
-                    buf += _ZERO_PAGE[: PAGE_SIZE - short]
-        avail = len(buf) - pos
-        if avail == 0:
-            if frag_count:
-                raise corrupt(buf_off + pos, "last record is torn")
-            return
-        at = buf_off + pos
-        type_byte = buf[pos]
-        ftype = type_byte & _TYPE_MASK
-        if ftype == FRAG_PAD:
-            page_end = (at // PAGE_SIZE + 1) * PAGE_SIZE
-            end = pos + (page_end - at)
-            if buf.count(0, pos, end) != end - pos:
-                raise corrupt(buf_off + end, "unexpected non-zero byte in padded page")
-            pos = end
-            continue
-        if avail < HEADER_SIZE:
-            # Only possible at the very end: 2.42 treats a header with none of
-            # its remaining bytes as the end of data, a partial one as an error.
-            if avail == 1:
-                pos += 1
-                frag_count += ftype in (FRAG_FIRST, FRAG_MIDDLE)
-                continue
-            raise corrupt(at + 1, "read remaining header: unexpected EOF")
-        _, length, want = unpack_header(buf, pos)
-        if length > MAX_FRAGMENT:
-            raise corrupt(at + HEADER_SIZE, f"invalid record size {length}")
-        payload_end = pos + HEADER_SIZE + length
-        if payload_end > len(buf):
-            if pos + HEADER_SIZE == len(buf):
-                pos = len(buf)
-                frag_count += ftype in (FRAG_FIRST, FRAG_MIDDLE)
-                continue
-            raise corrupt(at + HEADER_SIZE, "unexpected EOF")
-        payload = buf[pos + HEADER_SIZE : payload_end]
-        pos = payload_end
-        got = crc(payload)
-        if got != want:
-            raise corrupt(buf_off + pos, f"unexpected checksum {got:x}, expected {want:x}")
-        if ftype == FRAG_FULL:
-            if frag_count:
-                raise corrupt(buf_off + pos, "unexpected full record")
-            rec_start = at
-            rec_compressed = bool(type_byte & SNAPPY_FLAG)
-            data = payload
-        elif ftype == FRAG_FIRST:
-            if frag_count:
-                raise corrupt(buf_off + pos, "unexpected first record, dropping buffer")
-            rec_start = at
-            rec_compressed = bool(type_byte & SNAPPY_FLAG)
-            parts = [payload]
-            frag_count = 1
-            continue
-        elif ftype == FRAG_MIDDLE:
-            if not frag_count:
-                raise corrupt(buf_off + pos, "unexpected middle record, dropping buffer")
-            parts.append(payload)
-            frag_count += 1
-            continue
-        elif ftype == FRAG_LAST:
-            if not frag_count:
-                raise corrupt(buf_off + pos, "unexpected last record, dropping buffer")
-            parts.append(payload)
-            data = b"".join(parts)
-            parts = []
-            frag_count = 0
-        else:
-            raise corrupt(buf_off + pos, f"unexpected record type {ftype}")
-        if rec_compressed and data:
+        rest = b""
+        for _ in iter(int, 1):  # one pass per chunk, until the end of the file
+            chunk = fh.read(_READ_CHUNK)
+            eof = len(chunk) < _READ_CHUNK
+            data = rest + chunk if rest else chunk
+            base = parser.offset
+            records: list[WalRecord] = []
             try:
-                data = snappy.uncompress(data)
-            except Exception as exc:
-                raise corrupt(buf_off + pos, f"snappy decode: {exc}") from None
-        yield WalRecord(data, index, rec_start, buf_off + pos, rec_compressed, checkpoint)
+                parser.parse(data, records, eof=eof)
+            except CorruptionError:
+                yield from records  # the records before the damage come first
+                raise
+            yield from records
+            if eof:
+                return
+            rest = data[parser.offset - base :]
 
 
 def iter_checkpoint(path: str | os.PathLike[str], index: int) -> Iterator[WalRecord]:
@@ -291,8 +369,8 @@ def iter_wal(directory: str | os.PathLike[str]) -> Iterator[WalRecord]:
 
     Strict like Prometheus: a gap in numbering or a missing first segment after
     the checkpoint raises ``SegmentListError``; corruption raises
-    ``CorruptionError``. ``rwconsole.wal.storage`` and ``tools`` layer the
-    forgiving behaviour on top.
+    ``CorruptionError``. ``rwconsole.wal.repair`` (used by the storage and
+    ``tools``) layers the forgiving behaviour on top.
     """
     cp = last_checkpoint(directory)
     first = 0
@@ -305,6 +383,111 @@ def iter_wal(directory: str | os.PathLike[str]) -> Iterator[WalRecord]:
         raise SegmentListError(f"open WAL segment: {segment_name(first)}: no such file")
     for seg in segments:
         yield from iter_segment(seg.path, seg.index)
+
+
+# ---------------------------------------------------------------------------
+# reading a segment while it is written, and past damage
+
+
+class TailReader:
+    """Follows the segments of a WAL directory while they are written.
+
+    ``read()`` returns the complete records available after the current
+    position and never blocks; a fragment that is not fully on disk yet is left
+    for the next call. When a segment with a higher index exists, the current
+    one is finished and the reader moves on. ``position`` is the end of the
+    last record returned (or the start of the segment reached), so a reader can
+    be restarted from a saved position. Definite corruption (bad checksum of a
+    complete fragment, bad sequence, torn record in a finished segment) raises
+    ``CorruptionError``; ``skip_segment()`` then moves past it. ``skipped``
+    lists segment indexes that were gone (truncated) before they were read.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], position: Position | None = None) -> None:
+        self.directory = Path(directory)
+        self.skipped: list[int] = []
+        if position is None:
+            segs = list_segments(self.directory)
+            position = (segs[0].index, 0) if segs else (0, 0)
+        self._segment, self._offset = position
+        self._chunk = 4 * 1024 * 1024
+
+    @property
+    def position(self) -> Position:
+        return (self._segment, self._offset)
+
+    def skip_segment(self) -> None:
+        self._segment += 1
+        self._offset = 0
+
+    def read(self, max_records: int = 100_000) -> list[WalRecord]:
+        """Complete records available now (at most about ``max_records``)."""
+        out: list[WalRecord] = []
+        for _ in range(100_000):  # bounded: one pass per segment or chunk
+            segs = list_segments(self.directory)
+            if not segs:
+                return out
+            indexes = [s.index for s in segs]
+            if self._segment not in indexes:
+                later = [i for i in indexes if i > self._segment]
+                if not later:
+                    return out
+                self.skipped.extend(range(self._segment, later[0]))
+                self._segment, self._offset = later[0], 0
+            has_next = self._segment < indexes[-1]
+            path = self.directory / segment_name(self._segment)
+            before = len(out)
+            at_eof = self._read_chunk(path, out, max_records, finished=has_next)
+            if len(out) >= max_records:
+                return out
+            if not at_eof:
+                if len(out) == before:
+                    self._chunk *= 2  # one record larger than the chunk
+                continue
+            if not has_next:
+                return out
+            self._segment += 1
+            self._offset = 0
+        return out
+
+    def _read_chunk(
+        self, path: Path, out: list[WalRecord], max_records: int, *, finished: bool
+    ) -> bool:
+        """Parse records from one chunk; return True when the chunk reached EOF."""
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read(self._chunk)
+        except FileNotFoundError:
+            return True
+        at_eof = len(data) < self._chunk
+        parser = FragmentParser(self._segment, self._offset)
+        parser.parse(data, out, eof=at_eof, tail_ok=not finished, limit=max_records)
+        self._offset = parser.record_end
+        if len(out) >= max_records:
+            return False
+        return at_eof
+
+
+def salvage_records(path: str | os.PathLike[str], index: int, offset: int) -> Iterator[WalRecord]:
+    """Records still decodable after a corruption at ``offset`` (best effort).
+
+    Resynchronises at each following page boundary; used to say what a repair
+    would drop, never to keep data past a corruption. Each step advances at
+    least one page, so the scan is bounded by the file size.
+    """
+    size = os.path.getsize(path)
+    page = offset
+    while page < size:
+        last_end = page
+        try:
+            for rec in iter_segment(path, index, start_offset=page):
+                last_end = rec.end
+                yield rec
+            return
+        except CorruptionError as exc:
+            last_end = max(last_end, exc.offset)
+        page = max(page // PAGE_SIZE * PAGE_SIZE + PAGE_SIZE, -(-last_end // PAGE_SIZE) * PAGE_SIZE)
 
 
 # ---------------------------------------------------------------------------
@@ -465,170 +648,3 @@ class WalWriter:
     @property
     def closed(self) -> bool:
         return self._fd < 0
-
-
-# ---------------------------------------------------------------------------
-# live tailing
-
-
-class TailReader:
-    """Follows the segments of a WAL directory while they are written.
-
-    ``read()`` returns the complete records available after the current
-    position and never blocks; a fragment that is not fully on disk yet is left
-    for the next call. When a segment with a higher index exists, the current
-    one is finished and the reader moves on. ``position`` is the end of the
-    last record returned (or the start of the segment reached), so a reader can
-    be restarted from a saved position. Definite corruption (bad checksum of a
-    complete fragment, bad sequence, torn record in a finished segment) raises
-    ``CorruptionError``; ``skip_segment()`` then moves past it. ``skipped``
-    lists segment indexes that were gone (truncated) before they were read.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], position: Position | None = None) -> None:
-        self.directory = Path(directory)
-        self.skipped: list[int] = []
-        if position is None:
-            segs = list_segments(self.directory)
-            position = (segs[0].index, 0) if segs else (0, 0)
-        self._segment, self._offset = position
-        self._chunk = 4 * 1024 * 1024
-
-    @property
-    def position(self) -> Position:
-        return (self._segment, self._offset)
-
-    def skip_segment(self) -> None:
-        self._segment += 1
-        self._offset = 0
-
-    def read(self, max_records: int = 100_000) -> list[WalRecord]:
-        """Complete records available now (at most about ``max_records``)."""
-        out: list[WalRecord] = []
-        for _ in range(100_000):  # bounded: one pass per segment or chunk
-            segs = list_segments(self.directory)
-            if not segs:
-                return out
-            indexes = [s.index for s in segs]
-            if self._segment not in indexes:
-                later = [i for i in indexes if i > self._segment]
-                if not later:
-                    return out
-                self.skipped.extend(range(self._segment, later[0]))
-                self._segment, self._offset = later[0], 0
-            has_next = self._segment < indexes[-1]
-            path = self.directory / segment_name(self._segment)
-            before = len(out)
-            at_eof = self._read_chunk(path, out, max_records, finished=has_next)
-            if len(out) >= max_records:
-                return out
-            if not at_eof:
-                if len(out) == before:
-                    self._chunk *= 2  # one record larger than the chunk
-                continue
-            if not has_next:
-                return out
-            self._segment += 1
-            self._offset = 0
-        return out
-
-    def _read_chunk(
-        self, path: Path, out: list[WalRecord], max_records: int, *, finished: bool
-    ) -> bool:
-        """Parse records from one chunk; return True when the chunk reached EOF."""
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(self._offset)
-                data = fh.read(self._chunk)
-        except FileNotFoundError:
-            return True
-        at_eof = len(data) < self._chunk
-        finished = finished and at_eof
-        base = self._offset
-        pos = 0
-        end = len(data)
-        parts: list[bytes] = []
-        rec_start = -1
-        flag = False
-        seg = self._segment
-        incomplete = False
-        while pos < end and len(out) < max_records:
-            at = base + pos
-            in_page = at % PAGE_SIZE
-            if PAGE_SIZE - in_page < HEADER_SIZE or data[pos] & _TYPE_MASK == FRAG_PAD:
-                stop = min(end, pos + PAGE_SIZE - in_page)
-                if data.count(0, pos, stop) != stop - pos:
-                    raise CorruptionError(
-                        seg, base + stop, "unexpected non-zero byte in padded page"
-                    )
-                pos = stop
-                if not parts:
-                    self._offset = base + pos
-                continue
-            if end - pos < HEADER_SIZE:
-                incomplete = True
-                break
-            type_byte, length, want = _HEADER.unpack_from(data, pos)
-            ftype = type_byte & _TYPE_MASK
-            if length > MAX_FRAGMENT:
-                raise CorruptionError(seg, at + HEADER_SIZE, f"invalid record size {length}")
-            if pos + HEADER_SIZE + length > end:
-                incomplete = True
-                break
-            payload = data[pos + HEADER_SIZE : pos + HEADER_SIZE + length]
-            pos += HEADER_SIZE + length
-            got = crc32c.crc32c(payload)
-            if got != want:
-                raise CorruptionError(
-                    seg, base + pos, f"unexpected checksum {got:x}, expected {want:x}"
-                )
-            if ftype in (FRAG_FULL, FRAG_FIRST):
-                if parts:
-                    raise CorruptionError(seg, base + pos, "unexpected full or first record")
-                rec_start = at
-                flag = bool(type_byte & SNAPPY_FLAG)
-                parts = [payload]
-            elif ftype in (FRAG_MIDDLE, FRAG_LAST):
-                if not parts:
-                    raise CorruptionError(seg, base + pos, "unexpected middle or last record")
-                parts.append(payload)
-            else:
-                raise CorruptionError(seg, base + pos, f"unexpected record type {ftype}")
-            if ftype in (FRAG_FULL, FRAG_LAST):
-                rec = parts[0] if len(parts) == 1 else b"".join(parts)
-                parts = []
-                if flag and rec:
-                    try:
-                        rec = snappy.uncompress(rec)
-                    except Exception as exc:
-                        raise CorruptionError(seg, base + pos, f"snappy decode: {exc}") from None
-                out.append(WalRecord(rec, seg, rec_start, base + pos, flag))
-                self._offset = base + pos
-        if len(out) >= max_records:
-            return False
-        if finished:
-            if parts or incomplete:
-                raise CorruptionError(seg, base + end, "last record is torn")
-            return True
-        return at_eof
-
-
-def salvage_records(path: str | os.PathLike[str], index: int, offset: int) -> Iterator[WalRecord]:
-    """Records still decodable after a corruption at ``offset`` (best effort).
-
-    Resynchronises at each following page boundary; used to say what a repair
-    would drop, never to keep data past a corruption. Each step advances at
-    least one page, so the scan is bounded by the file size.
-    """
-    size = os.path.getsize(path)
-    page = offset
-    while page < size:
-        last_end = page
-        try:
-            for rec in iter_segment(path, index, start_offset=page):
-                last_end = rec.end
-                yield rec
-            return
-        except CorruptionError as exc:
-            last_end = max(last_end, exc.offset)
-        page = max(page // PAGE_SIZE * PAGE_SIZE + PAGE_SIZE, -(-last_end // PAGE_SIZE) * PAGE_SIZE)

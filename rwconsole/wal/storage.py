@@ -1,4 +1,4 @@
-"""The WAL lifecycle: series table, append API, replay, repair, checkpoint, truncation.
+"""The WAL lifecycle: series table, append API, replay and truncation.
 
 ``WalStorage`` plays the part of Alloy's WAL storage (Prometheus' agent DB):
 sources append through the ``rwconsole.model.Appender`` protocol, endpoint
@@ -25,15 +25,17 @@ repaired the way Prometheus does it (the damaged segment is cut at the first
 bad fragment, later segments are deleted) and reported with what was dropped.
 A gap in segment numbering, or a missing first segment after the checkpoint,
 is bridged with empty segment files, so no readable data is given up and
-Prometheus can read the directory again.
+Prometheus can read the directory again. How a directory is repaired lives in
+``rwconsole.wal.repair``, how segments fold into a checkpoint in
+``rwconsole.wal.checkpoint``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import operator
 import os
-import shutil
 import sys
 import threading
 import time
@@ -48,32 +50,34 @@ from rwconsole.model import (
     Exemplar,
     HistogramSample,
     MetricMetadata,
-    MetricType,
     StalePreparedError,
     UnknownSeriesError,
 )
 from rwconsole.wal import records as rec
+from rwconsole.wal.checkpoint import remove_checkpoints_before, write_checkpoint
+from rwconsole.wal.families import MetadataTable
+from rwconsole.wal.repair import (
+    RepairReport,
+    cut_at,
+    describe_corruption,
+    fill_checkpoint_gaps,
+    fill_gaps,
+)
 from rwconsole.wal.segment import (
     DEFAULT_SEGMENT_SIZE,
     CorruptionError,
     Position,
     SegmentListError,
     WalWriter,
-    checkpoint_name,
-    find_gaps,
-    fsync_dir,
     iter_checkpoint,
     iter_segment,
     last_checkpoint,
-    list_checkpoints,
     list_segments,
-    salvage_records,
     segment_name,
 )
 
 _NEVER = -(1 << 63)
 _UNUSED_PAIR_REFS = 4
-_CHECKPOINT_BATCH = 1024 * 1024
 
 Listener = Callable[[Position], None]
 
@@ -93,51 +97,11 @@ class PreparedSamples:
         self._storage = storage
         self._generation = generation
         self._encoder = rec.FixedRefsSamples(refs) if refs else None
+        if self._encoder is not None:
+            storage.sample_layouts.add(self._encoder)
 
     def __len__(self) -> int:
         return len(self.refs)
-
-
-@dataclass(slots=True)
-class CorruptionInfo:
-    """A corruption and what cutting the WAL there costs."""
-
-    segment: int
-    offset: int
-    reason: str
-    checkpoint: int | None = None
-    records_lost: int = 0
-    samples_lost: int = 0
-    segments_lost: list[int] = field(default_factory=list)
-
-    def describe(self) -> str:
-        where = f"segment {segment_name(self.segment)}"
-        if self.checkpoint is not None:
-            where = f"{checkpoint_name(self.checkpoint)}/{segment_name(self.segment)}"
-        later = (
-            f", and later segments {', '.join(segment_name(s) for s in self.segments_lost)}"
-            if self.segments_lost
-            else ""
-        )
-        return (
-            f"{where} at offset {self.offset}: {self.reason}; cutting here drops at least "
-            f"{self.records_lost} records ({self.samples_lost} samples){later}"
-        )
-
-
-@dataclass(slots=True)
-class RepairReport:
-    """What a repair changed (or, with ``dry_run``, would change)."""
-
-    dry_run: bool
-    gaps_filled: list[int] = field(default_factory=list)
-    checkpoint_gaps_filled: list[int] = field(default_factory=list)
-    """Segments created inside the newest checkpoint (numbered within it)."""
-    corruption: CorruptionInfo | None = None
-    segments_deleted: list[int] = field(default_factory=list)
-    records_kept: int = 0
-    backup_dir: str | None = None
-    changed: bool = False
 
 
 @dataclass(slots=True)
@@ -166,238 +130,6 @@ class SegmentInfo:
 
 
 # ---------------------------------------------------------------------------
-# directory repair (shared with rwconsole.wal.tools)
-
-
-def fill_gaps(directory: str | os.PathLike[str], *, dry_run: bool = False) -> list[int]:
-    """Create empty segment files for missing indexes; return the indexes.
-
-    Covers gaps between segments and the first segment after the newest
-    checkpoint. An empty segment reads as no records, so nothing is lost and
-    the numbering becomes contiguous again.
-    """
-    directory = Path(directory)
-    cp = last_checkpoint(directory)
-    first = cp[0] + 1 if cp else None
-    segments = [s for s in list_segments(directory) if first is None or s.index >= first]
-    missing = find_gaps(segments)
-    if first is not None and segments and segments[0].index > first:
-        missing = list(range(first, segments[0].index)) + missing
-    if not dry_run and missing:
-        for index in missing:
-            (directory / segment_name(index)).touch()
-        fsync_dir(directory)
-    return missing
-
-
-def fill_checkpoint_gaps(directory: str | os.PathLike[str], *, dry_run: bool = False) -> list[int]:
-    """Create empty segments for numbering gaps inside the newest checkpoint.
-
-    A checkpoint with a gap cannot be replayed as a whole; with the gap filled
-    every segment it still has is read.
-    """
-    cp = last_checkpoint(directory)
-    if cp is None:
-        return []
-    missing = find_gaps(list_segments(cp[1]))
-    if not dry_run and missing:
-        for index in missing:
-            (cp[1] / segment_name(index)).touch()
-        fsync_dir(cp[1])
-    return missing
-
-
-def loss_after(
-    directory: str | os.PathLike[str], segment: int, offset: int, path: Path | None = None
-) -> tuple[int, int, list[int]]:
-    """(records, samples, later segment indexes) a cut at ``segment``/``offset`` drops.
-
-    Counts what is still decodable after the corruption (best effort) plus
-    every later segment of ``directory``.
-    """
-    directory = Path(directory)
-    records = samples = 0
-    seg_path = path or directory / segment_name(segment)
-    for item in salvage_records(seg_path, segment, offset):
-        records += 1
-        samples += _samples_in(item.data)
-    later = [s for s in list_segments(directory) if s.index > segment]
-    for seg in later:
-        for item in salvage_records(seg.path, seg.index, 0):
-            records += 1
-            samples += _samples_in(item.data)
-    return records, samples, [s.index for s in later]
-
-
-def _samples_in(data: bytes) -> int:
-    try:
-        return rec.count_samples(data)
-    except rec.RecordDecodeError:
-        return 0
-
-
-def cut_at(
-    directory: str | os.PathLike[str],
-    segment: int,
-    offset: int,
-    *,
-    compress: bool | None = None,
-    backup_dir: Path | None = None,
-) -> tuple[int, list[int]]:
-    """Rewrite ``segment`` with the records that end before ``offset``; delete later ones.
-
-    Mirrors Prometheus' ``WL.Repair``: later segments are deleted, the damaged
-    file is renamed ``N.repair``, its good prefix is re-logged into a fresh
-    segment N whose last page is padded, then ``N.repair`` is removed (moved
-    into ``backup_dir`` with the deleted segments, when one is given).
-    ``compress`` None keeps snappy on if any kept record was compressed.
-    Returns (records kept, segments deleted).
-    """
-    directory = Path(directory)
-    if backup_dir is not None:
-        backup_dir.mkdir(parents=True, exist_ok=True)
-    deleted = []
-    for seg in list_segments(directory):
-        if seg.index > segment:
-            if backup_dir is not None:
-                shutil.move(str(seg.path), str(backup_dir / seg.path.name))
-            else:
-                seg.path.unlink()
-            deleted.append(seg.index)
-    path = directory / segment_name(segment)
-    repair_path = path.with_name(path.name + ".repair")
-    os.replace(path, repair_path)
-    kept: list[bytes] = []
-    any_compressed = False
-    try:
-        for item in iter_segment(repair_path, segment):
-            if item.end >= offset:
-                break
-            kept.append(item.data)
-            any_compressed = any_compressed or item.compressed
-    except CorruptionError:
-        pass
-    if compress is None:
-        compress = any_compressed
-    writer = WalWriter(directory, compress=compress, first_segment=segment)
-    for data in kept:
-        writer.log([data])
-    if writer.offset == 0:
-        writer.write_zero_page()  # as Prometheus: a repaired empty segment is one zero page
-    writer.close()
-    if backup_dir is not None:
-        shutil.move(str(repair_path), str(backup_dir / (path.name + ".damaged")))
-    else:
-        repair_path.unlink()
-    fsync_dir(directory)
-    return len(kept), deleted
-
-
-# ---------------------------------------------------------------------------
-# metric families and their metadata
-
-_FAMILY_SUFFIXES = {
-    MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
-    MetricType.GAUGEHISTOGRAM: ("_bucket", "_gsum", "_gcount"),
-    MetricType.SUMMARY: ("_sum", "_count", "_created"),
-}
-
-
-def family_of(name: str, metric_type: int) -> str:
-    """The metric family of series ``name`` (``x`` for ``x_bucket`` of a histogram)."""
-    for suffix in _FAMILY_SUFFIXES.get(metric_type, ()):  # type: ignore[call-overload]
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-class _Use:
-    """One metadata value of a family: the shared object and the live series carrying it."""
-
-    __slots__ = ("count", "name", "value")
-
-    def __init__(self, value: MetricMetadata, name: str) -> None:
-        self.value = value
-        self.count = 0
-        self.name = name
-        """Metric name of the series that set it last (``x_bucket`` for family ``x``)."""
-
-
-class _MetadataTable:
-    """Latest metadata per series ref, kept once per metric family.
-
-    A series' value is a ``MetricMetadata`` shared by every series of its
-    family with the same type, unit and help (its ``ref`` is 0), so a million
-    series of a few thousand families hold a few thousand objects. Each family
-    counts the live series per value and remembers the value set last, which
-    is what a listing per family (the 1.0 metadata sender) reads: its cost
-    follows the number of families, not of series.
-    """
-
-    __slots__ = ("_by_ref", "_families", "_latest")
-
-    def __init__(self) -> None:
-        self._by_ref: dict[int, MetricMetadata] = {}
-        self._families: dict[str, dict[MetricMetadata, _Use]] = {}
-        self._latest: dict[str, _Use] = {}
-
-    def get(self, ref: int) -> MetricMetadata | None:
-        return self._by_ref.get(ref)
-
-    def same(self, ref: int, meta: MetricMetadata) -> bool:
-        """True when ``ref`` already carries ``meta``'s type, unit and help."""
-        old = self._by_ref.get(ref)
-        return (
-            old is not None
-            and old.type == meta.type
-            and old.unit == meta.unit
-            and old.help == meta.help
-        )
-
-    def set(self, ref: int, name: str, meta: MetricMetadata) -> None:
-        """Record ``meta`` for series ``ref`` whose metric name is ``name``."""
-        self.remove(ref, name)
-        family_name = family_of(name, meta.type)
-        uses = self._families.get(family_name)
-        if uses is None:
-            uses = self._families[family_name] = {}
-        key = MetricMetadata(0, meta.type, meta.unit, meta.help)
-        use = uses.get(key)
-        if use is None:
-            use = uses[key] = _Use(key, name)
-        use.count += 1
-        use.name = name
-        self._latest[family_name] = use
-        self._by_ref[ref] = use.value
-
-    def remove(self, ref: int, name: str) -> None:
-        """Forget series ``ref`` (metric name ``name``)."""
-        value = self._by_ref.pop(ref, None)
-        if value is None:
-            return
-        family_name = family_of(name, value.type)
-        uses = self._families.get(family_name)
-        use = uses.get(value) if uses is not None else None
-        if uses is None or use is None:
-            return
-        use.count -= 1
-        if use.count > 0:
-            return
-        del uses[value]
-        if self._latest.get(family_name) is use:
-            if uses:
-                # A value other live series of the family carry takes over.
-                self._latest[family_name] = next(reversed(uses.values()))
-            else:
-                del self._latest[family_name]
-                del self._families[family_name]
-
-    def families(self) -> list[tuple[str, str, MetricMetadata]]:
-        """(family, metric name of a series with it, metadata) per family, sorted."""
-        return sorted((family, use.name, use.value) for family, use in self._latest.items())
-
-
-# ---------------------------------------------------------------------------
 # the storage
 
 
@@ -417,7 +149,7 @@ class WalStorage:
         self._last_ts: dict[int, int] = {}
         self._alias: dict[int, int] = {}
         self._deleted: dict[int, int] = {}
-        self._metadata = _MetadataTable()
+        self._metadata = MetadataTable()
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
         """Canonical (name, value) pairs: series that share a label share one tuple."""
         self._next_ref = 0
@@ -439,6 +171,8 @@ class WalStorage:
         self.counters: dict[str, float] = dict.fromkeys(_COUNTER_NAMES, 0.0)
         self._writer: WalWriter | None = None
         self._last_truncate_mint: int | None = None
+        self.sample_layouts = rec.SampleLayouts()
+        """Layouts of the live prepared batches: readers of this WAL decode their records faster."""
 
     # -- opening -------------------------------------------------------------
     @classmethod
@@ -513,8 +247,8 @@ class WalStorage:
                 break
 
     def _repair_on_open(self, exc: CorruptionError) -> None:
-        records, samples, later = loss_after(self.directory, exc.segment, exc.offset)
-        info = CorruptionInfo(exc.segment, exc.offset, exc.reason, None, records, samples, later)
+        info = describe_corruption(self.directory, exc)
+        records, samples = info.records_lost, info.samples_lost
         self.log.error("WAL %s: corruption in %s; repairing", self.directory, info.describe())
         self.counters["prometheus_remote_write_wal_corruptions_total"] += 1
         self.counters["rwconsole_wal_repair_records_dropped_total"] += records
@@ -862,6 +596,25 @@ class WalStorage:
             )
         return out
 
+    def samples_per_segment(self, start: Position, before_segment: int) -> dict[int, int]:
+        """Samples (and histograms) per segment from ``start`` up to ``before_segment``.
+
+        What a reader at ``start`` has yet to take from each segment before
+        ``before_segment`` (exclusive). A segment that cannot be read counts
+        what was read before the damage.
+        """
+        counts: dict[int, int] = {}
+        for seg in list_segments(self.directory):
+            if not start[0] <= seg.index < before_segment:
+                continue
+            offset = start[1] if seg.index == start[0] else 0
+            total = 0
+            with contextlib.suppress(CorruptionError, OSError):
+                for record in iter_segment(seg.path, seg.index, start_offset=offset):
+                    total += rec.count_samples(record.data)
+            counts[seg.index] = total
+        return counts
+
     def metrics(self) -> dict[str, float]:
         """Self-metrics with Alloy's names (plus a few ``rwconsole_wal_*`` extras)."""
         with self._lock:
@@ -930,11 +683,21 @@ class WalStorage:
             upto = min(before_segment - 1, first + (last - first) * 2 // 3)
             if upto <= first:
                 return report
-            keep = dict(self._labels)
+            alive = dict(self._labels)
             deleted = dict(self._deleted)
         # Building the checkpoint reads finished segments only: no lock needed.
         try:
-            dropped = self._write_checkpoint(cp, first, upto, mint_ms, keep, deleted)
+            self.counters["prometheus_remote_write_wal_checkpoint_creations_total"] += 1
+            dropped = write_checkpoint(
+                self.directory,
+                cp,
+                first,
+                upto,
+                mint_ms=mint_ms,
+                keep=lambda ref: ref in alive or deleted.get(ref, -1) > upto,
+                segment_size=self.segment_size,
+                compress=self.compress,
+            )
         except (CorruptionError, SegmentListError, OSError) as exc:
             self.counters["prometheus_remote_write_wal_checkpoint_creations_failed_total"] += 1
             if isinstance(exc, CorruptionError):
@@ -956,15 +719,9 @@ class WalStorage:
                     self._alias.pop(ref, None)
                     report.removed_refs.append(ref)
                     self.counters["prometheus_remote_write_wal_storage_removed_series_total"] += 1
-        for index, path in list_checkpoints(self.directory):
-            if index < upto:
-                try:
-                    shutil.rmtree(path)
-                    self.counters["prometheus_remote_write_wal_checkpoint_deletions_total"] += 1
-                except OSError:
-                    self.counters[
-                        "prometheus_remote_write_wal_checkpoint_deletions_failed_total"
-                    ] += 1
+        removed, failed = remove_checkpoints_before(self.directory, upto)
+        self.counters["prometheus_remote_write_wal_checkpoint_deletions_total"] += removed
+        self.counters["prometheus_remote_write_wal_checkpoint_deletions_failed_total"] += failed
         self.counters["prometheus_remote_write_wal_truncate_duration_seconds"] = (
             time.monotonic() - started
         )
@@ -1011,108 +768,6 @@ class WalStorage:
         unused = [pair for pair in pairs if getrefcount(pair) <= _UNUSED_PAIR_REFS]
         for pair in unused:
             del pairs[pair]
-
-    def _write_checkpoint(
-        self,
-        previous: tuple[int, Path] | None,
-        first: int,
-        upto: int,
-        mint_ms: int,
-        alive: dict[int, Labels],
-        deleted: dict[int, int],
-    ) -> int:
-        self.counters["prometheus_remote_write_wal_checkpoint_creations_total"] += 1
-        final = self.directory / checkpoint_name(upto)
-        tmp = final.with_name(final.name + ".tmp")
-        for stale in self.directory.glob("checkpoint.*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp.mkdir()
-        writer = WalWriter(tmp, segment_size=self.segment_size, compress=self.compress)
-        batch: list[bytes] = []
-        size = 0
-        metadata: dict[int, MetricMetadata] = {}
-        dropped = 0
-
-        def keep(ref: int) -> bool:
-            return ref in alive or deleted.get(ref, -1) > upto
-
-        def emit(data: bytes) -> None:
-            nonlocal size, batch
-            batch.append(data)
-            size += len(data)
-            if size >= _CHECKPOINT_BATCH:
-                writer.log(batch)
-                batch, size = [], 0
-
-        sources = []
-        if previous is not None:
-            sources.append(iter_checkpoint(previous[1], previous[0]))
-        for seg in list_segments(self.directory):
-            if first <= seg.index <= upto:
-                sources.append(iter_segment(seg.path, seg.index))
-        try:
-            for source in sources:
-                for item in source:
-                    dropped += self._filter_record(item.data, mint_ms, keep, emit, metadata)
-            if metadata:
-                emit(rec.encode_metadata(list(metadata.values())))
-            if batch:
-                writer.log(batch)
-            writer.close()
-            fsync_dir(tmp)
-            os.replace(tmp, final)
-            fsync_dir(self.directory)
-        except BaseException:
-            writer.close()
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return dropped
-
-    @staticmethod
-    def _filter_record(
-        data: bytes,
-        mint_ms: int,
-        keep: Callable[[int], bool],
-        emit: Callable[[bytes], None],
-        metadata: dict[int, MetricMetadata],
-    ) -> int:
-        try:
-            decoded = rec.decode(data)
-        except rec.RecordDecodeError:
-            return 0
-        if isinstance(decoded, rec.SeriesRecord):
-            kept = [(ref, labels) for ref, labels in decoded.series if keep(ref)]
-            if kept:
-                emit(rec.encode_series(kept))
-        elif isinstance(decoded, rec.SamplesRecord):
-            idx = [i for i, t in enumerate(decoded.timestamps) if t >= mint_ms]
-            if idx:
-                emit(
-                    rec.encode_samples(
-                        [decoded.refs[i] for i in idx],
-                        [decoded.timestamps[i] for i in idx],
-                        [decoded.values[i] for i in idx],
-                    )
-                )
-            return len(decoded.refs) - len(idx)
-        elif isinstance(decoded, rec.HistogramsRecord):
-            hs = [h for h in decoded.histograms if h.timestamp >= mint_ms]
-            for data_out in rec.encode_histograms(hs) if hs else []:
-                emit(data_out)
-            return len(decoded.histograms) - len(hs)
-        elif isinstance(decoded, rec.ExemplarsRecord):
-            exs = [e for e in decoded.exemplars if e.timestamp >= mint_ms]
-            if exs:
-                emit(rec.encode_exemplars(exs))
-        elif isinstance(decoded, rec.TombstonesRecord):
-            ivs = [iv for iv in decoded.intervals if iv[2] >= mint_ms]
-            if ivs:
-                emit(rec.encode_tombstones(ivs))
-        elif isinstance(decoded, rec.MetadataRecord):
-            for meta in decoded.entries:
-                if keep(meta.ref):
-                    metadata[meta.ref] = meta
-        return 0
 
     # -- context manager -----------------------------------------------------
     def __enter__(self) -> WalStorage:

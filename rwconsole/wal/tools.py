@@ -19,6 +19,14 @@ from rwconsole.labels import Labels, metric_name
 from rwconsole.model import Histogram
 from rwconsole.selector import Selector
 from rwconsole.wal import records as rec
+from rwconsole.wal.repair import (
+    CorruptionInfo,
+    RepairReport,
+    cut_at,
+    describe_corruption,
+    fill_checkpoint_gaps,
+    fill_gaps,
+)
 from rwconsole.wal.segment import (
     CorruptionError,
     SegmentListError,
@@ -29,14 +37,6 @@ from rwconsole.wal.segment import (
     last_checkpoint,
     list_segments,
     segment_name,
-)
-from rwconsole.wal.storage import (
-    CorruptionInfo,
-    RepairReport,
-    cut_at,
-    fill_checkpoint_gaps,
-    fill_gaps,
-    loss_after,
 )
 
 
@@ -105,10 +105,7 @@ def _name(src: _Source) -> str:
 
 
 def _corruption(src: _Source, exc: CorruptionError) -> CorruptionInfo:
-    records, samples, later = loss_after(src.directory, src.index, exc.offset, src.path)
-    return CorruptionInfo(
-        exc.segment, exc.offset, exc.reason, src.checkpoint, records, samples, later
-    )
+    return describe_corruption(src.directory, exc, checkpoint=src.checkpoint, path=src.path)
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rwconsole.labels import make_labels
 from rwconsole.remote import follower as follower_module
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.follower import WalFollower
+from rwconsole.wal.records import SampleLayouts
 from rwconsole.wal.storage import WalStorage
 
 SERIES = 100
@@ -47,9 +48,9 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
     decoded: list[int] = []
     decode = follower_module._decode_into
 
-    def counting_decode(chunk: Chunk, data: bytes) -> None:
+    def counting_decode(chunk: Chunk, data: bytes, layouts: SampleLayouts | None) -> None:
         before = len(chunk.refs)
-        decode(chunk, data)
+        decode(chunk, data, layouts)
         decoded.append(len(chunk.refs) - before)
 
     monkeypatch.setattr(follower_module, "_decode_into", counting_decode)

@@ -263,11 +263,13 @@ def test_fixed_refs_encoding_matches_encode_samples(
     refs: list[int], timestamp: int, data: st.DataObject
 ) -> None:
     encoder = rec.FixedRefsSamples(refs)
+    layouts = rec.SampleLayouts()
+    layouts.add(encoder)
     for _ in range(2):  # the encoder is reused: no state leaks from one record to the next
         values = data.draw(st.lists(_values, min_size=len(refs), max_size=len(refs)))
         record = encoder.encode(timestamp, values)
         assert record == rec.encode_samples(refs, timestamp, values)
-        decoded = rec.decode_samples(record)  # by the live encoder's layout
+        decoded = rec.decode_samples(record, layouts)  # by the encoder's layout
         assert decoded.refs == refs and decoded.timestamps == [timestamp] * len(refs)
         assert list(map(_bits, decoded.values)) == list(map(_bits, values))
 
@@ -279,12 +281,12 @@ def _bits(value: float) -> bytes:
 def test_records_of_a_live_encoder_decode_by_its_layout(monkeypatch: pytest.MonkeyPatch) -> None:
     refs = [500, 3, 40_000, 501, 9]
     encoder = rec.FixedRefsSamples(refs)
+    layouts = rec.SampleLayouts()
+    layouts.add(encoder)
     record = encoder.encode(T0, [1.5, STALE_NAN, -0.0, 7.0, math.inf])
 
     def decode_without_layouts(record: bytes) -> rec.SamplesRecord:
-        with monkeypatch.context() as patched:
-            patched.setattr(rec, "_LAYOUTS", {})
-            return rec.decode_samples(record)
+        return rec.decode_samples(record)
 
     expected = decode_without_layouts(record)
     # A record of the same size and base ref that the encoder did not write: another
@@ -303,14 +305,14 @@ def test_records_of_a_live_encoder_decode_by_its_layout(monkeypatch: pytest.Monk
     with monkeypatch.context() as patched:
         patched.setattr(rec, "_decode_samples_strided", refuse)
         patched.setattr(rec, "_decode_samples_general", refuse)
-        decoded = rec.decode_samples(record)
+        decoded = rec.decode_samples(record, layouts)
     assert (decoded.refs, decoded.timestamps) == (expected.refs, expected.timestamps)
     assert list(map(_bits, decoded.values)) == list(map(_bits, expected.values))
     for other in others:
-        assert rec.decode_samples(other) == decode_without_layouts(other)
+        assert rec.decode_samples(other, layouts) == decode_without_layouts(other)
     del encoder  # gone: its layout is forgotten, its records decode as any other
-    assert (len(record), 500) not in rec._LAYOUTS
-    again = rec.decode_samples(record)
+    assert (len(record), 500) not in layouts
+    again = rec.decode_samples(record, layouts)
     assert (again.refs, again.timestamps) == (refs, [T0] * 5)
     assert list(map(_bits, again.values)) == list(map(_bits, decoded.values))
 
@@ -384,3 +386,43 @@ def test_fanout_offers_the_same_chunks_for_prepared_appends(tmp_path: Path) -> N
     assert prepared_chunks == plain_chunks
     assert [len(c.refs) for c in prepared_chunks] == [40, 40, 40]
     assert prepared_chunks[0].timestamps[:35] == [T0] * 35
+
+
+def test_a_live_encoder_does_not_change_how_others_decode(monkeypatch: pytest.MonkeyPatch) -> None:
+    refs = [500, 3, 40_000, 501, 9]
+    encoder = rec.FixedRefsSamples(refs)
+    record = encoder.encode(T0, [1.5, 2.5, 3.5, 4.5, 5.5])
+    used: list[str] = []
+    general = rec._decode_samples_general
+    monkeypatch.setattr(
+        rec, "_decode_samples_general", lambda *a: used.append("general") or general(*a)
+    )
+    decoded = rec.decode_samples(record)  # no layouts given: the encoder is not consulted
+    assert used == ["general"]
+    assert decoded.refs == refs
+    layouts = rec.SampleLayouts()
+    layouts.add(encoder)
+    assert rec.decode_samples(record, layouts) == decoded
+    assert used == ["general"]
+
+
+def test_a_prepared_batch_lends_its_layout_to_readers_of_its_wal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with WalStorage.open(tmp_path / "wal", compress=False) as wal:
+        refs = wal.series_refs(series(7))
+        batch = wal.prepare_samples(list(reversed(refs)))
+        wal.append_prepared(batch, T0, [float(i) for i in range(7)])
+        wal.commit()
+        record = [i.data for i in iter_wal(tmp_path / "wal") if rec.record_type(i.data) == 2][-1]
+
+        def refuse(*args: object) -> None:
+            raise AssertionError("decoded by a varint walk")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(rec, "_decode_samples_strided", refuse)
+            patched.setattr(rec, "_decode_samples_general", refuse)
+            decoded = rec.decode_samples(record, wal.sample_layouts)
+        assert decoded == rec.decode_samples(record)
+        del batch
+        assert len(wal.sample_layouts) == 0

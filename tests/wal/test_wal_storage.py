@@ -355,3 +355,19 @@ def test_open_on_prometheus_fixture_and_append(tmp_path: Path, fixtures_dir: Pat
     wal.close()
     assert tools.verify(wal_dir).ok
     assert tools.inspect(wal_dir).samples == 11693
+
+
+def test_samples_per_segment_counts_what_a_reader_has_left(tmp_path: Path) -> None:
+    with WalStorage.open(tmp_path / "wal", compress=False) as wal:
+        refs = wal.series_refs(series(10))
+        wal.commit()
+        ends = []
+        for segment in range(3):
+            for i in range(segment + 1):  # 10, 20, 30 samples in segments 0, 1, 2
+                wal.append_samples(refs, T0 + 1000 * (10 * segment + i), [1.0] * 10)
+                wal.commit()
+                ends.append(wal.position())
+            wal._require_writer().rotate()
+        assert wal.samples_per_segment((0, 0), 3) == {0: 10, 1: 20, 2: 30}
+        assert wal.samples_per_segment(ends[1], 3) == {1: 10, 2: 30}
+        assert wal.samples_per_segment(ends[0], 2) == {0: 0, 1: 20}
