@@ -25,6 +25,8 @@ from rwconsole.config.validate import queue_config_problems
 from rwconsole.engine import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
+    MIN_SUGGESTED_MAX_SHARDS,
+    SUGGEST_FACTOR,
     average_latency,
     max_throughput,
     suggest_max_shards,
@@ -315,17 +317,30 @@ class QueueConfigScreen(ConsoleScreen):
         endpoint = self._current_endpoint()
         if endpoint is None:
             return
-        advice = suggest_max_shards(endpoint.history)
+        current = int(endpoint.queue_config.get("max_shards", 0)) or None
+        advice = suggest_max_shards(endpoint.history, current)
         if advice is None:
             self.notify("no history yet: wait a few seconds", severity="warning")
             return
-        current = endpoint.queue_config.get("max_shards")
+        rule = (
+            f"Rule of thumb: 4 × the 90th percentile of desired shards, at least "
+            f"{MIN_SUGGESTED_MAX_SHARDS}; lowering only when 4 × p90 is under half the "
+            "current max.\n"
+            f"90th percentile of desired shards, taken over the last "
+            f"{fmt.seconds(advice.window_seconds)} of history ({advice.points} one-second "
+            f"points, all the console keeps): {advice.percentile_desired:.2f}"
+            f" → 4 × p90 = {SUGGEST_FACTOR * advice.percentile_desired:.2f}\n\n"
+        )
+        if advice.change == "keep":
+            self.notify(
+                rule + f"max_shards {current} already fits: nothing to change.",
+                title="Suggested max_shards",
+                timeout=12,
+            )
+            return
         message = (
-            f"Rule of thumb: 4 × the 90th percentile of desired shards, at least 50.\n"
-            f"90th percentile of desired shards over the last "
-            f"{fmt.seconds(advice.window_seconds)} ({advice.points} points): "
-            f"{advice.percentile_desired:.2f}\n\n"
-            f"max_shards {current} → [b]{advice.max_shards}[/b]. Apply it now?"
+            rule + f"{advice.change} max_shards {current} → [b]{advice.max_shards}[/b]. "
+            "Apply it now?"
         )
         name = endpoint.name
 
