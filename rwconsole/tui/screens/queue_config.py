@@ -78,8 +78,13 @@ class QueueConfigScreen(ConsoleScreen):
         Binding("escape", "leave_input", "Leave field", show=False),
         # ctrl+[ is Escape in terminals: the endpoint keys are [ and ] (outside a field,
         # like on the Overview) and alt+left / alt+right (anywhere, also inside a field).
-        Binding("left_square_bracket", "step_endpoint(-1)", "Prev endpoint", key_display="["),
-        Binding("right_square_bracket", "step_endpoint(1)", "Next endpoint", key_display="]"),
+        # Named in the heading and in help; the key bar keeps its room for the screen keys.
+        Binding(
+            "left_square_bracket", "step_endpoint(-1)", "Prev endpoint", key_display="[", show=False
+        ),
+        Binding(
+            "right_square_bracket", "step_endpoint(1)", "Next endpoint", key_display="]", show=False
+        ),
         Binding("alt+left", "step_endpoint(-1)", "Prev endpoint", show=False, priority=True),
         Binding("alt+right", "step_endpoint(1)", "Next endpoint", show=False, priority=True),
     ]
