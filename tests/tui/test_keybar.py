@@ -165,3 +165,19 @@ async def test_a_screen_is_drawn_once_when_shown_and_not_again_without_news(
             await pilot.press(key)
             await pilot.pause(0.2)
             assert drawn == expected, key
+
+
+async def test_queue_config_switches_endpoint_without_ctrl_brackets() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        first, second = app.endpoint_names
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        await pilot.press("escape", "right_square_bracket")
+        await pilot.pause(0.1)
+        assert app.selected_endpoint == second
+        app.screen.query_one("#new-max_shards").focus()
+        await pilot.press("alt+left")  # also from inside a field
+        await pilot.pause(0.1)
+        assert app.selected_endpoint == first
