@@ -36,6 +36,14 @@ async def _until(pilot: object, check: object, seconds: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+async def _inspected(app: ConsoleApp, pilot: object) -> WalScreen:
+    """The WAL screen once its first inspection is shown."""
+    screen = app.screen
+    assert isinstance(screen, WalScreen)
+    await _until(pilot, lambda: screen.report is not None)
+    return screen
+
+
 def _text(screen: WalScreen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
@@ -44,9 +52,7 @@ async def test_inspect_browse_dump_and_verify(fixtures_dir: Path) -> None:
     wal = fixtures_dir / "agent-uncompressed" / "wal"
     app = ConsoleApp(None, wal_dir=wal)
     async with app.run_test(size=SIZE) as pilot:
-        screen = app.screen
-        assert isinstance(screen, WalScreen)
-        await _until(pilot, lambda: screen.report is not None)
+        screen = await _inspected(app, pilot)
         segments = screen.query_one("#wal-segments", DataTable)
         assert segments.row_count == 1
         assert segments.get_row_at(0)[0] == "00000000"
@@ -192,9 +198,7 @@ async def test_escape_leaves_the_selector_and_v_shows_verify(fixtures_dir: Path)
     wal = fixtures_dir / "agent-uncompressed" / "wal"
     app = ConsoleApp(None, wal_dir=wal)
     async with app.run_test(size=SIZE) as pilot:
-        screen = app.screen
-        assert isinstance(screen, WalScreen)
-        await _until(pilot, lambda: screen.report is not None)
+        screen = await _inspected(app, pilot)
         await pilot.press("slash")
         search = screen.query_one("#series-filter", Input)
         assert screen.focused is search
