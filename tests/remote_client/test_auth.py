@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,6 @@ from rc_helpers import (
 
 from rwconsole.config.schema import AuthorizationConfig, BasicAuthConfig, OAuth2Config, TLSConfig
 from rwconsole.config.secrets import Secret
-from rwconsole.remote import http_common
 from rwconsole.remote import oauth2 as oauth2_module
 from rwconsole.remote.client import RemoteWriteClient, SendResult
 
@@ -180,7 +180,9 @@ def test_oauth2_token_reused_until_expiry_then_refreshed(
     # A fake clock: a short real lifetime would have to cover the first sends on a busy
     # machine (they took longer than its 0.9 s of use at times).
     clock = [1000.0]
-    monkeypatch.setattr(http_common, "now_monotonic", lambda: clock[0])
+    # The module that parses token answers (and reads the clock for their lifetime).
+    tokens_module = sys.modules[oauth2_module.post_token_form.__module__]
+    monkeypatch.setattr(tokens_module, "now_monotonic", lambda: clock[0])
     monkeypatch.setattr(oauth2_module, "now_monotonic", lambda: clock[0])
     tokens = TokenServer(lifetime=60.0)
     secret_file = tmp_path / "client_secret"
