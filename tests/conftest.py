@@ -9,12 +9,22 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "wal"
+FIXTURES_ENV = "RWCONSOLE_WAL_FIXTURES"
+FIXTURES = Path(os.environ.get(FIXTURES_ENV) or REPO.parent / "shared" / "fixtures" / "wal")
+"""WALs written by Prometheus 2.42, with their ground truth (README: Tests)."""
 REQUIRE_PEERS = os.environ.get("RWCONSOLE_REQUIRE_PEERS") == "1"
+
+
+def missing_requirement(reason: str) -> NoReturn:
+    """Skip the test, or fail it under RWCONSOLE_REQUIRE_PEERS=1 (nothing may skip then)."""
+    if REQUIRE_PEERS:
+        pytest.fail(reason + " and RWCONSOLE_REQUIRE_PEERS=1")
+    pytest.skip(reason)
 
 
 def peer_binary(name: str) -> str:
@@ -23,10 +33,7 @@ def peer_binary(name: str) -> str:
         found = shutil.which(candidate)
         if found:
             return found
-    reason = f"peer binary {name!r} is not installed (Debian package needed)"
-    if REQUIRE_PEERS:
-        pytest.fail(reason + " and RWCONSOLE_REQUIRE_PEERS=1")
-    pytest.skip(reason)
+    missing_requirement(f"peer binary {name!r} is not installed (Debian package needed)")
 
 
 def free_port() -> int:
@@ -97,5 +104,5 @@ def processes() -> Iterator[ProcessManager]:
 @pytest.fixture
 def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.skip(f"WAL fixtures not found at {FIXTURES}")
+        missing_requirement(f"WAL fixtures not found at {FIXTURES} (set ${FIXTURES_ENV})")
     return FIXTURES

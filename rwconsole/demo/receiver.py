@@ -18,6 +18,11 @@ a fraction of requests:
 It runs on the caller's asyncio loop (``await start()`` / ``await stop()``);
 ``set_fault`` and ``stats`` may be called from any thread. Standalone:
 ``python -m rwconsole.demo.receiver --listen 127.0.0.1:PORT``.
+
+Going back in time is judged per sender: a sender is the request path plus the
+protocol version, so two endpoints writing the same series (the demo's 1.0 and
+2.0 endpoints) are not counted as reordering each other. Every fault change
+is logged.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import random
 import signal
@@ -51,6 +57,8 @@ from rwconsole.sources.receiver import (
     parse_listen_address,
     written_headers,
 )
+
+log = logging.getLogger("rwconsole.demo")
 
 FAULT_MODES = (
     "ok",
@@ -165,6 +173,8 @@ class DemoReceiver:
         self._fault = Fault()
         self._totals = _Totals()
         self._series: dict[Labels, SeriesStats] = {}
+        self._newest: dict[tuple[str, Labels], int] = {}
+        """Per (sender, series): the newest timestamp that sender sent."""
         self._hung = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener_lock: asyncio.Lock | None = None
@@ -234,7 +244,10 @@ class DemoReceiver:
                 raise ValueError(f"delay {delay} must be >= 0")
             fault = replace(fault, delay=delay)
         with self._lock:
+            changed = fault != self._fault
             self._fault = fault
+        if changed:
+            log.info("demo receiver fault: %s", fault.describe())
         loop = self._loop
         if loop is not None and self._started and not loop.is_closed():
             loop.call_soon_threadsafe(lambda: loop.create_task(self._sync_listener()))
@@ -275,6 +288,7 @@ class DemoReceiver:
         with self._lock:
             self._totals = _Totals()
             self._series = {}
+            self._newest = {}
 
     # --- request handling --------------------------------------------------------------
 
@@ -314,7 +328,7 @@ class DemoReceiver:
             check_write_request(request)
             assert self._decode is not None
             decoded = decode_write(self._decode, request)
-            samples, histograms, exemplars = self._record(decoded)
+            samples, histograms, exemplars = self._record(decoded, _sender(request, decoded))
         except WriteRejected as exc:
             self._count(exc.status, len(request.body), exc.reason)
             return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n")
@@ -358,7 +372,7 @@ class DemoReceiver:
             with self._lock:
                 self._hung -= 1
 
-    def _record(self, decoded: Any) -> tuple[int, int, int]:
+    def _record(self, decoded: Any, sender: str) -> tuple[int, int, int]:
         v2 = is_v2(decoded)
         samples = histograms = exemplars = metadata = out_of_order = 0
         updates: list[tuple[Labels, int, int, int, int | None, float | None, int]] = []
@@ -393,6 +407,7 @@ class DemoReceiver:
                 t.v1_requests += 1
             if self._track_series:
                 table = self._series
+                newest = self._newest
                 for labels, n_s, n_h, n_e, last_t, last_v, back in updates:
                     entry = table.get(labels)
                     if entry is None:
@@ -402,19 +417,29 @@ class DemoReceiver:
                     entry.exemplars += n_e
                     entry.out_of_order += back
                     out_of_order += back
-                    if last_t is not None:
-                        if entry.last_timestamp is not None and last_t < entry.last_timestamp:
-                            entry.out_of_order += 1
-                            out_of_order += 1
-                        else:
-                            entry.last_timestamp = last_t
-                            entry.last_value = last_v
+                    if last_t is None:
+                        continue
+                    key = (sender, labels)
+                    previous = newest.get(key)
+                    if previous is not None and last_t < previous:
+                        entry.out_of_order += 1
+                        out_of_order += 1
+                        continue
+                    newest[key] = last_t
+                    if entry.last_timestamp is None or last_t >= entry.last_timestamp:
+                        entry.last_timestamp = last_t
+                        entry.last_value = last_v
             t.samples += samples
             t.histograms += histograms
             t.exemplars += exemplars
             t.metadata += metadata
             t.out_of_order += out_of_order
         return samples, histograms, exemplars
+
+
+def _sender(request: Request, decoded: Any) -> str:
+    """Who sent a request, as far as ordering goes: its path and protocol version."""
+    return f"{request.path} {'2.0' if is_v2(decoded) else '1.0'}"
 
 
 async def _serve_forever(args: argparse.Namespace) -> None:

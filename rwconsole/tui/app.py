@@ -107,6 +107,9 @@ class ConsoleApp(App[int]):
         self._start_mode = start or ("wal" if self.wal_only else "overview")
         self._theme_dir = theme_dir
         self._engine_lost = False
+        self._own_themes: list[str] = []
+        """Themes from theme files (ours and the user's): the ones ``t`` cycles through."""
+        self._has_demo = False
         self.tools = ToolProcess()
         """Where slow read-only work (WAL inspect, verify, search) runs."""
         for mode, _key, _title in SCREENS:
@@ -156,6 +159,7 @@ class ConsoleApp(App[int]):
         found, problems = theme_files.load_themes(self._theme_dir)
         for theme in found.values():
             self.register_theme(theme)
+        self._own_themes = list(found)
         for problem in problems:
             self.notify(str(problem), title="Theme", severity="warning", timeout=10)
         wanted = theme_files.saved_theme() or theme_files.DEFAULT_THEME
@@ -183,6 +187,9 @@ class ConsoleApp(App[int]):
                 )
         changed = snap is not self.snapshot
         self.snapshot = snap
+        if (snap.demo is not None) != self._has_demo:
+            self._has_demo = snap.demo is not None
+            self.refresh_bindings()  # the Demo key appears (or goes) with the demo receiver
         if self.selected_endpoint is None and snap.endpoints:
             self.selected_endpoint = snap.endpoints[0].name
         if changed or not self._polled_once:
@@ -276,14 +283,15 @@ class ConsoleApp(App[int]):
             self.switch_mode(mode)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides a key: the key bar shows only keys that do something here.
         if action == "show" and self.wal_only and parameters and parameters[0] != "wal":
-            return None
+            return False
         if action == "show" and parameters and parameters[0] == "demo":
-            return True if self.snapshot.demo is not None else None
+            return self.snapshot.demo is not None
         return True
 
     def action_next_theme(self) -> None:
-        names = self.theme_names()
+        names = [n for n in self._own_themes if n in self.available_themes]
         if not names:
             return
         current = names.index(self.theme) if self.theme in names else -1
@@ -291,10 +299,10 @@ class ConsoleApp(App[int]):
         self.notify(f"theme: {self.theme}", timeout=2)
 
     def theme_names(self) -> list[str]:
-        """Our themes first (in file order), then Textual's own."""
-        ours = sorted(n for n in self.available_themes if n.startswith("rwconsole-"))
-        rest = sorted(n for n in self.available_themes if n not in ours and n != "textual-ansi")
-        return ours + rest
+        """Themes from files first (ours, then the user's), then Textual's own."""
+        own = [n for n in self._own_themes if n in self.available_themes]
+        rest = sorted(n for n in self.available_themes if n not in own and n != "textual-ansi")
+        return own + rest
 
     def action_help(self) -> None:
         from rwconsole.tui.screens.help import HelpScreen
@@ -306,4 +314,7 @@ class ConsoleApp(App[int]):
         from rwconsole.tui.palette import console_commands
 
         yield from console_commands(self, screen)
-        yield from super().get_system_commands(screen)
+        # Textual's own "Theme" entry would list the themes a second time.
+        for command in super().get_system_commands(screen):
+            if command.title != "Theme":
+                yield command

@@ -1,7 +1,8 @@
 """Line charts drawn with braille dots: layout, scaling and rasterising, no widgets.
 
 ``draw`` turns a few series into rows of styled text runs: a title line with a
-legend, a y axis with labels, the plot area (each terminal cell holds 2 × 4
+legend (wrapped onto rows of its own when the title leaves no room, so every
+series is always named), a y axis with labels, the plot area (each terminal cell holds 2 × 4
 braille dots) and an x axis with tick labels. The caller maps the style keys
 to colours. The cost is linear in the number of points plus the plot area,
 so a chart of an hour of one-second points redraws in a few milliseconds.
@@ -46,19 +47,22 @@ def draw(
     x_ticks: Sequence[tuple[float, str]],
     y_max: float,
     y_label: Callable[[float], str],
+    notes: Sequence[LegendNote] = (),
 ) -> list[list[Run]]:
     """Rows (top to bottom) of a ``width`` × ``height`` chart, each a list of runs.
 
     The y axis runs from 0 to ``y_max``; values outside are clipped, NaN skipped.
     Lines earlier in ``lines`` are drawn over later ones where they share a cell.
+    ``notes`` are legend entries that are not drawn (e.g. a limit above the scale).
     """
     if width <= 0 or height <= 0:
         return []
-    rows: list[list[Run]] = [_title_row(width, title, lines)]
+    entries = [LegendNote(line.label, line.colour) for line in lines] + list(notes)
+    rows: list[list[Run]] = _header_rows(width, max(1, height - 3), title, entries)
     y_labels = [y_label(y_max), y_label(y_max / 2), y_label(0.0)]
     gutter = max(len(label) for label in y_labels) + 1
     plot_width = width - gutter - 1
-    plot_height = height - 3
+    plot_height = height - 2 - len(rows)
     if plot_width < 4 or plot_height < 1:
         rows.extend([[(" " * width, PLAIN)]] * (height - 1))
         return rows[:height]
@@ -75,22 +79,69 @@ def draw(
     return rows[:height]
 
 
-def _title_row(width: int, title: str, lines: Sequence[Line]) -> list[Run]:
-    runs: list[Run] = [(title, TITLE)]
-    used = len(title)
-    for line in lines:
-        piece = f"  {LEGEND_MARK} {line.label}"
-        if used + len(piece) > width:
-            break
-        runs.append(("  ", PLAIN))
-        runs.append((LEGEND_MARK, line.colour))
-        runs.append((f" {line.label}", PLAIN))
-        used += len(piece)
+@dataclass(frozen=True, slots=True)
+class LegendNote:
+    """A legend entry: a label after a mark in ``colour`` (no mark when ``colour`` is empty)."""
+
+    label: str
+    colour: str = ""
+
+
+def _piece(entry: LegendNote, size: int | None) -> list[Run]:
+    label = entry.label if size is None or len(entry.label) <= size else entry.label[:size]
+    if not entry.colour:
+        return [(label, AXIS)]
+    return [(LEGEND_MARK, entry.colour), (f" {label}", PLAIN)]
+
+
+def _length(runs: Sequence[Run]) -> int:
+    return sum(len(text) for text, _key in runs)
+
+
+def _pad(runs: list[Run], width: int) -> list[Run]:
+    used = _length(runs)
     if used < width:
         runs.append((" " * (width - used), PLAIN))
-    elif used > width:
-        runs = [(title[:width], TITLE)]
     return runs
+
+
+def _header_rows(
+    width: int, max_rows: int, title: str, entries: Sequence[LegendNote]
+) -> list[list[Run]]:
+    """The title with the legend beside it, or the legend wrapped onto rows below it.
+
+    Every entry stays named: labels are shortened only when even the wrapped
+    legend would need more than ``max_rows`` rows in all.
+    """
+    pieces = [_piece(entry, None) for entry in entries]
+    one_row: list[Run] = [(title, TITLE)]
+    for piece in pieces:
+        one_row += [("  ", PLAIN), *piece]
+    if _length(one_row) <= width:
+        return [_pad(one_row, width)]
+    longest = max((len(entry.label) for entry in entries), default=0)
+    for size in (None, *range(longest - 1, 0, -1)):
+        legend = _wrap([_piece(entry, size) for entry in entries], width)
+        if legend is not None and 1 + len(legend) <= max_rows:
+            return [_pad([(title[:width], TITLE)], width), *legend]
+    return [_pad([(title[:width], TITLE)], width)]  # too small for any legend
+
+
+def _wrap(pieces: Sequence[list[Run]], width: int) -> list[list[Run]] | None:
+    """Pieces laid out in rows of ``width`` (None if one piece alone is wider)."""
+    rows: list[list[Run]] = []
+    row: list[Run] = []
+    for piece in pieces:
+        size = _length(piece)
+        if size > width:
+            return None
+        if row and _length(row) + 2 + size > width:
+            rows.append(_pad(row, width))
+            row = []
+        row += ([("  ", PLAIN)] if row else []) + piece
+    if row:
+        rows.append(_pad(row, width))
+    return rows
 
 
 def _rasterise(

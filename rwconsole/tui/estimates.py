@@ -17,6 +17,8 @@ from typing import Any
 MIN_SUGGESTED_MAX_SHARDS = 50
 SUGGEST_FACTOR = 4
 SUGGEST_PERCENTILE = 0.9
+LOWER_BELOW = 0.5
+"""Lowering is suggested only when 4 × p90 is below this share of the current max_shards."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class ShardAdvice:
     percentile_desired: float
     points: int
     window_seconds: float
+    change: str = "set"
+    """``raise``, ``lower`` or ``keep`` against the current max_shards (``set``: unknown)."""
 
 
 def window_points(history: Sequence[Any], window: float, now: float) -> list[Any]:
@@ -63,13 +67,31 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def suggest_max_shards(history: Sequence[Any]) -> ShardAdvice | None:
-    """4 × the 90th percentile of desired shards over the history, at least 50."""
+def suggest_max_shards(history: Sequence[Any], current: int | None = None) -> ShardAdvice | None:
+    """4 × the 90th percentile of desired shards over the history, at least 50.
+
+    Against ``current``: raise when that is above it; lower when 4 × p90 is far
+    below it (under ``LOWER_BELOW`` of it), so headroom bought for an old peak is
+    given back; otherwise keep it.
+    """
     if not history:
         return None
     p90 = percentile([p.shards_desired for p in history], SUGGEST_PERCENTILE)
-    value = max(MIN_SUGGESTED_MAX_SHARDS, math.ceil(SUGGEST_FACTOR * p90))
+    needed = math.ceil(SUGGEST_FACTOR * p90)
+    value = max(MIN_SUGGESTED_MAX_SHARDS, needed)
+    change = "set"
+    if current is not None:
+        if value > current:
+            change = "raise"
+        elif value < current and needed < current * LOWER_BELOW:
+            change = "lower"
+        else:
+            change, value = "keep", current
     span = history[-1].time - history[0].time if len(history) > 1 else 0.0
     return ShardAdvice(
-        max_shards=value, percentile_desired=p90, points=len(history), window_seconds=span
+        max_shards=value,
+        percentile_desired=p90,
+        points=len(history),
+        window_seconds=span,
+        change=change,
     )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
+from rwconsole.config import schema
 from rwconsole.config.durations import format_duration
 
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
@@ -45,6 +49,51 @@ def seconds(value: float) -> str:
 def duration_field(value: float) -> str:
     """A queue_config duration exactly as it is written in the config file."""
     return format_duration(value)
+
+
+def desired_shards(value: float) -> str:
+    """Prometheus' unrounded desired shards, readable: ``0.0213`` → ``0.02``, ``3.46`` → ``3.5``."""
+    if value is None or math.isnan(value) or value <= 0:
+        return "0"
+    if value < 0.01:
+        return "<0.01"
+    if value < 1:
+        return f"{value:.2f}"
+    if value < 10:
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+QUEUE_FIELDS = tuple(dataclasses.fields(schema.QueueConfig))
+
+
+def field_kind(field: dataclasses.Field[Any]) -> str:
+    """``duration``, ``bool`` or ``int``: how a queue_config field is written."""
+    if field.metadata.get("kind") == "duration":
+        return "duration"
+    if field.type in ("bool", bool):
+        return "bool"
+    return "int"
+
+
+QUEUE_KINDS = {f.name: field_kind(f) for f in QUEUE_FIELDS}
+
+
+def config_value(kind: str, value: Any) -> str:
+    """A queue_config value as it is written in the config file (``true``, ``30ms``)."""
+    if kind == "duration":
+        return duration_field(float(value))
+    if kind == "bool":
+        return "true" if value else "false"
+    return str(value)
+
+
+def queue_config(config: Mapping[str, Any]) -> str:
+    """``key = value`` pairs in config syntax, comma-separated."""
+    return ", ".join(
+        f"{key} = {config_value(QUEUE_KINDS.get(key, 'int'), value)}"
+        for key, value in config.items()
+    )
 
 
 def clock(timestamp: float) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 from pathlib import Path
 
 from rwconsole.cli import err_console
@@ -17,10 +18,14 @@ def run_console(args: argparse.Namespace) -> int:
 
     config_path: str | None = getattr(args, "config", None)
     data_dir: str | None = getattr(args, "data_dir", None)
+    scratch: str | None = None
+    """The demo's temporary data directory, removed on exit (never one the user named)."""
     if config_path is None:
         from rwconsole.pipelines import demo_config
 
         config = demo_config(data_dir)
+        if data_dir is None:
+            scratch = config.storage.path
         data_dir = config.storage.path
     else:
         if not Path(config_path).is_file():
@@ -37,21 +42,25 @@ def run_console(args: argparse.Namespace) -> int:
     logging.getLogger("rwconsole").propagate = False
     engine = Engine(config, config_path=config_path, data_dir=data_dir)
     try:
-        engine.start()
-    except EngineError as err:
-        engine.stop()
-        err_console.print(f"[bold red]cannot start the forwarder:[/] {err}", highlight=False)
-        return EXIT_BAD
-    app = ConsoleApp(
-        engine,
-        config_path=config_path,
-        theme_dir=getattr(args, "theme_dir", None),
-    )
-    try:
-        app.run()
+        try:
+            engine.start()
+        except EngineError as err:
+            engine.stop()
+            err_console.print(f"[bold red]cannot start the forwarder:[/] {err}", highlight=False)
+            return EXIT_BAD
+        app = ConsoleApp(
+            engine,
+            config_path=config_path,
+            theme_dir=getattr(args, "theme_dir", None),
+        )
+        try:
+            app.run()
+        finally:
+            err_console.print("[dim]stopping the forwarder (flushing queues)…[/]")
+            engine.stop()
     finally:
-        err_console.print("[dim]stopping the forwarder (flushing queues)…[/]")
-        engine.stop()
+        if scratch is not None and not engine.running:  # never under a live engine
+            shutil.rmtree(scratch, ignore_errors=True)
     return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
 
 

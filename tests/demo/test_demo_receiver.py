@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import subprocess
 import sys
@@ -85,8 +86,8 @@ async def test_counts_and_last_values(demo: DemoReceiver) -> None:
     response = await post(demo, body_v2({A: [(3000, 3.0)], B: [(2000, STALE_NAN)]}), V2)
     assert response.status_code == 204
     assert response.headers["X-Prometheus-Remote-Write-Samples-Written"] == "2"
-    # going back in time is counted
-    await post(demo, body_v1({A: [(2500, 9.0)]}))
+    # going back in time (behind what this sender, v1 on this path, sent before) is counted
+    await post(demo, body_v1({A: [(1500, 9.0)]}))
     stats = demo.stats()
     assert (stats.requests, stats.v1_requests, stats.v2_requests) == (3, 2, 1)
     assert (stats.samples, stats.series, stats.out_of_order) == (6, 2, 1)
@@ -98,6 +99,32 @@ async def test_counts_and_last_values(demo: DemoReceiver) -> None:
     assert series[B].last_timestamp == 2000 and is_stale_nan(series[B].last_value)
     demo.reset()
     assert demo.stats().requests == 0 and demo.series() == {}
+
+
+async def test_order_is_judged_per_sender_not_across_endpoints(demo: DemoReceiver) -> None:
+    # Two endpoints (1.0 and 2.0) write the same series, each in order, interleaved.
+    await post(demo, body_v2({A: [(5000, 1.0)]}), V2)
+    await post(demo, body_v1({A: [(1000, 1.0)]}))
+    await post(demo, body_v2({A: [(6000, 1.0)]}), V2)
+    await post(demo, body_v1({A: [(2000, 1.0)]}))
+    assert demo.stats().out_of_order == 0
+    assert demo.series()[A].last_timestamp == 6000
+    await post(demo, body_v2({A: [(5500, 1.0)]}), V2)
+    assert demo.stats().out_of_order == 1
+
+
+async def test_fault_changes_are_logged(
+    demo: DemoReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="rwconsole.demo"):
+        demo.set_fault("error_5xx", status=502, fraction=0.5)
+        demo.set_fault("error_5xx", status=502, fraction=0.5)  # no change: no second line
+        demo.set_fault("ok")
+    messages = [r.getMessage() for r in caplog.records if r.name == "rwconsole.demo"]
+    assert messages == [
+        "demo receiver fault: error_5xx 502 (50% of requests)",
+        "demo receiver fault: ok",
+    ]
 
 
 async def test_bad_body_is_400_with_reason(demo: DemoReceiver) -> None:

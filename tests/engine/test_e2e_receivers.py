@@ -91,8 +91,13 @@ def test_victoria_metrics_receives_every_sample_in_order(
             )
         )
         assert got == expected
-        snap = wait_until(lambda: engine.snapshot().endpoint("peer"))
-        wait_until(lambda: engine.snapshot().endpoint("peer").samples_total >= 6000)
+
+        def all_sent() -> object:
+            endpoint = engine.snapshot().endpoint("peer")
+            return endpoint if endpoint is not None and endpoint.samples_total >= 6000 else None
+
+        # The assertion reads the snapshot that showed the count, not an earlier one.
+        snap = wait_until(all_sent)
         assert snap.samples_failed == 0
     finally:
         engine.stop()

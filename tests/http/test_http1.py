@@ -491,7 +491,9 @@ def test_request_that_got_part_of_an_answer_is_not_sent_again() -> None:
 def test_slow_answer_past_remote_timeout_discards_the_connection() -> None:
     def script(seen: Seen) -> Reply:
         if seen.request.body == b"slow":
-            return Reply(b"HTTP/1.1 500 Late\r\nContent-Length: 0\r\n\r\n", delay=0.6)
+            # Far past the 0.2 s timeout (was 0.6 s): a stalled loop on a busy machine
+            # must not see the answer arrive in time.
+            return Reply(b"HTTP/1.1 500 Late\r\nContent-Length: 0\r\n\r\n", delay=1.5)
         return Reply()
 
     async def body() -> None:

@@ -94,3 +94,56 @@ def test_points_outside_the_range_are_left_out_and_tiny_sizes_do_not_fail() -> N
     assert draw(0, 0, "t", [], x_range=(0, 1), x_ticks=[], y_max=1, y_label=number) == []
     small = draw(6, 2, "Title", [], x_range=(0, 1), x_ticks=[], y_max=1, y_label=number)
     assert [_text(row) for row in small] == ["Title ", "      "]
+
+
+def _legend_text(rows: list[list[tuple[str, str]]]) -> str:
+    """Title and legend rows (everything above the first y axis row) as one string."""
+    header = []
+    for row in rows:
+        text = _text(row)
+        if "┤" in text or "│" in text:
+            break
+        header.append(text)
+    return " ".join(header)
+
+
+def test_the_legend_names_every_series_however_narrow_the_chart() -> None:
+    names = ["retried", "failed", "dropped"]
+    lines = [Line(name, [0.0, 100.0], [1.0, 2.0], "primary") for name in names]
+    for width in (26, 30, 40, 60, 120):
+        rows = draw(
+            width,
+            12,
+            "Retried / failed / dropped (samples/s)",
+            lines,
+            x_range=(0, 100),
+            x_ticks=[],
+            y_max=3.0,
+            y_label=number,
+        )
+        assert len(rows) == 12 and all(len(_text(row)) == width for row in rows)
+        legend = _legend_text(rows)
+        assert all(name in legend for name in names), (width, legend)
+    # Too narrow for whole names in the rows available: every series still has its mark.
+    rows = draw(12, 6, "Title", lines, x_range=(0, 100), x_ticks=[], y_max=3.0, y_label=number)
+    assert _legend_text(rows).count(chartdraw.LEGEND_MARK) == 3
+
+
+def test_notes_join_the_legend_without_a_line() -> None:
+    rows = _draw(
+        [Line("shards", [0.0, 100.0], [1.0, 1.0], "primary")],
+        y_max=2.0,
+    )
+    noted = draw(
+        WIDTH,
+        HEIGHT,
+        "Shards",
+        [Line("shards", [0.0, 100.0], [1.0, 1.0], "primary")],
+        x_range=(0, 100),
+        x_ticks=[],
+        y_max=2.0,
+        y_label=number,
+        notes=[chartdraw.LegendNote("max 50 ↑", "error")],
+    )
+    assert "max 50 ↑" in _legend_text(noted) and "max" not in _legend_text(rows)
+    assert not any(key == "error" for row in noted[1:] for _piece, key in row)

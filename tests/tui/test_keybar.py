@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,38 @@ async def test_bar_lists_the_screen_keys_and_keeps_the_palette_on_the_right() ->
         await pilot.pause(0.2)
         queue_text = str(_bar(app).render())
         assert "Apply live" in queue_text and "w Window" not in queue_text
+
+
+async def test_the_bar_shows_only_keys_that_work_here(fixtures_dir: Path) -> None:
+    # A recorded snapshot without a demo receiver: no Demo key.
+    plain = dataclasses.replace(recorded_snapshot(), demo=None)
+    app = ConsoleApp(snapshot=plain)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        keys = {item.key for item in _bar(app).items}
+        assert {"1", "2", "3", "4", "6"} <= keys and "5" not in keys
+    # The WAL viewer alone: only the WAL screen.
+    app = ConsoleApp(None, wal_dir=fixtures_dir / "agent-uncompressed" / "wal")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        keys = {item.key for item in _bar(app).items}
+        assert not keys & {"1", "2", "3", "5", "6"} and "4" in keys
+
+
+async def test_t_cycles_the_theme_files_only() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        seen = []
+        for _ in range(4):
+            await pilot.press("t")
+            seen.append(app.theme)
+        assert all(name.startswith("rwconsole-") for name in seen)
+        assert seen[0] == seen[3] and len(set(seen)) == 3
+        # The others are in the palette, each once.
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Theme: textual-dark" in titles and "Theme" not in titles
+        assert len(titles) == len(set(titles))
 
 
 async def test_clicking_a_key_runs_it_and_narrow_bars_crop_the_others() -> None:
@@ -132,3 +165,19 @@ async def test_a_screen_is_drawn_once_when_shown_and_not_again_without_news(
             await pilot.press(key)
             await pilot.pause(0.2)
             assert drawn == expected, key
+
+
+async def test_queue_config_switches_endpoint_without_ctrl_brackets() -> None:
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        first, second = app.endpoint_names
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        await pilot.press("escape", "right_square_bracket")
+        await pilot.pause(0.1)
+        assert app.selected_endpoint == second
+        app.screen.query_one("#new-max_shards").focus()
+        await pilot.press("alt+left")  # also from inside a field
+        await pilot.pause(0.1)
+        assert app.selected_endpoint == first

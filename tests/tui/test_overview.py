@@ -28,3 +28,19 @@ async def test_overview_charts_follow_the_selected_endpoint() -> None:
         await pilot.press("]")
         await pilot.pause(0.2)
         assert last_lag() == second.history[-1].lag_seconds != first.history[-1].lag_seconds
+
+
+async def test_shards_chart_fits_the_shards_and_names_max_shards_off_scale() -> None:
+    snapshot = recorded_snapshot()
+    app = ConsoleApp(snapshot=snapshot)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        chart = app.screen.query_one("#chart-shards", TimeSeriesChart)
+        text = "\n".join(strip.text for strip in chart._current_strips())
+        max_shards = int(snapshot.endpoints[0].history[-1].shards_max)
+        assert f"max {max_shards} ↑" in text  # named, not drawn along the top
+        for name in ("shards", "desired", "min"):
+            assert f"━ {name}" in text
+        # The axis is scaled to the shards, not to max_shards.
+        top_label = float(next(line for line in text.splitlines() if "┤" in line).split("┤")[0])
+        assert top_label < max_shards

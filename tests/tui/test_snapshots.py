@@ -1,7 +1,10 @@
 """Rendering snapshots of the main screens from a recorded engine snapshot (deterministic).
 
 Update the stored SVGs with ``pytest tests/tui/test_snapshots.py --snapshot-update``
-after an intended change to a screen, and look at them before committing.
+after an intended change to a screen, and look at them before committing: in a
+commit of their own, whose message says what changed on screen and why that is
+right. They were drawn by the Textual of ``SNAPSHOT_TEXTUAL``; another version
+draws differently, so that is reported as such instead of as every screen broken.
 """
 
 from __future__ import annotations
@@ -9,11 +12,24 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import textual
 
 from rwconsole.tui.app import ConsoleApp
 from tests.tui.recorded import recorded_snapshot
 
 SIZE = (160, 50)
+SNAPSHOT_TEXTUAL = "8.2."
+"""The Textual release series the stored SVGs were drawn with (pyproject pins it)."""
+
+
+@pytest.fixture(autouse=True)
+def _same_textual() -> None:
+    if not textual.__version__.startswith(SNAPSHOT_TEXTUAL):
+        pytest.fail(
+            f"the snapshots were drawn by Textual {SNAPSHOT_TEXTUAL}x, this is "
+            f"{textual.__version__}: install the pinned version (pip install -e .) or update "
+            "the snapshots in a reviewed commit of their own"
+        )
 
 
 def _app(**kwargs: Any) -> ConsoleApp:

@@ -1,4 +1,4 @@
-"""The real ``rwconsole`` command in a terminal (tmux): the console comes up on the demo."""
+"""The real ``rwconsole`` command in tmux: up on the demo, keys work, ctrl+q exits 0."""
 
 from __future__ import annotations
 
@@ -21,24 +21,30 @@ def _capture(base: list[str], session: str) -> str:
     ).stdout
 
 
-def _wait_for(base: list[str], session: str, words: list[str], seconds: float) -> str:
+def _wait_for(
+    base: list[str], session: str, words: list[str], seconds: float, gone: tuple[str, ...] = ()
+) -> str:
+    """The screen once every one of ``words`` is on it and none of ``gone`` is."""
     deadline = time.monotonic() + seconds
     screen = ""
     while time.monotonic() < deadline:
         screen = _capture(base, session)
-        if all(word in screen for word in words):
+        if all(word in screen for word in words) and not any(word in screen for word in gone):
             return screen
         time.sleep(0.25)
-    raise AssertionError(f"{words} not on screen after {seconds}s:\n{screen}")
+    raise AssertionError(f"{words} (without {gone}) not on screen after {seconds}s:\n{screen}")
 
 
 def test_rwconsole_demo_in_tmux(tmp_path: Path) -> None:
     tmux = peer_binary("tmux")
     session = f"rwconsole-test-{os.getpid()}"
     socket = str(tmp_path / "tmux.sock")
+    exit_file = tmp_path / "exit-status"
     env_prefix = (
-        f"env RWCONSOLE_CONFIG_DIR={tmp_path / 'state'} TERM=xterm-256color "
+        # COLUMNS/LINES (set under pytest) would override the terminal's real size.
+        f"env -u COLUMNS -u LINES RWCONSOLE_CONFIG_DIR={tmp_path / 'state'} TERM=xterm-256color "
         f"{sys.executable} -m rwconsole demo --data-dir {tmp_path / 'data'}"
+        f"; echo $? > {exit_file}"
     )
     base = [tmux, "-S", socket]
     subprocess.run(
@@ -48,10 +54,18 @@ def test_rwconsole_demo_in_tmux(tmp_path: Path) -> None:
     )
     try:
         screen = _wait_for(base, session, ["demo-v1", "demo-v2", "healthy"], 30)
-        assert "Overview" in screen
+        assert "Overview" in screen and "Samples in vs out" in screen
         subprocess.run([*base, "send-keys", "-t", session, "2"], check=True, timeout=10)
-        screen = _wait_for(base, session, ["Endpoint", "Status", "Pending"], 10)
+        # Words of the Endpoints table only, and the Overview's charts gone: the screen changed.
+        endpoints_only = ["Min–max", "Desired", "Retried"]
+        _wait_for(base, session, endpoints_only, 10, gone=("Samples in vs out",))
         subprocess.run([*base, "send-keys", "-t", session, "C-q"], check=True, timeout=10)
+        deadline = time.monotonic() + 60  # the engine flushes its queues on the way out
+        while not exit_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert exit_file.exists(), "rwconsole did not exit after ctrl+q"
+        time.sleep(0.1)  # the shell writes the status after creating the file
+        assert exit_file.read_text().strip() == "0"
     finally:
         subprocess.run([*base, "kill-session", "-t", session], capture_output=True, timeout=10)
         subprocess.run([*base, "kill-server"], capture_output=True, timeout=10)

@@ -32,6 +32,21 @@ def test_suggest_max_shards_uses_4x_p90_with_floor_50() -> None:
     assert estimates.suggest_max_shards([]) is None
 
 
+def test_suggest_max_shards_against_the_current_value_raises_lowers_or_keeps() -> None:
+    idle = [_point(i, 0.02) for i in range(100)]
+    assert estimates.suggest_max_shards(idle, 10).change == "raise"  # type: ignore[union-attr]
+    keep = estimates.suggest_max_shards(idle, 50)
+    assert keep is not None and (keep.change, keep.max_shards) == ("keep", 50)
+    # 4 × p90 = 8, far below 200: lower, to the floor of the rule.
+    lower = estimates.suggest_max_shards([_point(i, 2.0) for i in range(100)], 200)
+    assert lower is not None and (lower.change, lower.max_shards) == ("lower", 50)
+    # 4 × p90 = 124 against 150: not far below, keep.
+    busy = [_point(i, 30.0 + i % 2) for i in range(100)]
+    assert estimates.suggest_max_shards(busy, 150).change == "keep"  # type: ignore[union-attr]
+    lower = estimates.suggest_max_shards(busy, 400)
+    assert lower is not None and (lower.change, lower.max_shards) == ("lower", 124)
+
+
 def test_throughput_estimate_and_latency() -> None:
     history = [_point(i, 1, latency=0.0 if i % 2 else 0.1) for i in range(10)]
     latency = estimates.average_latency(history)

@@ -36,6 +36,14 @@ async def _until(pilot: object, check: object, seconds: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+async def _inspected(app: ConsoleApp, pilot: object) -> WalScreen:
+    """The WAL screen once its first inspection is shown."""
+    screen = app.screen
+    assert isinstance(screen, WalScreen)
+    await _until(pilot, lambda: screen.report is not None)
+    return screen
+
+
 def _text(screen: WalScreen, selector: str) -> str:
     return str(screen.query_one(selector, Static).render())
 
@@ -44,9 +52,7 @@ async def test_inspect_browse_dump_and_verify(fixtures_dir: Path) -> None:
     wal = fixtures_dir / "agent-uncompressed" / "wal"
     app = ConsoleApp(None, wal_dir=wal)
     async with app.run_test(size=SIZE) as pilot:
-        screen = app.screen
-        assert isinstance(screen, WalScreen)
-        await _until(pilot, lambda: screen.report is not None)
+        screen = await _inspected(app, pilot)
         segments = screen.query_one("#wal-segments", DataTable)
         assert segments.row_count == 1
         assert segments.get_row_at(0)[0] == "00000000"
@@ -175,13 +181,48 @@ async def test_running_engines_wal_is_never_repaired(fixtures_dir: Path, tmp_pat
         assert positions.row_count == 2
 
 
-@pytest.mark.parametrize("name", ["agent-snappy", "agent-uncompressed"])
-def test_open_wal_rejects_a_non_wal_directory(tmp_path: Path, name: str, capsys: object) -> None:
+def test_open_wal_rejects_a_missing_or_non_wal_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Missing or non-WAL directories are usage errors (exit 2), as for the other wal commands."""
     from rwconsole.tui.launch import open_wal
 
-    assert open_wal(tmp_path / name) == 2
+    assert open_wal(tmp_path / "missing") == 2
+    assert "missing" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a WAL\n")
     assert open_wal(tmp_path) == 2
+    assert str(tmp_path.name) in capsys.readouterr().err
+
+
+async def test_escape_leaves_the_selector_and_v_shows_verify(fixtures_dir: Path) -> None:
+    wal = fixtures_dir / "agent-uncompressed" / "wal"
+    app = ConsoleApp(None, wal_dir=wal)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _inspected(app, pilot)
+        await pilot.press("slash")
+        search = screen.query_one("#series-filter", Input)
+        assert screen.focused is search
+        await pilot.press("enter")  # every series
+        await _until(pilot, lambda: screen.browse is not None)
+        # The label column leaves room for the numbers.
+        table = screen.query_one("#series-table", DataTable)
+        await pilot.pause(0.1)
+        assert table.virtual_size.width <= table.size.width
+        search.focus()
+        await pilot.press("escape")
+        assert screen.focused is not search
+        await pilot.press("v")
+        assert search.value == ""  # not typed into the field
+        await _until(pilot, lambda: screen.verify_report is not None)
+        # From the series table (which keeps the focus in the Series tab) too.
+        screen.verify_report = None
+        screen.query_one(TabbedContent).active = "tab-series"
+        table.focus()
+        await pilot.pause(0.1)
+        await pilot.press("v")
+        await _until(pilot, lambda: screen.verify_report is not None)
+        await pilot.pause(0.1)
+        assert screen.query_one(TabbedContent).active == "tab-verify"
 
 
 async def test_a_wal_that_vanishes_is_a_notice_not_a_crash(

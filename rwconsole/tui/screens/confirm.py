@@ -1,4 +1,8 @@
-"""A yes/no question in a modal dialog."""
+"""A yes/no question in a modal dialog.
+
+The buttons and the key hint are docked to the dialog's bottom edge, so a long
+message scrolls instead of squeezing them out of sight in a small terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
@@ -29,10 +33,12 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
             yield Static(self._title, classes="panel-title")
-            yield Static(self._message, id="confirm-message")
             with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self._yes} (y)", variant="primary", id="yes")
-                yield Button(f"{self._no} (n)", id="no")
+                yield Static("y: yes  ·  n / esc: no", id="confirm-keys")
+                yield Button(f"{self._yes} (y)", variant="primary", id="yes", compact=True)
+                yield Button(f"{self._no} (n)", id="no", compact=True)
+            with VerticalScroll(id="confirm-scroll"):
+                yield Static(self._message, id="confirm-message")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")

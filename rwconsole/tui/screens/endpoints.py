@@ -41,7 +41,7 @@ def row_values(endpoint: EndpointSnapshot) -> dict[str, str | Text]:
         "status": Text(endpoint.status, style=_STATUS_STYLE.get(endpoint.status, "")),
         "proto": "2.0" if endpoint.protocol == 2 else "1.0",
         "shards": str(endpoint.shards),
-        "desired": f"{endpoint.shards_desired:.1f}",
+        "desired": fmt.desired_shards(endpoint.shards_desired),
         "bounds": f"{q.get('min_shards', '?')}–{q.get('max_shards', '?')}",
         "pending": fmt.number(endpoint.pending_samples),
         "out": fmt.number(out_rate(endpoint)),
@@ -64,14 +64,17 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
         f"sent {fmt.number(endpoint.samples_total)} samples, "
         f"{fmt.number(endpoint.exemplars_total)} exemplars, "
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
-        "queue_config: " + ", ".join(f"{k}={v}" for k, v in q.items()),
+        "queue_config: " + escape(fmt.queue_config(q)),
     ]
+    if endpoint.last_status:
+        lines.append(f"last response: HTTP {endpoint.last_status}")
     if endpoint.credentials is not None:
         lines.append(credentials_markup(endpoint.credentials, time.time()))
     if endpoint.last_error:
-        status = f" (HTTP {endpoint.last_status})" if endpoint.last_status else ""
+        # The error carries its own status (if it had one); last_status is the latest
+        # response of any kind, so the two are shown apart.
         when = fmt.clock(endpoint.last_error_time) if endpoint.last_error_time else "?"
-        lines.append(f"[$error]last error at {when}{status}: {escape(endpoint.last_error)}[/]")
+        lines.append(f"[$error]last error at {when}: {escape(endpoint.last_error)}[/]")
     return "\n".join(lines)
 
 
@@ -130,7 +133,8 @@ class EndpointsScreen(ConsoleScreen):
             for endpoint in snapshot.endpoints:
                 values = row_values(endpoint)
                 for key, _label in COLUMNS:
-                    table.update_cell(endpoint.name, key, values[key])
+                    # update_width: a column grows with its widest value, not the first one.
+                    table.update_cell(endpoint.name, key, values[key], update_width=True)
         self._show_detail(snapshot)
 
     def _highlighted(self) -> str | None:

@@ -91,8 +91,8 @@ class OverviewScreen(ConsoleScreen):
             "chart-shards": [
                 Series("shards", col("shards"), "primary"),
                 Series("desired", col("shards_desired"), "accent"),
-                Series("min", col("shards_min"), "secondary"),
-                Series("max", col("shards_max"), "error"),
+                Series("min", col("shards_min"), "secondary", reference=True),
+                Series("max", col("shards_max"), "error", reference=True),
             ],
             "chart-lag": [Series("lag", col("lag_seconds"), "primary")],
             "chart-rates": [

@@ -10,7 +10,6 @@ the demo pipeline).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, ClassVar
 
 from rich.markup import escape
@@ -27,6 +26,8 @@ from rwconsole.config.validate import queue_config_problems
 from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
+    MIN_SUGGESTED_MAX_SHARDS,
+    SUGGEST_FACTOR,
     average_latency,
     max_throughput,
     suggest_max_shards,
@@ -35,26 +36,7 @@ from rwconsole.tui.estimates import (
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 
-FIELDS = list(dataclasses.fields(schema.QueueConfig))
-
-
-def field_kind(field: dataclasses.Field[Any]) -> str:
-    if field.metadata.get("kind") == "duration":
-        return "duration"
-    if field.type in ("bool", bool):
-        return "bool"
-    return "int"
-
-
-_KINDS = {f.name: field_kind(f) for f in FIELDS}
-
-
-def show_value(kind: str, value: Any) -> str:
-    if kind == "duration":
-        return fmt.duration_field(float(value))
-    if kind == "bool":
-        return "true" if value else "false"
-    return str(value)
+FIELDS = fmt.QUEUE_FIELDS
 
 
 def parse_value(kind: str, text: str) -> Any:
@@ -96,8 +78,17 @@ class QueueConfigScreen(ConsoleScreen):
         Binding("ctrl+g", "suggest", "Suggest max_shards", priority=True),
         Binding("ctrl+r", "reset", "Reset", priority=True),
         Binding("escape", "leave_input", "Leave field", show=False),
-        Binding("ctrl+left_square_bracket", "step_endpoint(-1)", "Prev endpoint", show=False),
-        Binding("ctrl+right_square_bracket", "step_endpoint(1)", "Next endpoint", show=False),
+        # ctrl+[ is Escape in terminals: the endpoint keys are [ and ] (outside a field,
+        # like on the Overview) and alt+left / alt+right (anywhere, also inside a field).
+        # Named in the heading and in help; the key bar keeps its room for the screen keys.
+        Binding(
+            "left_square_bracket", "step_endpoint(-1)", "Prev endpoint", key_display="[", show=False
+        ),
+        Binding(
+            "right_square_bracket", "step_endpoint(1)", "Next endpoint", key_display="]", show=False
+        ),
+        Binding("alt+left", "step_endpoint(-1)", "Prev endpoint", show=False, priority=True),
+        Binding("alt+right", "step_endpoint(1)", "Next endpoint", show=False, priority=True),
     ]
 
     def __init__(self) -> None:
@@ -112,7 +103,7 @@ class QueueConfigScreen(ConsoleScreen):
                 for text in ("field", "current", "new", ""):
                     yield Static(text, classes="qc-head")
                 for field in FIELDS:
-                    kind = field_kind(field)
+                    kind = fmt.field_kind(field)
                     yield Static(field.name, classes="qc-name")
                     yield Static("", id=f"cur-{field.name}", classes="qc-current")
                     if kind == "bool":
@@ -144,7 +135,8 @@ class QueueConfigScreen(ConsoleScreen):
             return
         heading = (
             f"queue_config of [b]{escape(endpoint.name)}[/b] ({escape(endpoint.url)})  ·  "
-            "change endpoint with ctrl+[ / ctrl+] or on the Endpoints screen"
+            "other endpoint: [ / ] (escape leaves a field first), alt+← / alt+→, "
+            "or the Endpoints screen"
         )
         self.query_one("#qc-heading", Static).update(heading)
         config = endpoint.queue_config
@@ -154,7 +146,7 @@ class QueueConfigScreen(ConsoleScreen):
         elif config != self._base:
             self._fill(config, only_unedited=True)
         for field in FIELDS:
-            value = show_value(field_kind(field), config.get(field.name))
+            value = fmt.config_value(fmt.field_kind(field), config.get(field.name))
             self.query_one(f"#cur-{field.name}", Static).update(value)
         saving = self.console.config_path is not None and self.console.commands_available
         self.query_one("#save", Button).disabled = not saving
@@ -162,7 +154,7 @@ class QueueConfigScreen(ConsoleScreen):
 
     def _fill(self, config: dict[str, Any], *, only_unedited: bool) -> None:
         for field in FIELDS:
-            kind = field_kind(field)
+            kind = fmt.field_kind(field)
             old = self._base.get(field.name)
             new = config.get(field.name)
             widget = self.query_one(f"#new-{field.name}")
@@ -170,9 +162,9 @@ class QueueConfigScreen(ConsoleScreen):
                 if not only_unedited or widget.value == bool(old):
                     widget.value = bool(new)
             elif isinstance(widget, Input) and (
-                not only_unedited or widget.value == show_value(kind, old)
+                not only_unedited or widget.value == fmt.config_value(kind, old)
             ):
-                widget.value = show_value(kind, new)
+                widget.value = fmt.config_value(kind, new)
         self._base = dict(config)
 
     # ---- the form ----------------------------------------------------------------------
@@ -182,7 +174,7 @@ class QueueConfigScreen(ConsoleScreen):
         values: dict[str, Any] = dict(self._base)
         problems: dict[str, str] = {}
         for field in FIELDS:
-            kind = field_kind(field)
+            kind = fmt.field_kind(field)
             widget = self.query_one(f"#new-{field.name}")
             if isinstance(widget, Switch):
                 values[field.name] = widget.value
@@ -222,8 +214,8 @@ class QueueConfigScreen(ConsoleScreen):
             if field.name in problems:
                 message.update(f"[$error]✖ {escape(problems[field.name])}[/]")
             elif values.get(field.name) != self._base.get(field.name):
-                old = show_value(field_kind(field), self._base.get(field.name))
-                new = show_value(field_kind(field), values.get(field.name))
+                old = fmt.config_value(fmt.field_kind(field), self._base.get(field.name))
+                new = fmt.config_value(fmt.field_kind(field), values.get(field.name))
                 message.update(f"[$accent]{escape(old)} → {escape(new)}[/]")
             else:
                 message.update(escape(str(field.metadata.get("doc", ""))))
@@ -266,10 +258,7 @@ class QueueConfigScreen(ConsoleScreen):
         if problems:
             lines.append(f"[$error]{len(problems)} problem(s): fix them before applying[/]")
         elif changed:
-            lines.append(
-                "pending changes: "
-                + ", ".join(f"{k}={show_value(_KINDS[k], v)}" for k, v in sorted(changed.items()))
-            )
+            lines.append("pending changes: " + fmt.queue_config(dict(sorted(changed.items()))))
         else:
             lines.append("[dim]no changes[/]")
         return "\n".join(lines)
@@ -321,7 +310,7 @@ class QueueConfigScreen(ConsoleScreen):
     def _apply(self, name: str, changes: dict[str, Any], save: bool) -> None:
         what = (
             f"queue_config of {name}: "
-            + ", ".join(f"{k}={show_value(_KINDS[k], v)}" for k, v in sorted(changes.items()))
+            + fmt.queue_config(dict(sorted(changes.items())))
             + (" (saved)" if save else "")
         )
         self.run_worker(
@@ -335,17 +324,30 @@ class QueueConfigScreen(ConsoleScreen):
         endpoint = self._current_endpoint()
         if endpoint is None:
             return
-        advice = suggest_max_shards(endpoint.history)
+        current = int(endpoint.queue_config.get("max_shards", 0)) or None
+        advice = suggest_max_shards(endpoint.history, current)
         if advice is None:
             self.notify("no history yet: wait a few seconds", severity="warning")
             return
-        current = endpoint.queue_config.get("max_shards")
+        rule = (
+            f"Rule of thumb: 4 × the 90th percentile of desired shards, at least "
+            f"{MIN_SUGGESTED_MAX_SHARDS}; lowering only when 4 × p90 is under half the "
+            "current max.\n"
+            f"90th percentile of desired shards, taken over the last "
+            f"{fmt.seconds(advice.window_seconds)} of history ({advice.points} one-second "
+            f"points, all the console keeps): {advice.percentile_desired:.2f}"
+            f" → 4 × p90 = {SUGGEST_FACTOR * advice.percentile_desired:.2f}\n\n"
+        )
+        if advice.change == "keep":
+            self.notify(
+                rule + f"max_shards {current} already fits: nothing to change.",
+                title="Suggested max_shards",
+                timeout=12,
+            )
+            return
         message = (
-            f"Rule of thumb: 4 × the 90th percentile of desired shards, at least 50.\n"
-            f"90th percentile of desired shards over the last "
-            f"{fmt.seconds(advice.window_seconds)} ({advice.points} points): "
-            f"{advice.percentile_desired:.2f}\n\n"
-            f"max_shards {current} → [b]{advice.max_shards}[/b]. Apply it now?"
+            rule + f"{advice.change} max_shards {current} → [b]{advice.max_shards}[/b]. "
+            "Apply it now?"
         )
         name = endpoint.name
 

@@ -35,6 +35,22 @@ from rwconsole.wal.segment import segment_name
 TOP_N = 15
 
 
+SERIES_COLUMNS = ("series", "samples", "exemplars", "histograms", "newest")
+_SERIES_MIN_WIDTH = 24
+
+
+def _table(table_id: str, *columns: str) -> DataTable[Any]:
+    """A row-cursor table with its columns, made in compose.
+
+    The columns exist from the start: setting them up in the screen's
+    ``on_mount`` raced with the tabs composing their panes.
+    """
+    table: DataTable[Any] = DataTable(id=table_id, cursor_type="row")
+    for name in columns:
+        table.add_column(name, key=name)
+    return table
+
+
 class OpenWalScreen(ModalScreen[str | None]):
     """Asks for a WAL directory."""
 
@@ -68,6 +84,7 @@ class WalScreen(ConsoleScreen):
         Binding("v", "verify", "Verify"),
         Binding("R", "repair", "Repair", key_display="shift+r"),
         Binding("slash", "focus_filter", "Series filter", key_display="/"),
+        Binding("escape", "leave_input", "Leave field", show=False),
     ]
 
     def __init__(self) -> None:
@@ -81,71 +98,57 @@ class WalScreen(ConsoleScreen):
         self._engine_wal = False
 
     def compose_body(self) -> ComposeResult:
-        yield Static(id="wal-heading")
+        yield Static(self._heading_text(), id="wal-heading")
         with TabbedContent(id="wal-tabs"):
             with TabPane("Segments", id="tab-segments"):
                 yield Static(id="wal-summary")
-                yield DataTable(id="wal-segments", cursor_type="row")
+                yield _table(
+                    "wal-segments",
+                    "segment",
+                    "size",
+                    "records",
+                    "first offset",
+                    "last offset",
+                    "oldest sample",
+                    "newest sample",
+                )
             with TabPane("Positions", id="tab-positions"):
                 yield Static(id="positions-note")
-                yield DataTable(id="wal-positions", cursor_type="row")
+                yield _table(
+                    "wal-positions",
+                    *("endpoint", "read", "delivered", "behind", "lag", "reading from"),
+                )
             with TabPane("Records", id="tab-records"), Horizontal(id="records-tables"):
-                yield DataTable(id="wal-records", cursor_type="row")
-                yield DataTable(id="wal-metrics", cursor_type="row")
-                yield DataTable(id="wal-labels", cursor_type="row")
+                yield _table("wal-records", "record type", "count")
+                yield _table("wal-metrics", "metric", "series")
+                yield _table("wal-labels", "label name", "series")
             with TabPane("Series", id="tab-series"):
                 yield Input(
-                    placeholder='selector, e.g. up{job=~"node.*"} — enter to search',
+                    placeholder='selector, e.g. up{job=~"node.*"} — enter to search, '
+                    "escape to leave",
                     id="series-filter",
                 )
                 yield Static(id="series-status")
                 with Horizontal(id="series-panes"):
-                    yield DataTable(id="series-table", cursor_type="row")
-                    yield DataTable(id="dump-table", cursor_type="row")
+                    yield _table("series-table", *SERIES_COLUMNS)
+                    yield _table("dump-table", "kind", "timestamp", "value")
             with TabPane("Verify", id="tab-verify"):
                 yield Static("press v to verify, shift+r to repair", id="verify-summary")
-                yield DataTable(id="verify-problems", cursor_type="row")
-
-    def on_mount(self) -> None:
-        self._columns(
-            "#wal-segments",
-            "segment",
-            "size",
-            "records",
-            "first offset",
-            "last offset",
-            "oldest sample",
-            "newest sample",
-        )
-        self._columns(
-            "#wal-positions", "endpoint", "read", "delivered", "behind", "lag", "reading from"
-        )
-        self._columns("#wal-records", "record type", "count")
-        self._columns("#wal-metrics", "metric", "series")
-        self._columns("#wal-labels", "label name", "series")
-        self._columns("#series-table", "series", "samples", "exemplars", "histograms", "newest")
-        self._columns("#dump-table", "kind", "timestamp", "value")
-        self._columns(
-            "#verify-problems",
-            "kind",
-            "segment",
-            "offset",
-            "records lost",
-            "samples lost",
-            "problem",
-        )
-        self._heading()
+                yield _table(
+                    "verify-problems",
+                    "kind",
+                    "segment",
+                    "offset",
+                    "records lost",
+                    "samples lost",
+                    "problem",
+                )
 
     def on_screen_resume(self) -> None:
         if self.ready and self.directory is None and self.is_current:
             start = self.console.wal_dir or self._engine_dir()
             if start is not None:
                 self.open_directory(start)
-
-    def _columns(self, selector: str, *names: str) -> None:
-        table = self.query_one(selector, DataTable)
-        for name in names:
-            table.add_column(name, key=name)
 
     # ---- which WAL ----------------------------------------------------------------------
 
@@ -186,6 +189,9 @@ class WalScreen(ConsoleScreen):
         return True
 
     def _heading(self, extra: str = "") -> None:
+        self.query_one("#wal-heading", Static).update(self._heading_text(extra))
+
+    def _heading_text(self, extra: str = "") -> str:
         if self.directory is None:
             text = "[dim]no WAL directory: press o to open one[/]"
         else:
@@ -197,7 +203,7 @@ class WalScreen(ConsoleScreen):
             text = f"[b]{escape(str(self.directory))}[/b]  ·  {mode}"
         if extra:
             text += f"  ·  {extra}"
-        self.query_one("#wal-heading", Static).update(text)
+        return text
 
     # ---- inspect ----------------------------------------------------------------------
 
@@ -310,6 +316,11 @@ class WalScreen(ConsoleScreen):
 
     # ---- series browser ----------------------------------------------------------------
 
+    def action_leave_input(self) -> None:
+        """Take the focus off the selector field, so that the screen keys work again."""
+        if isinstance(self.focused, Input):
+            self.set_focus(None)
+
     def action_focus_filter(self) -> None:
         self.query_one(TabbedContent).active = "tab-series"
         self.query_one("#series-filter", Input).focus()
@@ -335,14 +346,19 @@ class WalScreen(ConsoleScreen):
         self._series_rows = browse.rows
         table = self.query_one("#series-table", DataTable)
         table.clear()
-        for row in browse.rows:
-            table.add_row(
+        rows = [
+            (
                 format_labels(row.labels),
                 fmt.number(row.samples),
                 fmt.number(row.exemplars),
                 fmt.number(row.histograms),
                 fmt.timestamp_ms(row.last_ms),
             )
+            for row in browse.rows
+        ]
+        self._fit_series_column(table, rows)
+        for values in rows:
+            table.add_row(*values)
         status = f"{len(browse.rows)} series, {fmt.number(browse.scanned)} entries scanned"
         if browse.truncated:
             status += f" ([$warning]{browse.truncated}[/])"
@@ -350,6 +366,22 @@ class WalScreen(ConsoleScreen):
             status += f"  [$warning]{escape(browse.problems[0])}[/]"
         status += "  ·  enter on a series shows its samples"
         self.query_one("#series-status", Static).update(status)
+
+    @staticmethod
+    def _fit_series_column(table: DataTable[Any], rows: list[tuple[str, ...]]) -> None:
+        """Give the label column what the number columns leave, so they stay on screen.
+
+        Long label sets are cropped; the chosen series is shown in full above the tables.
+        """
+        padding = 2 * table.cell_padding
+        others = sum(
+            padding + max([len(name), *(len(values[index]) for values in rows)])
+            for index, name in enumerate(SERIES_COLUMNS)
+            if index > 0
+        )
+        column = next(c for c in table.columns.values() if c.key.value == "series")
+        column.auto_width = False
+        column.width = max(_SERIES_MIN_WIDTH, table.size.width - others - padding - 1)
 
     @on(DataTable.RowSelected, "#series-table")
     def _series_chosen(self, event: DataTable.RowSelected) -> None:
@@ -387,6 +419,8 @@ class WalScreen(ConsoleScreen):
         if self.directory is None:
             return
         self.query_one(TabbedContent).active = "tab-verify"
+        # The focus follows: left in another tab's field, the tabs would switch back to it.
+        self.query_one("#verify-problems", DataTable).focus()
         self.query_one("#verify-summary", Static).update("[$accent]verifying…[/]")
         self.run_worker(self._verify(self.directory), exclusive=True, group="verify")
 

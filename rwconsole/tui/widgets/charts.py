@@ -5,6 +5,14 @@ drew from it; it draws again only when the data, its size or the theme
 changed, so a screen switch or an unrelated repaint costs nothing. Each dot
 column keeps the largest value that falls on it, so short spikes stay visible
 however long the window is.
+
+The y axis fits the data, not its limits: reference series (min/max shards)
+do not stretch it, and one above the scale is named in the legend with its
+value instead of being drawn. The scale follows the newest part of the window
+(``RECENT_SHARE``) and the 90th percentile of the rest, so an old spike (a
+start-up burst) ages out of the axis instead of flattening everything after
+it; while it is above the scale it is drawn at the top and its peak is named
+in the legend.
 """
 
 from __future__ import annotations
@@ -31,6 +39,13 @@ class Series:
     values: Sequence[float]
     colour: str = "primary"
     """A theme variable name (``primary``, ``warning``…) or a colour."""
+    reference: bool = False
+    """A limit to compare against (drawn when on the scale), not data that sets it."""
+
+
+RECENT_SHARE = 0.25
+"""The newest share of the window whose peak always fits on the y axis."""
+OLD_PERCENTILE = 0.9
 
 
 _TICK_STEPS = (5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0)
@@ -110,8 +125,23 @@ class TimeSeriesChart(Widget):
             title = f"{self.chart_title} ({self.unit})"
         start = bisect.bisect_left(times, now - window)
         xs = [t - now for t in times[start:]]
-        lines = [chartdraw.Line(s.label, xs, s.values[start:], s.colour) for s in series if xs]
-        top = max((y for line in lines for y in line.ys if y == y), default=0.0)  # NaN-safe
+        recent = bisect.bisect_left(xs, -window * RECENT_SHARE)
+        data = [s for s in series if not s.reference]
+        top, peak = _scale([s.values[start:] for s in data], recent)
+        y_max = top * 1.1 if top > 0 else 1.0
+        lines: list[chartdraw.Line] = []
+        notes: list[chartdraw.LegendNote] = []
+        for s in series:
+            if not xs:
+                break
+            values = s.values[start:]
+            level = _last(values)
+            if s.reference and level is not None and level > y_max:
+                notes.append(chartdraw.LegendNote(f"{s.label} {_axis_number(level)} ↑", s.colour))
+            else:
+                lines.append(chartdraw.Line(s.label, xs, values, s.colour))
+        if peak > y_max:
+            notes.append(chartdraw.LegendNote(f"↑ peak {_axis_number(peak)} (older)"))
         if not lines and self._data is not None:
             title += " — no data yet"
         ticks, labels = window_ticks(window)
@@ -122,8 +152,9 @@ class TimeSeriesChart(Widget):
             lines,
             x_range=(-window, 0.0),
             x_ticks=list(zip(ticks, labels, strict=True)),
-            y_max=top * 1.1 if top > 0 else 1.0,
+            y_max=y_max,
             y_label=_axis_number,
+            notes=notes,
         )
         styles = self._styles(base, series)
         return [
@@ -145,6 +176,25 @@ class TimeSeriesChart(Widget):
                 colour = Color.parse("white")
             styles[line.colour] = base + Style(color=colour.rich_color)
         return styles
+
+
+def _scale(columns: list[Sequence[float]], recent: int) -> tuple[float, float]:
+    """The top of the y scale and the highest value of all (NaN skipped).
+
+    The top covers every value from index ``recent`` on, and the 90th
+    percentile of the older ones: a short old spike does not set it.
+    """
+    newest = [y for values in columns for y in values[recent:] if y == y]
+    older = sorted(y for values in columns for y in values[:recent] if y == y)
+    peak = max(newest + older[-1:], default=0.0)
+    top = max(newest, default=0.0)
+    if older:
+        top = max(top, older[min(len(older) - 1, int(len(older) * OLD_PERCENTILE))])
+    return top, peak
+
+
+def _last(values: Sequence[float]) -> float | None:
+    return next((y for y in reversed(values) if y == y), None)
 
 
 def _axis_number(value: float) -> str:

@@ -1,4 +1,8 @@
-"""One status line per endpoint: state word, shards, lag, pending, rates, last error."""
+"""One status line per endpoint: state word, shards, lag, pending, rates, last error.
+
+Shards read ``running / desired``: desired is Prometheus' unrounded estimate,
+so a queue that needs a fraction of one shard shows e.g. ``1 / 0.02``.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def endpoint_line(endpoint: EndpointSnapshot, *, selected: bool = False, width: 
     parts = [
         f"{marker} [b]{escape(endpoint.name)}[/b]",
         status_markup(endpoint.status),
-        f"shards {endpoint.shards}/{endpoint.shards_desired:.1f}",
+        f"shards {endpoint.shards} / {fmt.desired_shards(endpoint.shards_desired)}",
         f"lag {fmt.seconds(endpoint.lag_seconds)}",
         f"pending {fmt.number(endpoint.pending_samples)}",
         f"out {fmt.number(out_rate(endpoint))}/s",
