@@ -262,11 +262,41 @@ def test_queue_name() -> None:
     assert named.queue_name() == "prod"
     one = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
     again = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
-    other = parse_config('[[endpoint]]\nurl = "http://h/w"\nremote_timeout = "5s"\n').endpoint[0]
+    other = parse_config('[[endpoint]]\nurl = "http://h/w2"\n').endpoint[0]
     assert len(one.queue_name()) == 6
     int(one.queue_name(), 16)
     assert one.queue_name() == again.queue_name()
     assert one.queue_name() != other.queue_name()
+
+
+def test_unnamed_endpoint_identity_survives_tuning() -> None:
+    """Only url and protobuf_message identify an unnamed endpoint (its progress goes with it)."""
+    base = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
+    tuned = parse_config(
+        """
+[[endpoint]]
+url = "http://h/w"
+remote_timeout = "5s"
+headers = { "X-Team" = "a" }
+bearer_token = "t0ken"
+send_exemplars = false
+[endpoint.queue_config]
+max_shards = 7
+[endpoint.metadata_config]
+send = false
+[endpoint.tls_config]
+insecure_skip_verify = true
+[[endpoint.write_relabel_config]]
+action = "labeldrop"
+regex = "x"
+"""
+    ).endpoint[0]
+    v2 = parse_config(
+        '[[endpoint]]\nurl = "http://h/w"\nprotobuf_message = "io.prometheus.write.v2.Request"\n'
+    ).endpoint[0]
+    assert tuned.queue_name() == base.queue_name()
+    assert v2.queue_name() != base.queue_name()
+    assert base.legacy_queue_name() != tuned.legacy_queue_name()
 
 
 def test_relative_secret_file_resolves_against_config_dir(tmp_path: Path) -> None:
