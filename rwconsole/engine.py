@@ -37,6 +37,7 @@ from rwconsole import __version__
 from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
+from rwconsole.datadir import DataDirLock, DataDirLocked
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata
@@ -320,6 +321,7 @@ class Engine:
         ) = queue_metrics.define_global(self.registry)
         self.data_in = EwmaRate()
         self.wal: Any = None
+        self._dir_lock: DataDirLock | None = None
         self.progress: ProgressStore | None = None
         self.appender: _FanoutAppender | None = None
         self.endpoints: list[_Endpoint] = []
@@ -498,9 +500,13 @@ class Engine:
 
         cfg = self.config
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._dir_lock = DataDirLock.acquire(self.data_dir)
+        except DataDirLocked as err:
+            raise EngineError(str(err)) from None
         except OSError as err:
-            raise EngineError(f"cannot create the data directory {self.data_dir}: {err}") from None
+            raise EngineError(
+                f"cannot create or lock the data directory {self.data_dir}: {err}"
+            ) from None
         self.wal = WalStorage.open(
             self.wal_dir,
             segment_size=cfg.wal.segment_size,
@@ -768,6 +774,8 @@ class Engine:
         self._refresh_snapshot(running=False)
         if self.wal is not None:
             self.wal.close()
+        if self._dir_lock is not None:
+            self._dir_lock.release()
         log.info("engine stopped")
 
     # ---- data path -----------------------------------------------------------------------
