@@ -1,16 +1,26 @@
-"""``rwconsole check-config FILE [--json]``: validate a config and show its effective form.
+"""``rwconsole check-config FILE [--json] [--resolve]``: validate a config, show its effective form.
 
 Exit codes: 0 valid, 1 invalid (every problem listed with its key path and the
 file name), 2 when the file cannot be read. The effective config goes to
 stdout (TOML, or JSON with ``--json``) with defaults filled in and secrets
 redacted; problems and warnings go to stderr (with ``--json`` everything is in
 the JSON document on stdout).
+
+By default nothing outside the file is needed (a CI job linting a config
+repository has no secrets): ``{ env = … }`` and ``{ file = … }`` references are
+not read, and one whose variable or file is missing here is only a warning.
+``--resolve`` checks what ``run`` needs: every reference must resolve, and TLS
+CA files and client certificate/key pairs must load (a key that does not match
+its certificate is reported).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Iterator
+from dataclasses import fields, is_dataclass
 from typing import Any
 
 import tomli_w
@@ -19,10 +29,11 @@ from rich.markup import escape
 from rich.syntax import Syntax
 
 from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
-from rwconsole.config.errors import ConfigError, ConfigFileError, Problem, format_path
+from rwconsole.config.errors import ConfigError, ConfigFileError, KeyPath, Problem, format_path
 from rwconsole.config.load import load_config
 from rwconsole.config.save import dump_effective
-from rwconsole.config.validate import warnings
+from rwconsole.config.schema import Config, TLSConfig
+from rwconsole.config.validate import iter_secrets, warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -34,14 +45,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument("file", help="config file (TOML)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument(
+        "--resolve",
+        action="store_true",
+        help="resolve env/file secret references (missing ones are errors) and load TLS files",
+    )
     parser.set_defaults(handler=check_config)
 
 
 def check_config(args: argparse.Namespace) -> int:
     as_json: bool = args.json
     out = Console(highlight=False, soft_wrap=True)
+    resolve: bool = args.resolve
     try:
-        config = load_config(args.file)
+        config = load_config(args.file, check_secrets=resolve)
+        if resolve:
+            tls = _tls_problems(config)
+            if tls:
+                raise ConfigError(args.file, tls)
     except ConfigFileError as exc:
         if as_json:
             _print_json(out, {"file": args.file, "valid": False, "error": exc.reason})
@@ -64,6 +85,8 @@ def check_config(args: argparse.Namespace) -> int:
         return EXIT_BAD
     effective = dump_effective(config)
     notes = warnings(config)
+    if not resolve:
+        notes += _missing_references(config)
     if as_json:
         _print_json(
             out,
@@ -82,6 +105,51 @@ def check_config(args: argparse.Namespace) -> int:
         )
     err_console.print(f"[green]✓[/] {escape(args.file)} is valid", soft_wrap=True)
     return EXIT_OK
+
+
+def _missing_references(config: Config) -> list[Problem]:
+    """Secret references whose variable or file is absent here (nothing is read)."""
+    found = []
+    for path, secret in iter_secrets(config):
+        ref = secret.reference
+        if ref is None:
+            continue
+        if "env" in ref and ref["env"] not in os.environ:
+            message = f"environment variable {ref['env']} is not set here"
+        elif "file" in ref and not secret.file_path().is_file():
+            message = f"secret file {str(secret.file_path())!r} does not exist here"
+        else:
+            continue
+        found.append(Problem(path, f"{message} (not resolved; --resolve requires it)"))
+    return found
+
+
+def _tls_problems(config: Config) -> list[Problem]:
+    """Every tls_config block that cannot be loaded as ``run`` loads it."""
+    from rwconsole.remote.http_common import ConnectivityConfigError
+    from rwconsole.remote.tls import build_ssl_context
+
+    problems = []
+    for path, block in _tls_blocks(config, ()):
+        key = format_path(path)
+        try:
+            build_ssl_context(block, key=key)
+        except ConnectivityConfigError as exc:
+            # "<key>.cert_file/key_file: cannot load …" → path <key>, message "cert_file/…"
+            message = str(exc).removeprefix(key).lstrip(".:").strip()
+            problems.append(Problem(path, message))
+    return problems
+
+
+def _tls_blocks(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, TLSConfig]]:
+    if isinstance(value, TLSConfig):
+        yield path, value
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from _tls_blocks(getattr(value, f.name), (*path, f.name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _tls_blocks(item, (*path, index))
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
