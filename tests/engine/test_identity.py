@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import free_port
+from conftest import ProcessManager, free_port, wait_for_port, wait_until
+from peers import VictoriaMetrics
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
@@ -178,3 +184,105 @@ def test_new_endpoint_starts_at_the_wal_end_or_backfills(
     assert (
         "new endpoint history: backfill from the oldest retained WAL record (0, 0)" in caplog.text
     )
+
+
+def _run_config(receiver_port: int, data: Path, url: str, queue: str) -> str:
+    return f"""
+[storage]
+path = "{data}"
+
+[http]
+listen_address = "127.0.0.1:{free_port()}"
+
+[receiver]
+listen_address = "127.0.0.1:{receiver_port}"
+
+[[endpoint]]
+url = "{url}"
+
+[endpoint.queue_config]
+min_backoff = "50ms"
+max_backoff = "500ms"
+{queue}
+"""
+
+
+@pytest.mark.peer
+def test_retune_during_an_outage_loses_nothing(tmp_path: Path, processes: ProcessManager) -> None:
+    """Receiver down; queue_config changed + SIGHUP; changed again + restart; receiver back:
+    every sample pushed arrives (an unnamed endpoint keeps its identity and backlog)."""
+    from rwconsole.remote import encode
+
+    vm = VictoriaMetrics(processes, tmp_path / "vm", port=free_port())
+    receiver_port = free_port()
+    config = tmp_path / "rw.toml"
+    data = tmp_path / "data"
+    config.write_text(_run_config(receiver_port, data, vm.write_url, "max_shards = 2"))
+    log_path = tmp_path / "rw.log"
+    labels = [make_labels({"__name__": "retune", "job": "retune", "i": str(i)}) for i in range(40)]
+    now = int(time.time() * 1000) - 300_000
+    pushed: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+
+    def push(rounds: range) -> None:
+        for r in rounds:
+            t = now + r * 1000
+            values = [float(r * 100 + i) for i in range(len(labels))]
+            series = [encode.encode_series_v1(s) for s in labels]
+            body = encode.compress(
+                encode.encode_write_request_v1(series, [t] * len(labels), values)
+            )
+            response = httpx.post(
+                f"http://127.0.0.1:{receiver_port}/api/v1/write",
+                content=body,
+                headers={
+                    "Content-Type": "application/x-protobuf",
+                    "Content-Encoding": "snappy",
+                    "X-Prometheus-Remote-Write-Version": "0.1.0",
+                },
+                timeout=10,
+            )
+            assert response.status_code in (200, 204), response.text
+            for s, v in zip(labels, values, strict=True):
+                pushed.setdefault(tuple(sorted(s)), []).append((t, v))
+
+    def started_count() -> int:
+        return log_path.read_text().count("engine started")
+
+    def start() -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            proc = processes.start(
+                [sys.executable, "-m", "rwconsole", "run", "--config", str(config)], stderr=log
+            )
+        wait_for_port(receiver_port, timeout=60)
+        return proc
+
+    proc = start()
+    push(range(0, 10))
+    config.write_text(
+        _run_config(receiver_port, data, vm.write_url, "max_shards = 7\ncapacity = 500")
+    )
+    proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: started_count() == 2, timeout=60)
+    wait_for_port(receiver_port, timeout=60)
+    push(range(10, 20))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+    config.write_text(
+        _run_config(receiver_port, data, vm.write_url, 'max_shards = 3\nbatch_send_deadline = "1s"')
+    )
+    proc = start()
+    push(range(20, 30))
+    vm.start()
+    got = wait_until(
+        lambda: (lambda e: e if sum(map(len, e.values())) >= 30 * len(labels) else None)(
+            vm.export('{job="retune"}')
+        ),
+        timeout=90,
+    )
+    assert got == pushed
+    text = log_path.read_text()
+    assert text.count("resumes from WAL position (0, 0)") == 2  # after the reload and restart
+    assert "starts at the WAL end" not in text
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
