@@ -147,7 +147,11 @@ class _Validator:
                         (*path, "name"), f"duplicate endpoint name {queue!r} (endpoint[{other}])"
                     )
                 else:
-                    self.add(path, f"same settings as endpoint[{other}]; give each a distinct name")
+                    self.add(
+                        path,
+                        f"same settings as endpoint[{other}] for identity (url and "
+                        "protobuf_message); give each a distinct name",
+                    )
             else:
                 names[queue] = index
         self.wal(c.wal)
