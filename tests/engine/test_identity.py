@@ -11,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import ProcessManager, free_port, wait_for_port, wait_until
-from peers import VictoriaMetrics
+from peers import VictoriaMetrics, push_v1
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
@@ -211,8 +210,6 @@ max_backoff = "500ms"
 def test_retune_during_an_outage_loses_nothing(tmp_path: Path, processes: ProcessManager) -> None:
     """Receiver down; queue_config changed + SIGHUP; changed again + restart; receiver back:
     every sample pushed arrives (an unnamed endpoint keeps its identity and backlog)."""
-    from rwconsole.remote import encode
-
     vm = VictoriaMetrics(processes, tmp_path / "vm", port=free_port())
     receiver_port = free_port()
     config = tmp_path / "rw.toml"
@@ -227,21 +224,7 @@ def test_retune_during_an_outage_loses_nothing(tmp_path: Path, processes: Proces
         for r in rounds:
             t = now + r * 1000
             values = [float(r * 100 + i) for i in range(len(labels))]
-            series = [encode.encode_series_v1(s) for s in labels]
-            body = encode.compress(
-                encode.encode_write_request_v1(series, [t] * len(labels), values)
-            )
-            response = httpx.post(
-                f"http://127.0.0.1:{receiver_port}/api/v1/write",
-                content=body,
-                headers={
-                    "Content-Type": "application/x-protobuf",
-                    "Content-Encoding": "snappy",
-                    "X-Prometheus-Remote-Write-Version": "0.1.0",
-                },
-                timeout=10,
-            )
-            assert response.status_code in (200, 204), response.text
+            push_v1(receiver_port, labels, t, values)
             for s, v in zip(labels, values, strict=True):
                 pushed.setdefault(tuple(sorted(s)), []).append((t, v))
 
