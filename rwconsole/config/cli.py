@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import fields, is_dataclass
 from typing import Any
 
 import tomli_w
@@ -29,11 +27,11 @@ from rich.markup import escape
 from rich.syntax import Syntax
 
 from rwconsole.cli import EXIT_BAD, EXIT_OK, EXIT_USAGE, err_console
-from rwconsole.config.errors import ConfigError, ConfigFileError, KeyPath, Problem, format_path
+from rwconsole.config.errors import ConfigError, ConfigFileError, Problem, format_path
 from rwconsole.config.load import load_config
 from rwconsole.config.save import dump_effective
 from rwconsole.config.schema import Config, TLSConfig
-from rwconsole.config.validate import iter_secrets, warnings
+from rwconsole.config.validate import iter_instances, iter_secrets, warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -130,7 +128,7 @@ def _tls_problems(config: Config) -> list[Problem]:
     from rwconsole.remote.tls import build_ssl_context
 
     problems = []
-    for path, block in _tls_blocks(config, ()):
+    for path, block in iter_instances(config, TLSConfig):
         key = format_path(path)
         try:
             build_ssl_context(block, key=key)
@@ -139,17 +137,6 @@ def _tls_problems(config: Config) -> list[Problem]:
             message = str(exc).removeprefix(key).lstrip(".:").strip()
             problems.append(Problem(path, message))
     return problems
-
-
-def _tls_blocks(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, TLSConfig]]:
-    if isinstance(value, TLSConfig):
-        yield path, value
-    elif is_dataclass(value) and not isinstance(value, type):
-        for f in fields(value):
-            yield from _tls_blocks(getattr(value, f.name), (*path, f.name))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _tls_blocks(item, (*path, index))
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
