@@ -376,3 +376,13 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{bad}: endpoint[0].url: expected a string, got 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_legacy_queue_name_reproduces_earlier_versions() -> None:
+    """Progress files written before url-based identity are keyed by this hash of the whole
+    endpoint config; a key added to an endpoint since must be in schema._NEWER_FIELDS."""
+    config = parse_config(
+        '[[endpoint]]\nurl = "http://127.0.0.1:9/api/v1/write"\n'
+        "[endpoint.queue_config]\nmax_shards = 3\n"
+    )
+    assert config.endpoint[0].legacy_queue_name() == "831be7"
