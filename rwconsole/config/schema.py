@@ -248,7 +248,15 @@ class EndpointConfig(HTTPClientConfig):
     """A remote-write destination; one queue each."""
 
     url: str = _required("Full URL to send metrics to (http or https).")
-    name: str = _field("", "Name used in metrics and the console (default: a config hash).")
+    name: str = _field(
+        "",
+        "Identity of the endpoint: its delivery progress, metrics and console name "
+        "(default: a hash of url and protobuf_message).",
+    )
+    backfill: bool = _field(
+        False,
+        "A new endpoint starts at the oldest retained WAL record instead of the WAL end.",
+    )
     remote_timeout: float = _duration(30.0, "Timeout for each HTTP request.")
     headers: dict[str, Secret] = _field(
         {}, "Extra headers for every request (values are treated as secrets)."
@@ -265,14 +273,19 @@ class EndpointConfig(HTTPClientConfig):
     write_relabel_config: list[RelabelConfig] = _field([], "Relabel rules, in order.")
 
     def queue_name(self) -> str:
-        """``name``, or the first 6 hex digits of an md5 of this endpoint's settings.
+        """``name``, or the first 6 hex digits of an md5 of ``url`` and ``protobuf_message``.
 
-        Like Alloy, an unnamed endpoint gets a name derived from its whole
-        configuration, so it stays the same across restarts while the config
-        does. Secrets enter the hash only as their redacted form or reference.
+        Only what decides where the data goes identifies an unnamed endpoint, so
+        tuning its queue, headers, auth, TLS, relabelling or metadata keeps its
+        name and with it its delivery progress.
         """
         if self.name:
             return self.name
+        text = json.dumps([self.url, self.protobuf_message], separators=(",", ":"))
+        return hashlib.md5(text.encode("utf-8")).hexdigest()[:6]
+
+    def legacy_queue_name(self) -> str:
+        """The name earlier versions derived from the whole endpoint config (for migration)."""
         text = json.dumps(_hashable(self), sort_keys=True, separators=(",", ":"))
         return hashlib.md5(text.encode("utf-8")).hexdigest()[:6]
 
@@ -281,12 +294,20 @@ def _hashable(value: Any) -> Any:
     if isinstance(value, Secret):
         return value.reference or str(value)
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _hashable(getattr(value, f.name)) for f in fields(value)}
+        return {
+            f.name: _hashable(getattr(value, f.name))
+            for f in fields(value)
+            if f.name not in _NEWER_FIELDS
+        }
     if isinstance(value, dict):
         return {str(k): _hashable(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_hashable(v) for v in value]
     return value
+
+
+_NEWER_FIELDS = frozenset({"backfill"})
+"""Keys added after the legacy name scheme; left out so old names are reproduced."""
 
 
 # --- WAL and rwconsole's own tables -----------------------------------------------------

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from rwconsole.config import schema
@@ -22,6 +22,8 @@ from rwconsole.config.errors import KeyPath, Problem
 from rwconsole.config.secrets import Secret, SecretError, redact_url
 from rwconsole.labels import is_valid_label_name
 from rwconsole.relabel import check_rule
+
+T = TypeVar("T")
 
 # Prometheus rejects these header names in remote-write `headers` (case-insensitive);
 # `authorization` must be configured through an auth block instead.
@@ -105,17 +107,22 @@ def check_secret_references(config: schema.Config) -> list[Problem]:
 
 def iter_secrets(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Secret]]:
     """Every ``Secret`` inside a config object, with its key path."""
-    if isinstance(value, Secret):
+    return iter_instances(value, Secret, path)
+
+
+def iter_instances(value: Any, kind: type[T], path: KeyPath = ()) -> Iterator[tuple[KeyPath, T]]:
+    """Every ``kind`` object inside a config object, with its key path."""
+    if isinstance(value, kind):
         yield path, value
     elif is_dataclass(value) and not isinstance(value, type):
         for f in fields(value):
-            yield from iter_secrets(getattr(value, f.name), (*path, f.name))
+            yield from iter_instances(getattr(value, f.name), kind, (*path, f.name))
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from iter_secrets(item, (*path, key))
+            yield from iter_instances(item, kind, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from iter_secrets(item, (*path, index))
+            yield from iter_instances(item, kind, (*path, index))
 
 
 class _Validator:
@@ -141,7 +148,11 @@ class _Validator:
                         (*path, "name"), f"duplicate endpoint name {queue!r} (endpoint[{other}])"
                     )
                 else:
-                    self.add(path, f"same settings as endpoint[{other}]; give each a distinct name")
+                    self.add(
+                        path,
+                        f"same settings as endpoint[{other}] for identity (url and "
+                        "protobuf_message); give each a distinct name",
+                    )
             else:
                 names[queue] = index
         self.wal(c.wal)

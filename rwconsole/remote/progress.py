@@ -1,9 +1,11 @@
 """Per-endpoint delivery progress, persisted so a restart resumes without loss.
 
 One small JSON file beside the WAL holds, for each queue name, the WAL
-position up to which everything is delivered. It is rewritten atomically
-(temp file, fsync, rename) at most once per ``save`` call; the engine calls
-``save`` on a timer and at shutdown. A missing or unreadable file means "no
+position up to which everything is delivered, and the (redacted) URL and
+protobuf message it was delivered to, so an entry saved under another name
+(an endpoint that got a ``name``, or a name from an earlier naming scheme)
+can be adopted. The file is replaced atomically (temp file, rename); ``save``
+with ``durable=True`` also fsyncs it. A missing or unreadable file means "no
 progress known" and is reported, never fatal.
 """
 
@@ -14,7 +16,9 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from rwconsole.remote.chunks import Position
@@ -28,7 +32,12 @@ class ProgressStore:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.path = Path(directory) / FILE_NAME
         self._positions: dict[str, Position] = {}
+        self._targets: dict[str, tuple[str, str]] = {}
         self._dirty = False
+        self._unsynced = False
+        # Saves may come from the loop and from a worker thread; the lock keeps the
+        # newest positions from being replaced by an older write finishing late.
+        self._write_lock = threading.Lock()
         self._load()
 
     def _load(self) -> None:
@@ -36,6 +45,8 @@ class ProgressStore:
             raw = json.loads(self.path.read_text())
             for name, entry in raw.get("queues", {}).items():
                 self._positions[name] = (int(entry["segment"]), int(entry["offset"]))
+                if "url" in entry:
+                    self._targets[name] = (str(entry["url"]), str(entry.get("protobuf_message")))
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -53,40 +64,92 @@ class ProgressStore:
 
     def forget(self, queue_name: str) -> None:
         if self._positions.pop(queue_name, None) is not None:
+            self._targets.pop(queue_name, None)
             self._dirty = True
 
     def positions(self) -> dict[str, Position]:
         return dict(self._positions)
 
-    def save(self, *, force: bool = False) -> None:
-        if not (self._dirty or force):
+    def resolve(
+        self, name: str, *, url: str, message: str, legacy_name: str, taken: Collection[str]
+    ) -> Position | None:
+        """The saved position of endpoint ``name``, adopting an entry saved under another name.
+
+        An entry not claimed by a configured endpoint (``taken``) is adopted when it
+        recorded the same ``url`` and ``message``, or, for entries from before
+        targets were recorded, when its name is the endpoint's ``legacy_name``.
+        """
+        target = (url, message)
+        if self._targets.get(name) != target:
+            self._targets[name] = target
+            self._dirty = True
+        if name in self._positions:
+            return self._positions[name]
+        unclaimed = [n for n in self._positions if n not in taken]
+        same_target = [n for n in unclaimed if self._targets.get(n) == target]
+        if same_target:
+            old = same_target[0]
+        elif legacy_name in unclaimed and legacy_name not in self._targets:
+            old = legacy_name
+        else:
+            return None
+        position = self._positions.pop(old)
+        self._targets.pop(old, None)
+        self._positions[name] = position
+        self._dirty = True
+        log.info(
+            "endpoint %s: adopted the delivery progress saved as %r (same %s)",
+            name,
+            old,
+            "url" if old != legacy_name else "settings",
+            extra={"endpoint": name},
+        )
+        return position
+
+    def save(self, *, force: bool = False, durable: bool = True) -> None:
+        """Write the file if anything changed (or ``force``); ``durable`` adds an fsync.
+
+        A durable save also writes when the last write was not fsynced.
+        """
+        if not (self._dirty or force or (durable and self._unsynced)):
             return
-        # Copy first (atomic under the GIL): the engine may save from a worker thread
-        # while its loop keeps updating positions.
-        positions = self._positions.copy()
-        self._dirty = False
-        payload = {
-            "updated_unix": time.time(),
-            "queues": {
-                name: {"segment": seg, "offset": off}
-                for name, (seg, off) in sorted(positions.items())
-            },
-        }
+        with self._write_lock:
+            # Clear first, copy second (atomic under the GIL): a change made meanwhile by
+            # the loop is either in this copy or marks the store dirty again.
+            self._dirty = False
+            positions = self._positions.copy()
+            targets = self._targets.copy()
+            if self._write(positions, targets, durable):
+                self._unsynced = not durable
+            else:
+                self._dirty = True
+
+    def _write(
+        self, positions: dict[str, Position], targets: dict[str, tuple[str, str]], durable: bool
+    ) -> bool:
+        queues = {}
+        for name, (seg, off) in sorted(positions.items()):
+            entry: dict[str, object] = {"segment": seg, "offset": off}
+            if name in targets:
+                entry["url"], entry["protobuf_message"] = targets[name]
+            queues[name] = entry
+        payload = {"updated_unix": time.time(), "queues": queues}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".progress-", dir=self.path.parent)
         except OSError as err:
             log.error("cannot save delivery progress to %s: %s", self.path, err)
-            self._dirty = True
-            return
+            return False
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(payload, fh, indent=1)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except OSError as err:
             log.error("cannot save delivery progress to %s: %s", self.path, err)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            self._dirty = True
+            return False
+        return True

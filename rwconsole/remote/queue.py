@@ -277,6 +277,7 @@ class QueueManager:
         self._retrying = 0
         self._first_enqueued_s = 0.0
         self._stopped = False
+        self._reading_stopped = False
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -300,20 +301,19 @@ class QueueManager:
         if self._stopped:
             return
         self._stopped = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        loop = asyncio.get_running_loop()
+        until = loop.time() + (self.flush_deadline if deadline is None else deadline)
+        read_task, *others = self._tasks or [None]
+        await _cancel(others)
+        if read_task is not None:
+            await self._stop_reading(read_task, until)
         self._reading_seq = None
         for shard in self._shards:
             shard.flushing = True
             shard.wakeup.set()
         tasks = [s.task for s in self._shards if s.task is not None]
         if tasks:
-            _, pending = await asyncio.wait(
-                tasks, timeout=self.flush_deadline if deadline is None else deadline
-            )
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, until - loop.time()))
             await _cancel(pending)
             if pending:
                 self._log.warning(
@@ -326,6 +326,19 @@ class QueueManager:
             await self._loop_lag.release()
             self._loop_lag = None
         self._advance_delivered()
+
+    async def _stop_reading(self, read_task: asyncio.Task[None], until: float) -> None:
+        """End the read loop at a chunk boundary (within the deadline).
+
+        A chunk cut off half placed has no mark, so the delivered position would
+        stay before it although its placed part is sent at shutdown, and a
+        restart would send that part again.
+        """
+        self._reading_stopped = True
+        if self._reading_seq is not None:
+            timeout = max(0.0, until - asyncio.get_running_loop().time())
+            await asyncio.wait([read_task], timeout=timeout)
+        await _cancel([read_task])
 
     def _publish_settings(self) -> None:
         s = self.settings
@@ -385,7 +398,7 @@ class QueueManager:
     # ---- reading and enqueueing ----------------------------------------------------
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._reading_stopped:
             chunk = await self._source.next_chunk()
             seq = self._next_seq
             self._next_seq += 1

@@ -14,7 +14,8 @@ with ``honor_timestamps`` (and such series are not tracked for staleness); a
 series that disappears gets a stale marker at the next scrape; a failed or
 unparsable scrape sets ``up`` to 0, appends nothing from the payload and marks
 every series of the previous scrape stale; a stopped target marks all its
-series (report series too) stale.
+series (report series too) stale. Stopping the whole manager (a shutdown)
+marks nothing: its series are still live and a restart scrapes them again.
 
 The scrape cache maps the series text of a line to its WAL ref, so a steady
 target costs no label parsing and no label-set construction per scrape. On top
@@ -668,10 +669,10 @@ class ScrapeManager:
                 await _close_job(job)
         self._jobs = jobs
 
-    async def stop(self) -> None:
-        """Stop every loop (staleness markers for all their series) and close clients."""
+    async def stop(self, *, stale: bool = False) -> None:
+        """Stop every loop and close clients; with ``stale`` mark all their series stale."""
         for loop in self._loops.values():
-            await loop.stop(stale=True)
+            await loop.stop(stale=stale)
         self._loops.clear()
         for job in self._jobs.values():
             await _close_job(job)

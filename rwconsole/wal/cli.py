@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from rwconsole.datadir import DataDirLocked, check_unlocked
 from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 from rwconsole.labels import escape_value, format_labels
 from rwconsole.model import is_stale_nan
@@ -372,6 +374,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     wal_dir = _resolve(args.dir)
     if wal_dir is None:
         return EXIT_USAGE
+    if not args.dry_run:
+        try:
+            check_unlocked(wal_dir.parent)
+        except DataDirLocked as err:
+            _err().print(f"[bold red]error:[/] {escape(str(err))}; stop it before repairing")
+            return EXIT_BAD
     ok, report = _guard(tools.repair, wal_dir, dry_run=args.dry_run, backup=not args.no_backup)
     if not ok:
         return EXIT_BAD

@@ -262,11 +262,41 @@ def test_queue_name() -> None:
     assert named.queue_name() == "prod"
     one = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
     again = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
-    other = parse_config('[[endpoint]]\nurl = "http://h/w"\nremote_timeout = "5s"\n').endpoint[0]
+    other = parse_config('[[endpoint]]\nurl = "http://h/w2"\n').endpoint[0]
     assert len(one.queue_name()) == 6
     int(one.queue_name(), 16)
     assert one.queue_name() == again.queue_name()
     assert one.queue_name() != other.queue_name()
+
+
+def test_unnamed_endpoint_identity_survives_tuning() -> None:
+    """Only url and protobuf_message identify an unnamed endpoint (its progress goes with it)."""
+    base = parse_config('[[endpoint]]\nurl = "http://h/w"\n').endpoint[0]
+    tuned = parse_config(
+        """
+[[endpoint]]
+url = "http://h/w"
+remote_timeout = "5s"
+headers = { "X-Team" = "a" }
+bearer_token = "t0ken"
+send_exemplars = false
+[endpoint.queue_config]
+max_shards = 7
+[endpoint.metadata_config]
+send = false
+[endpoint.tls_config]
+insecure_skip_verify = true
+[[endpoint.write_relabel_config]]
+action = "labeldrop"
+regex = "x"
+"""
+    ).endpoint[0]
+    v2 = parse_config(
+        '[[endpoint]]\nurl = "http://h/w"\nprotobuf_message = "io.prometheus.write.v2.Request"\n'
+    ).endpoint[0]
+    assert tuned.queue_name() == base.queue_name()
+    assert v2.queue_name() != base.queue_name()
+    assert base.legacy_queue_name() != tuned.legacy_queue_name()
 
 
 def test_relative_secret_file_resolves_against_config_dir(tmp_path: Path) -> None:
@@ -346,3 +376,13 @@ def test_entry_point_subprocess(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{bad}: endpoint[0].url: expected a string, got 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_legacy_queue_name_reproduces_earlier_versions() -> None:
+    """Progress files written before url-based identity are keyed by this hash of the whole
+    endpoint config; a key added to an endpoint since must be in schema._NEWER_FIELDS."""
+    config = parse_config(
+        '[[endpoint]]\nurl = "http://127.0.0.1:9/api/v1/write"\n'
+        "[endpoint.queue_config]\nmax_shards = 3\n"
+    )
+    assert config.endpoint[0].legacy_queue_name() == "831be7"

@@ -15,7 +15,8 @@ UUID = "6f2b1c3e-8c1d-4a57-9a55-2f6f4c0d9e11"
 def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str) -> tuple[int, str]:
     path = tmp_path / "bad.toml"
     path.write_text(text, encoding="utf-8")
-    code = main(["check-config", str(path)])
+    # --resolve: missing secret references are errors only then (a warning without it)
+    code = main(["check-config", "--resolve", str(path)])
     captured = capsys.readouterr()
     return code, captured.err
 
@@ -490,6 +491,12 @@ CASES: list[tuple[str, str, str, str]] = [
         EP + EP,
         "endpoint[1]",
         "same settings as endpoint[0]",
+    ),
+    (
+        "duplicate-unnamed-identity",
+        EP + "[endpoint.queue_config]\nmax_shards = 3\n" + EP,
+        "endpoint[1]",
+        "same settings as endpoint[0] for identity (url and protobuf_message)",
     ),
     # --- wal
     (

@@ -9,6 +9,9 @@ from pathlib import Path
 import httpx
 from conftest import ProcessManager, free_port, peer_binary, wait_for_port
 
+from rwconsole.labels import Labels
+from rwconsole.remote import encode
+
 
 class VictoriaMetrics:
     def __init__(self, processes: ProcessManager, data_dir: Path, port: int | None = None) -> None:
@@ -109,3 +112,22 @@ class PrometheusReceiver:
             labels = tuple(sorted(row["metric"].items()))
             result[labels] = [(round(float(t) * 1000), v) for t, v in row["values"]]
         return result
+
+
+def push_v1(port: int, labels: list[Labels], timestamp: int, values: list[float]) -> None:
+    """POST one remote-write 1.0 request (one sample per series) to 127.0.0.1:``port``."""
+    series = [encode.encode_series_v1(s) for s in labels]
+    body = encode.compress(
+        encode.encode_write_request_v1(series, [timestamp] * len(labels), values)
+    )
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/api/v1/write",
+        content=body,
+        headers={
+            "Content-Type": "application/x-protobuf",
+            "Content-Encoding": "snappy",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+        },
+        timeout=10,
+    )
+    assert response.status_code in (200, 204), response.text

@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from conftest import ProcessManager, free_port, wait_for_port, wait_until
-from peers import PrometheusReceiver, VictoriaMetrics
+from peers import PrometheusReceiver, VictoriaMetrics, push_v1
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
@@ -215,7 +214,6 @@ min_backoff = "50ms"
 max_backoff = "500ms"
 """
     )
-    from rwconsole.remote import encode
 
     def start_rwconsole() -> subprocess.Popen[bytes]:
         with open(tmp_path / f"rw-{time.monotonic_ns()}.log", "wb") as log_file:
@@ -232,20 +230,8 @@ max_backoff = "500ms"
 
     def push(round_index: int) -> None:
         t = now + round_index * 1000
-        series = [encode.encode_series_v1(s) for s in labels]
         values = [float(round_index * 100 + i) for i in range(len(labels))]
-        body = encode.compress(encode.encode_write_request_v1(series, [t] * len(labels), values))
-        response = httpx.post(
-            f"http://127.0.0.1:{receiver_port}/api/v1/write",
-            content=body,
-            headers={
-                "Content-Type": "application/x-protobuf",
-                "Content-Encoding": "snappy",
-                "X-Prometheus-Remote-Write-Version": "0.1.0",
-            },
-            timeout=10,
-        )
-        assert response.status_code in (200, 204), response.text
+        push_v1(receiver_port, labels, t, values)
         for s, v in zip(labels, values, strict=True):
             pushed[s].append((t, v))
 

@@ -367,6 +367,22 @@ async def test_manager_runs_loops_reports_status_and_stops_with_staleness(
     assert manager.targets() == []
 
 
+async def test_manager_shutdown_writes_no_staleness_markers(target: TargetServer) -> None:
+    """A shutdown is not the end of a series: a restart scrapes it again (as Prometheus)."""
+    target.body = "live 1\n"
+    app = RecordingAppender()
+    manager = ScrapeManager(app, stagger=False)
+    await manager.apply([scrape_config(job_name="live", targets=[target.address])])
+    for _ in range(100):
+        if manager.counters().scrapes_total >= 1:
+            break
+        await asyncio.sleep(0.05)
+    assert app.named("live")
+    await manager.stop()
+    assert app.stale_series() == set()
+    assert manager.targets() == []
+
+
 async def test_manager_reload_keeps_cache_without_staleness(target: TargetServer) -> None:
     target.body = "m 1\n"
     app = RecordingAppender()

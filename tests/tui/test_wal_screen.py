@@ -245,3 +245,29 @@ async def test_a_wal_that_vanishes_is_a_notice_not_a_crash(
             lambda: any("Repair preview failed" in (n.title or "") for n in app._notifications),
         )
         assert app.is_running
+
+
+async def test_repair_refuses_a_directory_another_process_holds(tmp_path: Path) -> None:
+    from rwconsole.datadir import DataDirLock
+    from rwconsole.labels import make_labels
+    from rwconsole.wal.storage import WalStorage
+
+    data = tmp_path / "data"
+    held = DataDirLock.acquire(data)  # as a running `rwconsole run` holds it
+    try:
+        with WalStorage.open(data / "wal") as wal:
+            refs = wal.series_refs([make_labels({"__name__": "m"})])
+            wal.append_samples(refs, 1000, [1.0])
+            wal.commit()
+        app = ConsoleApp(None, wal_dir=data / "wal")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            assert isinstance(screen, WalScreen)
+            await _until(pilot, lambda: screen.report is not None)  # reading works beside it
+            await pilot.press("R")
+            await pilot.pause(0.2)
+            assert not isinstance(app.screen, ConfirmScreen)
+            refused = [n for n in app._notifications if "Repair refused" in (n.title or "")]
+            assert refused and str(data) in refused[0].message
+    finally:
+        held.release()

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
+from rwconsole.datadir import DataDirLocked, check_unlocked
 from rwconsole.labels import Labels, format_labels
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.snapshot import Snapshot
@@ -465,7 +466,23 @@ class WalScreen(ConsoleScreen):
                 timeout=12,
             )
             return
+        if self._locked(self.directory):
+            return
         self.run_worker(self._repair_preview(self.directory), exclusive=True, group="repair")
+
+    def _locked(self, directory: Path) -> bool:
+        """Refuse (with a notice) a WAL whose data directory another process holds."""
+        try:
+            check_unlocked(directory.parent)
+        except (DataDirLocked, OSError) as err:
+            self.notify(
+                f"{escape(str(err))}; stop it before repairing this WAL.",
+                title="Repair refused",
+                severity="error",
+                timeout=12,
+            )
+            return True
+        return False
 
     async def _repair_preview(self, directory: Path) -> None:
         preview = await self._offloaded("Repair preview", tools.repair, directory, dry_run=True)
@@ -513,6 +530,8 @@ class WalScreen(ConsoleScreen):
         )
 
     async def _repair(self, directory: Path) -> None:
+        if self._locked(directory):
+            return
         report = await self._offloaded(
             "Repair", tools.repair, directory, dry_run=False, backup=True
         )
