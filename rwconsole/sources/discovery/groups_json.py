@@ -47,4 +47,5 @@ def parse_groups(data: Any, source_prefix: str, meta: dict[str, str]) -> list[Ta
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    names = {dict: "an object", list: "a list", str: "a string"}
+    return names.get(type(value), type(value).__name__)

@@ -24,7 +24,9 @@ def build_discoverers(scrape: schema.ScrapeConfig) -> dict[str, Discoverer]:
     (unreadable CA file, bad proxy URL, unreadable kubeconfig).
     """
     providers: dict[str, Discoverer] = {}
-    static = [static_group(str(i), c.targets, c.labels) for i, c in enumerate(scrape.static_configs)]
+    static = [
+        static_group(str(i), c.targets, c.labels) for i, c in enumerate(scrape.static_configs)
+    ]
     if scrape.targets:
         static.insert(0, static_group("targets", scrape.targets, {}))
     if static:
