@@ -31,7 +31,9 @@ def write_json(path: Path, groups: list[dict[str, object]]) -> None:
 
 async def test_json_and_yaml_files_from_globs(tmp_path: Path) -> None:
     write_json(tmp_path / "a.json", [{"targets": ["h1:9100", "h2:9100"], "labels": {"env": "p"}}])
-    (tmp_path / "b.yml").write_text("- targets: ['h3:80']\n- targets: ['h4:80']\n  labels: {x: y}\n")
+    (tmp_path / "b.yml").write_text(
+        "- targets: ['h3:80']\n- targets: ['h4:80']\n  labels: {x: y}\n"
+    )
     (tmp_path / "ignored.txt").write_text("[]")
     discoverer = FileDiscoverer([str(tmp_path / "*.json"), str(tmp_path / "*.yml")], 300)
     groups = await discoverer.refresh()
@@ -82,7 +84,10 @@ async def test_watch_reports_changes_and_removed_files(tmp_path: Path) -> None:
         changed.clear()
         write_json(path, [{"targets": ["h2:1"]}, {"targets": ["h3:1"]}])
         await asyncio.wait_for(changed.wait(), 10)
-        assert [g.targets for g in seen[-1]] == [[{"__address__": "h2:1"}], [{"__address__": "h3:1"}]]
+        assert [g.targets for g in seen[-1]] == [
+            [{"__address__": "h2:1"}],
+            [{"__address__": "h3:1"}],
+        ]
         changed.clear()
         path.unlink()
         await asyncio.wait_for(changed.wait(), 10)

@@ -109,4 +109,6 @@ async def test_password_in_url_is_not_shown(server: SDServer) -> None:
     finally:
         await discoverer.close()
     assert "hunter2" not in repr(groups) and "hunter2" not in discoverer.error
-    assert groups[0].labels["__meta_url"] == f"http://user:<secret>@127.0.0.1:{server.server.port}/sd"
+    assert (
+        groups[0].labels["__meta_url"] == f"http://user:<secret>@127.0.0.1:{server.server.port}/sd"
+    )
