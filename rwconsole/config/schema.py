@@ -420,9 +420,7 @@ class ScrapeConfig(HTTPClientConfig):
     file_sd_configs: list[FileSDConfig] = _field([], "File-based service discovery.")
     http_sd_configs: list[HTTPSDConfig] = _field([], "HTTP-based service discovery.")
     dns_sd_configs: list[DNSSDConfig] = _field([], "DNS-based service discovery.")
-    kubernetes_sd_configs: list[KubernetesSDConfig] = _field(
-        [], "Kubernetes service discovery."
-    )
+    kubernetes_sd_configs: list[KubernetesSDConfig] = _field([], "Kubernetes service discovery.")
 
 
 @_frozen
