@@ -366,7 +366,7 @@ class DNSSDConfig:
 
     names: list[str] = _required("DNS names to query.", [])
     type: str = _field("SRV", "Record type: " + ", ".join(SD_DNS_TYPES) + ".")
-    port: int = _field(0, "Port of the targets (required unless type is SRV).")
+    port: int = _field(0, "Port of the targets (required unless type is SRV, which has ports).")
     refresh_interval: float = _duration(30.0, "How often the names are resolved.")
 
 

@@ -45,7 +45,7 @@ class HTTPDiscoverer(PeriodicDiscoverer):
             self._url,
             headers={
                 "Accept": "application/json",
-                "X-Prometheus-Refresh-Interval-Seconds": f"{self.refresh_interval:g}",
+                "X-Prometheus-Refresh-Interval-Seconds": _seconds(self.refresh_interval),
             },
         )
         await self._auth.apply(request)
@@ -74,3 +74,7 @@ class HTTPDiscoverer(PeriodicDiscoverer):
 
     async def close(self) -> None:
         await close_http_client(self._client, self._auth)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:f}".rstrip("0").rstrip(".")

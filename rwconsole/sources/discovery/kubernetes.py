@@ -64,7 +64,7 @@ _RESOURCES: dict[str, tuple[str, str, bool]] = {
     "ingress": ("/apis/networking.k8s.io/v1", "ingresses", True),
 }
 # role -> kinds watched (the role's own kind first)
-_ROLE_KINDS: dict[str, tuple[str, ...]] = {
+ROLE_KINDS: dict[str, tuple[str, ...]] = {
     "node": ("node",),
     "pod": ("pod",),
     "service": ("service",),
@@ -340,7 +340,7 @@ class KubernetesDiscoverer:
                 )
             namespaces.append(access.namespace)
         selectors = {s.role: s for s in config.selectors}
-        kinds = _ROLE_KINDS[config.role]
+        kinds = ROLE_KINDS[config.role]
         self.stores: dict[str, dict[str, roles.Obj]] = {kind: {} for kind in kinds}
         scopes = sorted(set(namespaces)) or [""]  # "": all namespaces
         self._informers = [

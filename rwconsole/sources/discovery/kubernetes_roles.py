@@ -15,14 +15,7 @@ from rwconsole.sources.discovery.common import ADDRESS_LABEL, TargetGroup, sanit
 
 P = "__meta_kubernetes_"
 NAMESPACE_LABEL = P + "namespace"
-_NODE_ADDRESS_ORDER = (
-    "InternalIP",
-    "InternalDNS",
-    "ExternalIP",
-    "ExternalDNS",
-    "LegacyHostIP",
-    "Hostname",
-)
+_NODE_ADDRESS_ORDER = ("InternalIP", "ExternalIP", "LegacyHostIP", "Hostname")
 
 Obj = dict[str, Any]
 # (kind, namespace, name) -> the object, or None

@@ -13,16 +13,7 @@ from rwconsole.config import schema
 from rwconsole.config.durations import format_duration
 from rwconsole.config.errors import KeyPath
 from rwconsole.sources.discovery.file import FILE_EXTENSIONS
-
-# Which selector roles each role's watches can use (as Prometheus allows them).
-_SELECTOR_ROLES: dict[str, tuple[str, ...]] = {
-    "node": ("node",),
-    "pod": ("pod",),
-    "service": ("service",),
-    "endpoints": ("endpoints", "pod", "service"),
-    "endpointslice": ("endpointslice", "pod", "service"),
-    "ingress": ("ingress",),
-}
+from rwconsole.sources.discovery.kubernetes import ROLE_KINDS
 
 
 class Checks(Protocol):
@@ -102,8 +93,6 @@ def _dns(dns_sd: schema.DNSSDConfig, path: KeyPath, checks: Checks) -> None:
         )
     elif dns_sd.type.upper() != "SRV" and not 0 < dns_sd.port <= 65535:
         checks.add((*path, "port"), f"must be 1..65535 for {dns_sd.type} records")
-    elif dns_sd.type.upper() == "SRV" and dns_sd.port:
-        checks.add((*path, "port"), "is not used with SRV records (the records carry ports)")
     _interval(dns_sd.refresh_interval, (*path, "refresh_interval"), checks)
 
 
@@ -126,7 +115,7 @@ def _kubernetes(k8s: schema.KubernetesSDConfig, path: KeyPath, checks: Checks) -
         )
     checks.http_client(k8s, path, {})
     seen: set[str] = set()
-    allowed = _SELECTOR_ROLES.get(k8s.role, ())
+    allowed = ROLE_KINDS.get(k8s.role, ())  # a selector can narrow what the role watches
     for j, selector in enumerate(k8s.selectors):
         here = (*path, "selectors", j, "role")
         if selector.role in seen:
