@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,9 +39,16 @@ class ReplayAPIServer:
         self._watches: dict[str, list[asyncio.Queue[dict[str, Any] | None]]] = {}
         self._watch_opened = asyncio.Condition()
         self._server: asyncio.Server | None = None
+        self._scheme = "http"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=tls)
+        self._scheme = "https" if tls is not None else "http"
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
         for queues in self._watches.values():
@@ -52,8 +60,7 @@ class ReplayAPIServer:
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     def watches(self, path: str) -> int:
         return len(self._watches.get(path, []))

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib
+import shutil
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,9 @@ from rwconsole.sources.discovery.kubernetes import (
 )
 
 pytestmark = pytest.mark.anyio
+# The test PKI of the remote-write client tests (a CA, a server certificate for 127.0.0.1).
+sys.path.append(str(Path(__file__).resolve().parents[2] / "remote_client"))
+rc_helpers = importlib.import_module("rc_helpers")
 M = "__meta_kubernetes_"
 PODS = "/api/v1/pods"
 
@@ -412,3 +418,36 @@ async def test_own_namespace_from_kubeconfig(
         await running.stop()
     assert api.requests[0].path == "/api/v1/namespaces/team-a/pods"
     assert api.requests[0].headers["authorization"] == "Bearer kube-token"
+
+
+async def test_in_cluster_over_tls_with_the_service_account_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "pki").mkdir()
+    pki = rc_helpers.make_pki(tmp_path / "pki")
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("sa-token-1\n")
+    (account / "namespace").write_text("team-a\n")
+    shutil.copy(pki.ca_file, account / "ca.crt")
+    server = ReplayAPIServer()
+    server.lists["/api/v1/namespaces/team-a/pods"] = fixture("pods-list.json")
+    await server.start(rc_helpers.server_ssl_context(pki))
+    monkeypatch.setenv(SERVICEACCOUNT_DIR_ENV, str(account))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+    own = KubernetesNamespacesConfig(own_namespace=True)
+    running = Running(KubernetesDiscoverer(KubernetesSDConfig(role="pod", namespaces=own)))
+    try:
+        await running.next_change()
+        assert running.groups["pod/default/web-0"].targets
+        assert server.requests[0].headers["authorization"] == "Bearer sa-token-1"
+        # The token file is read for each request, so a rotated token is used from then on.
+        await server.wait_watch("/api/v1/namespaces/team-a/pods")
+        (account / "token").write_text("sa-token-2\n")
+        server.end_watch("/api/v1/namespaces/team-a/pods")
+        await server.wait_watch("/api/v1/namespaces/team-a/pods", 2)
+        assert server.requests[-1].headers["authorization"] == "Bearer sa-token-2"
+    finally:
+        await running.stop()
+        await server.stop()
