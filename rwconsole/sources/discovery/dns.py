@@ -51,7 +51,10 @@ def make_resolver(resolv_conf: str = RESOLV_CONF) -> dns.asyncresolver.Resolver:
         resolver.nameservers = [host.strip("[]")]
         resolver.port = int(port)
     else:
-        resolver = dns.asyncresolver.Resolver(filename=resolv_conf)
+        try:
+            resolver = dns.asyncresolver.Resolver(filename=resolv_conf)
+        except dns.exception.DNSException as exc:
+            raise ValueError(f"dns_sd_configs: cannot use {resolv_conf}: {exc}") from None
     resolver.lifetime = QUERY_TIMEOUT
     return resolver
 

@@ -225,7 +225,7 @@ class _Informer:
                     version = await self._watch(version, min(left, owner.watch_timeout))
             except _Gone:
                 continue
-            except (httpx.HTTPError, DiscoveryError, ValueError, OSError) as exc:
+            except Exception as exc:  # network, API errors, and objects of an unexpected shape
                 self.error = f"{self.path}: {exc or type(exc).__name__}"
                 log.warning("kubernetes discovery: %s", self.error)
                 owner.informer_state_changed()
@@ -235,6 +235,8 @@ class _Informer:
         response = await self._owner.request(self.path, self.params)
         body = await _json_body(response)
         items = body.get("items") or []
+        if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+            raise DiscoveryError("the list's items are not a list of objects")
         store = self._owner.stores[self.kind]
         fresh: set[str] = set()
         for item in items:
@@ -277,8 +279,10 @@ class _Informer:
         return version
 
     def _event(self, event: dict[str, Any], version: str) -> str:
+        if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+            raise DiscoveryError(f"watch event is not an object with an object: {event!r:.200}")
         kind = event.get("type")
-        obj = event.get("object") or {}
+        obj = event["object"]
         if kind == "ERROR":
             if obj.get("code") == 410:
                 raise _Gone

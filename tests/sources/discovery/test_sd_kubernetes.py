@@ -451,3 +451,19 @@ async def test_in_cluster_over_tls_with_the_service_account_token(
     finally:
         await running.stop()
         await server.stop()
+
+
+async def test_a_malformed_answer_is_reported_not_fatal(api: ReplayAPIServer) -> None:
+    api.lists[PODS] = {"kind": "PodList", "metadata": {}, "items": {"not": "a list"}}
+    running = Running(KubernetesDiscoverer(config(api, "pod"), retry=0.05))
+    try:
+        for _ in range(200):
+            if running.discoverer.error:
+                break
+            await asyncio.sleep(0.01)
+        assert running.discoverer.error == f"{PODS}: the list's items are not a list of objects"
+        api.lists[PODS] = fixture("pods-list.json")
+        await running.next_change()
+        assert running.groups["pod/default/web-0"].targets
+    finally:
+        await running.stop()
