@@ -81,6 +81,14 @@ class Running:
         await asyncio.wait_for(self.changed.wait(), 10)
         self.changed.clear()
 
+    async def error(self) -> str:
+        """The discoverer's error once it has one (bounded wait)."""
+        for _ in range(500):
+            if self.discoverer.error:
+                break
+            await asyncio.sleep(0.01)
+        return self.discoverer.error
+
     async def stop(self) -> None:
         self.discoverer.stop()
         await asyncio.wait_for(self.task, 10)
@@ -198,11 +206,7 @@ async def test_failures_are_retried_and_reported(api: ReplayAPIServer) -> None:
     pods = api.lists.pop(PODS)
     running = Running(KubernetesDiscoverer(config(api, "pod"), retry=0.05))
     try:
-        for _ in range(200):
-            if running.discoverer.error:
-                break
-            await asyncio.sleep(0.01)
-        assert running.discoverer.error == f"{PODS}: HTTP 404: not found"
+        assert await running.error() == f"{PODS}: HTTP 404: not found"
         api.lists[PODS] = pods
         await running.next_change()
         assert running.discoverer.error == ""
@@ -457,11 +461,7 @@ async def test_a_malformed_answer_is_reported_not_fatal(api: ReplayAPIServer) ->
     api.lists[PODS] = {"kind": "PodList", "metadata": {}, "items": {"not": "a list"}}
     running = Running(KubernetesDiscoverer(config(api, "pod"), retry=0.05))
     try:
-        for _ in range(200):
-            if running.discoverer.error:
-                break
-            await asyncio.sleep(0.01)
-        assert running.discoverer.error == f"{PODS}: the list's items are not a list of objects"
+        assert await running.error() == f"{PODS}: the list's items are not a list of objects"
         api.lists[PODS] = fixture("pods-list.json")
         await running.next_change()
         assert running.groups["pod/default/web-0"].targets
