@@ -343,12 +343,82 @@ class HTTPServerConfig:
     listen_address: str = _field("127.0.0.1:12345", "host:port to listen on.")
 
 
+# --- service discovery (sub-tables of [[scrape]]) ---------------------------------------
+
+SD_DNS_TYPES = ("SRV", "A", "AAAA", "MX", "NS")
+SD_KUBERNETES_ROLES = ("node", "pod", "service", "endpoints", "endpointslice", "ingress")
+
+
+@_frozen
+class StaticSDConfig:
+    """A fixed group of targets with common labels."""
+
+    targets: list[str] = _field([], "Targets as host:port.")
+    labels: dict[str, str] = _field({}, "Labels added to every target of the group.")
+
+
+@_frozen
+class FileSDConfig:
+    """Target groups read from JSON or YAML files (re-read on change and on an interval)."""
+
+    files: list[str] = _required("File paths; globs such as dir/*.json are allowed.", [])
+    refresh_interval: float = _duration(300.0, "How often the files are re-read.")
+
+
+@_frozen
+class HTTPSDConfig(HTTPClientConfig):
+    """Target groups fetched from an HTTP endpoint in Prometheus' HTTP SD format."""
+
+    url: str = _required("URL to fetch the target groups from (http or https).")
+    refresh_interval: float = _duration(60.0, "How often the URL is fetched.")
+
+
+@_frozen
+class DNSSDConfig:
+    """Targets from DNS records, re-resolved on an interval."""
+
+    names: list[str] = _required("DNS names to query.", [])
+    type: str = _field("SRV", "Record type: " + ", ".join(SD_DNS_TYPES) + ".")
+    port: int = _field(0, "Port of the targets (required unless type is SRV, which has ports).")
+    refresh_interval: float = _duration(30.0, "How often the names are resolved.")
+
+
+@_frozen
+class KubernetesNamespacesConfig:
+    """Which namespaces are watched (none: all)."""
+
+    names: list[str] = _field([], "Namespace names.")
+    own_namespace: bool = _field(False, "Also watch the namespace rwconsole runs in.")
+
+
+@_frozen
+class KubernetesSelectorConfig:
+    """A label and/or field selector for one role's objects."""
+
+    role: str = _required("Role the selector applies to.")
+    label: str = _field("", "Label selector, e.g. app=web,tier!=db.")
+    field: str = _field("", "Field selector, e.g. spec.nodeName=n1.")
+
+
+@_frozen
+class KubernetesSDConfig(HTTPClientConfig):
+    """Targets from the Kubernetes API (list and watch)."""
+
+    role: str = _required("One of " + ", ".join(SD_KUBERNETES_ROLES) + ".")
+    api_server: str = _field("", "API server URL (empty: kubeconfig_file or in-cluster).")
+    kubeconfig_file: str = _field("", "kubeconfig file (its current context is used).")
+    namespaces: KubernetesNamespacesConfig = _field(
+        KubernetesNamespacesConfig(), "Namespaces to watch."
+    )
+    selectors: list[KubernetesSelectorConfig] = _field([], "Selectors per role.")
+
+
 @_frozen
 class ScrapeConfig(HTTPClientConfig):
     """A scrape job: targets scraped on an interval and written to the WAL."""
 
     job_name: str = _required("Job name, added as the job label.")
-    targets: list[str] = _field([], "Targets as host:port.")
+    targets: list[str] = _field([], "Targets as host:port (shorthand for a static_configs group).")
     scrape_interval: float = _duration(60.0, "How often to scrape.")
     scrape_timeout: float = _duration(
         10.0, "Per-scrape timeout, <= scrape_interval (default: 10s or the interval if shorter)."
@@ -359,6 +429,11 @@ class ScrapeConfig(HTTPClientConfig):
     honor_labels: bool = _field(False, "Keep scraped labels that clash with target labels.")
     honor_timestamps: bool = _field(True, "Keep timestamps present in scraped data.")
     labels: dict[str, str] = _field({}, "Extra labels added to every scraped series.")
+    static_configs: list[StaticSDConfig] = _field([], "Static target groups.")
+    file_sd_configs: list[FileSDConfig] = _field([], "File-based service discovery.")
+    http_sd_configs: list[HTTPSDConfig] = _field([], "HTTP-based service discovery.")
+    dns_sd_configs: list[DNSSDConfig] = _field([], "DNS-based service discovery.")
+    kubernetes_sd_configs: list[KubernetesSDConfig] = _field([], "Kubernetes service discovery.")
 
 
 @_frozen

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from rwconsole.config import schema
+from rwconsole.config.discovery import check_service_discovery, has_discovery
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
 from rwconsole.config.secrets import Secret, SecretError, redact_url
@@ -240,8 +241,8 @@ class _Validator:
     def scrape(self, s: schema.ScrapeConfig, path: KeyPath) -> None:
         if not s.job_name:
             self.add((*path, "job_name"), "must not be empty")
-        if not s.targets:
-            self.add((*path, "targets"), "must list at least one host:port")
+        if not s.targets and not has_discovery(s):
+            self.add((*path, "targets"), "must list at least one host:port (or use *_sd_configs)")
         for index, target in enumerate(s.targets):
             self.host_port(target, (*path, "targets", index), need_host=True)
         if s.scrape_interval <= 0:
@@ -260,6 +261,7 @@ class _Validator:
             self.add((*path, "scheme"), f"must be 'http' or 'https', got {s.scheme!r}")
         self.labels(s.labels, (*path, "labels"))
         self.http_client(s, path, extra_auth={})
+        check_service_discovery(s, path, self)
 
     def http_client(
         self, h: schema.HTTPClientConfig, path: KeyPath, extra_auth: dict[str, object]

@@ -1,7 +1,7 @@
 """Loopback stand-ins for the cloud credential services, a fake clock, a clean environment.
 
 The real EC2 instance metadata service, ECS credentials endpoint, AWS STS and
-Azure login cannot run here, so these handlers (for ``rc_helpers.HTTPServer``)
+Azure login cannot run here, so these handlers (for ``http_helpers.HTTPServer``)
 speak the documented protocols: IMDSv2 (``PUT /latest/api/token`` with
 ``X-aws-ec2-metadata-token-ttl-seconds``, then ``GET`` of
 ``/latest/meta-data/iam/security-credentials/[<role>]`` with

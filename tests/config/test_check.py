@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from remote_client.rc_helpers import make_pki
+from http_helpers import make_pki
 
 from rwconsole.cli import main
 
