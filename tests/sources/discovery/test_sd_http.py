@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from rwconsole.sources.httpserver import HttpServer, Request, Response
+from rwconsole.http.server import HttpServer, Request, Response
 
 from rwconsole.config.schema import BasicAuthConfig, HTTPSDConfig
 from rwconsole.config.secrets import Secret
