@@ -66,3 +66,13 @@ def secret_or_file(
     if path:
         return read_secret_file(path, file_key)
     return None
+
+
+def custom_headers(block: object) -> dict[str, str]:
+    """The ``http_headers`` of a settings block, revealed, several values joined by commas."""
+    headers: dict[str, str] = {}
+    for name, values in (opt(block, "http_headers", None) or {}).items():
+        revealed = [reveal(value) or "" for value in values]
+        if revealed:
+            headers[name] = ", ".join(revealed)
+    return headers

@@ -45,6 +45,7 @@ import httpx
 from rwconsole import __version__
 from rwconsole.http import redirect
 from rwconsole.http.auth import build_authenticator
+from rwconsole.http.options import custom_headers
 from rwconsole.http.transport import build_transport
 from rwconsole.labels import METRIC_NAME, Labels, make_labels
 from rwconsole.model import (
@@ -700,7 +701,7 @@ def _build_job(config: Any) -> _Job:
     try:
         transport = build_transport(config, http2=config.enable_http2)
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
-        headers = _custom_headers(config)
+        headers = custom_headers(config)
         # redirects are followed by ``_fetch`` with the one policy of ``rwconsole.http``
         client = httpx.AsyncClient(transport=transport, headers=headers, trust_env=False)
         return _Job(config, client, authenticator)
@@ -710,15 +711,6 @@ def _build_job(config: Any) -> _Job:
 
 def _status_and_headers(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]]]:
     return response.status_code, response.headers.raw
-
-
-def _custom_headers(config: Any) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for name, values in config.http_headers.items():
-        revealed = [v.reveal() if hasattr(v, "reveal") else str(v) for v in values]
-        if revealed:
-            headers[name] = ", ".join(revealed)
-    return headers
 
 
 async def _close_job(job: _Job) -> None:

@@ -20,7 +20,7 @@ def quick_exit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list
     seen: list[str] = []
 
     def run(app: ConsoleApp) -> None:
-        seen.append(app.snapshot.data_dir or "started")
+        seen.append(app.snapshot.wal_dir or "started")
 
     monkeypatch.setattr(ConsoleApp, "run", run)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))

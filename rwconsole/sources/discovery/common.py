@@ -132,27 +132,28 @@ def build_http_client(config: Any, timeout: float) -> tuple[httpx.AsyncClient, A
     naming the setting that is wrong.
     """
     from rwconsole.http.auth import build_authenticator
-    from rwconsole.http.proxy import RoutingTransport, proxy_policy
-    from rwconsole.http.tls import build_ssl_context
+    from rwconsole.http.options import custom_headers
+    from rwconsole.http.transport import build_transport
 
-    transport = RoutingTransport(
-        proxy_policy(config),
-        verify=build_ssl_context(getattr(config, "tls_config", None)),
-        http2=bool(getattr(config, "enable_http2", False)),
-    )
-    headers = {"User-Agent": USER_AGENT}
-    for name, values in (getattr(config, "http_headers", None) or {}).items():
-        revealed = [v.reveal() if hasattr(v, "reveal") else str(v) for v in values]
-        if revealed:
-            headers[name] = ", ".join(revealed)
+    transport = build_transport(config, http2=config.enable_http2)
+    headers = {"User-Agent": USER_AGENT, **custom_headers(config)}
+    # redirects are followed with the one policy of ``rwconsole.http`` (see ``send``)
     client = httpx.AsyncClient(
-        transport=transport,
-        headers=headers,
-        timeout=timeout,
-        follow_redirects=bool(getattr(config, "follow_redirects", True)),
-        trust_env=False,
+        transport=transport, headers=headers, timeout=timeout, trust_env=False
     )
     return client, build_authenticator(config, timeout=timeout)
+
+
+async def send(client: httpx.AsyncClient, request: httpx.Request, config: Any) -> httpx.Response:
+    """Send ``request``, following redirects as ``config.follow_redirects`` says."""
+    from rwconsole.http import redirect
+
+    return await redirect.follow(
+        request,
+        client.send,
+        lambda r: (r.status_code, r.headers.raw),
+        enabled=bool(getattr(config, "follow_redirects", True)),
+    )
 
 
 async def close_http_client(client: httpx.AsyncClient, authenticator: Any) -> None:

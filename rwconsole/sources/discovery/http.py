@@ -23,6 +23,7 @@ from rwconsole.sources.discovery.common import (
     TargetGroup,
     build_http_client,
     close_http_client,
+    send,
 )
 from rwconsole.sources.discovery.groups_json import parse_groups
 
@@ -37,6 +38,7 @@ class HTTPDiscoverer(PeriodicDiscoverer):
         super().__init__(config.refresh_interval)
         self._url = config.url
         self._shown_url = redact_url(config.url)
+        self._config = config
         self._client, self._auth = build_http_client(config, timeout)
 
     async def refresh(self) -> list[TargetGroup]:
@@ -50,7 +52,7 @@ class HTTPDiscoverer(PeriodicDiscoverer):
         )
         await self._auth.apply(request)
         try:
-            response = await self._client.send(request)
+            response = await send(self._client, request, self._config)
         except httpx.HTTPError as exc:
             raise DiscoveryError(f"{self._shown_url}: {type(exc).__name__}: {exc}") from None
         if response.status_code != 200:
