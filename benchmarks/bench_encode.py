@@ -17,13 +17,13 @@ from collections.abc import Callable
 
 from rwconsole.labels import Labels, make_labels
 from rwconsole.model import MetricMetadata, MetricType
-from rwconsole.remote.encode import (
+from rwconsole.protocol.encode import (
     compress,
     encode_series_v1,
     encode_write_request_v1,
     encode_write_request_v2,
 )
-from rwconsole.remote.proto import remote_v1_pb2
+from rwconsole.protocol.proto import remote_v1_pb2
 
 _METRICS = [
     ("node_cpu_seconds_total", MetricType.COUNTER),

@@ -35,8 +35,8 @@ from cryptography.x509.oid import NameOID
 
 from rwconsole.config.schema import BasicAuthConfig, EndpointConfig, TLSConfig
 from rwconsole.config.secrets import Secret
+from rwconsole.protocol.encode import compress, encode_series_v1, encode_write_request_v1
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.encode import compress, encode_series_v1, encode_write_request_v1
 
 _MAX_REQUESTS_PER_CONNECTION = 100_000_000
 

@@ -18,10 +18,9 @@ import dataclasses
 import functools
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Union, get_args, get_origin, get_type_hints
 
-from rwconsole.demo.receiver import DemoStats
 from rwconsole.model import SourceStatus
 
 SNAPSHOT_VERSION = 1
@@ -29,6 +28,64 @@ SNAPSHOT_VERSION = 1
 
 Position = tuple[int, int]
 """``(segment index, byte offset)`` in the WAL."""
+
+
+# ---- the demo receiver (its faults are commands; its counters are shown) ----
+
+FAULT_MODES = (
+    "ok",
+    "error_5xx",
+    "too_many_requests",
+    "bad_request",
+    "latency",
+    "hang",
+    "down",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    mode: str = "ok"
+    status: int = 503
+    retry_after: float | None = None
+    reason: str = "rejected by the demo receiver"
+    delay: float = 0.0
+    fraction: float = 1.0
+
+    def describe(self) -> str:
+        detail = {
+            "ok": "",
+            "error_5xx": f" {self.status}",
+            "too_many_requests": f" retry-after={self.retry_after}"
+            if self.retry_after is not None
+            else "",
+            "bad_request": f" {self.reason!r}",
+            "latency": f" {self.delay}s",
+            "hang": "",
+            "down": "",
+        }[self.mode]
+        share = f" ({self.fraction:.0%} of requests)" if self.fraction < 1.0 else ""
+        return f"{self.mode}{detail}{share}"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStats:
+    address: str
+    listening: bool
+    fault: Fault
+    requests: int = 0
+    v1_requests: int = 0
+    v2_requests: int = 0
+    by_status: dict[int, int] = field(default_factory=dict)
+    samples: int = 0
+    exemplars: int = 0
+    histograms: int = 0
+    metadata: int = 0
+    bytes: int = 0
+    series: int = 0
+    out_of_order: int = 0
+    hung: int = 0
+    last_error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +215,7 @@ class EngineControl(Protocol):
     def resume(self, endpoint: str) -> concurrent.futures.Future[None]: ...
 
     def set_fault(self, mode: str, **options: Any) -> concurrent.futures.Future[None]:
-        """Set the demo receiver's fault (``rwconsole.demo.receiver.FAULT_MODES``)."""
+        """Set the demo receiver's fault (one of ``FAULT_MODES``)."""
         ...
 
 

@@ -36,7 +36,7 @@ import math
 import random
 import signal
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rwconsole.http.server import (
@@ -47,6 +47,7 @@ from rwconsole.http.server import (
     Response,
 )
 from rwconsole.labels import Labels
+from rwconsole.snapshot import FAULT_MODES, DemoStats, Fault
 from rwconsole.sources.receiver import (
     DecodeFn,
     WriteRejected,
@@ -60,41 +61,6 @@ from rwconsole.sources.receiver import (
 
 log = logging.getLogger("rwconsole.demo")
 
-FAULT_MODES = (
-    "ok",
-    "error_5xx",
-    "too_many_requests",
-    "bad_request",
-    "latency",
-    "hang",
-    "down",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    mode: str = "ok"
-    status: int = 503
-    retry_after: float | None = None
-    reason: str = "rejected by the demo receiver"
-    delay: float = 0.0
-    fraction: float = 1.0
-
-    def describe(self) -> str:
-        detail = {
-            "ok": "",
-            "error_5xx": f" {self.status}",
-            "too_many_requests": f" retry-after={self.retry_after}"
-            if self.retry_after is not None
-            else "",
-            "bad_request": f" {self.reason!r}",
-            "latency": f" {self.delay}s",
-            "hang": "",
-            "down": "",
-        }[self.mode]
-        share = f" ({self.fraction:.0%} of requests)" if self.fraction < 1.0 else ""
-        return f"{self.mode}{detail}{share}"
-
 
 @dataclass(slots=True)
 class SeriesStats:
@@ -104,26 +70,6 @@ class SeriesStats:
     last_timestamp: int | None = None
     last_value: float | None = None
     out_of_order: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class DemoStats:
-    address: str
-    listening: bool
-    fault: Fault
-    requests: int = 0
-    v1_requests: int = 0
-    v2_requests: int = 0
-    by_status: dict[int, int] = field(default_factory=dict)
-    samples: int = 0
-    exemplars: int = 0
-    histograms: int = 0
-    metadata: int = 0
-    bytes: int = 0
-    series: int = 0
-    out_of_order: int = 0
-    hung: int = 0
-    last_error: str = ""
 
 
 class _Totals:

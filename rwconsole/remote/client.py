@@ -35,7 +35,7 @@ from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.http.interface import Reply
 from rwconsole.http.options import reveal
 from rwconsole.http.transport import build_transport, send
-from rwconsole.remote.encode import (
+from rwconsole.protocol.encode import (
     CONTENT_ENCODING,
     CONTENT_TYPE_V1,
     CONTENT_TYPE_V2,

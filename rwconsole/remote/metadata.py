@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 from rwconsole.labels import Labels, metric_name
 from rwconsole.model import MetricMetadata
-from rwconsole.remote import encode
+from rwconsole.protocol import encode
 from rwconsole.remote.queue import SendClient
 from rwconsole.remote.queue_metrics import QueueMetrics
 from rwconsole.wal.families import family_of

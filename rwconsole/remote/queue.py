@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from rwconsole.config.schema import QueueConfig
 from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
-from rwconsole.remote import encode
+from rwconsole.protocol import encode
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.queue_metrics import (
     DROP_DROPPED_SERIES,

@@ -28,8 +28,8 @@ from rwconsole.model import (
     MetricType,
     SourceStatus,
 )
-from rwconsole.remote.decode import UnsupportedMediaType, decode_write_request
-from rwconsole.remote.encode import (
+from rwconsole.protocol.decode import UnsupportedMediaType, decode_write_request
+from rwconsole.protocol.encode import (
     EXEMPLARS_WRITTEN_HEADER,
     HISTOGRAMS_WRITTEN_HEADER,
     PROTOBUF_MESSAGE_V2,

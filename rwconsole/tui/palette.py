@@ -9,7 +9,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from rwconsole.demo.receiver import FAULT_MODES
+from rwconsole.snapshot import FAULT_MODES
 
 if TYPE_CHECKING:
     from rwconsole.tui.app import ConsoleApp

@@ -10,7 +10,7 @@ from http_helpers import make_pki
 
 from rwconsole.cli import main
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "sample-configs").glob("*.toml"))
 SAMPLE_ENV = ("RW_PASSWORD", "VM_TOKEN")
 

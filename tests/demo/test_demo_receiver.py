@@ -19,7 +19,7 @@ from conftest import ProcessManager, free_port, wait_for_port
 from rwconsole.demo.receiver import DemoReceiver
 from rwconsole.labels import Labels, make_labels
 from rwconsole.model import STALE_NAN, is_stale_nan
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

@@ -10,7 +10,7 @@ import httpx
 from conftest import ProcessManager, free_port, peer_binary, wait_for_port
 
 from rwconsole.labels import Labels
-from rwconsole.remote import encode
+from rwconsole.protocol import encode
 
 
 class VictoriaMetrics:

@@ -28,7 +28,7 @@ from rwconsole.model import (
     MetricType,
     ResetHint,
 )
-from rwconsole.remote.decode import DecodedRequest, decode_write_request
+from rwconsole.protocol.decode import DecodedRequest, decode_write_request
 
 INT_HIST = Histogram(
     schema=3,

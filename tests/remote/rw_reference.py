@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from rwconsole.labels import Labels
 from rwconsole.model import Exemplar, Histogram, MetricMetadata
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 
 def fill_histogram(msg, h: Histogram, timestamp: int, start_timestamp: int | None = None) -> None:

@@ -21,8 +21,8 @@ from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
+from rwconsole.protocol import encode
 from rwconsole.relabel import compile_rules, relabel
-from rwconsole.remote import encode
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
 from rwconsole.remote.queue import QueueManager

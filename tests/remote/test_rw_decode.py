@@ -19,14 +19,14 @@ from rwconsole.model import (
     MetricType,
     ResetHint,
 )
-from rwconsole.remote.decode import (
+from rwconsole.protocol.decode import (
     DecodedRequest,
     InvalidRequest,
     UnsupportedMediaType,
     decode_write_request,
     protocol_for,
 )
-from rwconsole.remote.encode import (
+from rwconsole.protocol.encode import (
     CONTENT_TYPE_V1,
     CONTENT_TYPE_V2,
     PROTOBUF_MESSAGE_V1,
@@ -36,7 +36,7 @@ from rwconsole.remote.encode import (
     encode_write_request_v1,
     encode_write_request_v2,
 )
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 UP = make_labels({"__name__": "up", "job": "node"})
 TEMP = make_labels({"__name__": "temp", "city": "Zürich"})

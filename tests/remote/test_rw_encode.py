@@ -21,7 +21,7 @@ from rwconsole.model import (
     MetricType,
     ResetHint,
 )
-from rwconsole.remote.encode import (
+from rwconsole.protocol.encode import (
     CONTENT_TYPE_V1,
     CONTENT_TYPE_V2,
     VERSION_V1,
@@ -35,7 +35,7 @@ from rwconsole.remote.encode import (
     encode_write_request_v1,
     encode_write_request_v2,
 )
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 NORMAL_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF8000000000001))[0]
 EDGE_VALUES = [

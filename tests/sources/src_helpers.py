@@ -20,7 +20,7 @@ from rwconsole.model import (
     NoPreparedBatches,
     is_stale_nan,
 )
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 V1_TYPE = "application/x-protobuf"
 V2_TYPE = "application/x-protobuf;proto=io.prometheus.write.v2.Request"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 from rwconsole.config.schema import QueueConfig
-from rwconsole.demo.receiver import DemoStats, Fault
-from rwconsole.snapshot import EndpointSnapshot, HistoryPoint, LogEntry, Snapshot
+from rwconsole.snapshot import DemoStats, EndpointSnapshot, Fault, HistoryPoint, LogEntry, Snapshot
 
 NOW = 1_700_000_000.0
 SECONDS = 900

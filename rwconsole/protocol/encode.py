@@ -2,7 +2,7 @@
 
 This module owns the wire bytes a remote-write sender produces: it writes the
 protobuf encoding directly with ``bytes.join`` and ``struct`` and never builds
-protobuf message objects (the generated modules in ``rwconsole.remote.proto``
+protobuf message objects (the generated modules in ``rwconsole.protocol.proto``
 are the reference the tests compare against). It also owns snappy compression
 and the protocol's header constants.
 

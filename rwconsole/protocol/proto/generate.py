@@ -1,6 +1,6 @@
 """Regenerate the reference protobuf modules from the ``.proto`` files here.
 
-Run ``python -m rwconsole.remote.proto.generate`` after editing a ``.proto``
+Run ``python -m rwconsole.protocol.proto.generate`` after editing a ``.proto``
 file; it writes ``remote_v1_pb2.py`` and ``remote_v2_pb2.py`` next to this file
 with the protoc bundled in ``grpcio-tools`` (a development-only dependency).
 The generated modules are committed, so running the project never needs protoc.
@@ -21,7 +21,7 @@ def generate(directory: Path | None = None) -> None:
     here = directory or Path(__file__).resolve().parent
     # The import root is the directory holding the ``rwconsole`` package, so the
     # files register in the protobuf descriptor pool under their package path
-    # (e.g. ``rwconsole/remote/proto/remote_v1.proto``) and cannot clash with
+    # (e.g. ``rwconsole/protocol/proto/remote_v1.proto``) and cannot clash with
     # another project's ``remote.proto``.
     root = here.parents[2]
     for name in PROTO_FILES:

@@ -21,8 +21,8 @@ from google.protobuf.message import DecodeError
 
 from rwconsole.labels import METRIC_NAME, Labels
 from rwconsole.model import Exemplar, Histogram, MetricMetadata, MetricType, ResetHint
-from rwconsole.remote.encode import PROTOBUF_MESSAGE_V1, PROTOBUF_MESSAGE_V2
-from rwconsole.remote.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.protocol.encode import PROTOBUF_MESSAGE_V1, PROTOBUF_MESSAGE_V2
+from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
 
 DEFAULT_MAX_DECOMPRESSED_SIZE = 64 * 1024 * 1024
 _SNAPPY_FRAMED_MAGIC = b"\xff\x06\x00\x00sNaPpY"
