@@ -5,7 +5,7 @@ prints the report to stderr: environment variables to set, settings not carried
 over, and any problem ``check-config`` finds in the result. Exit codes: 0
 converted and valid, 1 the input is invalid or the result fails
 ``check-config`` (the result is still written, for editing), 2 usage (unreadable
-input, ``OUT`` exists without ``--force``).
+input, ``OUT`` exists without ``--force`` or cannot be written).
 """
 
 from __future__ import annotations
@@ -73,7 +73,12 @@ def import_prometheus_command(args: argparse.Namespace) -> int:
     text = result.toml_text()
     problems = check_result(text, output)
     if output:
-        _write(Path(output), text, private=bool(result.inline_secrets))
+        try:
+            _write(Path(output), text, private=bool(result.inline_secrets))
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            err_console.print(f"[bold red]error:[/] cannot write {escape(output)}: {reason}")
+            return EXIT_USAGE
     else:
         sys.stdout.write(text)
     _report(result, problems, output or "the output")

@@ -497,3 +497,9 @@ def test_unreadable_input_is_a_usage_error(
     binary.write_bytes(b"global: {}\n\xff\xfe")
     code, _, err = _run(["import", "prometheus", str(binary)], capsys)
     assert code == 2 and "byte offset 11" in err
+    (tmp_path / "p.yml").write_text("global: {}\n")
+    target = tmp_path / "no-such-dir" / "out.toml"
+    code, _, err = _run(
+        ["import", "prometheus", str(tmp_path / "p.yml"), "-o", str(target)], capsys
+    )
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
