@@ -23,6 +23,7 @@ from rwconsole.config.import_prometheus import (
     PrometheusConfigError,
     convert_prometheus,
 )
+from rwconsole.config.toml_text import dump_toml
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "prometheus.yml"
 FIXTURE_FILES = (
@@ -114,7 +115,7 @@ def test_fixture_converts_to_a_config_that_passes_check_config(
         problems = re.findall(r"✗ (\S+): unknown key", err)
         assert problems and {p.rsplit(".", 1)[-1] for p in problems} <= PENDING_KEYS, err
         assert err.count("✗") == len(problems), err
-        out.write_text(_dump(_without_pending(document)))
+        out.write_text(dump_toml(_without_pending(document)))
     code, _, err = _run(["check-config", str(out)], capsys)
     assert code == 0, err
 
@@ -167,12 +168,6 @@ def test_fixture_converts_to_a_config_that_passes_check_config(
         "#   scrape_configs[6].ec2_sd_configs: rwconsole has no ec2 service discovery",
     ):
         assert line in header
-
-
-def _dump(document: dict[str, Any]) -> str:
-    from rwconsole.config.import_prometheus import dump_toml
-
-    return dump_toml(document)
 
 
 def _rw(keys: str) -> str:
@@ -423,6 +418,17 @@ def test_inline_secrets_are_kept_only_when_asked(
     assert document["endpoint"][0]["basic_auth"]["password"] == "hunter2"
     assert "hunter2" not in err
     assert stat.S_IMODE(inline_out.stat().st_mode) == 0o600
+
+
+def test_a_password_in_the_url_moves_to_basic_auth(tmp_path: Path) -> None:
+    text = "remote_write: [{url: 'https://bob:s%40hunter9@h:8443/w?x=1', name: m}]"
+    result = convert_prometheus(text, "p.yml", base_dir=tmp_path)
+    endpoint = tomllib.loads(result.toml_text())["endpoint"][0]
+    assert endpoint["url"] == "https://h:8443/w?x=1"
+    assert endpoint["basic_auth"] == {"username": "bob", "password": {"env": "RW_M_PASSWORD"}}
+    assert "hunter9" not in result.toml_text()
+    kept = convert_prometheus(text, "p.yml", base_dir=tmp_path, inline_secrets=True)
+    assert tomllib.loads(kept.toml_text())["endpoint"][0]["url"].startswith("https://bob:s%40")
 
 
 def test_stdout_and_existing_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
