@@ -342,6 +342,22 @@ def _proxy_connect_header(value: Any, path: KeyPath, ctx: Context) -> dict[str, 
     return out
 
 
+def _http_headers(value: Any, path: KeyPath, ctx: Context) -> dict[str, list[Any]]:
+    """``{name: {values, secrets, files}}`` → one list per name (``values`` are not secret)."""
+    if not isinstance(value, dict):
+        raise ctx.error(path, f"expected a mapping, got {kind_of(value)}")
+    out = {}
+    for name, header in value.items():
+        spec: dict[str, _Key | str] = {
+            "values": _Key("values", list_of(_str)),
+            "secrets": _Key("secrets", list_of(_secret(f"HEADER_{name}"))),
+            "files": _Key("files", list_of(_secret_file)),
+        }
+        converted = block(header or {}, (*path, name), ctx, spec)
+        out[name] = [v for items in converted.values() for v in items if v is not OMIT]
+    return out
+
+
 # --- block tables ------------------------------------------------------------------------
 
 
@@ -364,6 +380,7 @@ _PROXY: dict[str, _Key | str] = {
     "proxy_from_environment": _Key("proxy_from_environment", _bool),
     "proxy_connect_header": _Key("proxy_connect_header", _proxy_connect_header),
 }
+
 
 OAUTH2: dict[str, _Key | str] = {
     "client_id": _Key("client_id", _str),
@@ -403,6 +420,7 @@ HTTP_CLIENT: dict[str, _Key | str] = {
     "tls_config": _Key("tls_config", _sub(TLS)),
     "follow_redirects": _Key("follow_redirects", _bool),
     "enable_http2": _Key("enable_http2", _bool),
+    "http_headers": _Key("http_headers", _http_headers),
     **_PROXY,
 }
 

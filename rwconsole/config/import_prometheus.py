@@ -196,6 +196,7 @@ def _convert_root(data: Any, ctx: Context) -> dict[str, Any]:
         for i, job in enumerate(_as_list(data.get("scrape_configs"), ("scrape_configs",), ctx))
     ]
     _check_unique_jobs(jobs, ctx)
+    jobs = [job for i, job in enumerate(jobs) if _has_targets(job, ("scrape_configs", i), ctx)]
     if jobs:
         out["scrape"] = jobs
     for key in data:
@@ -264,6 +265,14 @@ def _scrape(value: Any, path: KeyPath, ctx: Context, interval: int, timeout: int
         "scrape_timeout": format_duration_ns(job.pop("scrape_timeout")),
     }
     return {**first, **job}
+
+
+def _has_targets(job: dict[str, Any], path: KeyPath, ctx: Context) -> bool:
+    """Whether the job kept a target source; one without is left out (and reported)."""
+    if any(key in job for key in keys.SERVICE_DISCOVERY):
+        return True
+    ctx.skip(path, f"job {job['job_name']!r} left out: no target source rwconsole supports")
+    return False
 
 
 def _unknown_scrape_key(key: str) -> str:

@@ -17,6 +17,7 @@ from conftest import peer_binary
 
 from rwconsole.cli import main
 from rwconsole.config import schema
+from rwconsole.config.import_cli import check_result
 from rwconsole.config.import_prometheus import (
     SCRAPE_DEFAULTS_TABLE,
     SCRAPE_EXTRAS,
@@ -174,14 +175,16 @@ def _rw(keys: str) -> str:
     return "remote_write: [{url: 'http://h/w', " + keys + "}]"
 
 
-def _job(keys: str) -> str:
-    return "scrape_configs: [{job_name: a, " + keys + "}]"
+def _job(keys: str = "", *, head: str = "") -> str:
+    """A job with a target source (a job without one is left out)."""
+    sd = "" if "_configs" in keys else "dns_sd_configs: [{names: [x.example]}], "
+    return head + "scrape_configs: [{job_name: a, " + sd + keys + "}]"
 
 
 CONVERSIONS = [
     # (prometheus.yml, key path in the output, expected value)
     (
-        "global: {scrape_interval: 1d}\nscrape_configs: [{job_name: a}]",
+        _job(head="global: {scrape_interval: 1d}\n"),
         "scrape.0.scrape_interval",
         "24h",
     ),
@@ -194,16 +197,16 @@ CONVERSIONS = [
     ),
     (_job("scrape_interval: 90s"), "scrape.0.scrape_interval", "1m30s"),
     (
-        "global: {scrape_interval: 5s}\nscrape_configs: [{job_name: a}]",
+        _job(head="global: {scrape_interval: 5s}\n"),
         "scrape.0.scrape_timeout",
         "5s",
     ),
     (
-        "global: {scrape_timeout: 20s}\nscrape_configs: [{job_name: a, scrape_interval: 15s}]",
+        _job("scrape_interval: 15s", head="global: {scrape_timeout: 20s}\n"),
         "scrape.0.scrape_timeout",
         "15s",
     ),
-    ("scrape_configs: [{job_name: a}]", "scrape.0.scrape_interval", "1m"),
+    (_job(), "scrape.0.scrape_interval", "1m"),
     (_job("honor_timestamps: no"), "scrape.0.honor_timestamps", False),
     (_job("scheme: HTTPS"), "scrape.0.scheme", "https"),
     (
@@ -250,9 +253,9 @@ CONVERSIONS = [
         {"min_backoff": "1s", "sample_age_limit": "2h", "retry_on_http_429": False},
     ),
     (
-        _rw("metadata_config: {send_interval: 0}"),
+        _rw("metadata_config: {send_interval: 2d}"),
         "endpoint.0.metadata_config.send_interval",
-        "0s",
+        "48h",
     ),
     (
         _rw(
@@ -305,10 +308,11 @@ CONVERSIONS = [
         "AzureChina",
     ),
     (
-        _rw("tls_config: {ca: PEM, key: KEY, insecure_skip_verify: true}"),
+        _rw("tls_config: {ca: PEM, cert: CERT, key: KEY, insecure_skip_verify: true}"),
         "endpoint.0.tls_config",
         {
             "ca_pem": "PEM",
+            "cert_pem": "CERT",
             "key_pem": {"env": "RW_REMOTE_WRITE_0_TLS_KEY"},
             "insecure_skip_verify": True,
         },
@@ -322,6 +326,11 @@ CONVERSIONS = [
                 {"env": "RW_REMOTE_WRITE_0_PROXY_CONNECT_HEADER_X_A_2"},
             ]
         },
+    ),
+    (
+        _job("http_headers: {X-A: {values: [a], secrets: [s], files: [f]}}"),
+        "scrape.0.http_headers",
+        {"X-A": ["a", {"env": "RW_A_HEADER_X_A"}, {"file": "{dir}/f"}]},
     ),
     (
         _rw("protobuf_message: io.prometheus.write.v2.Request"),
@@ -346,9 +355,13 @@ CONVERSIONS = [
 )
 def test_conversion_table(text: str, where: str, expected: Any, tmp_path: Path) -> None:
     value: Any = _convert(text, tmp_path)
+    document = value
     for part in where.split("."):
         value = value[int(part)] if part.isdigit() else value[part]
     assert value == _with_dir(expected, tmp_path)
+    if not SCHEMA_HAS_EXTRAS:
+        document = _without_pending(document)
+    assert check_result(dump_toml(document), None) == []
 
 
 def _with_dir(value: Any, directory: Path) -> Any:
@@ -372,6 +385,8 @@ scrape_configs:
     scrape_classic_histograms: true
     tls_config: {max_version: TLS13}
     kubernetes_sd_configs: [{role: pod, attach_metadata: {node: true}}]
+  - job_name: only-consul
+    consul_sd_configs: [{server: 'c:8500'}]
 remote_write:
   - url: http://h/w
     round_robin_dns: true
@@ -388,9 +403,13 @@ remote_write:
         "scrape_configs[0].scrape_classic_histograms",
         "scrape_configs[0].tls_config.max_version",
         "scrape_configs[0].kubernetes_sd_configs[0].attach_metadata",
+        "scrape_configs[1].consul_sd_configs",
+        "scrape_configs[1]",
         "storage",
         "tracing",
     ]
+    assert [job["job_name"] for job in result.document["scrape"]] == ["a"]
+    assert "job 'only-consul' left out" in result.skipped[-3].reason
     header = result.header()
     assert all(f"#   {s.path}: {s.reason}" in header for s in result.skipped)
 
