@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from rich.console import Console
 from rich.markup import escape
 
-from rwconsole.cli import err_console
 from rwconsole.config.errors import ConfigError, Problem
 from rwconsole.config.import_prometheus import (
     ImportResult,
@@ -27,6 +27,9 @@ from rwconsole.config.import_prometheus import (
 )
 from rwconsole.config.load import config_from_dict, parse_toml
 from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
+
+# Its own stderr console, so that this module stays in the config layer (no rwconsole.cli).
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
