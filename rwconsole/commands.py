@@ -7,6 +7,7 @@ import argparse
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from rwconsole.config import cli as config_cli
+    from rwconsole.config import import_cli
     from rwconsole.wal import cli as wal_cli
 
     run = subparsers.add_parser("run", help="run the forwarder headless (no console)")
@@ -20,6 +21,7 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.set_defaults(handler=run_console, config=None)
 
     config_cli.register(subparsers)
+    import_cli.register(subparsers)
     wal_cli.register(subparsers, open_wal_console)
 
 
