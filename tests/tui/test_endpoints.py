@@ -19,7 +19,8 @@ async def test_columns_widen_for_later_values_and_the_detail_uses_config_syntax(
     healthy = dataclasses.replace(
         recorded,
         endpoints=tuple(
-            dataclasses.replace(e, status="healthy", samples_total=46.0) for e in recorded.endpoints
+            dataclasses.replace(e, status="healthy", samples_accepted=46.0)
+            for e in recorded.endpoints
         ),
     )
     app = ConsoleApp(snapshot=healthy)
@@ -29,7 +30,7 @@ async def test_columns_widen_for_later_values_and_the_detail_uses_config_syntax(
         table = app.screen.query_one(DataTable)
         # Later: longer values in the same rows (a status word, a bigger count).
         first = dataclasses.replace(
-            recorded.endpoints[0], status="retrying", samples_total=46_123.0
+            recorded.endpoints[0], status="retrying", samples_accepted=46_123.0
         )
         app.snapshot = dataclasses.replace(healthy, endpoints=(first, *healthy.endpoints[1:]))
         app.push_snapshot()
