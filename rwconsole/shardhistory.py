@@ -37,8 +37,10 @@ class _Hour:
         self.values: list[float] = []
         self.summary: ShardHour | None = None
 
-    def summarise(self) -> ShardHour:
-        if self.summary is None:
+    def summarise(self, fresh: bool = False) -> ShardHour:
+        """The summary; without ``fresh`` up to a minute old (sorting 3600 values each
+        second for every snapshot would be waste)."""
+        if self.summary is None or (fresh and self.summary.seconds != len(self.values)):
             ordered = sorted(self.values)
             p90 = ordered[max(1, math.ceil(0.9 * len(ordered))) - 1]
             self.summary = ShardHour(self.start, float(len(ordered)), p90)
@@ -60,22 +62,24 @@ class ShardHistory:
         """One second's desired shards of ``endpoint``."""
         current = self._current.get(endpoint)
         if current is not None and now // HOUR != current.start // HOUR:
-            self._hours.setdefault(endpoint, []).append(current.summarise())
+            self._hours.setdefault(endpoint, []).append(current.summarise(fresh=True))
             current = None
         if current is None:
             current = self._current[endpoint] = _Hour(now)
         current.values.append(desired)
         if len(current.values) % 60 == 1:
-            # Re-summarised once a minute: sorting up to 3600 values every second is waste.
             current.summary = None
 
-    def hours(self, endpoint: str) -> tuple[ShardHour, ...]:
-        """Closed hours, then the current one so far; oldest first, the last 7 days."""
+    def hours(self, endpoint: str, fresh: bool = False) -> tuple[ShardHour, ...]:
+        """Closed hours, then the current one so far; oldest first, the last 7 days.
+
+        The current hour's summary is up to a minute old unless ``fresh``.
+        """
         floor = self._clock() - KEEP_SECONDS
         kept = [h for h in self._hours.get(endpoint, ()) if h.start >= floor]
         current = self._current.get(endpoint)
         if current is not None and current.values:
-            kept.append(current.summarise())
+            kept.append(current.summarise(fresh))
         return tuple(kept)
 
     def maybe_save(self, now: float) -> None:
@@ -89,7 +93,7 @@ class ShardHistory:
         payload = {
             "format": _FORMAT,
             "endpoints": {
-                name: [[h.start, h.seconds, h.p90] for h in self.hours(name)]
+                name: [[h.start, h.seconds, h.p90] for h in self.hours(name, fresh=True)]
                 for name in sorted(names)
             },
         }
