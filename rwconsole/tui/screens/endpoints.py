@@ -65,8 +65,8 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
         f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}",
         f"accepted {fmt.number(endpoint.samples_accepted)} samples, "
         f"rejected {fmt.number(endpoint.samples_failed)}, "
-        f"retried {fmt.number(endpoint.samples_retried)}; "
-        f"{fmt.number(endpoint.samples_total)} sample sends in all (retries included), "
+        f"retried {fmt.number(endpoint.samples_retried)} · "
+        f"sent {fmt.number(endpoint.samples_total)} counting every attempt · "
         f"{fmt.number(endpoint.exemplars_total)} exemplars, "
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
         "queue_config: " + escape(fmt.queue_config(q)),
