@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,14 +17,8 @@ from rwconsole.shardhistory import FILE_NAME
 def test_rejected_samples_are_sent_but_never_accepted_and_shard_history_is_saved(
     tmp_path: Path,
 ) -> None:
-    config = demo_config(tmp_path)
-    config = schema.Config(
-        **{
-            **config.__dict__,
-            "http": schema.HTTPServerConfig(listen_address=f"127.0.0.1:{free_port()}"),
-        }
-    )
-    engine = Engine(config, flush_deadline=5.0)
+    metrics = schema.HTTPServerConfig(listen_address=f"127.0.0.1:{free_port()}")
+    engine = Engine(dataclasses.replace(demo_config(tmp_path), http=metrics), flush_deadline=5.0)
     engine.start()
     try:
         wait_until(lambda: all(e.samples_accepted > 0 for e in engine.snapshot().endpoints))
