@@ -97,13 +97,18 @@ class _LogBuffer(logging.Handler):
         self._collapser = Collapser()
 
     def emit(self, record: logging.LogRecord) -> None:
-        for admitted in self._collapser.admit(record):
+        self._keep(self._collapser.admit(record))
+
+    def _keep(self, records: list[logging.LogRecord]) -> None:
+        for admitted in records:
             endpoint = getattr(admitted, "endpoint", "")
             entry = LogEntry(admitted.created, admitted.levelname, message(admitted), endpoint)
             with self._lock:
                 self._entries.append(entry)
 
     def entries(self) -> tuple[LogEntry, ...]:
+        # Repeats that ended get their summary line even when nothing else is logged.
+        self._keep(self._collapser.flush(time.time()))
         with self._lock:
             return tuple(self._entries)
 

@@ -52,6 +52,11 @@ class Collapser:
         out.append(record)
         return out
 
+    def flush(self, now: float) -> list[logging.LogRecord]:
+        """Summaries of windows over by ``now``, for when no new record comes to carry them."""
+        with self._lock:
+            return self._due(now)
+
     def _due(self, now: float) -> list[logging.LogRecord]:
         due = []
         for key, held in list(self._held.items()):

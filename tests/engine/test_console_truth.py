@@ -43,6 +43,10 @@ def test_rejected_samples_are_sent_but_never_accepted_and_shard_history_is_saved
             assert any(p.failed_per_second > 0 for p in a.history[len(b.history) :])
             assert a.shard_hours and a.shard_hours[-1].seconds >= 1
         assert first.endpoints[0].samples_accepted > 0
+        # One error line per endpoint per 10 s, however many batches were rejected.
+        lines = [e.message for e in after.logs if e.endpoint == "demo-v1"]
+        rejected = [m for m in lines if "non-recoverable" in m and "(repeated" not in m]
+        assert 1 <= len(rejected) <= 1 + (after.time - first.time) // 10, lines
     finally:
         engine.stop()
     saved = json.loads((tmp_path / FILE_NAME).read_text())

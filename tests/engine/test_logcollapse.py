@@ -62,3 +62,13 @@ def test_handler_writes_one_line_per_window_and_leaves_the_record_alone() -> Non
     assert stream.getvalue().splitlines() == ["boom 0", "boom 4 (repeated 4 times in 5s)", "boom 5"]
     # Other handlers of the same logger still see the record as it was logged.
     assert records[4].getMessage() == "boom 4"
+
+
+def test_flush_gives_the_summary_when_nothing_else_is_logged() -> None:
+    collapser = Collapser(window=10.0)
+    for i in range(3):
+        collapser.admit(_record(50.0 + i, "a", "boom"))
+    assert collapser.flush(55.0) == []
+    [summary] = collapser.flush(60.0)
+    assert summary.getMessage() == "boom (repeated 2 times in 10s)"
+    assert collapser.flush(70.0) == []
