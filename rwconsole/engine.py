@@ -39,6 +39,7 @@ from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
 from rwconsole.labels import Labels, make_labels
+from rwconsole.logcollapse import Collapser, message
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
 from rwconsole.remote import queue_metrics
@@ -48,6 +49,7 @@ from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
+from rwconsole.shardhistory import ShardHistory
 from rwconsole.snapshot import (
     EMPTY_SNAPSHOT,
     CredentialsSnapshot,
@@ -77,6 +79,7 @@ GC_FIRST_FREEZE = 20.0
 GC_FREEZE_INTERVAL = 60.0
 """How often what survives a full collection is frozen; see ``_gc_loop``."""
 HISTORY_SECONDS = 3600
+MIN_RATE_WINDOW = 10.0
 LOG_LINES = 2000
 
 
@@ -85,24 +88,27 @@ class EngineError(Exception):
 
 
 class _LogBuffer(logging.Handler):
-    """Keeps the newest log records for the console (thread-safe)."""
+    """Keeps the newest log records for the console, repeats collapsed (thread-safe)."""
 
     def __init__(self, size: int = LOG_LINES) -> None:
         super().__init__(level=logging.INFO)
         self._entries: deque[LogEntry] = deque(maxlen=size)
         self._lock = threading.Lock()
+        self._collapser = Collapser()
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not break logging
-            message = str(record.msg)
-        endpoint = getattr(record, "endpoint", "")
-        entry = LogEntry(record.created, record.levelname, message, endpoint)
-        with self._lock:
-            self._entries.append(entry)
+        self._keep(self._collapser.admit(record))
+
+    def _keep(self, records: list[logging.LogRecord]) -> None:
+        for admitted in records:
+            endpoint = getattr(admitted, "endpoint", "")
+            entry = LogEntry(admitted.created, admitted.levelname, message(admitted), endpoint)
+            with self._lock:
+                self._entries.append(entry)
 
     def entries(self) -> tuple[LogEntry, ...]:
+        # Repeats that ended get their summary line even when nothing else is logged.
+        self._keep(self._collapser.flush(time.time()))
         with self._lock:
             return tuple(self._entries)
 
@@ -234,6 +240,7 @@ class Engine:
         self.wal: WalStorage | None = None
         self._dir_lock: DataDirLock | None = None
         self.progress: ProgressStore | None = None
+        self.shard_history: ShardHistory | None = None
         self.appender: _FanoutAppender | None = None
         self.endpoints: list[_Endpoint] = []
         self.sources: list[Source] = []
@@ -424,6 +431,7 @@ class Engine:
         self.registry.add_collector(self.wal.metrics)
         self._last_commit_end = self.wal.position()
         self.progress = ProgressStore(self.data_dir)
+        self.shard_history = ShardHistory(self.data_dir)
         self.appender = _FanoutAppender(self)
         if cfg.demo.enabled:
             await self._start_demo_receiver()
@@ -671,6 +679,8 @@ class Engine:
             for endpoint in self.endpoints:
                 self.progress.set(endpoint.queue.name, endpoint.queue.delivered_position)
             self.progress.save(force=True)
+        if self.shard_history is not None:
+            self.shard_history.save()
         for endpoint in self.endpoints:
             await _stop_logged(
                 endpoint.client.aclose(), f"closing the client of {endpoint.queue.name}"
@@ -850,6 +860,7 @@ class Engine:
             m = endpoint.queue.metrics
             counters = {
                 "out": m.sent["samples"].value,
+                "accepted": m.accepted["samples"].value,
                 "retried": m.retried["samples"].value,
                 "failed": m.failed["samples"].value,
                 "dropped": m.total_dropped("samples"),
@@ -875,8 +886,13 @@ class Engine:
                     dropped_per_second=delta["dropped"],
                     pending=m.pending["samples"].value,
                     send_latency_seconds=latency,
+                    accepted_per_second=delta["accepted"],
                 )
             )
+            if self.shard_history is not None:
+                self.shard_history.add(endpoint.queue.name, m.shards_desired.value, now)
+        if self.shard_history is not None:
+            self.shard_history.maybe_save(now)
 
     def _refresh_snapshot(self, running: bool = True) -> None:
         endpoints = []
@@ -910,6 +926,10 @@ class Engine:
                     live=endpoint.follower.live,
                     history=tuple(endpoint.history),
                     credentials=_credentials(endpoint.client.credential_status()),
+                    samples_accepted=m.accepted["samples"].value,
+                    shard_hours=self.shard_history.hours(queue.name)
+                    if self.shard_history is not None
+                    else (),
                 )
             )
         sources = self._source_status()
@@ -932,6 +952,7 @@ class Engine:
             demo=demo,
             logs=self._log_buffer.entries(),
             metrics_address=address,
+            rate_window_seconds=rate_window(self.config),
         )
 
 
@@ -941,6 +962,17 @@ async def _stop_logged(step: Awaitable[Any], what: str) -> None:
         await step
     except Exception:
         log.exception("%s failed during shutdown", what)
+
+
+def rate_window(config: schema.Config) -> float:
+    """Seconds the console averages rates over: two intervals of the slowest source, >= 10 s.
+
+    Over a shorter window a scrape every 5 s reads as 0/s most seconds.
+    """
+    intervals = [job.scrape_interval for job in config.scrape]
+    if config.synthetic is not None:
+        intervals.append(config.synthetic.interval)
+    return max([MIN_RATE_WINDOW, *(2 * i for i in intervals)])
 
 
 def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:

@@ -22,6 +22,7 @@ from rwconsole.config.load import load_config
 from rwconsole.config.schema import Config
 from rwconsole.engine import Engine, EngineError
 from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
+from rwconsole.logcollapse import CollapsingHandler
 
 log = logging.getLogger("rwconsole.runner")
 
@@ -42,7 +43,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("rwconsole")
-    root.addHandler(handler)
+    root.addHandler(CollapsingHandler(handler))
     root.setLevel(level)
 
 

@@ -105,6 +105,9 @@ class HistoryPoint:
     dropped_per_second: float
     pending: float
     send_latency_seconds: float
+    accepted_per_second: float = 0.0
+    """Samples the receiver accepted (``samples_out_per_second`` counts every sample
+    whose sending finished, rejected ones included)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,18 @@ class CredentialsSnapshot:
     """Unix time; None: the credentials do not expire."""
     last_error: str | None = None
     """The last refresh failure, cleared by a success."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardHour:
+    """Desired shards over one hour of one endpoint, kept across restarts."""
+
+    start: float
+    """Unix time of the first point."""
+    seconds: float
+    """How much of the hour the points cover."""
+    p90: float
+    """90th percentile of the desired shards in that time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +164,10 @@ class EndpointSnapshot:
     live: bool
     history: tuple[HistoryPoint, ...]
     credentials: CredentialsSnapshot | None = None
+    samples_accepted: float = 0.0
+    """Samples the receiver accepted (``samples_total`` counts every attempt)."""
+    shard_hours: tuple[ShardHour, ...] = ()
+    """Hourly desired-shard summaries of the last days, oldest first (persisted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +193,8 @@ class Snapshot:
     demo: DemoStats | None
     logs: tuple[LogEntry, ...]
     metrics_address: str
+    rate_window_seconds: float = 1.0
+    """The window the console averages rates over: two source intervals, at least 10 s."""
 
     def endpoint(self, name: str) -> EndpointSnapshot | None:
         return next((e for e in self.endpoints if e.name == name), None)

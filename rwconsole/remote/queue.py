@@ -915,9 +915,12 @@ class QueueManager:
             if highest > metrics.queue_highest_sent.value:
                 metrics.queue_highest_sent.set(highest)
                 metrics.highest_sent.set(highest)
-            for kind, n in zip(KINDS3, _failed_counts(result, batch.counts()), strict=True):
-                if n:
-                    metrics.failed[kind].inc(n)
+            final = batch.counts()
+            for kind, n, lost in zip(KINDS3, final, _failed_counts(result, final), strict=True):
+                if lost:
+                    metrics.failed[kind].inc(lost)
+                if result.outcome == "ok" and n > lost:
+                    metrics.accepted[kind].inc(n - lost)
             if result.outcome == "ok":
                 self._last_send_time = time.monotonic()
                 self._last_ok_wall = self._clock()

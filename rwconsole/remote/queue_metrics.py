@@ -138,6 +138,9 @@ class QueueMetrics:
         self.sent = {k: counter(f"{k}_total") for k in KINDS}
         self.failed = {k: counter(f"{k}_failed_total") for k in KINDS}
         self.retried = {k: counter(f"{k}_retried_total") for k in KINDS}
+        # Not exposed: *_total counts every attempt (Prometheus' meaning), so what the
+        # receiver accepted is counted apart, for the console's "sent" and "out".
+        self.accepted = {k: Counter() for k in KINDS}
         self.pending = {k: gauge(f"{k}_pending") for k in KINDS}
         self.bytes_total = counter("bytes_total")
         self.metadata_bytes_total = counter("metadata_bytes_total")

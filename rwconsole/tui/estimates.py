@@ -31,6 +31,8 @@ class ShardAdvice:
     window_seconds: float
     change: str = "set"
     """``raise``, ``lower`` or ``keep`` against the current max_shards (``set``: unknown)."""
+    hours: int = 0
+    """Hourly summaries it is based on (0: the one-second history of the last hour)."""
 
 
 def window_points(history: Sequence[Any], window: float, now: float) -> list[Any]:
@@ -41,6 +43,17 @@ def window_points(history: Sequence[Any], window: float, now: float) -> list[Any
     while index > 0 and history[index - 1].time >= start:
         index -= 1
     return list(history[index:])
+
+
+def average_rate(history: Sequence[Any], name: str, window: float) -> float:
+    """Mean of the per-second field ``name`` over the newest ``window`` seconds of history.
+
+    Points are one second each; a younger history is averaged over what it has.
+    """
+    if not history:
+        return 0.0
+    points = window_points(history, max(window, 1.0) - 0.5, history[-1].time)
+    return sum(getattr(p, name) for p in points) / len(points)
 
 
 def average_latency(history: Sequence[Any]) -> float | None:
@@ -67,16 +80,40 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[rank - 1]
 
 
-def suggest_max_shards(history: Sequence[Any], current: int | None = None) -> ShardAdvice | None:
-    """4 × the 90th percentile of desired shards over the history, at least 50.
+def weighted_percentile(pairs: Sequence[tuple[float, float]], fraction: float) -> float:
+    """Nearest-rank percentile of ``(value, weight)`` pairs (weights > 0, non-empty)."""
+    ordered = sorted(pairs)
+    rank = fraction * sum(weight for _, weight in ordered)
+    seen = 0.0
+    for value, weight in ordered:
+        seen += weight
+        if seen >= rank:
+            return value
+    return ordered[-1][0]
 
-    Against ``current``: raise when that is above it; lower when 4 × p90 is far
-    below it (under ``LOWER_BELOW`` of it), so headroom bought for an old peak is
-    given back; otherwise keep it.
+
+def suggest_max_shards(
+    history: Sequence[Any], current: int | None = None, hours: Sequence[Any] = ()
+) -> ShardAdvice | None:
+    """4 × the 90th percentile of desired shards, at least 50.
+
+    Over ``hours`` (the engine's persisted hourly summaries, ``ShardHour``, each
+    weighted by the seconds it covers) when there are any, else over the
+    one-second ``history``. Against ``current``: raise when that is above it;
+    lower when 4 × p90 is far below it (under ``LOWER_BELOW`` of it), so headroom
+    bought for an old peak is given back; otherwise keep it.
     """
-    if not history:
+    hours = [h for h in hours if h.seconds > 0]
+    if hours:
+        p90 = weighted_percentile([(h.p90, h.seconds) for h in hours], SUGGEST_PERCENTILE)
+        points = int(sum(h.seconds for h in hours))
+        span = hours[-1].start + hours[-1].seconds - hours[0].start
+    elif history:
+        p90 = percentile([p.shards_desired for p in history], SUGGEST_PERCENTILE)
+        points = len(history)
+        span = history[-1].time - history[0].time if len(history) > 1 else 0.0
+    else:
         return None
-    p90 = percentile([p.shards_desired for p in history], SUGGEST_PERCENTILE)
     needed = math.ceil(SUGGEST_FACTOR * p90)
     value = max(MIN_SUGGESTED_MAX_SHARDS, needed)
     change = "set"
@@ -87,11 +124,11 @@ def suggest_max_shards(history: Sequence[Any], current: int | None = None) -> Sh
             change = "lower"
         else:
             change, value = "keep", current
-    span = history[-1].time - history[0].time if len(history) > 1 else 0.0
     return ShardAdvice(
         max_shards=value,
         percentile_desired=p90,
-        points=len(history),
+        points=points,
         window_seconds=span,
         change=change,
+        hours=len(hours),
     )

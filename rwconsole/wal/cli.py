@@ -30,6 +30,9 @@ from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.wal import tools
 from rwconsole.wal.segment import segment_name
 
+PIPE_WIDTH = 200
+"""Columns of text output that goes to a file or pipe."""
+
 
 def register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
@@ -71,7 +74,13 @@ def register(
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output has no width to fit: tables would be cut at 80 columns.
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(highlight=False, soft_wrap=True, width=width)
+
+
+def _zone() -> str:
+    return datetime.now().astimezone().strftime("UTC%z")
 
 
 def _err() -> Console:
@@ -103,6 +112,17 @@ def _guard(func: Any, *args: Any, **kwargs: Any) -> tuple[bool, Any]:
 
 # ---------------------------------------------------------------------------
 # inspect
+
+
+def _readable_ts(ms: int | None) -> str:
+    """A millisecond timestamp as local ``2026-12-06 20:17:45.123``; raw if out of range."""
+    if ms is None:
+        return "-"
+    try:
+        stamp = datetime.fromtimestamp(ms / 1000).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return str(ms)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
 
 
 def _fmt_ts(ms: int | None) -> str:
@@ -138,10 +158,12 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             f"{s.records:,}",
             "-" if s.first_record_offset is None else str(s.first_record_offset),
             "-" if s.last_record_offset is None else str(s.last_record_offset),
-            str(s.min_time_ms if s.min_time_ms is not None else "-"),
-            str(s.max_time_ms if s.max_time_ms is not None else "-"),
+            _readable_ts(s.min_time_ms),
+            _readable_ts(s.max_time_ms),
         )
     out.print(table)
+    if report.segments:
+        out.print(f"times are local ({_zone()})")
     out.print(f"checkpoint: {report.checkpoint or 'none'}")
     records = ", ".join(f"{k}={v:,}" for k, v in sorted(report.records.items())) or "none"
     out.print(f"records: {records}")
@@ -380,7 +402,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         except DataDirLocked as err:
             _err().print(f"[bold red]error:[/] {escape(str(err))}; stop it before repairing")
             return EXIT_BAD
-    ok, report = _guard(tools.repair, wal_dir, dry_run=args.dry_run, backup=not args.no_backup)
+    backup = not args.no_backup
+    ok, report = _guard(tools.repair, wal_dir, dry_run=args.dry_run, backup=backup)
     if not ok:
         return EXIT_BAD
     out = _out()
@@ -397,11 +420,22 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     c = report.corruption
     if c is not None:
         out.print(f"corruption: {c.describe()}")
+        kept = "keep" if report.dry_run else "kept"
+        out.print(
+            f"{verb} cut {c.location()} at byte offset {c.offset:,}: {kept} "
+            f"{report.records_kept:,} record(s) before it, drop at least "
+            f"{c.records_lost:,} record(s) ({c.samples_lost:,} samples) from there"
+        )
         if report.segments_deleted:
             names = ", ".join(segment_name(i) for i in report.segments_deleted)
             out.print(f"{verb} remove later segment(s) {names}")
-        if not report.dry_run:
-            out.print(f"kept {report.records_kept:,} record(s) before the damage")
+        if report.dry_run:
+            out.print(
+                "would move the removed data to "
+                f"{escape(wal_dir.name)}.repair-backup-<time> next to the WAL"
+                if backup
+                else "would delete the removed data (--no-backup)"
+            )
     if report.backup_dir:
         out.print(f"removed data kept in {report.backup_dir}")
     return EXIT_OK

@@ -40,10 +40,14 @@ class CorruptionInfo:
     samples_lost: int = 0
     segments_lost: list[int] = field(default_factory=list)
 
-    def describe(self) -> str:
-        where = f"segment {segment_name(self.segment)}"
+    def location(self) -> str:
+        """``segment 00000003``, or ``checkpoint.00000002/00000000`` inside a checkpoint."""
         if self.checkpoint is not None:
-            where = f"{checkpoint_name(self.checkpoint)}/{segment_name(self.segment)}"
+            return f"{checkpoint_name(self.checkpoint)}/{segment_name(self.segment)}"
+        return f"segment {segment_name(self.segment)}"
+
+    def describe(self) -> str:
+        where = self.location()
         later = (
             f", and later segments {', '.join(segment_name(s) for s in self.segments_lost)}"
             if self.segments_lost

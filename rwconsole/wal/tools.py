@@ -526,13 +526,15 @@ def repair(directory: str | Path, *, dry_run: bool = False, backup: bool = True)
     report.checkpoint_gaps_filled = fill_checkpoint_gaps(wal_dir, dry_run=dry_run)
     sources, _, _ = _sources(wal_dir)
     for src in sources:
+        readable = 0
         try:
             for _ in iter_segment(src.path, src.index, checkpoint=src.checkpoint):
-                pass
+                readable += 1
         except CorruptionError as exc:
             report.corruption = _corruption(src, exc)
             if dry_run:
                 report.segments_deleted = report.corruption.segments_lost
+                report.records_kept = readable
                 break
             backup_dir = None
             if backup:

@@ -528,3 +528,36 @@ def test_relabel_and_external_labels_and_dunder_labels() -> None:
         await h.queue.stop(5)
 
     run(body)
+
+
+def test_accepted_counts_only_what_the_receiver_took() -> None:
+    """Rejected (400) and retried (503) samples are sent, never accepted; only 2xx counts."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("bad_request", reason="out of bounds")
+        h = Harness(
+            receiver,
+            QueueConfig(
+                max_samples_per_send=100,
+                batch_send_deadline=0.05,
+                min_backoff=0.05,
+                max_backoff=0.1,
+            ),
+        )
+        accepted = h.queue.metrics.accepted["samples"]
+        h.queue.start()
+        rejected = h.push_rounds(2)
+        await eventually(lambda: h.metric("samples_failed_total") == rejected)
+        assert h.metric("samples_total") == rejected and accepted.value == 0
+        receiver.set_fault("error_5xx", status=503)
+        retried = h.push_rounds(1, start_ms=NOW_MS + 5000)
+        await eventually(lambda: h.metric("samples_retried_total") >= retried)
+        assert accepted.value == 0
+        receiver.set_fault("ok")
+        await eventually(lambda: accepted.value == retried)
+        await h.queue.stop(5)
+        assert receiver.stats().samples == accepted.value == retried
+        # The Prometheus families keep their meaning; the accepted count is not one of them.
+        assert "accepted" not in h.registry.expose()
+
+    run(body)

@@ -16,6 +16,9 @@ def _history(phase: float, failing: bool) -> tuple[HistoryPoint, ...]:
     for i in range(SECONDS):
         t = NOW - (SECONDS - 1 - i)
         wave = math.sin(i / 40 + phase)
+        down = failing and i > SECONDS - 200
+        failed = 20.0 if i % 97 == 0 else 0.0
+        out = 0.0 if down else 2000.0 + 100 * wave
         desired = 2.0 + 1.5 * wave + (3.0 if failing and i > SECONDS - 200 else 0.0)
         points.append(
             HistoryPoint(
@@ -27,14 +30,13 @@ def _history(phase: float, failing: bool) -> tuple[HistoryPoint, ...]:
                 lag_seconds=1.0
                 + (20.0 * (i - (SECONDS - 200)) / 200 if failing and i > SECONDS - 200 else 0.0),
                 samples_in_per_second=2000.0 + 100 * wave,
-                samples_out_per_second=0.0
-                if failing and i > SECONDS - 200
-                else 2000.0 + 100 * wave,
+                samples_out_per_second=out,
                 retried_per_second=500.0 if failing and i > SECONDS - 200 else 0.0,
-                failed_per_second=20.0 if i % 97 == 0 else 0.0,
+                failed_per_second=failed,
                 dropped_per_second=0.0,
                 pending=4000.0 if failing and i > SECONDS - 200 else 200.0 + 50 * wave,
                 send_latency_seconds=0.040 + 0.01 * wave,
+                accepted_per_second=max(0.0, out - failed),
             )
         )
     return tuple(points)
@@ -79,6 +81,7 @@ def _endpoint(
         delivered_position=(3, 1_100_000) if not failing else (2, 500_000),
         live=not failing,
         history=history,
+        samples_accepted=1_234_567.0 - 480.0,
     )
 
 
@@ -128,4 +131,5 @@ def recorded_snapshot(*, demo: bool = True) -> Snapshot:
         demo=stats if demo else None,
         logs=logs,
         metrics_address="127.0.0.1:12345",
+        rate_window_seconds=10.0,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Static
 
+from rwconsole.tui import format as fmt
 from rwconsole.tui.app import ConsoleApp
 from rwconsole.tui.widgets.charts import TimeSeriesChart
 from tests.tui.recorded import recorded_snapshot
@@ -44,3 +46,18 @@ async def test_shards_chart_fits_the_shards_and_names_max_shards_off_scale() -> 
         # The axis is scaled to the shards, not to max_shards.
         top_label = float(next(line for line in text.splitlines() if "┤" in line).split("┤")[0])
         assert top_label < max_shards
+
+
+async def test_status_lines_show_accepted_samples_averaged_over_the_rate_window() -> None:
+    snapshot = recorded_snapshot()
+    app = ConsoleApp(snapshot=snapshot)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        lines = str(app.screen.query_one("#status-lines", Static).render()).splitlines()
+        healthy = snapshot.endpoints[0]
+        expected = sum(p.accepted_per_second for p in healthy.history[-10:]) / 10
+        assert f"out {fmt.number(expected)}/s (10s avg)" in lines[0]
+        # Failing: whatever is sent is rejected or retried, so nothing is "out".
+        assert "out 0/s (10s avg)" in lines[1]
+        heading = str(app.screen.query_one("#chart-heading", Static).render())
+        assert "/s (10s avg)" in heading

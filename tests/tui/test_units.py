@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from rwconsole.snapshot import HistoryPoint
+from rwconsole.snapshot import HistoryPoint, ShardHour
 from rwconsole.tui import estimates, themes
 from rwconsole.tui.walview import behind_bytes
 from rwconsole.tui.widgets.charts import window_ticks
@@ -134,3 +135,33 @@ def test_behind_bytes_counts_across_segments(tmp_path: Path) -> None:
     assert behind_bytes(tmp_path, (0, 400), (2, 100)) == 600 + 2000 + 100
     assert behind_bytes(tmp_path, (1, 10), (1, 30)) == 20
     assert behind_bytes(tmp_path, (2, 100), (1, 30)) == 0
+
+
+def test_suggest_max_shards_prefers_the_persisted_hourly_history() -> None:
+    # A week of quiet hours (p90 2) and a busy day (p90 40): 4 × the weighted p90.
+    quiet = [ShardHour(i * 3600.0, 3600.0, 2.0) for i in range(6 * 24)]
+    busy = [ShardHour((6 * 24 + i) * 3600.0, 3600.0, 40.0) for i in range(24)]
+    last_hour = [_point(i, 0.5) for i in range(100)]
+    advice = estimates.suggest_max_shards(last_hour, 50, [*quiet, *busy])
+    assert advice is not None
+    assert (advice.change, advice.max_shards, advice.hours) == ("raise", 160, 7 * 24)
+    assert advice.points == 7 * 24 * 3600 and advice.window_seconds == 7 * 24 * 3600
+    # A one-second peak weighs one second, not one hour: the 90th percentile stays.
+    short_peak = [*quiet[:-4], ShardHour(0.0, 1.0, 99.0)]
+    shorter = estimates.suggest_max_shards(last_hour, None, short_peak)
+    assert shorter is not None and shorter.percentile_desired == 2.0
+    # Without hours: the one-second history, as before.
+    fallback = estimates.suggest_max_shards(last_hour, None, [])
+    assert fallback is not None and (fallback.hours, fallback.points) == (0, 100)
+
+
+def test_average_rate_spans_the_window_so_a_slow_scrape_does_not_read_zero() -> None:
+    # A 5 s scrape: 500 samples arrive every fifth second.
+    history = [
+        dataclasses.replace(_point(i, 1.0), accepted_per_second=500.0 if i % 5 == 0 else 0.0)
+        for i in range(60)
+    ]
+    assert estimates.average_rate(history, "accepted_per_second", 1.0) == 0.0
+    assert estimates.average_rate(history, "accepted_per_second", 10.0) == 100.0
+    assert estimates.average_rate(history[:3], "accepted_per_second", 10.0) == 500.0 / 3
+    assert estimates.average_rate([], "accepted_per_second", 10.0) == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,40 @@ def test_usage_errors_are_clean(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert info.value.code == 2
     assert main(["wal", "open", str(tmp_path)]) == 2
     assert "not a WAL directory" in capsys.readouterr().err
+
+
+def test_inspect_text_piped_shows_readable_whole_times(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["wal", "inspect", str(data_dir)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "00000000" in line and "│" in line)
+    # Both times of the segment, readable and whole (not raw milliseconds cut at 80 columns).
+    stamps = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", row)
+    assert len(stamps) == 2 and "1795238741841" not in row
+    assert "…" not in out
+
+
+def test_repair_dry_run_says_where_it_would_cut_and_what_it_keeps(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seg = data_dir / "wal" / "00000000"
+    data = bytearray(seg.read_bytes())
+    data[40_000] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    assert main(["wal", "repair", str(data_dir), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    cut = re.search(
+        r"would cut segment 00000000 at byte offset ([\d,]+): keep (\d+) record\(s\) before it, "
+        r"drop at least (\d+) record\(s\) \(([\d,]+) samples\)",
+        out,
+    )
+    assert cut is not None, out
+    assert int(cut.group(2)) > 0 and int(cut.group(3)) > 0
+    assert "would move the removed data to wal.repair-backup-<time>" in out
+    assert seg.read_bytes() == bytes(data)
+    assert main(["wal", "repair", str(data_dir), "--dry-run", "--no-backup"]) == 0
+    assert "would delete the removed data" in capsys.readouterr().out
+    # The real repair keeps as many records as the dry run said.
+    assert main(["wal", "repair", str(data_dir)]) == 0
+    assert f"kept {cut.group(2)} record(s)" in capsys.readouterr().out

@@ -130,7 +130,10 @@ class DemoScreen(ConsoleScreen):
             stats.update("[dim]this pipeline has no demo receiver (start with `rwconsole demo`)[/]")
         else:
             stats.update(demo_markup(demo))
-        lines = [endpoint_line(e, width=self.size.width) for e in snapshot.endpoints]
+        lines = [
+            endpoint_line(e, width=self.size.width, window=snapshot.rate_window_seconds)
+            for e in snapshot.endpoints
+        ]
         self.query_one("#demo-endpoints", Static).update("\n".join(lines) or "[dim]-[/]")
         _label, window = self.console.window
         out: list[Series] = []
@@ -141,7 +144,7 @@ class DemoScreen(ConsoleScreen):
             if not times or len(points) > len(times):
                 times = [p.time for p in points]
             colour = _COLOURS[index % len(_COLOURS)]
-            out.append(Series(endpoint.name, [p.samples_out_per_second for p in points], colour))
+            out.append(Series(endpoint.name, [p.accepted_per_second for p in points], colour))
             errors.append(
                 Series(
                     endpoint.name,

@@ -10,11 +10,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
+from textual.widgets.data_table import ColumnKey
 
 from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.screens.base import ConsoleScreen
-from rwconsole.tui.widgets.status import out_rate, status_markup
+from rwconsole.tui.widgets.status import out_rate, status_markup, window_label
 
 COLUMNS = (
     ("name", "Endpoint"),
@@ -27,14 +28,15 @@ COLUMNS = (
     ("out", "Out/s"),
     ("sent", "Sent"),
     ("retried", "Retried"),
-    ("failed", "Failed"),
+    ("failed", "Rejected"),
     ("dropped", "Dropped"),
     ("lag", "Lag"),
 )
 _STATUS_STYLE = {"healthy": "green", "retrying": "yellow", "failing": "red", "paused": "magenta"}
 
 
-def row_values(endpoint: EndpointSnapshot) -> dict[str, str | Text]:
+def row_values(endpoint: EndpointSnapshot, window: float = 1.0) -> dict[str, str | Text]:
+    """The table cells: "Out/s" and "Sent" count only samples the receiver accepted."""
     q = endpoint.queue_config
     return {
         "name": endpoint.name,
@@ -44,8 +46,8 @@ def row_values(endpoint: EndpointSnapshot) -> dict[str, str | Text]:
         "desired": fmt.desired_shards(endpoint.shards_desired),
         "bounds": f"{q.get('min_shards', '?')}–{q.get('max_shards', '?')}",
         "pending": fmt.number(endpoint.pending_samples),
-        "out": fmt.number(out_rate(endpoint)),
-        "sent": fmt.number(endpoint.samples_total),
+        "out": fmt.number(out_rate(endpoint, window)),
+        "sent": fmt.number(endpoint.samples_accepted),
         "retried": fmt.number(endpoint.samples_retried),
         "failed": fmt.number(endpoint.samples_failed),
         "dropped": fmt.number(endpoint.samples_dropped),
@@ -61,7 +63,10 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
         f"WAL read {fmt.position(endpoint.read_position)}  delivered "
         f"{fmt.position(endpoint.delivered_position)}  "
         f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}",
-        f"sent {fmt.number(endpoint.samples_total)} samples, "
+        f"accepted {fmt.number(endpoint.samples_accepted)} samples, "
+        f"rejected {fmt.number(endpoint.samples_failed)}, "
+        f"retried {fmt.number(endpoint.samples_retried)} · "
+        f"sent {fmt.number(endpoint.samples_total)} counting every attempt · "
         f"{fmt.number(endpoint.exemplars_total)} exemplars, "
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
         "queue_config: " + escape(fmt.queue_config(q)),
@@ -119,23 +124,34 @@ class EndpointsScreen(ConsoleScreen):
 
     def update_snapshot(self, snapshot: Snapshot) -> None:
         table = self._table()
+        window = snapshot.rate_window_seconds
+        self._label_out_column(table, window)
         names = [e.name for e in snapshot.endpoints]
         current = [str(key.value) for key in table.rows]
         if names != current:
             table.clear()
             for endpoint in snapshot.endpoints:
-                values = row_values(endpoint)
+                values = row_values(endpoint, window)
                 table.add_row(*(values[k] for k, _ in COLUMNS), key=endpoint.name)
             selected = self.console.selected_endpoint
             if selected in names:
                 table.move_cursor(row=names.index(selected))
         else:
             for endpoint in snapshot.endpoints:
-                values = row_values(endpoint)
+                values = row_values(endpoint, window)
                 for key, _label in COLUMNS:
                     # update_width: a column grows with its widest value, not the first one.
                     table.update_cell(endpoint.name, key, values[key], update_width=True)
         self._show_detail(snapshot)
+
+    def _label_out_column(self, table: DataTable[str | Text], window: float) -> None:
+        """ "Out/s (10s avg)": the header says over which window the rate is averaged."""
+        label = "Out" + window_label(window)
+        column = table.columns.get(ColumnKey("out"))
+        if column is not None and column.label.plain != label:
+            column.label = Text(label)
+            column.content_width = max(column.content_width, len(label))
+            table.refresh()
 
     def _highlighted(self) -> str | None:
         table = self._table()

@@ -12,10 +12,10 @@ from textual.widgets import Static
 
 from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
-from rwconsole.tui.estimates import window_points
+from rwconsole.tui.estimates import average_rate, window_points
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.charts import Series, TimeSeriesChart
-from rwconsole.tui.widgets.status import endpoint_line
+from rwconsole.tui.widgets.status import endpoint_line, window_label
 
 # (widget id, title, unit)
 CHARTS = (
@@ -63,7 +63,10 @@ class OverviewScreen(ConsoleScreen):
         if snapshot.endpoints:
             lines = [
                 endpoint_line(
-                    e, selected=selected is not None and e.name == selected.name, width=width
+                    e,
+                    selected=selected is not None and e.name == selected.name,
+                    width=width,
+                    window=snapshot.rate_window_seconds,
                 )
                 for e in snapshot.endpoints
             ]
@@ -73,9 +76,11 @@ class OverviewScreen(ConsoleScreen):
         label, seconds = self.console.window
         heading = "no endpoint selected"
         if selected is not None:
+            window = snapshot.rate_window_seconds
+            in_rate = average_rate(selected.history, "samples_in_per_second", window)
             heading = (
                 f"[b]{escape(selected.name)}[/b]  {escape(selected.url)}  ·  window [b]{label}[/b]"
-                f"  ·  in {fmt.number(snapshot.samples_in_per_second)}/s"
+                f"  ·  in {fmt.number(in_rate)}{window_label(window)}"
             )
         self.query_one("#chart-heading", Static).update(heading)
         self._draw_charts(selected, snapshot.time, seconds)
@@ -97,7 +102,7 @@ class OverviewScreen(ConsoleScreen):
             "chart-lag": [Series("lag", col("lag_seconds"), "primary")],
             "chart-rates": [
                 Series("in", col("samples_in_per_second"), "accent"),
-                Series("out", col("samples_out_per_second"), "primary"),
+                Series("out", col("accepted_per_second"), "primary"),
             ],
             "chart-errors": [
                 Series("retried", col("retried_per_second"), "warning"),

@@ -325,17 +325,24 @@ class QueueConfigScreen(ConsoleScreen):
         if endpoint is None:
             return
         current = int(endpoint.queue_config.get("max_shards", 0)) or None
-        advice = suggest_max_shards(endpoint.history, current)
+        advice = suggest_max_shards(endpoint.history, current, endpoint.shard_hours)
         if advice is None:
             self.notify("no history yet: wait a few seconds", severity="warning")
             return
+        if advice.hours:
+            basis = (
+                f"{advice.hours} hourly 90th percentiles of {advice.points} one-second points, "
+                "kept across restarts for 7 days"
+            )
+        else:
+            basis = f"{advice.points} one-second points, the last hour the console keeps"
         rule = (
             f"Rule of thumb: 4 × the 90th percentile of desired shards, at least "
             f"{MIN_SUGGESTED_MAX_SHARDS}; lowering only when 4 × p90 is under half the "
             "current max.\n"
             f"90th percentile of desired shards, taken over the last "
-            f"{fmt.seconds(advice.window_seconds)} of history ({advice.points} one-second "
-            f"points, all the console keeps): {advice.percentile_desired:.2f}"
+            f"{fmt.seconds(advice.window_seconds)} of history ({basis}): "
+            f"{advice.percentile_desired:.2f}"
             f" → 4 × p90 = {SUGGEST_FACTOR * advice.percentile_desired:.2f}\n\n"
         )
         if advice.change == "keep":
