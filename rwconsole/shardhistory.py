@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rwconsole.config.save import _atomic_write
+from rwconsole.config.save import atomic_write
 from rwconsole.snapshot import ShardHour
 
 log = logging.getLogger("rwconsole.shardhistory")
@@ -98,7 +98,7 @@ class ShardHistory:
             },
         }
         try:
-            _atomic_write(self.path, json.dumps(payload, separators=(",", ":")) + "\n")
+            atomic_write(self.path, json.dumps(payload, separators=(",", ":")) + "\n")
         except OSError as err:
             log.warning("cannot save the shard history to %s: %s", self.path, err)
 

@@ -54,7 +54,7 @@ def update_config_file(path: str | Path, changes: Mapping[KeyPath, object]) -> N
     config_from_dict(
         parse_toml(text, source), source, check_secrets=False, base_dir=Path(path).parent
     )
-    _atomic_write(Path(path), text)
+    atomic_write(Path(path), text)
 
 
 def dump_effective(config: Any, redact: bool = True) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def _apply(raw: dict[str, Any], key_path: KeyPath, value: object, source: str) -
         container[last] = new_value
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
     directory = path.parent if str(path.parent) else Path(".")
     try:
         mode = path.stat().st_mode & 0o7777
