@@ -482,11 +482,12 @@ class Engine:
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,
+            protocol_reprobe_interval=config.protocol_reprobe_interval,
         )
         progress = self.progress
         queue.on_delivered = lambda position, name=name: progress.set(name, position)
         metadata_sender = None
-        if queue.protocol == 1 and config.metadata_config.send:
+        if config.metadata_config.send:
             metadata_sender = MetadataSender(
                 name=name,
                 client=client,
@@ -497,6 +498,7 @@ class Engine:
                 min_backoff=config.queue_config.min_backoff,
                 max_backoff=config.queue_config.max_backoff,
                 retry_on_http_429=config.queue_config.retry_on_http_429,
+                active=lambda: queue.negotiation.current == 1,
             )
         return _Endpoint(
             index=index,
@@ -910,6 +912,7 @@ class Engine:
                     live=endpoint.follower.live,
                     history=tuple(endpoint.history),
                     credentials=_credentials(endpoint.client.credential_status()),
+                    protocol_state=queue.negotiation.describe(),
                 )
             )
         sources = self._source_status()

@@ -92,6 +92,8 @@ class EndpointSnapshot:
     live: bool
     history: tuple[HistoryPoint, ...]
     credentials: CredentialsSnapshot | None = None
+    protocol_state: str = ""
+    """The remote-write version sent now ("2.0", or "1.0 (receiver refused 2.0 …)")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -271,6 +271,11 @@ class EndpointConfig(HTTPClientConfig):
     queue_config: QueueConfig = _field(QueueConfig(), "Queue tuning.")
     metadata_config: MetadataConfig = _field(MetadataConfig(), "Metadata sending.")
     write_relabel_config: list[RelabelConfig] = _field([], "Relabel rules, in order.")
+    protocol_reprobe_interval: float = _duration(
+        3600.0,
+        "After a receiver refused remote write 2.0 (HTTP 415, or 2xx without Written "
+        "headers) the endpoint sends 1.0; 2.0 is tried again after this long (rwconsole extra).",
+    )
 
     def queue_name(self) -> str:
         """``name``, or the first 6 hex digits of an md5 of ``url`` and ``protobuf_message``.
@@ -306,7 +311,7 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-_NEWER_FIELDS = frozenset({"backfill"})
+_NEWER_FIELDS = frozenset({"backfill", "protocol_reprobe_interval"})
 """Keys added after the legacy name scheme; left out so old names are reproduced."""
 
 
