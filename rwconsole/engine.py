@@ -38,6 +38,7 @@ from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
+from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
@@ -612,7 +613,12 @@ class Engine:
         if cfg.receiver is not None:
             from rwconsole.sources.receiver import RemoteWriteReceiver
 
-            receiver = RemoteWriteReceiver(self.appender, cfg.receiver.listen_address)
+            try:
+                receiver = RemoteWriteReceiver.from_config(
+                    cfg.receiver, self.appender, registry=self.registry
+                )
+            except (ConnectivityConfigError, AuthError) as err:
+                raise EngineError(f"receiver: {err}") from None
             try:
                 await receiver.start()
             except OSError as err:

@@ -442,10 +442,41 @@ class ScrapeConfig(HTTPClientConfig):
 
 
 @_frozen
+class ReceiverTLSConfig:
+    """TLS of the receiver (server side): its certificate, and client certificates."""
+
+    cert_pem: str = _field("", "Server certificate PEM-encoded text.")
+    cert_file: str = _field("", "Server certificate file.")
+    key_pem: Secret | None = _field(None, "Server key PEM-encoded text.")
+    key_file: str = _field("", "Server key file.")
+    ca_pem: str = _field("", "CA PEM-encoded text to validate client certificates with.")
+    ca_file: str = _field("", "CA certificate file to validate client certificates with.")
+    client_auth_type: str = _field(
+        "NoClientCert",
+        "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or "
+        "RequireAndVerifyClientCert (as in Prometheus' web config).",
+    )
+    min_version: str = _field(
+        "", "Minimum TLS version: TLS10, TLS11, TLS12 or TLS13 (empty: TLS12)."
+    )
+
+
+@_frozen
 class ReceiverConfig:
     """Accepts remote-write pushes on POST /api/v1/write."""
 
     listen_address: str = _field("127.0.0.1:9201", "host:port to listen on.")
+    tls_config: ReceiverTLSConfig | None = _field(
+        None, "Serve HTTPS (and optionally require client certificates)."
+    )
+    basic_auth_users: dict[str, Secret] = _field(
+        {},
+        "Users allowed in with HTTP basic auth: name = password (a string, { env = ... } or "
+        "{ file = ... }; plain secrets, not bcrypt hashes).",
+    )
+    bearer_tokens: list[Secret] = _field(
+        [], "Bearer tokens allowed in (strings, { env = ... } or { file = ... })."
+    )
 
 
 @_frozen

@@ -165,3 +165,55 @@ def _pem_path(pem_text: str, path: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+CLIENT_AUTH_TYPES: dict[str, tuple[ssl.VerifyMode, bool]] = {
+    # name (Prometheus web config) -> (verify mode, whether a client CA is needed)
+    "NoClientCert": (ssl.CERT_NONE, False),
+    "RequestClientCert": (ssl.CERT_OPTIONAL, False),
+    "RequireAnyClientCert": (ssl.CERT_REQUIRED, False),
+    "VerifyClientCertIfGiven": (ssl.CERT_OPTIONAL, True),
+    "RequireAndVerifyClientCert": (ssl.CERT_REQUIRED, True),
+}
+"""Python's ssl module always verifies a certificate it asks for, so the two modes
+that accept unverified certificates behave like their verifying counterparts
+when a CA is given, and without a CA accept only a missing certificate
+(RequestClientCert) — a client certificate can then not be checked at all."""
+
+
+def build_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> ssl.SSLContext:
+    """The server ``SSLContext`` for a receiver's ``tls_config``.
+
+    Needs a certificate and key; ``ca_pem``/``ca_file`` verify client
+    certificates as ``client_auth_type`` asks. Raises ``ConnectivityConfigError``
+    naming the setting.
+    """
+    if not (opt(tls_config, "cert_pem", "") or opt(tls_config, "cert_file", "")):
+        raise ConnectivityConfigError(f"{key}: a server needs cert_pem or cert_file (and a key)")
+    auth_type = opt(tls_config, "client_auth_type", "") or "NoClientCert"
+    if auth_type not in CLIENT_AUTH_TYPES:
+        allowed = ", ".join(CLIENT_AUTH_TYPES)
+        raise ConnectivityConfigError(
+            f"{key}.client_auth_type: unknown value {auth_type!r} (use one of {allowed})"
+        )
+    mode, needs_ca = CLIENT_AUTH_TYPES[auth_type]
+    has_ca = bool(opt(tls_config, "ca_pem", "") or opt(tls_config, "ca_file", ""))
+    if needs_ca and not has_ca:
+        raise ConnectivityConfigError(
+            f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file to verify clients with"
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = _min_version(tls_config, key)
+    _load_client_cert(ctx, tls_config, key)
+    if mode != ssl.CERT_NONE:
+        if has_ca:
+            _load_trust(ctx, tls_config, key)
+        elif mode == ssl.CERT_REQUIRED:
+            raise ConnectivityConfigError(
+                f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file here "
+                "(client certificates are always verified)"
+            )
+        else:
+            mode = ssl.CERT_NONE
+    ctx.verify_mode = mode
+    return ctx
