@@ -10,7 +10,7 @@ auth, and Prometheus pushes to it with its remote_write tls_config/basic_auth.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ProcessManager, free_port, peer_binary, wait_until
-from http_helpers import Pki, make_pki
+from http_helpers import Pki, ThreadedDemoReceiver, make_pki
 
 from rwconsole.config import schema
 from rwconsole.config.secrets import Secret
@@ -71,23 +71,6 @@ class Target:
         self.server.server_close()
 
 
-class ThreadedDemo:
-    """A demo receiver on its own event loop thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.receiver = DemoReceiver("127.0.0.1:0")
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture
 def target() -> Iterator[Target]:
     t = Target()
@@ -97,12 +80,14 @@ def target() -> Iterator[Target]:
 
 @pytest.fixture
 def demo() -> Iterator[DemoReceiver]:
-    d = ThreadedDemo()
+    d = ThreadedDemoReceiver()
     yield d.receiver
-    d.stop()
+    d.close()
 
 
-def relay(data_dir: Path, demo: DemoReceiver, receiver: schema.ReceiverConfig) -> Engine:
+@contextlib.contextmanager
+def relay(data_dir: Path, demo: DemoReceiver, receiver: schema.ReceiverConfig) -> Iterator[Engine]:
+    """A running engine with ``receiver`` as its source and two endpoints to ``demo``."""
     queue = schema.QueueConfig(batch_send_deadline=0.2, min_backoff=0.05, max_backoff=0.5)
     metadata = schema.MetadataConfig(send_interval=1.0)
     config = schema.Config(
@@ -120,7 +105,12 @@ def relay(data_dir: Path, demo: DemoReceiver, receiver: schema.ReceiverConfig) -
         ],
         storage=schema.StorageConfig(path=str(data_dir)),
     )
-    return Engine(config, serve_metrics=False, flush_deadline=2.0)
+    engine = Engine(config, serve_metrics=False, flush_deadline=2.0)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
 
 
 def prometheus_agent(
@@ -151,9 +141,8 @@ def test_prometheus_agent_samples_exemplars_and_metadata_are_forwarded(
     tmp_path: Path, processes: ProcessManager, target: Target, demo: DemoReceiver
 ) -> None:
     port = free_port()
-    engine = relay(tmp_path / "rw", demo, schema.ReceiverConfig(listen_address=f"127.0.0.1:{port}"))
-    engine.start()
-    try:
+    receiver = schema.ReceiverConfig(listen_address=f"127.0.0.1:{port}")
+    with relay(tmp_path / "rw", demo, receiver) as engine:
         prometheus_agent(
             processes,
             tmp_path / "agent",
@@ -178,8 +167,6 @@ def test_prometheus_agent_samples_exemplars_and_metadata_are_forwarded(
         assert (temperature.help, temperature.unit) == ("A temperature.", "celsius")
         source = engine.snapshot().sources[0]
         assert source.last_error == ""
-    finally:
-        engine.stop()
     report = inspect(engine.wal_dir)
     assert report.records.get("metadata", 0) > 0, report.records
     assert report.exemplars > 0
@@ -191,9 +178,8 @@ def test_vmagent_samples_are_forwarded(
     tmp_path: Path, processes: ProcessManager, target: Target, demo: DemoReceiver
 ) -> None:
     port = free_port()
-    engine = relay(tmp_path / "rw", demo, schema.ReceiverConfig(listen_address=f"127.0.0.1:{port}"))
-    engine.start()
-    try:
+    receiver = schema.ReceiverConfig(listen_address=f"127.0.0.1:{port}")
+    with relay(tmp_path / "rw", demo, receiver) as engine:
         scrape = tmp_path / "scrape.yml"
         scrape.write_text(
             "global:\n  scrape_interval: 1s\n"
@@ -219,8 +205,6 @@ def test_vmagent_samples_are_forwarded(
         wait_until(forwarded, timeout=60)
         stats = engine.snapshot().sources[0]
         assert stats.last_error == ""
-    finally:
-        engine.stop()
     assert demo.stats().by_status.get(204, 0) == demo.stats().requests
 
 
@@ -243,9 +227,7 @@ def test_prometheus_pushes_over_mutual_tls_with_basic_auth(
         ),
         basic_auth_users={"agent": Secret("relay-pw")},
     )
-    engine = relay(tmp_path / "rw", demo, receiver)
-    engine.start()
-    try:
+    with relay(tmp_path / "rw", demo, receiver) as engine:
         prometheus_agent(
             processes,
             tmp_path / "agent",
@@ -261,5 +243,3 @@ def test_prometheus_pushes_over_mutual_tls_with_basic_auth(
         wait_until(lambda: demo.stats().samples >= 10, timeout=60)
         status = engine.snapshot().sources[0]
         assert status.last_error == ""
-    finally:
-        engine.stop()
