@@ -233,3 +233,20 @@ def test_partial_writes_are_counted_and_not_retried(caplog: pytest.LogCaptureFix
         "partial write" in r.message and "out of bounds: too old" in r.message
         for r in caplog.records
     )
+
+
+def test_endpoints_screen_shows_the_fallback() -> None:
+    import dataclasses
+
+    from rwconsole.tui.screens.endpoints import detail_markup, row_values
+    from tests.tui.recorded import recorded_snapshot
+
+    endpoint = recorded_snapshot().endpoint("demo-v2")
+    assert endpoint is not None and endpoint.protocol == 2
+    assert str(row_values(endpoint)["proto"]) == "2.0"
+    fell_back = dataclasses.replace(
+        endpoint,
+        protocol_state="1.0 (receiver refused 2.0: HTTP 415; 2.0 is tried again in 59m)",
+    )
+    assert str(row_values(fell_back)["proto"]) == "2.0→1.0"
+    assert "sending remote write 1.0 (receiver refused 2.0: HTTP 415" in detail_markup(fell_back)
