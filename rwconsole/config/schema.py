@@ -441,6 +441,16 @@ class ScrapeConfig(HTTPClientConfig):
     kubernetes_sd_configs: list[KubernetesSDConfig] = _field([], "Kubernetes service discovery.")
 
 
+CLIENT_AUTH_TYPES = (
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+)
+"""``client_auth_type`` values, named as in Prometheus' web config."""
+
+
 @_frozen
 class ReceiverTLSConfig:
     """TLS of the receiver (server side): its certificate, and client certificates."""
@@ -454,7 +464,8 @@ class ReceiverTLSConfig:
     client_auth_type: str = _field(
         "NoClientCert",
         "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or "
-        "RequireAndVerifyClientCert (as in Prometheus' web config).",
+        "RequireAndVerifyClientCert (as in Prometheus' web config; every mode but "
+        "NoClientCert needs ca_pem or ca_file: client certificates are always verified).",
     )
     min_version: str = _field(
         "", "Minimum TLS version: TLS10, TLS11, TLS12 or TLS13 (empty: TLS12)."

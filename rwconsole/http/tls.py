@@ -167,18 +167,16 @@ def _pem_path(pem_text: str, path: str) -> Iterator[str]:
             os.unlink(tmp)
 
 
-CLIENT_AUTH_TYPES: dict[str, tuple[ssl.VerifyMode, bool]] = {
-    # name (Prometheus web config) -> (verify mode, whether a client CA is needed)
-    "NoClientCert": (ssl.CERT_NONE, False),
-    "RequestClientCert": (ssl.CERT_OPTIONAL, False),
-    "RequireAnyClientCert": (ssl.CERT_REQUIRED, False),
-    "VerifyClientCertIfGiven": (ssl.CERT_OPTIONAL, True),
-    "RequireAndVerifyClientCert": (ssl.CERT_REQUIRED, True),
+_VERIFY_MODES: dict[str, ssl.VerifyMode] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
 }
-"""Python's ssl module always verifies a certificate it asks for, so the two modes
-that accept unverified certificates behave like their verifying counterparts
-when a CA is given, and without a CA accept only a missing certificate
-(RequestClientCert) — a client certificate can then not be checked at all."""
+"""By ``client_auth_type``. Python's ssl module verifies every client
+certificate it asks for, so the "Any"/"Request" modes verify too (against
+``ca_pem``/``ca_file``, which every mode but NoClientCert needs)."""
 
 
 def build_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> ssl.SSLContext:
@@ -191,29 +189,21 @@ def build_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> 
     if not (opt(tls_config, "cert_pem", "") or opt(tls_config, "cert_file", "")):
         raise ConnectivityConfigError(f"{key}: a server needs cert_pem or cert_file (and a key)")
     auth_type = opt(tls_config, "client_auth_type", "") or "NoClientCert"
-    if auth_type not in CLIENT_AUTH_TYPES:
-        allowed = ", ".join(CLIENT_AUTH_TYPES)
+    mode = _VERIFY_MODES.get(auth_type)
+    if mode is None:
+        allowed = ", ".join(_VERIFY_MODES)
         raise ConnectivityConfigError(
             f"{key}.client_auth_type: unknown value {auth_type!r} (use one of {allowed})"
-        )
-    mode, needs_ca = CLIENT_AUTH_TYPES[auth_type]
-    has_ca = bool(opt(tls_config, "ca_pem", "") or opt(tls_config, "ca_file", ""))
-    if needs_ca and not has_ca:
-        raise ConnectivityConfigError(
-            f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file to verify clients with"
         )
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _min_version(tls_config, key)
     _load_client_cert(ctx, tls_config, key)
     if mode != ssl.CERT_NONE:
-        if has_ca:
-            _load_trust(ctx, tls_config, key)
-        elif mode == ssl.CERT_REQUIRED:
+        if not (opt(tls_config, "ca_pem", "") or opt(tls_config, "ca_file", "")):
             raise ConnectivityConfigError(
-                f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file here "
-                "(client certificates are always verified)"
+                f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file to verify "
+                "client certificates with"
             )
-        else:
-            mode = ssl.CERT_NONE
+        _load_trust(ctx, tls_config, key)
     ctx.verify_mode = mode
     return ctx

@@ -237,3 +237,21 @@ def test_bad_tls_settings_name_the_key(pki: Pki) -> None:
     ]:
         with pytest.raises(ConnectivityConfigError, match=text):
             RemoteWriteReceiver(app, "127.0.0.1:0", config=ReceiverConfig(tls_config=tls))
+
+
+def test_check_config_names_bad_receiver_tls_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rwconsole.cli import main
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[receiver]\nlisten_address = "127.0.0.1:9201"\n'
+        '[receiver.tls_config]\ncert_file = "s.pem"\nclient_auth_type = "Always"\n'
+        '[receiver.basic_auth_users]\nalice = { env = "RX_PW" }\n',
+        encoding="utf-8",
+    )
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "receiver.tls_config: a server needs a certificate and a key" in err
+    assert "receiver.tls_config.client_auth_type: unknown value 'Always'" in err

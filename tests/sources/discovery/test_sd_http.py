@@ -7,10 +7,10 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from rwconsole.http.server import HttpServer, Request, Response
 
 from rwconsole.config.schema import BasicAuthConfig, HTTPSDConfig
 from rwconsole.config.secrets import Secret
+from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.sources.discovery.http import HTTPDiscoverer
 
 pytestmark = pytest.mark.anyio
