@@ -38,6 +38,7 @@ from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
+from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.labels import Labels, make_labels
 from rwconsole.logcollapse import Collapser, message
 from rwconsole.metrics import Registry
@@ -490,11 +491,12 @@ class Engine:
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,
+            protocol_reprobe_interval=config.protocol_reprobe_interval,
         )
         progress = self.progress
         queue.on_delivered = lambda position, name=name: progress.set(name, position)
         metadata_sender = None
-        if queue.protocol == 1 and config.metadata_config.send:
+        if config.metadata_config.send:
             metadata_sender = MetadataSender(
                 name=name,
                 client=client,
@@ -505,6 +507,7 @@ class Engine:
                 min_backoff=config.queue_config.min_backoff,
                 max_backoff=config.queue_config.max_backoff,
                 retry_on_http_429=config.queue_config.retry_on_http_429,
+                active=lambda: queue.negotiation.current == 1,
             )
         return _Endpoint(
             index=index,
@@ -618,7 +621,12 @@ class Engine:
         if cfg.receiver is not None:
             from rwconsole.sources.receiver import RemoteWriteReceiver
 
-            receiver = RemoteWriteReceiver(self.appender, cfg.receiver.listen_address)
+            try:
+                receiver = RemoteWriteReceiver.from_config(
+                    cfg.receiver, self.appender, registry=self.registry
+                )
+            except (ConnectivityConfigError, AuthError) as err:
+                raise EngineError(f"receiver: {err}") from None
             try:
                 await receiver.start()
             except OSError as err:
@@ -930,6 +938,7 @@ class Engine:
                     shard_hours=self.shard_history.hours(queue.name)
                     if self.shard_history is not None
                     else (),
+                    protocol_state=queue.negotiation.describe(),
                 )
             )
         sources = self._source_status()

@@ -168,6 +168,8 @@ class EndpointSnapshot:
     """Samples the receiver accepted (``samples_total`` counts every attempt)."""
     shard_hours: tuple[ShardHour, ...] = ()
     """Hourly desired-shard summaries of the last days, oldest first (persisted)."""
+    protocol_state: str = ""
+    """The remote-write version sent now ("2.0", or "1.0 (receiver refused 2.0 …)")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -528,3 +528,22 @@ class H2Server:
                 task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
+
+
+class ThreadedDemoReceiver:
+    """A demo receiver on its own loop in its own thread: a busy test loop cannot slow it."""
+
+    def __init__(self) -> None:
+        from rwconsole.demo.receiver import DemoReceiver
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.receiver = DemoReceiver("127.0.0.1:0")
+        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

@@ -271,6 +271,11 @@ class EndpointConfig(HTTPClientConfig):
     queue_config: QueueConfig = _field(QueueConfig(), "Queue tuning.")
     metadata_config: MetadataConfig = _field(MetadataConfig(), "Metadata sending.")
     write_relabel_config: list[RelabelConfig] = _field([], "Relabel rules, in order.")
+    protocol_reprobe_interval: float = _duration(
+        3600.0,
+        "After a receiver refused remote write 2.0 (HTTP 415, or 2xx without Written "
+        "headers) the endpoint sends 1.0; 2.0 is tried again after this long (rwconsole extra).",
+    )
 
     def queue_name(self) -> str:
         """``name``, or the first 6 hex digits of an md5 of ``url`` and ``protobuf_message``.
@@ -306,7 +311,7 @@ def _hashable(value: Any) -> Any:
     return value
 
 
-_NEWER_FIELDS = frozenset({"backfill"})
+_NEWER_FIELDS = frozenset({"backfill", "protocol_reprobe_interval"})
 """Keys added after the legacy name scheme; left out so old names are reproduced."""
 
 
@@ -436,11 +441,53 @@ class ScrapeConfig(HTTPClientConfig):
     kubernetes_sd_configs: list[KubernetesSDConfig] = _field([], "Kubernetes service discovery.")
 
 
+CLIENT_AUTH_TYPES = (
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+)
+"""``client_auth_type`` values, named as in Prometheus' web config."""
+
+
+@_frozen
+class ReceiverTLSConfig:
+    """TLS of the receiver (server side): its certificate, and client certificates."""
+
+    cert_pem: str = _field("", "Server certificate PEM-encoded text.")
+    cert_file: str = _field("", "Server certificate file.")
+    key_pem: Secret | None = _field(None, "Server key PEM-encoded text.")
+    key_file: str = _field("", "Server key file.")
+    ca_pem: str = _field("", "CA PEM-encoded text to validate client certificates with.")
+    ca_file: str = _field("", "CA certificate file to validate client certificates with.")
+    client_auth_type: str = _field(
+        "NoClientCert",
+        "NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven or "
+        "RequireAndVerifyClientCert (as in Prometheus' web config; every mode but "
+        "NoClientCert needs ca_pem or ca_file: client certificates are always verified).",
+    )
+    min_version: str = _field(
+        "", "Minimum TLS version: TLS10, TLS11, TLS12 or TLS13 (empty: TLS12)."
+    )
+
+
 @_frozen
 class ReceiverConfig:
     """Accepts remote-write pushes on POST /api/v1/write."""
 
     listen_address: str = _field("127.0.0.1:9201", "host:port to listen on.")
+    tls_config: ReceiverTLSConfig | None = _field(
+        None, "Serve HTTPS (and optionally require client certificates)."
+    )
+    basic_auth_users: dict[str, Secret] = _field(
+        {},
+        "Users allowed in with HTTP basic auth: name = password (a string, { env = ... } or "
+        "{ file = ... }; plain secrets, not bcrypt hashes).",
+    )
+    bearer_tokens: list[Secret] = _field(
+        [], "Bearer tokens allowed in (strings, { env = ... } or { file = ... })."
+    )
 
 
 @_frozen

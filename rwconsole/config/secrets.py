@@ -29,14 +29,37 @@ SecretKind = Literal["value", "env", "file"]
 
 
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^/@:\s]*:)[^@/\s]*@")
+_QUERY_PARAM = re.compile(r"(?P<head>[?&;](?P<name>[^=&#;?\s'\"]+)=)(?P<value>[^&#;\s'\"]*)")
+SECRET_QUERY_PARAMS = frozenset(
+    ("api_key", "apikey", "token", "access_token", "key", "password", "secret", "signature")
+)
+"""Query parameter names (compared case-insensitively) whose values are redacted."""
+
+
+def _is_secret_param(name: str) -> bool:
+    lowered = name.lower()
+    # X-Amz-* covers the signature, credential and security token of presigned URLs.
+    return lowered in SECRET_QUERY_PARAMS or lowered.startswith("x-amz-")
+
+
+def _redact_param(match: re.Match[str]) -> str:
+    if not match.group("value") or not _is_secret_param(match.group("name")):
+        return match.group(0)
+    return match.group("head") + REDACTED
 
 
 def redact_url(text: str) -> str:
-    """Replace every URL password in ``text`` by ``<secret>`` (``http://u:p@h`` → ``http://u:<secret>@h``).
+    """Hide every URL password and secret-looking query parameter value in ``text``.
 
-    Works on a bare URL and on messages that contain URLs (error texts).
+    ``http://u:p@h`` → ``http://u:<secret>@h``; ``http://h/?api_key=k&x=1`` →
+    ``http://h/?api_key=<secret>&x=1`` (names in ``SECRET_QUERY_PARAMS`` and
+    ``X-Amz-*``, any case). Works on a bare URL and on messages that contain
+    URLs (error texts).
     """
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + REDACTED + "@", text)
+    if "=" in text:
+        text = _QUERY_PARAM.sub(_redact_param, text)
+    return text
 
 
 class SecretError(Exception):

@@ -174,8 +174,22 @@ class _Validator:
             self.listen_address(c.receiver.listen_address, path)
             if c.receiver.listen_address == c.http.listen_address:
                 self.add(path, "must differ from http.listen_address")
+            if c.receiver.tls_config is not None:
+                self.receiver_tls(c.receiver.tls_config, ("receiver", "tls_config"))
         if c.synthetic is not None:
             self.synthetic(c.synthetic, ("synthetic",))
+
+    def receiver_tls(self, t: schema.ReceiverTLSConfig, path: KeyPath) -> None:
+        if not (t.cert_pem or t.cert_file) or not (t.key_pem or t.key_file):
+            self.add(path, "a server needs a certificate and a key (cert_* and key_*)")
+        if t.client_auth_type not in schema.CLIENT_AUTH_TYPES:
+            self.add(
+                (*path, "client_auth_type"),
+                f"unknown value {t.client_auth_type!r} "
+                f"(use one of {', '.join(schema.CLIENT_AUTH_TYPES)})",
+            )
+        elif t.client_auth_type != "NoClientCert" and not (t.ca_pem or t.ca_file):
+            self.add(path, f"client_auth_type {t.client_auth_type} needs ca_pem or ca_file")
 
     def wal(self, w: schema.WALConfig) -> None:
         if w.truncate_frequency <= 0:

@@ -3,7 +3,8 @@
 It owns connection handling only: request line and header parsing with limits,
 Content-Length and chunked bodies with a size cap (413 beyond it, without
 reading the body), ``Expect: 100-continue``, keep-alive with an idle timeout,
-read timeouts, and a bound on how many handlers run at once. What a request
+read timeouts, a bound on how many handlers run at once, and TLS when given a
+server ``ssl.SSLContext`` (``rwconsole.http.tls.build_server_ssl_context``). What a request
 means is the handler's business: ``async handler(Request) -> Response``.
 
 The server can close its listening socket and reopen it on the same port
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -191,8 +193,10 @@ class HttpServer:
         max_connections: int = 1024,
         idle_timeout: float = 75.0,
         read_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._handler = handler
+        self._ssl = ssl_context
         self.max_body = max_body
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self._max_connections = max_connections
@@ -234,7 +238,13 @@ class HttpServer:
         if self._server is not None:
             return
         self._server = await asyncio.start_server(
-            self._accept, self._host, self._port, reuse_address=True, limit=_READ_CHUNK
+            self._accept,
+            self._host,
+            self._port,
+            reuse_address=True,
+            limit=_READ_CHUNK,
+            ssl=self._ssl,
+            ssl_handshake_timeout=self._read_timeout if self._ssl is not None else None,
         )
         sockets = self._server.sockets
         if sockets:

@@ -165,3 +165,45 @@ def _pem_path(pem_text: str, path: str) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+_VERIFY_MODES: dict[str, ssl.VerifyMode] = {
+    "NoClientCert": ssl.CERT_NONE,
+    "RequestClientCert": ssl.CERT_OPTIONAL,
+    "RequireAnyClientCert": ssl.CERT_REQUIRED,
+    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
+    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+}
+"""By ``client_auth_type``. Python's ssl module verifies every client
+certificate it asks for, so the "Any"/"Request" modes verify too (against
+``ca_pem``/``ca_file``, which every mode but NoClientCert needs)."""
+
+
+def build_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> ssl.SSLContext:
+    """The server ``SSLContext`` for a receiver's ``tls_config``.
+
+    Needs a certificate and key; ``ca_pem``/``ca_file`` verify client
+    certificates as ``client_auth_type`` asks. Raises ``ConnectivityConfigError``
+    naming the setting.
+    """
+    if not (opt(tls_config, "cert_pem", "") or opt(tls_config, "cert_file", "")):
+        raise ConnectivityConfigError(f"{key}: a server needs cert_pem or cert_file (and a key)")
+    auth_type = opt(tls_config, "client_auth_type", "") or "NoClientCert"
+    mode = _VERIFY_MODES.get(auth_type)
+    if mode is None:
+        allowed = ", ".join(_VERIFY_MODES)
+        raise ConnectivityConfigError(
+            f"{key}.client_auth_type: unknown value {auth_type!r} (use one of {allowed})"
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = _min_version(tls_config, key)
+    _load_client_cert(ctx, tls_config, key)
+    if mode != ssl.CERT_NONE:
+        if not (opt(tls_config, "ca_pem", "") or opt(tls_config, "ca_file", "")):
+            raise ConnectivityConfigError(
+                f"{key}: client_auth_type {auth_type} needs ca_pem or ca_file to verify "
+                "client certificates with"
+            )
+        _load_trust(ctx, tls_config, key)
+    ctx.verify_mode = mode
+    return ctx

@@ -242,12 +242,16 @@ class RemoteWriteClient:
         outcome: Outcome
         if 200 <= status < 300:
             outcome, reason = "ok", ""
+            if written is not None and sum(written) < items and reply.body:
+                # A partial write: the receiver's body says why some items were not written.
+                reason = reply.body[:MAX_REASON_BYTES].decode("utf-8", "replace").strip()
             if protocol == 2 and items > 0 and written is None:
                 outcome = "fatal"
                 reason = (
                     f"receiver did not confirm the write: HTTP {status} to a remote-write 2.0 "
                     "request without any X-Prometheus-Remote-Write-*-Written header (it "
-                    "probably ignored the 2.0 content type; treated like 415)"
+                    "probably ignored the 2.0 content type; treated like 415: the queue "
+                    "sends 1.0 instead)"
                 )
         elif status >= 500:
             outcome = "recoverable"

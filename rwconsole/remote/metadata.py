@@ -7,8 +7,8 @@ metric family with a live series is sent in requests of at most
 ``metadata_config.max_samples_per_send`` entries, with the same retry rules as
 samples. The WAL keeps metadata per family, so a send costs one entry per
 family, however many series there are. With remote write 2.0 metadata
-travels with each series instead (see the queue), so this sender is not
-started.
+travels with each series instead (see the queue), so this sender stays
+idle unless the endpoint fell back from 2.0 to 1.0 (``active``).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class MetadataSender:
         min_backoff: float,
         max_backoff: float,
         retry_on_http_429: bool,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.name = name
         self._client = client
@@ -73,6 +74,7 @@ class MetadataSender:
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._retry_on_429 = retry_on_http_429
+        self._active = active
         self._task: asyncio.Task[None] | None = None
         self.last_error = ""
 
@@ -89,7 +91,8 @@ class MetadataSender:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.send_interval)
-            await self.send_once()
+            if self._active():
+                await self.send_once()
 
     async def send_once(self) -> int:
         """Send every family's metadata now; returns the entries sent successfully."""

@@ -33,6 +33,7 @@ from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
 from rwconsole.protocol import encode
 from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.negotiation import VERSION_NAMES, ProtocolNegotiation
 from rwconsole.remote.queue_metrics import (
     DROP_DROPPED_SERIES,
     DROP_HISTOGRAMS_DISABLED,
@@ -226,6 +227,7 @@ class QueueManager:
         flush_deadline: float = 60.0,
         update_interval: float = SHARD_UPDATE_INTERVAL,
         clock: Callable[[], float] = time.time,
+        protocol_reprobe_interval: float = 3600.0,
     ) -> None:
         self.name = name
         self.url = url
@@ -278,12 +280,17 @@ class QueueManager:
         self._first_enqueued_s = 0.0
         self._stopped = False
         self._reading_stopped = False
+        self.negotiation = ProtocolNegotiation(
+            protocol, reprobe_interval=protocol_reprobe_interval, clock=clock
+        )
+        self._partial_logged = 0.0
 
     # ---- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
         s = self.settings
         self._publish_settings()
+        self._publish_protocol()
         self.metrics.shards_desired.set(s.min_shards)
         self._loop_lag = LoopLag.acquire()
         self._shards = self._new_shards(s.min_shards)
@@ -780,15 +787,15 @@ class QueueManager:
             shard.space.set()
             self._advance_delivered()
 
-    async def _encode(self, batch: _Batch) -> bytes:
-        body = self._serialize(batch)
+    async def _encode(self, batch: _Batch, protocol: int | None = None) -> bytes:
+        body = self._serialize(batch, protocol)
         if len(body) >= _THREAD_COMPRESS_BYTES:
             # Snappy releases the GIL: on another core the loop goes on meanwhile.
             return await asyncio.to_thread(encode.compress, body)
         return encode.compress(body)
 
-    def _serialize(self, batch: _Batch) -> bytes:
-        if self.protocol == 1:
+    def _serialize(self, batch: _Batch, protocol: int | None = None) -> bytes:
+        if (protocol or self.protocol) == 1:
             body = encode.encode_write_request_v1(
                 batch.series,
                 batch.timestamps,
@@ -847,7 +854,10 @@ class QueueManager:
         original = batch.counts()
         backoff = self.settings.min_backoff
         attempt = 0
-        body = await self._encode(batch)
+        protocol = self._protocol_for_batch()
+        if protocol != self.protocol:
+            batch = self._as_v1(batch)
+        body = await self._encode(batch, protocol)
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
         started = time.monotonic()
@@ -860,7 +870,9 @@ class QueueManager:
                 batch = shed
                 if batch.count == 0:
                     break
-                body = await self._encode(batch)
+                body = await self._encode(batch, protocol)
+            if batch.count == 0:
+                break
             while not self._resume.is_set():
                 await _wait_or_stop(self._resume, stop, None)
             if stop.is_set():
@@ -869,16 +881,30 @@ class QueueManager:
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.sent[kind].inc(n)
+            if protocol != self.negotiation.current and protocol == 2:
+                # Another shard found the receiver speaks only 1.0.
+                protocol, batch = 1, self._as_v1(batch)
+                body = await self._encode(batch, protocol)
+                continue
             result = await self._client.send(
                 body,
-                protocol=self.protocol,
+                protocol=protocol,
                 attempt=attempt,
                 items=batch.count,
                 retry_on_http_429=self.settings.retry_on_http_429,
             )
             metrics.batch_duration.observe(result.duration)
             self.last_status = result.status
+            if self._refuses_v2(result, protocol, batch.count):
+                for kind, n in zip(KINDS3, counts, strict=True):
+                    if n:
+                        metrics.retried[kind].inc(n)
+                protocol, batch = 1, self._as_v1(batch)
+                body = await self._encode(batch, protocol)
+                attempt = 0
+                continue
             if result.outcome == "ok":
+                self._note_partial(result, counts)
                 break
             self.last_error = _describe(result)
             self.last_error_time = self._clock()
@@ -932,6 +958,100 @@ class QueueManager:
         # counting it would make a busy CPU look like a slow receiver.
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
         self._data_out_duration.add(max(0.0, time.monotonic() - started - waited_for_loop) * 1e9)
+
+    # ---- protocol negotiation ------------------------------------------------------
+
+    def _publish_protocol(self) -> None:
+        current = VERSION_NAMES[self.negotiation.current]
+        for version in {VERSION_NAMES[self.protocol], current}:
+            self.metrics.protocol(version).set(1 if version == current else 0)
+
+    def _protocol_for_batch(self) -> int:
+        """The protocol a new batch goes in: 1.0 after a fallback, until the re-probe."""
+        negotiation = self.negotiation
+        if negotiation.reprobe_due():
+            self._log.info(
+                "queue %s: trying remote write 2.0 again (1.0 since %.0fs)",
+                self.name,
+                self._clock() - (negotiation.fallback_since or 0.0),
+            )
+            self._publish_protocol()
+        return negotiation.current
+
+    def _refuses_v2(self, result: SendResultLike, protocol: int, items: int) -> bool:
+        """Whether ``result`` says the receiver does not speak 2.0; falls back if so."""
+        if not ProtocolNegotiation.refused(protocol, result.status, result.written, items):
+            return False
+        reason = f"HTTP {result.status}" + (
+            " without any Written header" if result.status != 415 else ""
+        )
+        if self.negotiation.fall_back(reason):
+            self._log.warning(
+                "queue %s: the receiver does not accept remote write 2.0 (%s); sending 1.0 "
+                "(this batch again, and all that follows) and trying 2.0 again in %.0fs",
+                self.name,
+                reason,
+                self.negotiation.reprobe_interval,
+            )
+            self._publish_protocol()
+        return True
+
+    def _as_v1(self, batch: _Batch) -> _Batch:
+        """A 2.0 batch (series keys are (labels, metadata)) as a 1.0 batch.
+
+        Native histograms with custom buckets have no 1.0 form: they are dropped
+        and counted as Prometheus counts them.
+        """
+        memo: dict[int, bytes] = {}
+
+        def v1(key: Any) -> bytes:
+            found = memo.get(id(key))
+            if found is None:
+                found = memo[id(key)] = encode.encode_series_v1(key[0])
+            return found
+
+        keep_h = [
+            i for i, (_, _, h) in enumerate(batch.histograms) if h.schema != CUSTOM_BUCKETS_SCHEMA
+        ]
+        dropped = len(batch.histograms) - len(keep_h)
+        if dropped:
+            self.metrics.dropped("histograms", DROP_NHCB_V1).inc(dropped)
+            self.metrics.pending["histograms"].dec(dropped)
+        converted = _Batch(
+            refs=batch.refs,
+            series=[v1(key) for key in batch.series],
+            timestamps=batch.timestamps,
+            values=batch.values,
+            exemplars=[(v1(key), e) for key, e in batch.exemplars],
+            exemplar_refs=batch.exemplar_refs,
+            histograms=[(v1(batch.histograms[i][0]), *batch.histograms[i][1:]) for i in keep_h],
+            histogram_refs=[batch.histogram_refs[i] for i in keep_h],
+            count=batch.count - dropped,
+            first_seq=batch.first_seq,
+        )
+        return converted
+
+    def _note_partial(self, result: SendResultLike, counts: tuple[int, int, int]) -> None:
+        """Count (and log, at most once a minute) what a 2xx did not confirm."""
+        written = result.written
+        if written is None:
+            return
+        confirmed = _written_by_kind(written)
+        missing = [(kind, c - w) for kind, c, w in zip(KINDS3, counts, confirmed, strict=True)]
+        missing = [(kind, n) for kind, n in missing if n > 0]
+        if not missing:
+            return
+        for kind, n in missing:
+            self.metrics.partial(kind).inc(n)
+        now = time.monotonic()
+        if now - self._partial_logged >= 60.0:
+            self._partial_logged = now
+            self._log.warning(
+                "queue %s: partial write, the receiver did not write %s%s",
+                self.name,
+                ", ".join(f"{n} {kind}" for kind, n in missing),
+                f": {result.reason}" if result.reason else "",
+            )
 
     # ---- resharding ----------------------------------------------------------------
 
@@ -1091,11 +1211,18 @@ def _describe(result: SendResultLike) -> str:
     return f"{status}: {reason}" if reason else status
 
 
+def _written_by_kind(written: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Written counts (samples, histograms, exemplars) in KINDS3 order."""
+    return written[0], written[2], written[1]
+
+
 def _failed_counts(result: SendResultLike, counts: tuple[int, int, int]) -> tuple[int, int, int]:
     if result.outcome == "fatal":
         if result.written is None:
             return counts
-        return tuple(max(0, c - w) for c, w in zip(counts, result.written, strict=True))  # type: ignore[return-value]
+        written = _written_by_kind(result.written)
+        return tuple(max(0, c - w) for c, w in zip(counts, written, strict=True))  # type: ignore[return-value]
     if result.outcome == "ok" and result.written is not None:
-        return tuple(max(0, c - w) for c, w in zip(counts, result.written, strict=True))  # type: ignore[return-value]
+        written = _written_by_kind(result.written)
+        return tuple(max(0, c - w) for c, w in zip(counts, written, strict=True))  # type: ignore[return-value]
     return (0, 0, 0)

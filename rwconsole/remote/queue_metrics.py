@@ -20,6 +20,8 @@ DROP_UNKNOWN_SERIES = "unintentionally_dropped_series"
 DROP_NHCB_V1 = "nhcb_in_rw1_not_supported"
 DROP_HISTOGRAMS_DISABLED = "native_histograms_disabled"
 DROP_WAL_TRUNCATED = "wal_truncated_max_keepalive"
+PROTOCOL_METRIC = "rwconsole_remote_write_protocol"
+PARTIAL_WRITES_METRIC = "rwconsole_remote_write_partial_writes_total"
 
 
 def _define(registry: Registry) -> None:
@@ -96,6 +98,17 @@ def _define(registry: Registry) -> None:
     ):
         registry.gauge(f"{PREFIX}{name}", help_text, QUEUE_LABELS)
     registry.gauge(
+        PROTOCOL_METRIC,
+        "1 for the remote-write protocol version the queue sends now, 0 for the other.",
+        (*QUEUE_LABELS, "version"),
+    )
+    registry.counter(
+        PARTIAL_WRITES_METRIC,
+        "Items a receiver did not confirm in a successful response (its Written headers "
+        "counted fewer than were sent); they are not retried.",
+        (*QUEUE_LABELS, "kind"),
+    )
+    registry.gauge(
         f"{PREFIX}highest_timestamp_in_seconds",
         "Highest timestamp that has come into the remote storage via the WAL, in seconds.",
     )
@@ -169,6 +182,22 @@ class QueueMetrics:
         return self._registry.total(
             f"{PREFIX}{kind}_dropped_total", remote_name=self._key[0], url=self._key[1]
         )
+
+    def protocol(self, version: str) -> Gauge:
+        """The child of ``rwconsole_remote_write_protocol`` for ``version`` ("1.0"/"2.0")."""
+        found = self._labelled(PROTOCOL_METRIC, version)
+        assert isinstance(found, Gauge)
+        return found
+
+    def partial(self, kind: str) -> Counter:
+        found = self._labelled(PARTIAL_WRITES_METRIC, kind)
+        assert isinstance(found, Counter)
+        return found
+
+    def _labelled(self, name: str, extra: str) -> Counter | Gauge | Histogram:
+        family = self._registry.get(name)
+        assert family is not None
+        return family.labels(*self._key, extra)
 
     def unregister(self) -> None:
         for family in self._registry.families():

@@ -4,8 +4,17 @@ Both protocol versions are accepted (the decoder tells them apart by
 Content-Type). A request is decoded and validated completely before anything
 is appended, and committed once, so a bad request leaves nothing behind: it is
 answered 400 with the reason (415 for an unsupported content type or
-encoding, 413 beyond the body limit). Success is 204; a v2 request also gets
-the ``X-Prometheus-Remote-Write-*-Written`` headers.
+encoding, 413 beyond the body limit, 401 without accepted credentials, 404
+off the write path); the rules are in ``write_validation``. Success is 204; a
+v2 request also gets the ``X-Prometheus-Remote-Write-*-Written`` headers.
+
+Metadata is kept per metric family, also from requests that carry no series
+(Prometheus sends its metadata that way): it is attached to the family's
+series as they arrive and so reaches the WAL as metadata records. The
+receiver counts requests by status and items received and rejected by reason
+in ``rwconsole_receiver_*`` metrics, and logs rejections (client address and
+reason) at most once per ``LOG_INTERVAL`` seconds. TLS, mutual TLS and
+basic/bearer authentication come from ``[receiver]``.
 
 The request plumbing shared with the demo receiver (``decode_write``,
 ``written_headers``, ``is_v2``) lives here too.
@@ -13,13 +22,18 @@ The request plumbing shared with the demo receiver (``decode_write``,
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rwconsole.http.server import DEFAULT_MAX_BODY, HttpServer, Request, Response
-from rwconsole.labels import METRIC_NAME, Labels
+from rwconsole.http.server_auth import ServerAuth
+from rwconsole.http.tls import build_server_ssl_context
+from rwconsole.labels import Labels, metric_name
+from rwconsole.metrics import Counter, Registry
 from rwconsole.model import (
     Appender,
     Exemplar,
@@ -35,8 +49,14 @@ from rwconsole.protocol.encode import (
     PROTOBUF_MESSAGE_V2,
     SAMPLES_WRITTEN_HEADER,
 )
+from rwconsole.sources import write_validation as rules
+
+log = logging.getLogger("rwconsole.receiver")
 
 WRITE_PATH = "/api/v1/write"
+LOG_INTERVAL = 10.0
+_MAX_FAMILIES = 100_000
+KINDS = ("samples", "exemplars", "histograms", "metadata")
 
 DecodeFn = Callable[[bytes, str, str], Any]
 """``decode(body, content_type, content_encoding) -> DecodedRequest``."""
@@ -45,10 +65,12 @@ DecodeFn = Callable[[bytes, str, str], Any]
 class WriteRejected(Exception):
     """A write request is answered with ``status`` and ``reason`` and nothing is written."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, code: str = rules.REASON_DECODE) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.code = code
+        """A short reason for metrics labels."""
 
 
 def default_decode() -> DecodeFn:
@@ -71,9 +93,15 @@ def written_headers(samples: int, histograms: int, exemplars: int) -> dict[str, 
 def check_write_request(request: Request) -> None:
     """Raise WriteRejected unless ``request`` is a POST to the write path."""
     if request.path != WRITE_PATH:
-        raise WriteRejected(404, f"not found: {request.path[:100]}; remote write is {WRITE_PATH}")
+        raise WriteRejected(
+            404,
+            f"not found: {request.path[:100]}; remote write is POST {WRITE_PATH}",
+            rules.REASON_NOT_FOUND,
+        )
     if request.method != "POST":
-        raise WriteRejected(405, f"method {request.method} not allowed; use POST")
+        raise WriteRejected(
+            405, f"method {request.method} not allowed; use POST", rules.REASON_METHOD
+        )
 
 
 def decode_write(decode: DecodeFn, request: Request) -> Any:
@@ -83,12 +111,13 @@ def decode_write(decode: DecodeFn, request: Request) -> Any:
     try:
         return decode(request.body, content_type, encoding)
     except Exception as exc:  # any decoder failure is the request's fault, never a crash
-        status = 415 if isinstance(exc, UnsupportedMediaType) else 400
-        return _raise(status, str(exc) or type(exc).__name__)
+        if isinstance(exc, UnsupportedMediaType):
+            return _raise(415, str(exc) or type(exc).__name__, rules.REASON_MEDIA_TYPE)
+        return _raise(400, str(exc) or type(exc).__name__, rules.REASON_DECODE)
 
 
-def _raise(status: int, reason: str) -> Any:
-    raise WriteRejected(status, reason)
+def _raise(status: int, reason: str, code: str) -> Any:
+    raise WriteRejected(status, reason, code)
 
 
 def exemplar_parts(exemplar: Any) -> tuple[Labels, float, int]:
@@ -123,6 +152,9 @@ def _metadata_fields(meta: Any) -> tuple[MetricType, str, str] | None:
     return kind, unit, help_text
 
 
+Fields = tuple[MetricType, str, str]
+
+
 def _family_metadata(decoded: Any) -> dict[str, tuple[MetricType, str, str]]:
     """v1 request-level metadata by metric family name."""
     result: dict[str, tuple[MetricType, str, str]] = {}
@@ -146,14 +178,58 @@ def _family_of(name: str, families: dict[str, tuple[MetricType, str, str]]) -> s
     return None
 
 
-def build_batch(decoded: Any) -> _Batch:
-    """Validate and flatten a decoded request; raise WriteRejected(400) on bad series."""
+class FamilyMetadata:
+    """Metadata by metric family, remembered across requests (bounded)."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Fields] = {}
+        self._by_name: dict[str, str | None] = {}
+
+    def update(self, families: dict[str, Fields]) -> None:
+        known = self.families
+        if any(name not in known for name in families):
+            self._by_name.clear()
+            if len(known) + len(families) > _MAX_FAMILIES:
+                known.clear()
+        known.update(families)
+
+    def lookup(self, name: str) -> Fields | None:
+        by_name = self._by_name
+        if name in by_name:
+            family = by_name[name]
+        else:
+            if len(by_name) >= _MAX_FAMILIES:
+                by_name.clear()
+            family = by_name[name] = _family_of(name, self.families)
+        return self.families.get(family) if family is not None else None
+
+
+def build_batch(
+    decoded: Any,
+    validator: rules.SeriesValidator | None = None,
+    known: FamilyMetadata | None = None,
+) -> _Batch:
+    """Validate and flatten a decoded request; raise WriteRejected(400) on bad series.
+
+    ``known`` remembers metadata across requests (it is updated with this
+    request's metadata first); without it only this request's metadata is used.
+    """
     batch = _Batch()
     families = _family_metadata(decoded)
+    if known is None:
+        known = FamilyMetadata()
+    if families:
+        known.update(families)
+    lookup = known.lookup if known.families else None
     for index, series in enumerate(decoded.series):
         labels = series.labels  # the decoder guarantees sorted, unique, non-empty labels
-        if not labels:
-            raise WriteRejected(400, f"series {index} has no labels")
+        if validator is not None:
+            try:
+                validator.check(labels, f"series {index}")
+            except rules.InvalidSeries as exc:
+                raise WriteRejected(400, exc.message, exc.reason) from None
+        elif not labels:
+            raise WriteRejected(400, f"series {index} has no labels", rules.REASON_EMPTY)
         batch.labels.append(labels)
         samples = series.samples
         if samples:
@@ -166,9 +242,8 @@ def build_batch(decoded: Any) -> _Batch:
         for timestamp, histogram in series.histograms or ():
             batch.histograms.append((index, timestamp, histogram))
         fields = _metadata_fields(getattr(series, "metadata", None))
-        if fields is None and families:
-            family = _family_of(dict(labels).get(METRIC_NAME, ""), families)
-            fields = families.get(family) if family else None
+        if fields is None and lookup is not None:
+            fields = lookup(metric_name(labels))
         if fields is not None:
             batch.metadata.append((index, *fields))
     return batch
@@ -215,6 +290,56 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+class _ReceiverMetrics:
+    """The ``rwconsole_receiver_*`` families of one receiver."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._requests = registry.counter(
+            "rwconsole_receiver_requests_total",
+            "Remote-write requests the receiver answered, by HTTP status code.",
+            ("code",),
+        )
+        received = registry.counter(
+            "rwconsole_receiver_received_total",
+            "Items the receiver accepted and wrote to the WAL, by kind.",
+            ("kind",),
+        )
+        self.received = [received.labels(kind) for kind in KINDS]
+        self._rejected = registry.counter(
+            "rwconsole_receiver_rejected_total",
+            "Items in requests the receiver refused, by kind and reason.",
+            ("kind", "reason"),
+        )
+        self._reasons = registry.counter(
+            "rwconsole_receiver_rejected_requests_total",
+            "Requests the receiver refused, by reason.",
+            ("reason",),
+        )
+
+    def request(self, status: int) -> None:
+        child = self._requests.labels(str(status))
+        assert isinstance(child, Counter)
+        child.inc()
+
+    def rejected(self, reason: str, counts: Sequence[int]) -> None:
+        self._reasons.labels(reason).inc()  # type: ignore[union-attr]
+        for kind, n in zip(KINDS, counts, strict=False):
+            if n:
+                self._rejected.labels(kind, reason).inc(n)  # type: ignore[union-attr]
+
+
+def _decoded_counts(decoded: Any) -> tuple[int, int, int, int]:
+    """(samples, exemplars, histograms, metadata) in a decoded request."""
+    samples = exemplars = histograms = metadata = 0
+    for series in decoded.series:
+        samples += len(series.samples)
+        exemplars += len(series.exemplars or ())
+        histograms += len(series.histograms or ())
+        metadata += getattr(series, "metadata", None) is not None
+    return samples, exemplars, histograms, metadata + len(getattr(decoded, "metadata", ()) or ())
+
+
 class RemoteWriteReceiver:
     """The ``[receiver]`` source: an HTTP server writing pushed series into an Appender."""
 
@@ -226,19 +351,43 @@ class RemoteWriteReceiver:
         decode: DecodeFn | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         max_concurrency: int = 16,
+        config: Any = None,
+        registry: Registry | None = None,
     ) -> None:
+        """``config`` is the ``[receiver]`` block (TLS and authentication come from it).
+
+        Raises ``ConnectivityConfigError`` for TLS settings that cannot work and
+        ``AuthError`` for an unreadable password or token.
+        """
         self._appender = appender
         self._address = parse_listen_address(listen_address)
         self._decode = decode
-        self._server = HttpServer(self._handle, max_body=max_body, max_concurrency=max_concurrency)
+        tls = getattr(config, "tls_config", None)
+        ssl_context = build_server_ssl_context(tls, key="receiver.tls_config") if tls else None
+        self._tls = ssl_context is not None
+        self._auth = ServerAuth(
+            getattr(config, "basic_auth_users", None) or {},
+            getattr(config, "bearer_tokens", None) or [],
+        )
+        self._server = HttpServer(
+            self._handle,
+            max_body=max_body,
+            max_concurrency=max_concurrency,
+            ssl_context=ssl_context,
+        )
         self._lock = threading.Lock()
         self._by_status: dict[int, int] = {}
         self._counts = [0, 0, 0, 0, 0, 0]  # requests, samples, exemplars, histograms, meta, bytes
         self._last_error = ""
+        self._validator = rules.SeriesValidator()
+        self._families = FamilyMetadata()
+        self._metrics = _ReceiverMetrics(registry if registry is not None else Registry())
+        self._logged_at = -LOG_INTERVAL
+        self._not_logged = 0
 
     @classmethod
     def from_config(cls, config: Any, appender: Appender, **kwargs: Any) -> RemoteWriteReceiver:
-        return cls(appender, config.listen_address, **kwargs)
+        return cls(appender, config.listen_address, config=config, **kwargs)
 
     @property
     def port(self) -> int:
@@ -247,6 +396,11 @@ class RemoteWriteReceiver:
     @property
     def host(self) -> str:
         return self._server.host
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{self.host}:{self.port}{WRITE_PATH}"
 
     async def start(self) -> None:
         if self._decode is None:
@@ -277,31 +431,64 @@ class RemoteWriteReceiver:
                 self._last_error,
             )
 
-    def _count(self, status: int, size: int, batch: _Batch | None, error: str = "") -> None:
+    def _count(self, status: int, size: int, counts: Sequence[int] | None, error: str = "") -> None:
+        self._metrics.request(status)
         with self._lock:
             self._by_status[status] = self._by_status.get(status, 0) + 1
-            counts = self._counts
-            counts[0] += 1
-            counts[5] += size
-            if batch is not None:
-                counts[1] += len(batch.sample_values)
-                counts[2] += len(batch.exemplars)
-                counts[3] += len(batch.histograms)
-                counts[4] += len(batch.metadata)
+            totals = self._counts
+            totals[0] += 1
+            totals[5] += size
+            if counts is not None:
+                for i, n in enumerate(counts):
+                    totals[1 + i] += n
             if error:
                 self._last_error = error
+        if counts is not None:
+            for child, n in zip(self._metrics.received, counts, strict=True):
+                if n:
+                    child.inc(n)
+
+    def _reject(self, request: Request, exc: WriteRejected, decoded: Any) -> Response:
+        counts = _decoded_counts(decoded) if decoded is not None else ()
+        self._metrics.rejected(exc.code, counts)
+        self._count(exc.status, len(request.body), None, exc.reason)
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_INTERVAL:
+            self._logged_at = now
+            more = (
+                f" ({self._not_logged} more refused since the last line)"
+                if self._not_logged
+                else ""
+            )
+            self._not_logged = 0
+            log.warning(
+                "receiver: refused a request from %s with HTTP %d: %s%s",
+                request.peer,
+                exc.status,
+                exc.reason[:500],
+                more,
+            )
+        else:
+            self._not_logged += 1
+        headers = {"WWW-Authenticate": 'Basic realm="rwconsole"'} if exc.status == 401 else {}
+        return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n", headers)
 
     async def _handle(self, request: Request) -> Response:
+        decoded = None
         try:
             check_write_request(request)
+            refused = self._auth.check(request.header("authorization"))
+            if refused is not None:
+                raise WriteRejected(401, f"unauthorized: {refused}", rules.REASON_AUTH)
             assert self._decode is not None
             decoded = decode_write(self._decode, request)
-            batch = build_batch(decoded)
+            batch = build_batch(decoded, self._validator, self._families)
             append_batch(self._appender, batch)
         except WriteRejected as exc:
-            self._count(exc.status, len(request.body), None, exc.reason)
-            return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n")
-        self._count(204, len(request.body), batch)
+            return self._reject(request, exc, decoded)
+        metadata = len(batch.metadata) + len(getattr(decoded, "metadata", ()) or ())
+        counts = (len(batch.sample_values), len(batch.exemplars), len(batch.histograms), metadata)
+        self._count(204, len(request.body), counts)
         headers: dict[str, str] = {}
         if is_v2(decoded):
             headers = written_headers(
@@ -312,6 +499,7 @@ class RemoteWriteReceiver:
 
 __all__: Sequence[str] = (
     "WRITE_PATH",
+    "FamilyMetadata",
     "ReceiverStats",
     "RemoteWriteReceiver",
     "WriteRejected",

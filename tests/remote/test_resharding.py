@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
+from http_helpers import ThreadedDemoReceiver as _ThreadReceiver
 from test_queue import Harness, eventually
 
 from rwconsole.config.schema import QueueConfig
@@ -132,23 +132,6 @@ def test_load_step_up_and_down_moves_shards_without_loss_or_reordering() -> None
             await receiver.stop()
 
     asyncio.run(main())
-
-
-class _ThreadReceiver:
-    """A demo receiver on its own loop in its own thread: a busy test loop cannot slow it."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.receiver = DemoReceiver("127.0.0.1:0")
-        asyncio.run_coroutine_threadsafe(self.receiver.start(), self.loop).result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 async def _busy_loop(stop: asyncio.Event, slice_seconds: float, pause: float) -> None:

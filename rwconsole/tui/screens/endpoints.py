@@ -41,7 +41,7 @@ def row_values(endpoint: EndpointSnapshot, window: float = 1.0) -> dict[str, str
     return {
         "name": endpoint.name,
         "status": Text(endpoint.status, style=_STATUS_STYLE.get(endpoint.status, "")),
-        "proto": "2.0" if endpoint.protocol == 2 else "1.0",
+        "proto": _proto_cell(endpoint),
         "shards": str(endpoint.shards),
         "desired": fmt.desired_shards(endpoint.shards_desired),
         "bounds": f"{q.get('min_shards', '?')}–{q.get('max_shards', '?')}",
@@ -53,6 +53,18 @@ def row_values(endpoint: EndpointSnapshot, window: float = 1.0) -> dict[str, str
         "dropped": fmt.number(endpoint.samples_dropped),
         "lag": fmt.seconds(endpoint.lag_seconds),
     }
+
+
+def _configured(endpoint: EndpointSnapshot) -> str:
+    return "2.0" if endpoint.protocol == 2 else "1.0"
+
+
+def _proto_cell(endpoint: EndpointSnapshot) -> str | Text:
+    """The configured version, or ``2.0→1.0`` while the endpoint fell back."""
+    state = endpoint.protocol_state
+    if not state or state == _configured(endpoint):
+        return _configured(endpoint)
+    return Text(f"{_configured(endpoint)}→{state.split(' ', 1)[0]}", style="yellow")
 
 
 def detail_markup(endpoint: EndpointSnapshot) -> str:
@@ -71,6 +83,8 @@ def detail_markup(endpoint: EndpointSnapshot) -> str:
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
         "queue_config: " + escape(fmt.queue_config(q)),
     ]
+    if endpoint.protocol_state and endpoint.protocol_state != _configured(endpoint):
+        lines.append(f"[$warning]sending remote write {escape(endpoint.protocol_state)}[/]")
     if endpoint.last_status:
         lines.append(f"last response: HTTP {endpoint.last_status}")
     if endpoint.credentials is not None:
