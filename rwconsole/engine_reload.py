@@ -134,12 +134,14 @@ async def _apply(engine: Engine, new: schema.Config) -> ConfigDiff:
     except ReloadFailed:
         await _close_all(clients.values())
         raise
-    engine.config = target
-    await _apply_endpoints(engine, diff, configs, clients, set(fresh))
+    # Sources first: the staleness markers of removed targets still reach the endpoints
+    # that had their series, and not the endpoints this reload adds.
     if diff.scrape_jobs_changed or diff.targets_added or diff.targets_removed:
         await _apply_scrape(engine, target.scrape)
     if diff.synthetic:
         await _apply_synthetic(engine, diff.synthetic, target.synthetic)
+    engine.config = target
+    await _apply_endpoints(engine, diff, configs, clients, set(fresh))
     assert engine.progress is not None
     engine.progress.save(force=True)
     return diff
