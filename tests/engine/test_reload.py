@@ -7,6 +7,10 @@ staleness markers included, and serves the scrape targets.
 from __future__ import annotations
 
 import asyncio
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -278,3 +282,44 @@ def test_lifecycle_reload_endpoint(tmp_path: Path, capture: CaptureReceiver) -> 
         assert engine.running
     finally:
         engine.stop()
+
+
+def test_sighup_reloads_in_place_and_never_exits(tmp_path: Path, capture: CaptureReceiver) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "rw.toml"
+    write_config(path, tmp_path / "data", listen, capture, endpoints={"a": 2}, targets=[0])
+    log = tmp_path / "rw.log"
+    with open(log, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rwconsole", "run", "--config", str(path)], stderr=stderr
+        )
+    try:
+        wait_until(lambda: len(capture.series("a")) >= 20)
+        with MetricsPoller(listen) as poller:
+            # A receiver address that cannot be bound fails the apply: reported, kept running.
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                busy = f"127.0.0.1:{taken.getsockname()[1]}"
+                path.write_text(path.read_text() + f'\n[receiver]\nlisten_address = "{busy}"\n')
+                proc.send_signal(signal.SIGHUP)
+                wait_until(lambda: "config reload failed" in log.read_text())
+            assert f"receiver.listen_address: cannot listen on {busy}" in log.read_text()
+            assert proc.poll() is None
+            assert metric(listen, "rwconsole_config_last_reload_successful") == 0
+            write_config(
+                path, tmp_path / "data", listen, capture, endpoints={"a": 2, "b": 2}, targets=[0]
+            )
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: len(capture.series("b")) >= 20)
+            assert "config reloaded: endpoint b added" in log.read_text()
+            assert metric(listen, "rwconsole_config_last_reload_successful") == 1
+        assert not poller.failures, poller.failures[:3]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert "Traceback" not in log.read_text()
+    assert not stale_series(capture.series("a"))
