@@ -1,10 +1,76 @@
-"""Helpers of the reload tests: a /metrics poller and a self-metric reader."""
+"""Helpers of the reload tests: a config writer, a /metrics poller, a self-metric reader."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
+
+from rwconsole.config.load import load_config
+from rwconsole.engine import Engine
+
+
+def write_config(
+    path: Path,
+    data_dir: Path,
+    listen: str,
+    endpoints: dict[str, tuple[str, int]],
+    targets: list[str],
+    *,
+    job: str = "reload",
+    interval: str = "100ms",
+    scrape_interval: str = "200ms",
+    lifecycle: bool = False,
+) -> Path:
+    """Synthetic series every ``interval``, a scrape job over ``targets`` and
+    ``endpoints`` (name → (url, max_shards))."""
+    quoted = ", ".join(f'"{t}"' for t in targets)
+    text = f"""
+[storage]
+path = "{data_dir}"
+
+[http]
+listen_address = "{listen}"
+enable_lifecycle = {str(lifecycle).lower()}
+
+[synthetic]
+series = 20
+metrics = 2
+interval = "{interval}"
+
+[[scrape]]
+job_name = "{job}"
+scrape_interval = "{scrape_interval}"
+scrape_timeout = "{scrape_interval}"
+targets = [{quoted}]
+"""
+    for name, (url, shards) in endpoints.items():
+        text += f"""
+[[endpoint]]
+name = "{name}"
+url = "{url}"
+
+[endpoint.queue_config]
+max_shards = {shards}
+batch_send_deadline = "50ms"
+min_backoff = "50ms"
+"""
+    path.write_text(text)
+    return path
+
+
+@contextlib.contextmanager
+def running_engine(path: Path, flush_deadline: float = 5.0) -> Iterator[Engine]:
+    """An engine on the config file ``path``, always stopped (stopping twice is fine)."""
+    engine = Engine(load_config(path), config_path=path, flush_deadline=flush_deadline)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
 
 
 class MetricsPoller:

@@ -15,15 +15,15 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+import reload_helpers
 from conftest import free_port, wait_until
-from reload_helpers import MetricsPoller, metric
+from reload_helpers import MetricsPoller, metric, running_engine
 
-from rwconsole.config.load import load_config
-from rwconsole.engine import Engine
 from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import Labels
 from rwconsole.model import is_stale_nan
@@ -91,38 +91,15 @@ def write_config(
     targets: list[int],
     lifecycle: bool = False,
 ) -> Path:
-    """A config with a synthetic source, one scrape job and ``endpoints`` (path → max_shards)."""
-    text = f"""
-[storage]
-path = "{data_dir}"
-
-[http]
-listen_address = "{listen}"
-enable_lifecycle = {str(lifecycle).lower()}
-
-[synthetic]
-series = 20
-metrics = 2
-interval = "100ms"
-
-[[scrape]]
-job_name = "reload"
-scrape_interval = "200ms"
-scrape_timeout = "200ms"
-targets = [{", ".join(f'"{capture.target(i)}"' for i in targets)}]
-"""
-    for name, shards in endpoints.items():
-        text += f"""
-[[endpoint]]
-name = "{name}"
-url = "{capture.url(name)}"
-
-[endpoint.queue_config]
-max_shards = {shards}
-batch_send_deadline = "50ms"
-"""
-    path.write_text(text)
-    return path
+    """The shared test config with endpoints (path → max_shards) and targets of ``capture``."""
+    return reload_helpers.write_config(
+        path,
+        data_dir,
+        listen,
+        {name: (capture.url(name), shards) for name, shards in endpoints.items()},
+        [capture.target(i) for i in targets],
+        lifecycle=lifecycle,
+    )
 
 
 @pytest.fixture
@@ -144,44 +121,36 @@ def test_reload_applies_only_the_difference(tmp_path: Path, capture: CaptureRece
     data = tmp_path / "data"
     path = tmp_path / "rw.toml"
     write_config(path, data, listen, capture, endpoints={"a": 2}, targets=[0, 1])
-    engine = Engine(load_config(path), config_path=path, flush_deadline=5.0)
-    engine.start()
-    stopped = False
-    try:
-        with MetricsPoller(listen) as poller:
-            wait_until(lambda: len(capture.series("a")) >= 20 + 2 * 6)
-            first_queue = engine.endpoints[0].queue
+    with running_engine(path) as engine, MetricsPoller(listen) as poller:
+        wait_until(lambda: len(capture.series("a")) >= 20 + 2 * 6)
+        first_queue = engine.endpoints[0].queue
 
-            # Retune a, add b, add target 2, remove target 1.
-            write_config(path, data, listen, capture, endpoints={"a": 5, "b": 3}, targets=[0, 2])
-            report = engine.reload().result(60)
-            assert report.ok, report
-            assert "endpoint a: queue_config changed (queue_config applied live)" in report.changes
-            assert "endpoint b added" in report.changes
-            assert f"scrape target reload/{capture.target(1)} removed" in " ".join(report.changes)
-            assert engine.endpoints[0].queue is first_queue  # a kept its queue
-            assert first_queue.settings.max_shards == 5
-            assert metric(listen, "rwconsole_config_last_reload_successful") == 1
-            wait_until(lambda: capture.target(2) in {instance_of(s) for s in capture.series("a")})
-            wait_until(lambda: len(capture.series("b")) >= 20)
+        # Retune a, add b, add target 2, remove target 1.
+        write_config(path, data, listen, capture, endpoints={"a": 5, "b": 3}, targets=[0, 2])
+        report = engine.reload().result(60)
+        assert report.ok, report
+        assert "endpoint a: queue_config changed (queue_config applied live)" in report.changes
+        assert "endpoint b added" in report.changes
+        assert f"scrape target reload/{capture.target(1)} removed" in " ".join(report.changes)
+        assert engine.endpoints[0].queue is first_queue  # a kept its queue
+        assert first_queue.settings.max_shards == 5
+        assert metric(listen, "rwconsole_config_last_reload_successful") == 1
+        wait_until(lambda: capture.target(2) in {instance_of(s) for s in capture.series("a")})
+        wait_until(lambda: len(capture.series("b")) >= 20)
 
-            # Remove b while it has data; then bring it back: it resumes where it stopped.
-            write_config(path, data, listen, capture, endpoints={"a": 5}, targets=[0, 2])
-            report = engine.reload().result(60)
-            assert report.changes == ("endpoint b removed (its delivery position is kept)",)
-            assert engine.progress is not None and "b" in engine.progress.positions()
-            time.sleep(0.5)  # b misses these samples while it is away
-            write_config(path, data, listen, capture, endpoints={"a": 5, "b": 3}, targets=[0, 2])
-            assert engine.reload().result(60).changes == ("endpoint b added",)
-            appended = engine.samples_in.value
-            wait_until(lambda: engine.snapshot().samples_in_total > appended + 100)
-        engine.stop()
-        stopped = True
-        assert not poller.failures, poller.failures[:3]
-        assert poller.ok > 10
-    finally:
-        if not stopped:
-            engine.stop()
+        # Remove b while it has data; then bring it back: it resumes where it stopped.
+        write_config(path, data, listen, capture, endpoints={"a": 5}, targets=[0, 2])
+        report = engine.reload().result(60)
+        assert report.changes == ("endpoint b removed (its delivery position is kept)",)
+        assert engine.progress is not None and "b" in engine.progress.positions()
+        time.sleep(0.5)  # b misses these samples while it is away
+        write_config(path, data, listen, capture, endpoints={"a": 5, "b": 3}, targets=[0, 2])
+        assert engine.reload().result(60).changes == ("endpoint b added",)
+        appended = engine.samples_in.value
+        wait_until(lambda: engine.snapshot().samples_in_total > appended + 100)
+    # (the poller stops before the engine)
+    assert not poller.failures, poller.failures[:3]
+    assert poller.ok > 10
 
     snap = engine.snapshot()
     a, b = capture.series("a"), capture.series("b")
@@ -203,9 +172,7 @@ def test_failed_reload_keeps_the_pipeline(tmp_path: Path, capture: CaptureReceiv
     listen = f"127.0.0.1:{free_port()}"
     path = tmp_path / "rw.toml"
     write_config(path, tmp_path / "data", listen, capture, endpoints={"a": 2}, targets=[0])
-    engine = Engine(load_config(path), config_path=path, flush_deadline=5.0)
-    engine.start()
-    try:
+    with running_engine(path) as engine:
         queue = engine.endpoints[0].queue
         path.write_text(path.read_text().replace("max_shards = 2", "max_shards = -1"))
         report = engine.reload().result(60)
@@ -234,41 +201,22 @@ def test_failed_reload_keeps_the_pipeline(tmp_path: Path, capture: CaptureReceiv
         assert queue.settings.max_shards == 4
         assert metric(listen, "rwconsole_config_last_reload_successful") == 1
         assert metric(listen, "rwconsole_config_last_reload_success_timestamp_seconds") > 0
-    finally:
-        engine.stop()
 
 
 def test_lifecycle_reload_endpoint(tmp_path: Path, capture: CaptureReceiver) -> None:
     listen = f"127.0.0.1:{free_port()}"
     path = tmp_path / "rw.toml"
     write_config(path, tmp_path / "data", listen, capture, endpoints={"a": 2}, targets=[0])
-    engine = Engine(load_config(path), config_path=path, flush_deadline=5.0)
-    engine.start()
-    try:
+    with running_engine(path) as engine:
         url = f"http://{listen}/-/reload"
         refused = httpx.post(url, timeout=30)
         assert refused.status_code == 403
         assert refused.text == "Lifecycle API is not enabled.\n"
         # Turning the lifecycle API on is itself a reload (by signal or console).
-        write_config(
-            path,
-            tmp_path / "data",
-            listen,
-            capture,
-            endpoints={"a": 2},
-            targets=[0],
-            lifecycle=True,
-        )
+        enabled = partial(write_config, path, tmp_path / "data", listen, capture, lifecycle=True)
+        enabled(endpoints={"a": 2}, targets=[0])
         assert engine.reload().result(60).ok
-        write_config(
-            path,
-            tmp_path / "data",
-            listen,
-            capture,
-            endpoints={"a": 3},
-            targets=[0],
-            lifecycle=True,
-        )
+        enabled(endpoints={"a": 3}, targets=[0])
         done = httpx.post(url, timeout=30)
         assert done.status_code == 200, done.text
         assert "queue_config applied live" in done.text
@@ -280,8 +228,6 @@ def test_lifecycle_reload_endpoint(tmp_path: Path, capture: CaptureReceiver) -> 
         assert failed.status_code == 500
         assert "config reload failed" in failed.text
         assert engine.running
-    finally:
-        engine.stop()
 
 
 def test_sighup_reloads_in_place_and_never_exits(tmp_path: Path, capture: CaptureReceiver) -> None:

@@ -11,57 +11,13 @@ import httpx
 import pytest
 from conftest import ProcessManager, free_port, wait_until
 from peers import PrometheusReceiver, VictoriaMetrics
-from reload_helpers import MetricsPoller, metric
+from reload_helpers import MetricsPoller, metric, running_engine, write_config
 
-from rwconsole.config.load import load_config
-from rwconsole.engine import Engine
 from rwconsole.labels import Labels
 from rwconsole.model import is_stale_nan
-from rwconsole.wal import records
-from rwconsole.wal.segment import iter_wal
+from rwconsole.wal.tools import iter_dump
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
-
-
-def write_config(
-    path: Path,
-    data_dir: Path,
-    listen: str,
-    endpoints: dict[str, tuple[str, int]],
-    targets: list[str],
-) -> None:
-    """Synthetic series, a scrape job over ``targets``, ``endpoints``: name → (url, max_shards)."""
-    quoted = ", ".join(f'"{t}"' for t in targets)
-    text = f"""
-[storage]
-path = "{data_dir}"
-
-[http]
-listen_address = "{listen}"
-
-[synthetic]
-series = 20
-metrics = 2
-interval = "200ms"
-
-[[scrape]]
-job_name = "peers"
-scrape_interval = "1s"
-scrape_timeout = "1s"
-targets = [{quoted}]
-"""
-    for name, (url, shards) in endpoints.items():
-        text += f"""
-[[endpoint]]
-name = "{name}"
-url = "{url}"
-
-[endpoint.queue_config]
-max_shards = {shards}
-batch_send_deadline = "100ms"
-min_backoff = "50ms"
-"""
-    path.write_text(text)
 
 
 def prometheus_appended(prom: PrometheusReceiver) -> float:
@@ -79,44 +35,50 @@ def test_reload_with_real_receivers(tmp_path: Path, processes: ProcessManager) -
     vm_target, prom_target = f"127.0.0.1:{vm.port}", f"127.0.0.1:{prom.port}"
     listen = f"127.0.0.1:{free_port()}"
     path, data = tmp_path / "rw.toml", tmp_path / "data"
-    write_config(path, data, listen, {"vm": (vm.write_url, 2)}, [vm_target])
-    engine = Engine(load_config(path), config_path=path, flush_deadline=10.0)
-    engine.start()
-    stopped = False
-    try:
-        with MetricsPoller(listen) as poller:
-            wait_until(lambda: engine.snapshot().samples_in_total > 2000)
-            # Data piles up for vm while the reloads happen.
-            engine.pause("vm").result(10)
-            wait_until(lambda: engine.snapshot().endpoint("vm").pending_samples > 0)
-            both = {"vm": (vm.write_url, 4), "prom": (prom.write_url, 2)}
-            write_config(path, data, listen, both, [vm_target, prom_target])
-            report = engine.reload().result(60)
-            assert report.ok, report
-            assert report.changes == (
-                "endpoint prom added",
-                "endpoint vm: queue_config changed (queue_config applied live)",
-                f"scrape target peers/{prom_target} added",
-            )
-            assert engine.snapshot().endpoint("vm") is not None
-            assert engine.endpoints[0].queue.paused  # vm is the same queue, still paused
-            wait_until(lambda: prometheus_appended(prom) > 1000)
-            engine.resume("vm").result(10)
 
-            write_config(path, data, listen, {"vm": (vm.write_url, 4)}, [vm_target])
-            report = engine.reload().result(60)
-            assert report.ok and len(report.changes) == 2, report
-            appended = engine.samples_in.value
-            wait_until(lambda: engine.snapshot().samples_in_total > appended + 500)
-            assert metric(listen, "rwconsole_config_last_reload_successful") == 1
-        engine.stop()
-        stopped = True
-        assert not poller.failures, poller.failures[:3]
-    finally:
-        if not stopped:
-            engine.stop()
+    def configure(endpoints: dict[str, tuple[str, int]], targets: list[str]) -> None:
+        write_config(
+            path,
+            data,
+            listen,
+            endpoints,
+            targets,
+            job="peers",
+            interval="200ms",
+            scrape_interval="1s",
+        )
 
-    wal = wal_samples(data / "wal")
+    configure({"vm": (vm.write_url, 2)}, [vm_target])
+    with running_engine(path, flush_deadline=10.0) as engine, MetricsPoller(listen) as poller:
+        wait_until(lambda: engine.snapshot().samples_in_total > 2000)
+        # Data piles up for vm while the reloads happen.
+        engine.pause("vm").result(10)
+        wait_until(lambda: engine.snapshot().endpoint("vm").pending_samples > 0)
+        configure({"vm": (vm.write_url, 4), "prom": (prom.write_url, 2)}, [vm_target, prom_target])
+        report = engine.reload().result(60)
+        assert report.ok, report
+        assert report.changes == (
+            "endpoint prom added",
+            "endpoint vm: queue_config changed (queue_config applied live)",
+            f"scrape target peers/{prom_target} added",
+        )
+        assert engine.endpoints[0].queue.paused  # vm is the same queue, still paused
+        wait_until(lambda: prometheus_appended(prom) > 1000)
+        engine.resume("vm").result(10)
+
+        configure({"vm": (vm.write_url, 4)}, [vm_target])
+        report = engine.reload().result(60)
+        assert report.ok and len(report.changes) == 2, report
+        appended = engine.samples_in.value
+        wait_until(lambda: engine.snapshot().samples_in_total > appended + 500)
+        assert metric(listen, "rwconsole_config_last_reload_successful") == 1
+    # (the poller stops before the engine)
+    assert not poller.failures, poller.failures[:3]
+
+    wal: dict[Labels, list[tuple[int, float]]] = defaultdict(list)
+    for item in iter_dump(data / "wal"):
+        if item.kind == "sample":
+            wal[item.labels].append((item.timestamp, item.value))
     # VictoriaMetrics drops plain NaN samples (not staleness markers): not expected there.
     want = {
         labels: [t for t, v in points if is_stale_nan(v) or not math.isnan(v)]
@@ -146,17 +108,3 @@ def test_reload_with_real_receivers(tmp_path: Path, processes: ProcessManager) -
     # prom got data while it was configured.
     assert prometheus_appended(prom) > 1000
     assert prom.api("/api/v1/query", query='count({job="synthetic"})')["data"]["result"]
-
-
-def wal_samples(directory: Path) -> dict[Labels, list[tuple[int, float]]]:
-    """Every sample in the WAL by series, in WAL order."""
-    labels: dict[int, Labels] = {}
-    samples: dict[Labels, list[tuple[int, float]]] = defaultdict(list)
-    for record in iter_wal(directory):
-        decoded = records.decode(record.data)
-        if isinstance(decoded, records.SeriesRecord):
-            labels.update(decoded.series)
-        elif isinstance(decoded, records.SamplesRecord):
-            for ref, t, v in zip(decoded.refs, decoded.timestamps, decoded.values, strict=True):
-                samples[labels[ref]].append((t, v))
-    return samples
