@@ -37,6 +37,8 @@ class CaptureReceiver:
 
     def __init__(self, targets: int = 3) -> None:
         self.received: dict[str, dict[Labels, Points]] = defaultdict(lambda: defaultdict(list))
+        self.test_headers: dict[str, set[str | None]] = defaultdict(set)
+        """Values of X-Test seen per path."""
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -68,7 +70,9 @@ class CaptureReceiver:
             request.headers.get("content-encoding"),
         )
         with self._lock:
-            table = self.received[request.path.strip("/")]
+            path = request.path.strip("/")
+            self.test_headers[path].add(request.headers.get("x-test"))
+            table = self.received[path]
             for series in decoded.series:
                 table[series.labels].extend(series.samples)
         return Response(204)
@@ -269,3 +273,57 @@ def test_sighup_reloads_in_place_and_never_exits(tmp_path: Path, capture: Captur
             proc.wait(10)
     assert "Traceback" not in log.read_text()
     assert not stale_series(capture.series("a"))
+
+
+def test_reload_rebuilds_clients_relabels_and_restarts_one_endpoint(
+    tmp_path: Path, capture: CaptureReceiver
+) -> None:
+    listen = f"127.0.0.1:{free_port()}"
+    path = tmp_path / "rw.toml"
+    endpoints = {"ref": 2, "a": 2}
+
+    def configure(*, header: str = "", cluster: str = "", a_path: str = "a") -> None:
+        write_config(path, tmp_path / "data", listen, capture, endpoints=endpoints, targets=[0])
+        text = path.read_text()
+        if header:
+            text = text.replace(
+                'name = "a"\n', f'name = "a"\nheaders = {{ X-Test = "{header}" }}\n'
+            )
+        if cluster:
+            text = f'external_labels = {{ cluster = "{cluster}" }}\n' + text
+        text = text.replace(f'url = "{capture.url("a")}"', f'url = "{capture.url(a_path)}"')
+        path.write_text(text)
+
+    configure()
+    with running_engine(path) as engine:
+        wait_until(lambda: len(capture.series("a")) >= 20)
+        queue = engine.endpoints[1].queue
+        configure(header="two")
+        report = engine.reload().result(60)
+        assert report.changes == ("endpoint a: headers changed (HTTP client rebuilt)",)
+        wait_until(lambda: "two" in capture.test_headers["a"])
+        assert engine.endpoints[1].queue is queue
+        assert capture.test_headers["ref"] == {None}
+
+        configure(header="two", cluster="x")
+        report = engine.reload().result(60)
+        assert report.changes == ("external_labels changed (every endpoint relabels its series)",)
+        for name in ("ref", "a"):
+            wait_until(lambda name=name: any(("cluster", "x") in s for s in capture.series(name)))
+
+        configure(header="two", cluster="x", a_path="a2")
+        report = engine.reload().result(60)
+        assert report.changes == ("endpoint a: url changed (restarted at its delivered position)",)
+        wait_until(lambda: len(capture.series("a2")) >= 20)
+        assert engine.endpoints[1].queue is not queue
+    got: dict[Labels, list[int]] = defaultdict(list)
+    want: dict[Labels, list[int]] = defaultdict(list)
+    for name, table in (("a", got), ("a2", got), ("ref", want)):
+        for labels, points in capture.series(name).items():
+            if dict(labels).get("job") == "synthetic":
+                plain = tuple(pair for pair in labels if pair[0] != "cluster")
+                table[plain].extend(t for t, _ in points)
+    assert len(want) == 20
+    # a, then a2, got every sample ref got: none lost, none twice.
+    assert {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()}
+    assert all(len(set(v)) == len(v) for v in got.values())
