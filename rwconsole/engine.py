@@ -38,6 +38,7 @@ from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
+from rwconsole.engine_reload import define_reload_metrics, lifecycle_reload, reload_engine
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
@@ -254,8 +255,6 @@ class Engine:
         self.lost_samples_truncated = 0
         self.demo_endpoints: list[schema.EndpointConfig] = []
         self.reload_lock = asyncio.Lock()
-        from rwconsole.engine_reload import define_reload_metrics
-
         self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
 
     # ---- thread plumbing ---------------------------------------------------------------
@@ -349,8 +348,6 @@ class Engine:
         self, config: schema.Config | str | Path | None = None
     ) -> concurrent.futures.Future[ReloadReport]:
         """Apply a new config in place (``None``: re-read the config file); see engine_reload."""
-        from rwconsole.engine_reload import reload_engine
-
         return self.submit(lambda: reload_engine(self, config))
 
     def _find(self, name: str) -> _Endpoint:
@@ -668,8 +665,6 @@ class Engine:
             if request.path in ("/-/healthy", "/-/ready"):
                 return Response(status=200, body=b"ok\n")
             if request.path == "/-/reload":
-                from rwconsole.engine_reload import lifecycle_reload
-
                 status, body = await lifecycle_reload(self, request.method)
                 return Response(status=status, body=body.encode())
             return Response(status=404, body=b"not found\n")
