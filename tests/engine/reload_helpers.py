@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
 
 from rwconsole.config.load import load_config
 from rwconsole.engine import Engine
+from rwconsole.labels import Labels
+from rwconsole.model import is_stale_nan
 
 
 def write_config(
@@ -22,7 +24,7 @@ def write_config(
     *,
     job: str = "reload",
     interval: str = "100ms",
-    scrape_interval: str = "200ms",
+    scrape_interval: str = "1s",
     lifecycle: bool = False,
 ) -> Path:
     """Synthetic series every ``interval``, a scrape job over ``targets`` and
@@ -107,3 +109,24 @@ def metric(address: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name} not exposed")
+
+
+def stale_instances(table: Mapping[Labels, Sequence[tuple[int, float | None]]]) -> set[str]:
+    """Instances with staleness markers (None: a receiver's null) that no failed scrape wrote.
+
+    A failed scrape (``up`` 0) rightly ends the target's series at that timestamp; on a
+    loaded machine a scrape can time out, so those markers are no evidence against a reload.
+    """
+    failed = {
+        (dict(labels).get("instance"), t)
+        for labels, points in table.items()
+        if dict(labels).get("__name__") == "up"
+        for t, v in points
+        if v == 0
+    }
+    found = set()
+    for labels, points in table.items():
+        instance = dict(labels).get("instance", "")
+        if any((v is None or is_stale_nan(v)) and (instance, t) not in failed for t, v in points):
+            found.add(instance)
+    return found

@@ -22,11 +22,10 @@ import httpx
 import pytest
 import reload_helpers
 from conftest import free_port, wait_until
-from reload_helpers import MetricsPoller, metric, running_engine
+from reload_helpers import MetricsPoller, metric, running_engine, stale_instances
 
 from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import Labels
-from rwconsole.model import is_stale_nan
 from rwconsole.remote.decode import decode_write_request
 
 Points = list[tuple[int, float]]
@@ -112,10 +111,6 @@ def capture() -> Iterator[CaptureReceiver]:
         yield receiver
 
 
-def stale_series(table: dict[Labels, Points]) -> set[Labels]:
-    return {labels for labels, points in table.items() if any(is_stale_nan(v) for _, v in points)}
-
-
 def instance_of(labels: Labels) -> str:
     return dict(labels).get("instance", "")
 
@@ -161,8 +156,8 @@ def test_reload_applies_only_the_difference(tmp_path: Path, capture: CaptureRece
     # a ran throughout: every appended sample arrived exactly once.
     assert sum(map(len, a.values())) == snap.samples_in_total
     # Only the removed target's series were ended; nothing at shutdown.
-    assert {instance_of(s) for s in stale_series(a)} == {capture.target(1)}
-    assert not stale_series(b)
+    assert stale_instances(a) == {capture.target(1)}
+    assert not stale_instances(b)
     # b has every sample from its first one on, across its removal.
     synthetic = [labels for labels in a if dict(labels).get("job") == "synthetic"]
     assert len(synthetic) == 20
@@ -272,7 +267,7 @@ def test_sighup_reloads_in_place_and_never_exits(tmp_path: Path, capture: Captur
             proc.kill()
             proc.wait(10)
     assert "Traceback" not in log.read_text()
-    assert not stale_series(capture.series("a"))
+    assert not stale_instances(capture.series("a"))
 
 
 def test_reload_rebuilds_clients_relabels_and_restarts_one_endpoint(
