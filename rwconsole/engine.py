@@ -968,15 +968,15 @@ async def _stop_logged(step: Awaitable[Any], what: str) -> None:
         log.exception("%s failed during shutdown", what)
 
 
+def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:
+    if status is None:
+        return None
+    return CredentialsSnapshot(status.source, status.expires_at, status.last_error)
+
+
 def relabel_function(config: schema.EndpointConfig) -> Callable[[Labels], Labels | None] | None:
     """The endpoint's write_relabel_config as the function its queue applies (None: no rules)."""
     from rwconsole.relabel import compile_rules, relabel
 
     rules = compile_rules(config.write_relabel_config)
     return (lambda labels: relabel(labels, rules)) if rules else None
-
-
-def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:
-    if status is None:
-        return None
-    return CredentialsSnapshot(status.source, status.expires_at, status.last_error)
