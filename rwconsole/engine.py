@@ -38,7 +38,6 @@ from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
-from rwconsole.engine_reload import define_reload_metrics, lifecycle_reload, reload_engine
 from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
@@ -255,6 +254,8 @@ class Engine:
         self.lost_samples_truncated = 0
         self.demo_endpoints: list[schema.EndpointConfig] = []
         self.reload_lock = asyncio.Lock()
+        from rwconsole.engine_reload import define_reload_metrics
+
         self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
 
     # ---- thread plumbing ---------------------------------------------------------------
@@ -348,6 +349,8 @@ class Engine:
         self, config: schema.Config | str | Path | None = None
     ) -> concurrent.futures.Future[ReloadReport]:
         """Apply a new config in place (``None``: re-read the config file); see engine_reload."""
+        from rwconsole.engine_reload import reload_engine
+
         return self.submit(lambda: reload_engine(self, config))
 
     def _find(self, name: str) -> _Endpoint:
@@ -502,30 +505,26 @@ class Engine:
         )
         progress = self.progress
         queue.on_delivered = lambda position, name=name: progress.set(name, position)
+        metadata_sender = None
+        if queue.protocol == 1 and config.metadata_config.send:
+            metadata_sender = MetadataSender(
+                name=name,
+                client=client,
+                metrics=queue.metrics,
+                entries=self.wal.metadata_entries,
+                send_interval=config.metadata_config.send_interval,
+                max_per_send=config.metadata_config.max_samples_per_send,
+                min_backoff=config.queue_config.min_backoff,
+                max_backoff=config.queue_config.max_backoff,
+                retry_on_http_429=config.queue_config.retry_on_http_429,
+            )
         return _Endpoint(
             index=index,
             config=config,
             queue=queue,
             follower=follower,
             client=client,
-            metadata_sender=self._make_metadata_sender(config, queue, client),
-        )
-
-    def _make_metadata_sender(
-        self, config: schema.EndpointConfig, queue: QueueManager, client: RemoteWriteClient
-    ) -> MetadataSender | None:
-        if queue.protocol != 1 or not config.metadata_config.send:
-            return None
-        return MetadataSender(
-            name=queue.name,
-            client=client,
-            metrics=queue.metrics,
-            entries=self.wal.metadata_entries,
-            send_interval=config.metadata_config.send_interval,
-            max_per_send=config.metadata_config.max_samples_per_send,
-            min_backoff=config.queue_config.min_backoff,
-            max_backoff=config.queue_config.max_backoff,
-            retry_on_http_429=config.queue_config.retry_on_http_429,
+            metadata_sender=metadata_sender,
         )
 
     def _start_position(
@@ -665,6 +664,8 @@ class Engine:
             if request.path in ("/-/healthy", "/-/ready"):
                 return Response(status=200, body=b"ok\n")
             if request.path == "/-/reload":
+                from rwconsole.engine_reload import lifecycle_reload
+
                 status, body = await lifecycle_reload(self, request.method)
                 return Response(status=status, body=body.encode())
             return Response(status=404, body=b"not found\n")

@@ -4,12 +4,13 @@ Everything runs on the engine's loop, one reload at a time. Unchanged endpoints
 and sources are not touched. Per changed endpoint: a new queue_config goes
 through the queue's live apply, new client settings swap its HTTP client (the
 old one is closed once its requests have timed out), new relabelling or
-external_labels reset its series cache, and a new url or protobuf_message
-restarts that endpoint alone at its delivered position. Removed endpoints
-flush and stop with their position kept; added ones start like at startup.
-Scrape targets start and stop alone through the scrape manager; only removed
-targets' series get staleness markers. The receiver and the generator restart
-(or retune) alone. Restart-only keys are reported and left as they run.
+external_labels reset its series cache, and any other change (url,
+protobuf_message, metadata_config) restarts that endpoint alone at its
+delivered position. Removed endpoints flush and stop with their position kept;
+added ones start like at startup. Scrape targets start and stop alone through
+the scrape manager; only removed targets' series get staleness markers. The
+receiver and the generator restart (or retune) alone. Restart-only keys are
+reported and left as they run.
 
 A config that does not load, a client that cannot be built or a receiver
 address that cannot be bound fails the reload before anything else changed;
@@ -201,8 +202,6 @@ async def _apply_endpoints(
                 send_native_histograms=config.send_native_histograms,
             )
         endpoint.config = config
-        if change.metadata:
-            await _restart_metadata_sender(engine, endpoint)
     if diff.external_labels:
         for endpoint in running.values():
             endpoint.queue.relabel_series(
@@ -242,6 +241,8 @@ def _swap_client(
 ) -> None:
     old, endpoint.client = endpoint.client, client
     endpoint.queue.replace_client(client)
+    if endpoint.metadata_sender is not None:
+        endpoint.metadata_sender.replace_client(client)
 
     async def close_later() -> None:
         # A request in flight on the old client ends within its timeout; the retry
@@ -254,16 +255,6 @@ def _swap_client(
 
     task = asyncio.create_task(close_later(), name=f"close-client-{endpoint.queue.name}")
     engine._tasks.append(task)
-
-
-async def _restart_metadata_sender(engine: Engine, endpoint: _Endpoint) -> None:
-    if endpoint.metadata_sender is not None:
-        await endpoint.metadata_sender.stop()
-    endpoint.metadata_sender = engine._make_metadata_sender(
-        endpoint.config, endpoint.queue, endpoint.client
-    )
-    if endpoint.metadata_sender is not None:
-        endpoint.metadata_sender.start()
 
 
 def _find(engine: Engine, kind: type) -> Any:

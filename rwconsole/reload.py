@@ -2,11 +2,11 @@
 
 ``diff_configs(old, new)`` sorts every difference into what the engine can
 apply in place (per endpoint: retuned queue, new HTTP client, new labelling,
-new metadata sender, or a restart of that endpoint alone; per source: the
-scrape targets added and removed, a restarted receiver or generator) and what
-only a restart of the process applies (``restart_needed``). ``effective``
-is the new config with those restart-only keys kept at their running values,
-which is what the engine runs after the reload.
+or a restart of that endpoint alone; per source: the scrape targets added and
+removed, a restarted receiver or generator) and what only a restart of the
+process applies (``restart_needed``). ``effective`` is the new config with
+those restart-only keys kept at their running values, which is what the
+engine runs after the reload.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ CLIENT_FIELDS = frozenset(
 """Endpoint keys that only the HTTP client uses: a change swaps the client."""
 LABELLING_FIELDS = frozenset({"write_relabel_config", "send_exemplars", "send_native_histograms"})
 """Endpoint keys the queue applies when it resolves a series: a change resets its series cache."""
-RESTART_FIELDS = frozenset({"url", "protobuf_message"})
-"""Endpoint keys that change where or how the data goes: the endpoint stops alone (its
-buffered data flushed within the flush deadline) and starts again at its delivered position."""
+LIVE_FIELDS = CLIENT_FIELDS | LABELLING_FIELDS | {"queue_config"}
+"""Endpoint keys a running endpoint takes in place. Any other change (``url``,
+``protobuf_message``, ``metadata_config``, keys added later) stops that endpoint alone
+(its buffered data flushed within the flush deadline) and starts it again at its
+delivered position."""
 SYNTHETIC_LIVE_FIELDS = frozenset({"series", "interval", "churn"})
 """Synthetic keys the running generator takes without a restart."""
 IGNORED_FIELDS = frozenset({"backfill"})
@@ -53,7 +55,7 @@ class EndpointChange:
 
     @property
     def restart(self) -> bool:
-        return bool(self.fields & RESTART_FIELDS)
+        return bool(self.fields - LIVE_FIELDS)
 
     @property
     def retune(self) -> bool:
@@ -67,10 +69,6 @@ class EndpointChange:
     def labelling(self) -> bool:
         return bool(self.fields & LABELLING_FIELDS)
 
-    @property
-    def metadata(self) -> bool:
-        return "metadata_config" in self.fields or self.client or self.retune
-
     def describe(self) -> str:
         if self.restart:
             how = "restarted at its delivered position"
@@ -82,9 +80,7 @@ class EndpointChange:
                 parts.append("HTTP client rebuilt")
             if self.labelling:
                 parts.append("series relabelled")
-            if "metadata_config" in self.fields:
-                parts.append("metadata sender restarted")
-            how = ", ".join(parts) or "nothing to apply"
+            how = ", ".join(parts)
         return f"endpoint {self.name}: {', '.join(sorted(self.fields))} changed ({how})"
 
 

@@ -38,6 +38,7 @@ def test_endpoint_changes_are_sorted_by_how_they_apply() -> None:
             endpoint(name="auth"),
             endpoint(name="relabel"),
             endpoint(name="moved"),
+            endpoint(name="meta"),
             endpoint(name="gone"),
             endpoint(name="same"),
         ]
@@ -51,6 +52,7 @@ def test_endpoint_changes_are_sorted_by_how_they_apply() -> None:
                 write_relabel_config=[schema.RelabelConfig(action="drop", regex="x.*")],
             ),
             endpoint("http://127.0.0.1:3/w", name="moved"),
+            endpoint(name="meta", metadata_config=schema.MetadataConfig(send=False)),
             endpoint(name="same", backfill=True),  # read by new endpoints only
             endpoint(name="new"),
         ]
@@ -60,12 +62,13 @@ def test_endpoint_changes_are_sorted_by_how_they_apply() -> None:
     assert diff.endpoints_removed == ("gone",)
     assert diff.endpoints_unchanged == ("same",)
     changes = {c.name: c for c in diff.endpoints_changed}
-    assert set(changes) == {"tuned", "auth", "relabel", "moved"}
+    assert set(changes) == {"tuned", "auth", "relabel", "moved", "meta"}
     tuned, auth, relabel, moved = (changes[n] for n in ("tuned", "auth", "relabel", "moved"))
     assert tuned.retune and not (tuned.client or tuned.labelling or tuned.restart)
     assert auth.client and not (auth.retune or auth.labelling or auth.restart)
     assert relabel.labelling and not (relabel.client or relabel.retune or relabel.restart)
     assert moved.restart
+    assert changes["meta"].restart  # anything not taken in place restarts that endpoint
     assert "endpoint tuned: queue_config changed (queue_config applied live)" in diff.describe()
     assert not diff.restart_needed
 
