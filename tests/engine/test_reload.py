@@ -26,7 +26,7 @@ from reload_helpers import MetricsPoller, metric, running_engine, stale_instance
 
 from rwconsole.http.server import HttpServer, Request, Response
 from rwconsole.labels import Labels
-from rwconsole.remote.decode import decode_write_request
+from rwconsole.sources.receiver import decode_write, default_decode
 
 Points = list[tuple[int, float]]
 
@@ -63,11 +63,7 @@ class CaptureReceiver:
         return f"127.0.0.1:{self._targets[index].port}"
 
     async def _write(self, request: Request) -> Response:
-        decoded = decode_write_request(
-            request.body,
-            request.headers.get("content-type"),
-            request.headers.get("content-encoding"),
-        )
+        decoded = decode_write(default_decode(), request)
         with self._lock:
             path = request.path.strip("/")
             self.test_headers[path].add(request.headers.get("x-test"))
