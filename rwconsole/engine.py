@@ -8,8 +8,8 @@ console, the headless runner's signal handling) talk to it only through
   rebuilt once per second on the loop and swapped in by reference, so reading
   it never blocks either side; and
 * ``submit(coro_fn)`` and the commands of ``rwconsole.snapshot.EngineControl``
-  (``apply_queue_config``, ``pause``, ``resume``, ``set_fault``) — thread-safe,
-  returning a ``concurrent.futures.Future``.
+  (``apply_queue_config``, ``pause``, ``resume``, ``set_fault``, ``reload``) —
+  thread-safe, returning a ``concurrent.futures.Future``.
 
 The engine also owns the fan-out after each WAL commit (the memory fast path
 to every queue's follower), the delivery-progress file, WAL truncation driven
@@ -57,6 +57,7 @@ from rwconsole.snapshot import (
     EndpointSnapshot,
     HistoryPoint,
     LogEntry,
+    ReloadReport,
     Snapshot,
 )
 
@@ -259,6 +260,11 @@ class Engine:
         self._in_rate = 0.0
         self._last_commit_end: Position = (0, 0)
         self.lost_samples_truncated = 0
+        self.demo_endpoints: list[schema.EndpointConfig] = []
+        self.reload_lock = asyncio.Lock()
+        from rwconsole.engine_reload import define_reload_metrics
+
+        self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
 
     # ---- thread plumbing ---------------------------------------------------------------
 
@@ -346,6 +352,14 @@ class Engine:
             self.demo_receiver.set_fault(mode, **options)
 
         return self.submit(call)
+
+    def reload(
+        self, config: schema.Config | str | Path | None = None
+    ) -> concurrent.futures.Future[ReloadReport]:
+        """Apply a new config in place (``None``: re-read the config file); see engine_reload."""
+        from rwconsole.engine_reload import reload_engine
+
+        return self.submit(lambda: reload_engine(self, config))
 
     def _find(self, name: str) -> _Endpoint:
         for endpoint in self.endpoints:
@@ -455,6 +469,8 @@ class Engine:
             self._gc_loop,
         ]
         self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
+        self.reload_successful.set(1)
+        self.reload_success_time.set(time.time())
         self._refresh_snapshot()
         log.info(
             "engine started: WAL %s, %d endpoint(s), %d source(s)",
@@ -463,15 +479,19 @@ class Engine:
             len(self.sources),
         )
 
-    def _make_endpoint(self, index: int, config: schema.EndpointConfig) -> _Endpoint:
-        from rwconsole.relabel import compile_rules, relabel
+    def _make_endpoint(
+        self,
+        index: int,
+        config: schema.EndpointConfig,
+        client: RemoteWriteClient | None = None,
+    ) -> _Endpoint:
         from rwconsole.remote.client import RemoteWriteClient
 
         name = config.queue_name()
         url = redact_url(config.url)
         start, wal_end = self._start_position(name, url, config)
-        client = RemoteWriteClient(config, user_agent=USER_AGENT)
-        rules = compile_rules(config.write_relabel_config)
+        if client is None:
+            client = RemoteWriteClient(config, user_agent=USER_AGENT)
         follower = WalFollower(self.wal_dir, start, wal_end, layouts=self.wal.sample_layouts)
         queue = QueueManager(
             name=name,
@@ -486,7 +506,7 @@ class Engine:
             start_position=start,
             protocol=2 if config.protobuf_message == schema.PROTOBUF_V2 else 1,
             external_labels=make_labels(self.config.external_labels),
-            relabel=(lambda labels, rules=rules: relabel(labels, rules)) if rules else None,
+            relabel=relabel_function(config),
             metadata_lookup=self.wal.metadata,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
@@ -599,6 +619,7 @@ class Engine:
                 queue_config=schema.QueueConfig(max_shards=10, batch_send_deadline=1.0),
             ),
         ]
+        self.demo_endpoints = demo_endpoints
         self.config = dataclasses.replace(
             self.config, endpoint=[*self.config.endpoint, *demo_endpoints]
         )
@@ -658,6 +679,11 @@ class Engine:
                 )
             if request.path in ("/-/healthy", "/-/ready"):
                 return Response(status=200, body=b"ok\n")
+            if request.path == "/-/reload":
+                from rwconsole.engine_reload import lifecycle_reload
+
+                status, body = await lifecycle_reload(self, request.method)
+                return Response(status=status, body=body.encode())
             return Response(status=404, body=b"not found\n")
 
         server = HttpServer(handle)
@@ -988,3 +1014,11 @@ def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:
     if status is None:
         return None
     return CredentialsSnapshot(status.source, status.expires_at, status.last_error)
+
+
+def relabel_function(config: schema.EndpointConfig) -> Callable[[Labels], Labels | None] | None:
+    """The endpoint's write_relabel_config as the function its queue applies (None: no rules)."""
+    from rwconsole.relabel import compile_rules, relabel
+
+    rules = compile_rules(config.write_relabel_config)
+    return (lambda labels: relabel(labels, rules)) if rules else None

@@ -241,6 +241,31 @@ class EngineControl(Protocol):
         """Set the demo receiver's fault (one of ``FAULT_MODES``)."""
         ...
 
+    def reload(self, config: Any = None) -> concurrent.futures.Future[ReloadReport]:
+        """Apply a new config in place: ``None`` re-reads the config file, a path reads
+        that file, a ``Config`` is used as is. A failure is the report, not an exception."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadReport:
+    """The outcome of a config reload; a failed one changed nothing it names."""
+
+    ok: bool
+    changes: tuple[str, ...] = ()
+    """One line per change applied."""
+    restart_needed: tuple[str, ...] = ()
+    """Keys that changed but apply only after a restart (left as they run)."""
+    error: str = ""
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"config reload failed; the running configuration is kept: {self.error}"
+        lines = list(self.changes) or ["no changes"]
+        if self.restart_needed:
+            lines.append(f"needs a restart, not applied: {', '.join(self.restart_needed)}")
+        return "config reloaded: " + "; ".join(lines)
+
 
 # ---- serialisation -----------------------------------------------------------------------
 

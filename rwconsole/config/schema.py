@@ -346,6 +346,9 @@ class HTTPServerConfig:
     """rwconsole's own HTTP server (self-metrics)."""
 
     listen_address: str = _field("127.0.0.1:12345", "host:port to listen on.")
+    enable_lifecycle: bool = _field(
+        False, "Accept POST/PUT /-/reload (re-read the config file and apply it in place)."
+    )
 
 
 # --- service discovery (sub-tables of [[scrape]]) ---------------------------------------

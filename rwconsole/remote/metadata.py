@@ -88,6 +88,10 @@ class MetadataSender:
                 await self._task
             self._task = None
 
+    def replace_client(self, client: SendClient) -> None:
+        """Send with ``client`` from the next request on (a reload swapped the endpoint's)."""
+        self._client = client
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.send_interval)

@@ -402,6 +402,26 @@ class QueueManager:
             if series.pop(ref, _MISSING) is None:
                 self._dropped_series -= 1
 
+    def replace_client(self, client: SendClient) -> None:
+        """Send from the next attempt on with ``client`` (a reload changed auth/TLS/headers)."""
+        self._client = client
+
+    def relabel_series(
+        self,
+        external_labels: Labels,
+        relabel: Callable[[Labels], Labels | None] | None,
+        *,
+        send_exemplars: bool,
+        send_native_histograms: bool,
+    ) -> None:
+        """New labelling for items read from now on; batches already placed keep theirs."""
+        self._external = external_labels
+        self._relabel = relabel
+        self.send_exemplars = send_exemplars
+        self.send_native_histograms = send_native_histograms
+        self._series.clear()
+        self._dropped_series = 0
+
     # ---- reading and enqueueing ----------------------------------------------------
 
     async def _read_loop(self) -> None:

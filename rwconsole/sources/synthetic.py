@@ -274,7 +274,11 @@ class SyntheticSource:
                 except TimeoutError:
                     break
 
-    async def stop(self, *, stale: bool = True) -> None:
+    async def stop(self, *, stale: bool = False) -> None:
+        """Stop generating; with ``stale`` end every series with a staleness marker.
+
+        A shutdown leaves the series live: after a restart they go on without a gap.
+        """
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

@@ -81,6 +81,8 @@ class ConsoleApp(App[int]):
         Binding("t", "next_theme", "Theme", id="next-theme"),
         Binding("question_mark", "help", "Help", key_display="?", id="help"),
         Binding("ctrl+q", "quit", "Quit", priority=True, id="quit"),
+        # In the command palette ("Reload config"), where its key is named.
+        Binding("f5", "reload_config", show=False, id="reload-config"),
     ]
 
     def __init__(
@@ -239,7 +241,11 @@ class ConsoleApp(App[int]):
     # ---- commands ----------------------------------------------------------------------
 
     async def run_command(
-        self, what: str, start: Callable[[EngineControl], concurrent.futures.Future[Any]]
+        self,
+        what: str,
+        start: Callable[[EngineControl], concurrent.futures.Future[Any]],
+        *,
+        notify_done: bool = True,
     ) -> tuple[bool, Any]:
         """Start an engine command and await its future without blocking anyone.
 
@@ -260,7 +266,8 @@ class ConsoleApp(App[int]):
             message = str(err) or type(err).__name__
             self.notify(message, title=f"{what} failed", severity="error", timeout=10)
             return False, message
-        self.notify(what, title="Done", timeout=4)
+        if notify_done:
+            self.notify(what, title="Done", timeout=4)
         return True, result
 
     def toggle_pause(self, name: str) -> None:
@@ -271,6 +278,19 @@ class ConsoleApp(App[int]):
             self.run_worker(self.run_command(f"resume {name}", lambda e: e.resume(name)))
         else:
             self.run_worker(self.run_command(f"pause {name}", lambda e: e.pause(name)))
+
+    def action_reload_config(self) -> None:
+        """Re-read the config file and apply what changed; the outcome is a notice."""
+
+        async def reload() -> None:
+            ok, report = await self.run_command(
+                "reload config", lambda e: e.reload(), notify_done=False
+            )
+            if ok:
+                severity = "information" if report.ok else "error"
+                self.notify(report.summary(), title="Config reload", severity=severity, timeout=10)
+
+        self.run_worker(reload())
 
     def inject_fault(self, mode: str, **options: Any) -> None:
         label = f"demo receiver fault: {mode}"

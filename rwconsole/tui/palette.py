@@ -69,6 +69,12 @@ def console_commands(app: ConsoleApp, screen: Screen[Any]) -> Iterator[SystemCom
                 "Stop or restart sending",
                 lambda name=name: app.toggle_pause(name),
             )
+    if app.commands_available:
+        yield SystemCommand(
+            "Reload config",
+            "Re-read the config file and apply only what changed (F5)",
+            app.action_reload_config,
+        )
     if app.snapshot.demo is not None and app.commands_available:
         for mode in FAULT_MODES:
             yield SystemCommand(
