@@ -41,12 +41,16 @@ ALLOWED: dict[str, set[str]] = {
     "demo": BASE | {"config", "http", "model", "protocol", "snapshot", "sources"},
     "pipelines": BASE | {"config"},
     "logcollapse": BASE,
+    "reload": BASE | {"config"},
+    "engine_reload": BASE
+    | {"config", "engine", "metrics", "reload", "remote", "snapshot", "sources"},
     "shardhistory": BASE | {"config", "snapshot"},
     "engine": BASE
     | {
         "config",
         "datadir",
         "demo",
+        "engine_reload",
         "http",
         "logcollapse",
         "metrics",
