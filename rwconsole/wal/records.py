@@ -716,7 +716,10 @@ def encode_samples(
         prefixes = _single_time_prefixes(refs, base_ref, lo_ref, hi_ref)
     else:
         prefixes = _varints([r - base_ref for r in refs], zero_suffix=False)
-        dts = _varints([t - base_t for t in timestamps], zero_suffix=False)  # type: ignore[union-attr]
+        deltas = [t - base_t for t in timestamps]  # type: ignore[union-attr]
+        if lo_t < -(1 << 63) or hi_t >= 1 << 63:  # Go subtracts in 64-bit arithmetic
+            deltas = [_wrap_i64(d) for d in deltas]
+        dts = _varints(deltas, zero_suffix=False)
         prefixes = list(map(operator.add, prefixes, dts))
     return header + b"".join(map(operator.add, prefixes, chunks))
 
