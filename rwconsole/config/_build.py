@@ -20,6 +20,7 @@ from typing import Any
 
 from rwconsole.config import schema
 from rwconsole.config.durations import DurationError, parse_duration
+from rwconsole.config.sizes import SizeError, parse_size
 from rwconsole.config.errors import KeyPath, Problem, format_path
 from rwconsole.config.secrets import Secret
 
@@ -142,6 +143,8 @@ def _convert(value: Any, hint: Any, f: Field[Any], path: KeyPath, ctx: BuildCont
     origin = typing.get_origin(inner)
     if f.metadata.get("kind") == "duration" and path[-1] == f.name:
         return _convert_duration(value, path, ctx)
+    if f.metadata.get("kind") == "size" and path[-1] == f.name:
+        return _convert_size(value, path, ctx)
     if inner is Secret:
         return _convert_secret(value, path, ctx)
     if isinstance(inner, type) and is_dataclass(inner):
@@ -207,6 +210,16 @@ def _convert_duration(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
         return parse_duration(value)
     except DurationError as exc:
         ctx.problems.append(Problem(path, f'{exc} (expected e.g. "30s", "5m", "1h30m", "250ms")'))
+        return _INVALID
+
+
+def _convert_size(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        return _bad(path, 'expected a size like "512MiB" or a number of bytes', value, ctx)
+    try:
+        return parse_size(value)
+    except SizeError as exc:
+        ctx.problems.append(Problem(path, f'{exc} (expected e.g. "512MiB", "20GB", 1048576)'))
         return _INVALID
 
 
