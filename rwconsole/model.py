@@ -228,6 +228,8 @@ class TargetStatus:
     failures: int = 0
     parse_errors: int = 0
     series: int = 0
+    append_failures: int = 0
+    """Scrapes the WAL refused (disk full, size limit); ``last_error`` says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ from typing import Any
 
 from rwconsole.config import schema
 from rwconsole.config.durations import DurationError, parse_duration
-from rwconsole.config.sizes import SizeError, parse_size
 from rwconsole.config.errors import KeyPath, Problem, format_path
 from rwconsole.config.secrets import Secret
+from rwconsole.config.sizes import SizeError, parse_size
 
 # Alloy arguments and blocks that exist upstream but that rwconsole does not implement:
 # rejected with a specific message instead of "unknown key".

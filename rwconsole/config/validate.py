@@ -20,8 +20,8 @@ from rwconsole.config import schema
 from rwconsole.config.discovery import check_service_discovery, has_discovery
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
-from rwconsole.config.sizes import format_size
 from rwconsole.config.secrets import Secret, SecretError, redact_url
+from rwconsole.config.sizes import format_size
 from rwconsole.labels import is_valid_label_name
 from rwconsole.relabel import check_rule
 

@@ -27,6 +27,7 @@ from rwconsole.model import (
     MetricMetadata,
     MetricType,
     SourceStatus,
+    WalAppendError,
 )
 from rwconsole.remote.decode import UnsupportedMediaType, decode_write_request
 from rwconsole.remote.encode import (
@@ -37,6 +38,8 @@ from rwconsole.remote.encode import (
 )
 
 WRITE_PATH = "/api/v1/write"
+WAL_RETRY_AFTER_SECONDS = 5
+"""What a 503 for a refused WAL append asks senders to wait before retrying."""
 
 DecodeFn = Callable[[bytes, str, str], Any]
 """``decode(body, content_type, content_encoding) -> DecodedRequest``."""
@@ -301,6 +304,10 @@ class RemoteWriteReceiver:
         except WriteRejected as exc:
             self._count(exc.status, len(request.body), None, exc.reason)
             return Response(exc.status, exc.reason.encode("utf-8", "replace") + b"\n")
+        except WalAppendError as exc:  # nothing was kept: the sender retries later
+            self._count(503, len(request.body), None, str(exc))
+            retry = {"Retry-After": str(WAL_RETRY_AFTER_SECONDS)}
+            return Response(503, str(exc).encode("utf-8", "replace") + b"\n", headers=retry)
         self._count(204, len(request.body), batch)
         headers: dict[str, str] = {}
         if is_v2(decoded):

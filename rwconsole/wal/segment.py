@@ -21,6 +21,7 @@ Positions are ``(segment_index, end_offset)`` pairs: the end of a record.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -610,10 +611,9 @@ class WalWriter:
         self._dirty_tail = False
 
     def _undo(self, state: _WriterState) -> None:
-        try:
+        # On failure _dirty_tail stays set: the next log retries the truncation first.
+        with contextlib.suppress(OSError):
             self._restore(state)
-        except OSError:
-            pass  # _dirty_tail stays set: the next log retries the truncation first
 
     @property
     def offset(self) -> int:

@@ -786,7 +786,7 @@ class WalStorage:
                 try:
                     writer.rotate()
                 except OSError as exc:  # a full disk: fold what is finished already
-                    self.log.warning("WAL %s: cannot start a new segment: %s", self.directory, exc)
+                    self.log.debug("WAL %s: cannot start a new segment: %s", self.directory, exc)
             segments = list_segments(self.directory)
             cp = last_checkpoint(self.directory)
             lowest = cp[0] + 1 if cp else 0
