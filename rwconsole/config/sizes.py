@@ -65,4 +65,4 @@ def format_size(size: int) -> str:
     for unit, scale in _FORMAT_UNITS:
         if size and size % scale == 0:
             return f"{size // scale}{unit}"
-    return str(size)
+    return f"{size}B"
