@@ -850,22 +850,27 @@ class Engine:
             reason = DROP_WAL_SIZE_LIMIT
             # What a queue holds in memory still goes out: only the rest is lost.
             starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
-            mint = max(mint, self._max_time_before(before) + 1)
         at_risk = {
             name: self._samples_per_segment(start, before)
             for name, start in starts.items()
             if start[0] < before
         }
+        to_free = eager or reason == DROP_WAL_SIZE_LIMIT
         report = self.wal.truncate(
             before_segment=before,
             mint_ms=mint,
-            all_before=eager or reason == DROP_WAL_SIZE_LIMIT,
+            all_before=to_free,
+            # Freeing space: the checkpoint keeps series, not the samples folded away.
+            samples_mint_ms=self._max_time_before(before) + 1 if to_free else None,
         )
         self._forget_truncated_series(report)
         folded = set(report.folded_segments)
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
             lost = sum(n for index, n in counts.items() if index in folded)
+            if folded and reason == DROP_WAL_SIZE_LIMIT:
+                # Buffered data of the cut goes too: the WAL size, not memory, is the budget.
+                lost += endpoint.follower.drop_before(max(folded) + 1)
             if not lost:
                 continue
             endpoint.queue.metrics.dropped("samples", reason).inc(lost)

@@ -762,7 +762,12 @@ class WalStorage:
 
     # -- truncation ----------------------------------------------------------
     def truncate(
-        self, *, before_segment: int, mint_ms: int, all_before: bool = False
+        self,
+        *,
+        before_segment: int,
+        mint_ms: int,
+        all_before: bool = False,
+        samples_mint_ms: int | None = None,
     ) -> TruncateReport:
         """Collect old series, fold old segments into a checkpoint, delete them.
 
@@ -773,7 +778,8 @@ class WalStorage:
         series, their latest metadata and samples with ``t >= mint_ms``. At
         least two segments must qualify, as in Prometheus. With ``all_before``
         every finished segment before ``before_segment`` is folded (to free
-        space: a full disk, the size budget).
+        space: a full disk, the size budget); ``samples_mint_ms`` then keeps
+        fewer samples in the checkpoint than ``mint_ms`` keeps series.
         """
         started = time.monotonic()
         report = TruncateReport()
@@ -812,7 +818,7 @@ class WalStorage:
                 cp,
                 first,
                 upto,
-                mint_ms=mint_ms,
+                mint_ms=max(mint_ms, samples_mint_ms or mint_ms),
                 keep=lambda ref: ref in alive or deleted.get(ref, -1) > upto,
                 segment_size=self.segment_size,
                 compress=self.compress,
