@@ -842,6 +842,8 @@ class Engine:
         mint = max(lowest_sent_ms - int(wal_cfg.min_keepalive_time * 1000), floor, 0)
         current = self.wal.position()[0]
         needed = min((e.queue.delivered_position[0] for e in self.endpoints), default=current)
+        if eager:
+            needed = min((self._first_needed(e, current) for e in self.endpoints), default=current)
         before = max(needed, self._segments_older_than(floor, needed))
         reason = queue_metrics.DROP_WAL_TRUNCATED
         starts = {e.queue.name: e.queue.delivered_position for e in self.endpoints}
@@ -909,6 +911,19 @@ class Engine:
             else:
                 break
         return result
+
+    def _first_needed(self, endpoint: _Endpoint, active: int) -> int:
+        """The endpoint's delivered segment, or the next one when it has sent all of it.
+
+        A finished segment whose samples are all delivered can go even though
+        the delivered position still points into it (at its last record).
+        """
+        segment, offset = endpoint.queue.delivered_position
+        if segment < active and not any(
+            self._samples_per_segment((segment, offset), segment + 1).values()
+        ):
+            return segment + 1
+        return segment
 
     def _max_time_before(self, before_segment: int) -> int:
         """Newest sample time (ms) in the segments before ``before_segment``."""

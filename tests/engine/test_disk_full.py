@@ -54,6 +54,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def make_engine(data_dir: Path, url: str, port: int, **wal: object) -> Engine:
+    wal.setdefault("segment_size", SEGMENT)
     config = schema.Config(
         endpoint=[
             schema.EndpointConfig(
@@ -66,7 +67,7 @@ def make_engine(data_dir: Path, url: str, port: int, **wal: object) -> Engine:
         ],
         storage=schema.StorageConfig(path=str(data_dir)),
         receiver=schema.ReceiverConfig(listen_address=f"127.0.0.1:{port}"),
-        wal=schema.WALConfig(segment_size=SEGMENT, **wal),  # type: ignore[arg-type]
+        wal=schema.WALConfig(**wal),  # type: ignore[arg-type]
     )
     return Engine(config, serve_metrics=False, flush_deadline=2.0)
 
@@ -177,6 +178,34 @@ def test_full_disk_pushes_back_and_recovers_without_loss(
         assert set(got) == acked  # nothing refused was delivered, nothing acked lost
         assert set(got.values()) == {SERIES}  # each sample exactly once
         wait_until(lambda: _append_error(engine) == "", timeout=5)
+    finally:
+        engine.stop()
+    assert_wal_clean(small_disk / "rw" / "wal")
+
+
+def test_a_disk_smaller_than_a_segment_recovers_once_delivered(
+    tmp_path: Path, small_disk: Path, processes: ProcessManager
+) -> None:
+    """The segment that filled the disk is folded once delivered, though it was the active one."""
+    vm = VictoriaMetrics(processes, tmp_path / "vm")
+    port = free_port()
+    engine = make_engine(small_disk / "rw", vm.write_url, port, segment_size=8 * 1024 * 1024)
+    engine.start()
+    try:
+        wait_for_port(port)
+        pusher = Pusher(port, "bigseg")
+        for _ in range(20_000):
+            if pusher.push().status_code == 503 and len(pusher.refused) >= 3:
+                break
+        assert pusher.refused
+        vm.start()
+        wait_until(lambda: pusher.push().status_code == 204, timeout=60)
+        acked = set(pusher.acked)
+        got = wait_until(
+            lambda: (lambda d: d if len(d) >= len(acked) else None)(delivered(vm, "bigseg")),
+            timeout=90,
+        )
+        assert set(got) == acked and set(got.values()) == {SERIES}
     finally:
         engine.stop()
     assert_wal_clean(small_disk / "rw" / "wal")
