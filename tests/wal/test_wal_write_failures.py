@@ -171,3 +171,22 @@ def test_reject_at_the_budget(tmp_path: Path) -> None:
     got = [r for r in iter_wal(tmp_path / "wal") if r.data[0] == 2]
     assert len(got) == accepted
     assert len(list_segments(tmp_path / "wal")) >= 2
+
+
+def test_size_metrics_count_segments_and_checkpoint(tmp_path: Path) -> None:
+    wal = WalStorage.open(
+        tmp_path / "wal", segment_size=2 * PAGE_SIZE, compress=False, max_size=8 * PAGE_SIZE
+    )
+    refs = wal.series_refs([make_labels({"__name__": "a", "i": str(i)}) for i in range(200)])
+    for step in range(200):
+        wal.append_samples(refs, step, [float(step)] * 200)
+        wal.commit()
+    report = wal.truncate(before_segment=wal.position()[0], mint_ms=0, all_before=True)
+    assert report.checkpoint is not None
+    metrics = wal.metrics()
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "wal").rglob("*") if f.is_file())
+    assert metrics["rwconsole_wal_size_bytes"] == on_disk == wal.size_bytes()
+    assert any(p.name.startswith("checkpoint.") for p in (tmp_path / "wal").iterdir())
+    assert metrics["rwconsole_wal_size_limit_bytes"] == 8 * PAGE_SIZE
+    assert metrics["rwconsole_filesystem_free_bytes"] > 0
+    wal.close()
