@@ -206,20 +206,25 @@ def _convert_scalar(value: Any, hint: Any, path: KeyPath, ctx: BuildContext) -> 
 def _convert_duration(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
     if not isinstance(value, str):
         return _bad(path, 'expected a duration like "30s"', value, ctx)
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        ctx.problems.append(Problem(path, f'{exc} (expected e.g. "30s", "5m", "1h30m", "250ms")'))
-        return _INVALID
+    return _parsed(
+        parse_duration, value, path, ctx, '(expected e.g. "30s", "5m", "1h30m", "250ms")'
+    )
 
 
 def _convert_size(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
     if not isinstance(value, (int, str)) or isinstance(value, bool):
         return _bad(path, 'expected a size like "512MiB" or a number of bytes', value, ctx)
+    return _parsed(parse_size, value, path, ctx, '(expected e.g. "512MiB", "20GB", 1048576)')
+
+
+def _parsed(
+    parse: Callable[[Any], Any], value: Any, path: KeyPath, ctx: BuildContext, hint: str
+) -> Any:
+    """``parse(value)``, or a problem naming ``path`` with the parser's reason and ``hint``."""
     try:
-        return parse_size(value)
-    except SizeError as exc:
-        ctx.problems.append(Problem(path, f'{exc} (expected e.g. "512MiB", "20GB", 1048576)'))
+        return parse(value)
+    except (DurationError, SizeError) as exc:
+        ctx.problems.append(Problem(path, f"{exc} {hint}"))
         return _INVALID
 
 

@@ -112,6 +112,20 @@ class Pusher:
             self.refused.append(t)
         return response
 
+    def until_refused(self, refusals: int, limit: int) -> None:
+        """Push until ``refusals`` pushes were refused (at most ``limit`` pushes)."""
+        for _ in range(limit):
+            if self.push().status_code == 503 and len(self.refused) >= refusals:
+                return
+        raise AssertionError(f"{limit} pushes, {len(self.refused)} refused")
+
+
+def wait_delivered(vm: VictoriaMetrics, job: str, acked: set[int]) -> dict[int, int]:
+    """Wait until every acknowledged push reached VictoriaMetrics; samples per timestamp."""
+    return wait_until(
+        lambda: (lambda d: d if len(d) >= len(acked) else None)(delivered(vm, job)), timeout=90
+    )
+
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
@@ -145,9 +159,7 @@ def test_full_disk_pushes_back_and_recovers_without_loss(
         wait_for_port(port)
         pusher = Pusher(port, "full")
         # 1. Fill the disk with the receiver down: refusals, not errors.
-        for _ in range(20_000):
-            if pusher.push().status_code == 503 and len(pusher.refused) >= 5:
-                break
+        pusher.until_refused(5, 20_000)
         assert pusher.refused and pusher.acked
         assert_wal_clean(small_disk / "rw" / "wal")
         rss_full = rss_bytes()
@@ -171,10 +183,7 @@ def test_full_disk_pushes_back_and_recovers_without_loss(
         assert ok_in_a_row >= 50
         assert_wal_clean(small_disk / "rw" / "wal")
         acked = set(pusher.acked)
-        got = wait_until(
-            lambda: (lambda d: d if len(d) >= len(acked) else None)(delivered(vm, "full")),
-            timeout=90,
-        )
+        got = wait_delivered(vm, "full", acked)
         assert set(got) == acked  # nothing refused was delivered, nothing acked lost
         assert set(got.values()) == {SERIES}  # each sample exactly once
         wait_until(lambda: _append_error(engine) == "", timeout=5)
@@ -194,17 +203,12 @@ def test_a_disk_smaller_than_a_segment_recovers_once_delivered(
     try:
         wait_for_port(port)
         pusher = Pusher(port, "bigseg")
-        for _ in range(20_000):
-            if pusher.push().status_code == 503 and len(pusher.refused) >= 3:
-                break
+        pusher.until_refused(3, 20_000)
         assert pusher.refused
         vm.start()
         wait_until(lambda: pusher.push().status_code == 204, timeout=60)
         acked = set(pusher.acked)
-        got = wait_until(
-            lambda: (lambda d: d if len(d) >= len(acked) else None)(delivered(vm, "bigseg")),
-            timeout=90,
-        )
+        got = wait_delivered(vm, "bigseg", acked)
         assert set(got) == acked and set(got.values()) == {SERIES}
     finally:
         engine.stop()
@@ -271,18 +275,13 @@ def test_budget_reject_keeps_everything_and_answers_503(
     try:
         wait_for_port(port)
         pusher = Pusher(port, "reject")
-        for _ in range(3000):
-            if pusher.push().status_code == 503 and len(pusher.refused) >= 3:
-                break
+        pusher.until_refused(3, 3000)
         assert pusher.refused and pusher.acked
         assert _dropped(engine) == 0
         wait_until(lambda: "size limit" in _append_error(engine), timeout=5)
         vm.start()
         acked = set(pusher.acked)
-        got = wait_until(
-            lambda: (lambda d: d if len(d) >= len(acked) else None)(delivered(vm, "reject")),
-            timeout=90,
-        )
+        got = wait_delivered(vm, "reject", acked)
         assert set(got) == acked and set(got.values()) == {SERIES}
         # Delivery frees the WAL: pushes are taken again.
         wait_until(lambda: pusher.push().status_code == 204, timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -37,16 +36,6 @@ class RefusingAppender(RecordingAppender):
         super().commit()
 
 
-@pytest.fixture
-async def target() -> AsyncIterator[TargetServer]:
-    server = TargetServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
 async def test_receiver_answers_503_with_retry_after_and_the_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -75,10 +64,12 @@ async def test_receiver_answers_503_with_retry_after_and_the_reason(
 
 
 async def test_a_scrape_the_wal_refuses_is_counted_on_its_target(
-    target: TargetServer, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     clock = Clock()
     app = RefusingAppender()
+    target = TargetServer()
+    await target.start()
     async with httpx.AsyncClient() as client:
         loop = ScrapeLoop(scrape_config(), target.address, app, client, clock=clock)
         target.body = 'a{x="1"} 1\n'
@@ -92,6 +83,7 @@ async def test_a_scrape_the_wal_refuses_is_counted_on_its_target(
         app.refusing = None
         clock.now += 1
         assert await loop.scrape_once()
+    await target.stop()
     status = loop.status()
     assert status.health == "up" and status.append_failures == 1 and status.last_error == ""
     assert [v for _, v in next(iter(app.named("a").values()))] == [1.0]
