@@ -750,10 +750,17 @@ class WalStorage:
                 )
 
     def close(self) -> None:
-        """Pad the last page, fsync and close the active segment."""
+        """Pad the last page, fsync and close the active segment.
+
+        On a full disk the padding may not fit: the segment is closed with a
+        short last page, which reads as padded, and the failure is logged.
+        """
         with self._lock:
             if self._writer is not None:
-                self._writer.close()
+                try:
+                    self._writer.close()
+                except OSError as exc:
+                    self.log.error("WAL %s: closing the active segment: %s", self.directory, exc)
 
     def _require_writer(self) -> WalWriter:
         if self._writer is None or self._writer.closed:

@@ -190,3 +190,17 @@ def test_size_metrics_count_segments_and_checkpoint(tmp_path: Path) -> None:
     assert metrics["rwconsole_wal_size_limit_bytes"] == 8 * PAGE_SIZE
     assert metrics["rwconsole_filesystem_free_bytes"] > 0
     wal.close()
+
+
+def test_close_on_a_full_disk_leaves_a_readable_segment(tmp_path: Path) -> None:
+    wal = WalStorage.open(tmp_path / "wal", segment_size=4 * PAGE_SIZE, compress=False)
+    refs = wal.series_refs([make_labels({"__name__": "a"})])
+    wal.append_samples(refs, 1, [1.0])
+    wal.commit()
+    write = FailingWrite()
+    write.budget = 0
+    assert wal._writer is not None
+    wal._writer._write = write
+    wal.close()  # the padding cannot be written: logged, not raised
+    assert wal._writer.closed
+    assert tools.verify(tmp_path / "wal").ok
