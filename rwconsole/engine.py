@@ -38,11 +38,19 @@ from rwconsole.config import schema
 from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
+from rwconsole.diskwatch import DiskWatch
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.labels import Labels, make_labels
 from rwconsole.logcollapse import Collapser, message
 from rwconsole.metrics import Registry
-from rwconsole.model import Exemplar, HistogramSample, MetricMetadata, Source, SourceStatus
+from rwconsole.model import (
+    Exemplar,
+    HistogramSample,
+    MetricMetadata,
+    Source,
+    SourceStatus,
+    WalAppendError,
+)
 from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.follower import WalFollower
@@ -59,6 +67,7 @@ from rwconsole.snapshot import (
     LogEntry,
     ReloadReport,
     Snapshot,
+    WalDiskSnapshot,
 )
 
 if TYPE_CHECKING:
@@ -82,6 +91,7 @@ GC_FREEZE_INTERVAL = 60.0
 """How often what survives a full collection is frozen; see ``_gc_loop``."""
 HISTORY_SECONDS = 3600
 MIN_RATE_WINDOW = 10.0
+DROP_WAL_SIZE_LIMIT = "wal_size_limit"
 LOG_LINES = 2000
 
 
@@ -181,7 +191,12 @@ class _FanoutAppender:
             self._engine.metadata_in.inc(len(entries))
 
     def commit(self) -> None:
-        self._wal.commit()
+        try:
+            self._wal.commit()
+        except WalAppendError as err:
+            self._reset()  # the WAL dropped the commit: so do the queues' columns
+            self._engine.append_failures.labels(err.reason).inc()
+            raise
         chunk = Chunk(
             end=self._wal.position(),
             refs=self._refs,
@@ -265,6 +280,14 @@ class Engine:
         from rwconsole.engine_reload import define_reload_metrics
 
         self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
+        self.append_failures = self.registry.counter(
+            "rwconsole_wal_append_failures_total",
+            "Commits the WAL refused, by reason (disk_full, quota, io_error, write_error, "
+            "size_limit); their data was given back to the source.",
+            ["reason"],
+        )
+        self.disk_watch: DiskWatch | None = None
+        self._fsync_failing = False
 
     # ---- thread plumbing ---------------------------------------------------------------
 
@@ -442,7 +465,10 @@ class Engine:
             self.wal_dir,
             segment_size=cfg.wal.segment_size,
             compress=cfg.wal.compression,
+            max_size=cfg.wal.max_size,
+            reject_when_full=cfg.wal.on_full == "reject",
         )
+        self.disk_watch = DiskWatch(self.wal, cfg.wal.on_full)
         self.registry.add_collector(self.wal.metrics)
         self._last_commit_end = self.wal.position()
         self.progress = ProgressStore(self.data_dir)
@@ -782,8 +808,17 @@ class Engine:
             await asyncio.sleep(SYNC_INTERVAL)
             try:
                 self.wal.sync()
+                if self._fsync_failing:
+                    log.warning("WAL fsync works again")
+                self._fsync_failing = False
             except OSError as err:
-                log.error("WAL fsync failed: %s", err)
+                if not self._fsync_failing:  # once per incident, not every second
+                    log.error("WAL fsync failed: %s (logged again only after it recovers)", err)
+                self._fsync_failing = True
+            try:
+                self._free_space()
+            except Exception:
+                log.exception("freeing WAL space failed; it is tried again in a second")
             if self.progress is not None:
                 await asyncio.to_thread(self.progress.save)
 
@@ -820,13 +855,28 @@ class Engine:
             except Exception:
                 log.exception("WAL truncation failed; it is tried again next round")
 
-    def truncate_wal(self, now: float | None = None) -> TruncateReport:
+    def _free_space(self) -> None:
+        """Truncate now, not at the next round, when appends fail or the WAL is over budget."""
+        assert self.wal is not None and self.disk_watch is not None
+        cut = self.disk_watch.budget_cut() if self.disk_watch.drops_oldest else None
+        if cut is not None:
+            self.truncate_wal(budget_before=cut)
+        elif self.wal.append_error is not None:
+            self.truncate_wal(eager=True)
+
+    def truncate_wal(
+        self, now: float | None = None, *, budget_before: int | None = None, eager: bool = False
+    ) -> TruncateReport:
         """One truncation round (on the loop): keep what the slowest endpoint needs.
 
         Segments are folded into a checkpoint only below every endpoint's
         delivered position, unless their data is older than max_keepalive_time;
         then unsent samples in them are lost, counted per endpoint in
         ``*_samples_dropped_total{reason="wal_truncated_max_keepalive"}`` and logged.
+        ``eager`` folds every delivered segment (appends are failing: free
+        space now). ``budget_before`` folds the segments before it whatever
+        was delivered (``[wal] max_size`` with ``drop_oldest``): what no queue
+        holds in memory yet is lost, counted with ``reason="wal_size_limit"``.
         """
         wal_cfg = self.config.wal
         now_ms = int((time.time() if now is None else now) * 1000)
@@ -836,22 +886,53 @@ class Engine:
         mint = max(lowest_sent_ms - int(wal_cfg.min_keepalive_time * 1000), floor, 0)
         current = self.wal.position()[0]
         needed = min((e.queue.delivered_position[0] for e in self.endpoints), default=current)
+        if eager:
+            needed = min((self._first_needed(e, current) for e in self.endpoints), default=current)
         before = max(needed, self._segments_older_than(floor, needed))
+        reason = queue_metrics.DROP_WAL_TRUNCATED
+        starts = {e.queue.name: e.queue.delivered_position for e in self.endpoints}
+        if budget_before is not None and budget_before > before:
+            before = budget_before
+            reason = DROP_WAL_SIZE_LIMIT
+            # What a queue holds in memory still goes out: only the rest is lost.
+            starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
         at_risk = {
-            e.queue.name: self._samples_per_segment(e.queue.delivered_position, before)
-            for e in self.endpoints
-            if e.queue.delivered_position[0] < before
+            name: self._samples_per_segment(start, before)
+            for name, start in starts.items()
+            if start[0] < before
         }
-        report = self.wal.truncate(before_segment=before, mint_ms=mint)
+        to_free = eager or reason == DROP_WAL_SIZE_LIMIT
+        report = self.wal.truncate(
+            before_segment=before,
+            mint_ms=mint,
+            all_before=to_free,
+            # Freeing space: the checkpoint keeps series, not the samples folded away.
+            samples_mint_ms=self._max_time_before(before) + 1 if to_free else None,
+        )
         self._forget_truncated_series(report)
         folded = set(report.folded_segments)
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
             lost = sum(n for index, n in counts.items() if index in folded)
+            if folded and reason == DROP_WAL_SIZE_LIMIT:
+                # Buffered data of the cut goes too: the WAL size, not memory, is the budget.
+                lost += endpoint.follower.drop_before(max(folded) + 1)
             if not lost:
                 continue
-            endpoint.queue.metrics.dropped("samples", queue_metrics.DROP_WAL_TRUNCATED).inc(lost)
+            endpoint.queue.metrics.dropped("samples", reason).inc(lost)
             self.lost_samples_truncated += lost
+            if reason == DROP_WAL_SIZE_LIMIT:
+                assert self.disk_watch is not None
+                self.disk_watch.samples_dropped += lost
+                log.error(
+                    "endpoint %s: %d unsent samples were truncated from the WAL to keep it "
+                    "within max_size (%d bytes)",
+                    endpoint.queue.name,
+                    lost,
+                    wal_cfg.max_size,
+                    extra={"endpoint": endpoint.queue.name},
+                )
+                continue
             log.error(
                 "endpoint %s: %d unsent samples were older than max_keepalive_time (%ss) and "
                 "were truncated from the WAL",
@@ -874,6 +955,28 @@ class Engine:
             else:
                 break
         return result
+
+    def _first_needed(self, endpoint: _Endpoint, active: int) -> int:
+        """The endpoint's delivered segment, or the next one when it has sent all of it.
+
+        A finished segment whose samples are all delivered can go even though
+        the delivered position still points into it (at its last record).
+        """
+        segment, offset = endpoint.queue.delivered_position
+        if segment < active and not any(
+            self._samples_per_segment((segment, offset), segment + 1).values()
+        ):
+            return segment + 1
+        return segment
+
+    def _max_time_before(self, before_segment: int) -> int:
+        """Newest sample time (ms) in the segments before ``before_segment``."""
+        times = [
+            info.max_time_ms
+            for info in self.wal.segments_info()
+            if info.index < before_segment and info.max_time_ms is not None
+        ]
+        return max(times, default=-1)
 
     def _samples_per_segment(self, start: Position, before_segment: int) -> dict[int, int]:
         """Samples per segment from ``start`` up to ``before_segment`` (exclusive)."""
@@ -965,6 +1068,7 @@ class Engine:
                     if self.shard_history is not None
                     else (),
                     protocol_state=queue.negotiation.describe(),
+                    loss_at_budget_per_second=self._loss_at_budget(endpoint),
                 )
             )
         sources = self._source_status()
@@ -988,7 +1092,24 @@ class Engine:
             logs=self._log_buffer.entries(),
             metrics_address=address,
             rate_window_seconds=rate_window(self.config),
+            disk=self._disk_snapshot(),
         )
+
+    def _disk_snapshot(self) -> WalDiskSnapshot | None:
+        if self.disk_watch is None or self.wal is None:
+            return None
+        failures = self.registry.total("rwconsole_wal_append_failures_total")
+        try:
+            return self.disk_watch.sample(time.monotonic(), failures)
+        except (OSError, RuntimeError):  # the WAL is closed or its directory unreadable
+            return None
+
+    def _loss_at_budget(self, endpoint: _Endpoint) -> float:
+        """Samples/s the endpoint would lose at the budget: what comes in faster than it sends."""
+        if self.disk_watch is None or not self.disk_watch.drops_oldest or not endpoint.history:
+            return 0.0
+        last = endpoint.history[-1]
+        return max(0.0, last.samples_in_per_second - last.samples_out_per_second)
 
 
 async def _stop_logged(step: Awaitable[Any], what: str) -> None:

@@ -128,6 +128,31 @@ class StalePreparedError(UnknownSeriesError):
         return str(self.args[0])  # the message, not KeyError's quoted repr of it
 
 
+class WalAppendError(Exception):
+    """A commit could not be written to the WAL; nothing of it was kept.
+
+    ``reason`` is one of ``WAL_APPEND_REASONS`` (``disk_full``, ``quota``,
+    ``io_error``, ``write_error``, ``size_limit``), ``path`` the file or
+    directory concerned. The appender has discarded the commit's pending
+    data: the caller retries with fresh data later or reports the failure
+    (a receiver answers 503, a scrape counts it).
+    """
+
+    def __init__(self, reason: str, path: str) -> None:
+        self.reason = reason
+        self.path = path
+        super().__init__(f"WAL {WAL_APPEND_REASONS.get(reason, reason)}: {path}")
+
+
+WAL_APPEND_REASONS: dict[str, str] = {
+    "disk_full": "disk full",
+    "quota": "disk quota exceeded",
+    "io_error": "I/O error",
+    "write_error": "write failed",
+    "size_limit": "size limit reached",
+}
+
+
 class PreparedBatch(Protocol):
     """Refs checked once by ``Appender.prepare_samples``, for repeated ``append_prepared``."""
 
@@ -203,6 +228,8 @@ class TargetStatus:
     failures: int = 0
     parse_errors: int = 0
     series: int = 0
+    append_failures: int = 0
+    """Scrapes the WAL refused (disk full, size limit); ``last_error`` says why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,43 @@ class EndpointSnapshot:
     """Hourly desired-shard summaries of the last days, oldest first (persisted)."""
     protocol_state: str = ""
     """The remote-write version sent now ("2.0", or "1.0 (receiver refused 2.0 …)")."""
+    loss_at_budget_per_second: float = 0.0
+    """Samples per second this endpoint would lose if the WAL reached its budget now
+    (what comes in faster than it sends; 0 when the WAL has no ``drop_oldest`` budget)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WalDiskSnapshot:
+    """The WAL's disk use against its budget and the free space of its filesystem."""
+
+    size_bytes: int
+    """Segments and checkpoint."""
+    limit_bytes: int
+    """``[wal] max_size``; 0 = no budget."""
+    on_full: str
+    free_bytes: int | None
+    """Free space of the WAL's filesystem (None: unknown)."""
+    growth_bytes_per_second: float
+    """How fast the WAL grows (negative: shrinks), smoothed."""
+    seconds_to_full: float | None
+    """At the current growth, when the budget or the filesystem is full (None: not growing)."""
+    full_by: str
+    """``budget`` or ``filesystem``: which one ``seconds_to_full`` is about."""
+    append_error: str = ""
+    """Why appends fail right now (``WAL disk full: <path>``); empty when they work."""
+    append_failures: float = 0.0
+    """Commits refused since the start."""
+    samples_dropped: float = 0.0
+    """Undelivered samples the budget truncated away, over all endpoints."""
+
+    @property
+    def alarming(self) -> bool:
+        """Appends fail, or the budget or disk is full within ``FULL_WARNING_SECONDS``."""
+        soon = self.seconds_to_full is not None and self.seconds_to_full < FULL_WARNING_SECONDS
+        return bool(self.append_error) or soon
+
+
+FULL_WARNING_SECONDS = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +234,7 @@ class Snapshot:
     metrics_address: str
     rate_window_seconds: float = 1.0
     """The window the console averages rates over: two source intervals, at least 10 s."""
+    disk: WalDiskSnapshot | None = None
 
     def endpoint(self, name: str) -> EndpointSnapshot | None:
         return next((e for e in self.endpoints if e.name == name), None)

@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "demo": BASE | {"config", "http", "model", "protocol", "snapshot", "sources"},
     "pipelines": BASE | {"config"},
     "logcollapse": BASE,
+    "diskwatch": BASE | {"snapshot", "wal"},
     "reload": BASE | {"config"},
     "engine_reload": BASE
     | {"config", "engine", "metrics", "reload", "remote", "snapshot", "sources"},
@@ -50,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "datadir",
         "demo",
+        "diskwatch",
         "engine_reload",
         "http",
         "logcollapse",

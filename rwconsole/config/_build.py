@@ -22,6 +22,7 @@ from rwconsole.config import schema
 from rwconsole.config.durations import DurationError, parse_duration
 from rwconsole.config.errors import KeyPath, Problem, format_path
 from rwconsole.config.secrets import Secret
+from rwconsole.config.sizes import SizeError, parse_size
 
 # Alloy arguments and blocks that exist upstream but that rwconsole does not implement:
 # rejected with a specific message instead of "unknown key".
@@ -142,6 +143,8 @@ def _convert(value: Any, hint: Any, f: Field[Any], path: KeyPath, ctx: BuildCont
     origin = typing.get_origin(inner)
     if f.metadata.get("kind") == "duration" and path[-1] == f.name:
         return _convert_duration(value, path, ctx)
+    if f.metadata.get("kind") == "size" and path[-1] == f.name:
+        return _convert_size(value, path, ctx)
     if inner is Secret:
         return _convert_secret(value, path, ctx)
     if isinstance(inner, type) and is_dataclass(inner):
@@ -203,10 +206,25 @@ def _convert_scalar(value: Any, hint: Any, path: KeyPath, ctx: BuildContext) -> 
 def _convert_duration(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
     if not isinstance(value, str):
         return _bad(path, 'expected a duration like "30s"', value, ctx)
+    return _parsed(
+        parse_duration, value, path, ctx, '(expected e.g. "30s", "5m", "1h30m", "250ms")'
+    )
+
+
+def _convert_size(value: Any, path: KeyPath, ctx: BuildContext) -> Any:
+    if not isinstance(value, (int, str)) or isinstance(value, bool):
+        return _bad(path, 'expected a size like "512MiB" or a number of bytes', value, ctx)
+    return _parsed(parse_size, value, path, ctx, '(expected e.g. "512MiB", "20GB", 1048576)')
+
+
+def _parsed(
+    parse: Callable[[Any], Any], value: Any, path: KeyPath, ctx: BuildContext, hint: str
+) -> Any:
+    """``parse(value)``, or a problem naming ``path`` with the parser's reason and ``hint``."""
     try:
-        return parse_duration(value)
-    except DurationError as exc:
-        ctx.problems.append(Problem(path, f'{exc} (expected e.g. "30s", "5m", "1h30m", "250ms")'))
+        return parse(value)
+    except (DurationError, SizeError) as exc:
+        ctx.problems.append(Problem(path, f"{exc} {hint}"))
         return _INVALID
 
 

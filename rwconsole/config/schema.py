@@ -318,6 +318,9 @@ _NEWER_FIELDS = frozenset({"backfill", "protocol_reprobe_interval"})
 # --- WAL and rwconsole's own tables -----------------------------------------------------
 
 
+WAL_ON_FULL = ("drop_oldest", "reject")
+
+
 @_frozen
 class WALConfig:
     """The write-ahead log shared by all endpoints."""
@@ -331,6 +334,17 @@ class WALConfig:
     segment_size: int = _field(
         128 * 1024 * 1024,
         "Segment file size in bytes: a multiple of 32768, 65536..268435456 (rwconsole extra).",
+    )
+    max_size: int = _field(
+        0,
+        'Disk budget of the WAL (segments and checkpoint), bytes or a size like "512MiB" or '
+        '"20GB"; at least two segments; 0 = unlimited (rwconsole extra).',
+        kind="size",
+    )
+    on_full: str = _field(
+        "drop_oldest",
+        'At max_size: "drop_oldest" truncates the oldest segments even if undelivered '
+        '(counted per endpoint), "reject" refuses new data (rwconsole extra).',
     )
 
 

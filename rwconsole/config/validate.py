@@ -21,6 +21,7 @@ from rwconsole.config.discovery import check_service_discovery, has_discovery
 from rwconsole.config.durations import format_duration as _dur
 from rwconsole.config.errors import KeyPath, Problem
 from rwconsole.config.secrets import Secret, SecretError, redact_url
+from rwconsole.config.sizes import format_size
 from rwconsole.labels import is_valid_label_name
 from rwconsole.relabel import check_rule
 
@@ -207,6 +208,17 @@ class _Validator:
             self.add(
                 ("wal", "segment_size"),
                 f"must be between {_WAL_MIN_SEGMENT} and {_WAL_MAX_SEGMENT}, got {size}",
+            )
+        if w.max_size and w.max_size < 2 * size:
+            self.add(
+                ("wal", "max_size"),
+                f"must be at least two segments ({format_size(2 * size)} with segment_size "
+                f"{size}), got {format_size(w.max_size)}; use 0 for no limit",
+            )
+        if w.on_full not in schema.WAL_ON_FULL:
+            self.add(
+                ("wal", "on_full"),
+                f"must be one of {', '.join(map(repr, schema.WAL_ON_FULL))}, got {w.on_full!r}",
             )
 
     def synthetic(self, s: schema.SyntheticConfig, path: KeyPath) -> None:

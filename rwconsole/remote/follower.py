@@ -72,6 +72,23 @@ class WalFollower:
     def live(self) -> bool:
         return self._live
 
+    @property
+    def in_memory_until(self) -> Position:
+        """What the WAL holds before this position the queue has (or has buffered) already."""
+        if self._live:
+            return self._wal_end
+        return self._buffer[-1].end if self._buffer else self._handed
+
+    def drop_before(self, segment: int) -> int:
+        """Forget buffered chunks wholly before ``segment`` (cut from the WAL); their samples."""
+        dropped = 0
+        while self._buffer and self._buffer[0].end[0] < segment:
+            chunk = self._buffer.popleft()
+            self._buffered_items -= chunk.item_count
+            self._handed = chunk.end
+            dropped += len(chunk.refs)
+        return dropped
+
     def offer(self, start: Position, chunk: Chunk) -> None:
         """Called after each commit, on the engine's loop, with the committed data."""
         self._wal_end = chunk.end

@@ -41,6 +41,7 @@ from rwconsole.model import (
     MetricMetadata,
     MetricType,
     SourceStatus,
+    WalAppendError,
 )
 from rwconsole.protocol.decode import UnsupportedMediaType, decode_write_request
 from rwconsole.protocol.encode import (
@@ -57,6 +58,8 @@ WRITE_PATH = "/api/v1/write"
 LOG_INTERVAL = 10.0
 _MAX_FAMILIES = 100_000
 KINDS = ("samples", "exemplars", "histograms", "metadata")
+WAL_RETRY_AFTER_SECONDS = 5
+"""What a 503 for a refused WAL append asks senders to wait before retrying."""
 
 DecodeFn = Callable[[bytes, str, str], Any]
 """``decode(body, content_type, content_encoding) -> DecodedRequest``."""
@@ -486,6 +489,10 @@ class RemoteWriteReceiver:
             append_batch(self._appender, batch)
         except WriteRejected as exc:
             return self._reject(request, exc, decoded)
+        except WalAppendError as exc:  # nothing was kept: the sender retries later
+            self._count(503, len(request.body), None, str(exc))
+            retry = {"Retry-After": str(WAL_RETRY_AFTER_SECONDS)}
+            return Response(503, str(exc).encode("utf-8", "replace") + b"\n", headers=retry)
         metadata = len(batch.metadata) + len(getattr(decoded, "metadata", ()) or ())
         counts = (len(batch.sample_values), len(batch.exemplars), len(batch.histograms), metadata)
         self._count(204, len(request.body), counts)

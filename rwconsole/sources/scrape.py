@@ -56,6 +56,7 @@ from rwconsole.model import (
     SourceStatus,
     StalePreparedError,
     TargetStatus,
+    WalAppendError,
 )
 from rwconsole.sources.scrape_cache import CacheState, Steady
 from rwconsole.sources.steady import SteadyShape
@@ -259,9 +260,16 @@ class ScrapeLoop:
         except _ScrapeFailed as exc:
             error = str(exc)
         duration = time.perf_counter() - t0
+        append_failed = False
         try:
             samples = self._store(timestamp, result, duration)
-        except Exception as exc:  # the appender refused (e.g. disk full): report, keep going
+        except WalAppendError as exc:  # disk full or budget: the scrape is lost, counted
+            self._state.steady = None
+            error = str(exc)
+            append_failed = True
+            result = None
+            samples = 0
+        except Exception as exc:  # the appender refused otherwise: report, keep going
             log.exception("appending the scrape of %s failed", self._url)
             self._state.steady = None
             error = error or f"append failed: {exc}"
@@ -282,6 +290,7 @@ class ScrapeLoop:
             s.failures + (0 if up else 1),
             s.parse_errors + (1 if parse_error else 0),
             self._state.tracked_count() if up else 0,
+            s.append_failures + append_failed,
         )
         if error:
             log.debug("scrape of %s failed: %s", self._url, error)
@@ -514,6 +523,8 @@ class ScrapeLoop:
         try:
             self._appender.append_samples(refs, timestamp, [STALE_NAN] * len(refs))
             self._appender.commit()
+        except WalAppendError as exc:
+            log.warning("staleness markers for %s were not written: %s", self._url, exc)
         except Exception:
             log.exception("writing staleness markers for %s failed", self._url)
         state.tracked = set()

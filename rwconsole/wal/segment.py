@@ -21,11 +21,13 @@ Positions are ``(segment_index, end_offset)`` pairs: the end of a record.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import os
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -502,6 +504,20 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+class _WriterState(NamedTuple):
+    segment: int
+    offset: int
+    pending: int
+    page_used: int
+    done_pages: int
+    pages_completed: int
+    bytes_saved: int
+
+
+class _RotateFirst(Exception):
+    """A commit does not fit in the rest of the segment: start a new one before writing it."""
+
+
 class WalWriter:
     """Appends records to a directory of segments, as Prometheus' ``wlog.WL.Log``.
 
@@ -510,6 +526,15 @@ class WalWriter:
     before it returns (the partial last page too), so they survive a process
     kill; they reach the disk itself on ``fsync`` (also done when a segment is
     closed, on rotation and on ``close``).
+
+    A ``log`` call is all or nothing. Its records go into one segment (a new
+    one is started first when they do not fit in the rest of the current one;
+    only a batch larger than a whole segment spans segments), and when a write
+    fails part-way (``ENOSPC``, ``EDQUOT``, ``EIO``) the file is truncated back
+    to where the call started and the page state restored before the
+    ``OSError`` is raised, so the segment never holds a torn record and the
+    writer can go on once the cause is gone. ``write`` is the write function
+    (``os.write`` unless a test injects failures).
     """
 
     def __init__(
@@ -519,6 +544,7 @@ class WalWriter:
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         compress: bool = False,
         first_segment: int | None = None,
+        write: Callable[[int, memoryview], int] = os.write,
     ) -> None:
         if segment_size < PAGE_SIZE or segment_size % PAGE_SIZE:
             raise ValueError("segment_size must be a positive multiple of 32768")
@@ -526,26 +552,68 @@ class WalWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.segment_size = segment_size
         self.compress = compress
+        self._write = write
         self._pages_per_segment = segment_size // PAGE_SIZE
         self._fd = -1
+        self._dirty_tail = False
+        self._spanning = False
+        self._rotated = False
         self.bytes_saved = 0
         self.pages_completed = 0
         if first_segment is None:
             existing = list_segments(self.directory)
             first_segment = existing[-1].index + 1 if existing else 0
         self.segment = first_segment - 1
-        self._open_segment(first_segment)
+        self._pending = bytearray()
+        self._switch_to(self._create(first_segment), first_segment)
 
     # -- state ---------------------------------------------------------------
-    def _open_segment(self, index: int) -> None:
+    def _create(self, index: int) -> int:
         path = self.directory / segment_name(index)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def _switch_to(self, fd: int, index: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
         self.segment = index
-        self._offset = os.fstat(self._fd).st_size  # bytes in the file
+        self._offset = os.fstat(fd).st_size  # bytes in the file
         self._page_used = self._offset % PAGE_SIZE
         self._done_pages = self._offset // PAGE_SIZE
         self._pending = bytearray()
         fsync_dir(self.directory)
+
+    def _state(self) -> _WriterState:
+        return _WriterState(
+            self.segment,
+            self._offset,
+            len(self._pending),
+            self._page_used,
+            self._done_pages,
+            self.pages_completed,
+            self.bytes_saved,
+        )
+
+    def _restore(self, state: _WriterState) -> None:
+        """Forget what was encoded or written since ``state``; cut the file back to it."""
+        if state.segment != self.segment:
+            # A batch larger than a segment moved on: what it left in the earlier
+            # segment is complete; this segment holds only its rest.
+            state = _WriterState(self.segment, 0, 0, 0, 0, self.pages_completed, self.bytes_saved)
+        self._pending = self._pending[: state.pending]  # a copy: views of it may live on
+        self._page_used = state.page_used
+        self._done_pages = state.done_pages
+        self.pages_completed = state.pages_completed
+        self.bytes_saved = state.bytes_saved
+        self._dirty_tail = True  # until the truncation succeeds, nothing is appended
+        os.ftruncate(self._fd, state.offset)
+        self._offset = state.offset
+        self._dirty_tail = False
+
+    def _undo(self, state: _WriterState) -> None:
+        # On failure _dirty_tail stays set: the next log retries the truncation first.
+        with contextlib.suppress(OSError):
+            self._restore(state)
 
     @property
     def offset(self) -> int:
@@ -557,10 +625,32 @@ class WalWriter:
 
     # -- writing -------------------------------------------------------------
     def log(self, records: Sequence[bytes]) -> Position:
-        """Append ``records`` and write them to the file; return the end position."""
-        for rec in records:
-            self._log_one(rec)
-        self.flush()
+        """Append ``records`` and write them to the file; return the end position.
+
+        On ``OSError`` nothing of ``records`` is left in the segment.
+        """
+        if self._dirty_tail:
+            self._restore(self._state())  # a truncation that failed before: retry it
+        state = self._state()
+        # A batch that starts a segment and still does not fit has to span segments.
+        self._spanning = self.offset == 0
+        try:
+            try:
+                for rec in records:
+                    self._log_one(rec)
+            except _RotateFirst:
+                self._restore(state)
+                self.rotate()
+                state = self._state()
+                self._spanning = self._rotated = True
+                for rec in records:
+                    self._log_one(rec)
+            self.flush()
+        except OSError:
+            self._undo(state)
+            raise
+        finally:
+            self._spanning = self._rotated = False
         return (self.segment, self._offset)
 
     def _log_one(self, rec: bytes) -> None:
@@ -575,9 +665,13 @@ class WalWriter:
         left = remaining - HEADER_SIZE
         left += MAX_FRAGMENT * (self._pages_per_segment - self._done_pages - 1)
         if len(rec) > left:
-            if self._page_used == 0 and self._done_pages == 0:
+            if self._page_used or self._done_pages:
+                if not self._spanning:
+                    raise _RotateFirst
+                self.rotate()
+            elif not self._rotated:
                 raise ValueError(f"record of {len(rec)} bytes does not fit in one segment")
-            self.rotate()
+            # else: a record larger than a segment right after a rotation overflows it
         pending = self._pending
         view = memoryview(rec)
         first = True
@@ -613,37 +707,65 @@ class WalWriter:
             self._pad_page()
 
     def flush(self) -> None:
-        """Write buffered bytes to the segment file (``os.write``; no fsync)."""
+        """Write buffered bytes to the segment file (``os.write``; no fsync).
+
+        On a failed or short write ``_offset`` stays where the buffer starts
+        (bytes of it may be in the file: the caller cuts them off).
+        """
         data = self._pending
         if not data:
             return
         view = memoryview(data)
+        write = self._write
+        fd = self._fd
         while view:
-            written = os.write(self._fd, view)
+            written = write(fd, view)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, "short write", str(self.path))
             view = view[written:]
         self._offset += len(data)
         self._pending = bytearray()
+
+    @property
+    def path(self) -> Path:
+        return self.directory / segment_name(self.segment)
 
     def fsync(self) -> None:
         self.flush()
         os.fsync(self._fd)
 
     def rotate(self) -> int:
-        """Pad and close the current segment (fsynced), start the next; return its index."""
-        self._pad_page()
-        self.fsync()
-        os.close(self._fd)
-        self._open_segment(self.segment + 1)
+        """Pad and close the current segment (fsynced), start the next; return its index.
+
+        A failure leaves the writer on the current segment, usable: padding
+        that could not be written is cut off again.
+        """
+        state = self._state()
+        try:
+            self._pad_page()
+            self.flush()
+        except OSError:
+            self._undo(state)
+            raise
+        os.fsync(self._fd)
+        fd = self._create(self.segment + 1)
+        self._switch_to(fd, self.segment + 1)
         return self.segment
 
     def close(self) -> None:
         """Pad the last page, fsync and close. Idempotent."""
         if self._fd < 0:
             return
-        self._pad_page()
-        self.fsync()
-        os.close(self._fd)
-        self._fd = -1
+        state = self._state()
+        try:
+            self._pad_page()
+            self.fsync()
+        except OSError:
+            self._undo(state)  # a short last page reads as padded: the segment stays valid
+            raise
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
     @property
     def closed(self) -> bool:

@@ -33,6 +33,7 @@ Prometheus can read the directory again. How a directory is repaired lives in
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import operator
 import os
@@ -52,6 +53,7 @@ from rwconsole.model import (
     MetricMetadata,
     StalePreparedError,
     UnknownSeriesError,
+    WalAppendError,
 )
 from rwconsole.wal import records as rec
 from rwconsole.wal.checkpoint import remove_checkpoints_before, write_checkpoint
@@ -77,6 +79,9 @@ from rwconsole.wal.segment import (
 )
 
 _NEVER = -(1 << 63)
+_RESERVE_MIN = 1 << 20
+_SERIES_BYTES_ESTIMATE = 128
+_FREE_CHECK_INTERVAL = 0.1
 _UNUSED_PAIR_REFS = 4
 
 Listener = Callable[[Position], None]
@@ -173,6 +178,18 @@ class WalStorage:
         self._last_truncate_mint: int | None = None
         self.sample_layouts = rec.SampleLayouts()
         """Layouts of the live prepared batches: readers of this WAL decode their records faster."""
+        self.max_size = 0
+        """Disk budget in bytes (segments and checkpoint); 0 = unlimited."""
+        self.reject_when_full = False
+        """At ``max_size``, refuse commits (``size_limit``) instead of letting the owner drop."""
+        self.append_error: WalAppendError | None = None
+        """The failure of the last commit, None once a commit succeeds again."""
+        self.append_failures: Counter[str] = Counter()
+        self._closed_bytes = 0
+        self._checkpoint_bytes = 0
+        self._closed_for = -1
+        self._free_checked_at = -_FREE_CHECK_INTERVAL
+        self._room_ok = True
 
     # -- opening -------------------------------------------------------------
     @classmethod
@@ -183,8 +200,14 @@ class WalStorage:
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         compress: bool = True,
         logger: logging.Logger | None = None,
+        max_size: int = 0,
+        reject_when_full: bool = False,
     ) -> WalStorage:
-        """Open (creating if needed) and replay a WAL directory, repairing damage."""
+        """Open (creating if needed) and replay a WAL directory, repairing damage.
+
+        ``max_size`` is the disk budget (0 = none); with ``reject_when_full``
+        a commit at the budget raises ``WalAppendError("size_limit")``.
+        """
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
         self = cls(
@@ -197,6 +220,8 @@ class WalStorage:
         self._replay()
         self._high_t = max(self._last_ts.values(), default=_NEVER)
         self._writer = WalWriter(path, segment_size=segment_size, compress=compress)
+        self.max_size = max_size
+        self.reject_when_full = reject_when_full
         self.counters["prometheus_remote_write_data_replay_duration_seconds"] = (
             time.monotonic() - started
         )
@@ -441,11 +466,22 @@ class WalStorage:
                     self.counters["prometheus_remote_write_wal_metadata_updates_total"] += 1
 
     def commit(self) -> None:
-        """Write the appended records to the segment file and notify listeners."""
+        """Write the appended records to the segment file and notify listeners.
+
+        All or nothing: when the records cannot be written (disk full, quota,
+        I/O error, or the budget with ``reject_when_full``) nothing of them
+        stays in the WAL, the commit's samples, histograms, exemplars and
+        metadata are discarded and ``WalAppendError`` is raised. Series
+        records of new series are kept for the next commit (their refs are
+        handed out already).
+        """
         with self._lock:
             writer = self._require_writer()
             records: list[bytes] = []
             if self._pending_series:
+                if self.append_error is not None:
+                    alive = self._labels
+                    self._pending_series = [p for p in self._pending_series if p[0] in alive]
                 records.append(rec.encode_series(self._pending_series))
             if self._pending_meta:
                 records.append(rec.encode_metadata(self._pending_meta))
@@ -455,7 +491,19 @@ class WalStorage:
             if not records:
                 return
             seg_before = writer.segment
-            position = writer.log(records)
+            try:
+                if self.reject_when_full and self.max_size and self.size_bytes() >= self.max_size:
+                    raise WalAppendError("size_limit", str(self.directory))
+                if not self._room_left():
+                    raise WalAppendError("disk_full", str(self.directory))
+                position = writer.log(records)
+            except OSError as exc:
+                raise self._failed(_append_error(exc, writer), records) from exc
+            except WalAppendError as exc:
+                raise self._failed(exc, records) from None
+            if self.append_error is not None:
+                self.log.warning("WAL %s: appends work again", self.directory)
+                self.append_error = None
             for meta in self._pending_meta:
                 labels = self._labels.get(meta.ref)
                 if labels is not None:
@@ -469,6 +517,59 @@ class WalStorage:
             listeners = list(self._listeners)
         for callback in listeners:
             callback(position)
+
+    def _failed(self, error: WalAppendError, records: list[bytes]) -> WalAppendError:
+        """Drop what the failed commit appended; log once per incident."""
+        self._pending_meta = []
+        self._pending_samples = []
+        self._pending_hist = []
+        self._pending_exemplars = []
+        self._pending_ts = []
+        self.append_failures[error.reason] += 1
+        if self.append_error is None or self.append_error.reason != error.reason:
+            self.log.error(
+                "%s; appends are refused until it is resolved (%d records dropped)",
+                error,
+                len(records),
+            )
+        self.append_error = error
+        return error
+
+    def _room_left(self) -> bool:
+        """Whether the filesystem keeps ``reserve_bytes`` free (checked every 0.1 s at most).
+
+        Appends stop short of a full disk so that a truncation still has room
+        to write its checkpoint and free the delivered segments.
+        """
+        now = time.monotonic()
+        if now - self._free_checked_at >= _FREE_CHECK_INTERVAL:
+            free = self.free_bytes()
+            self._room_ok = free is None or free >= self.reserve_bytes()
+            self._free_checked_at = now
+        return self._room_ok
+
+    def reserve_bytes(self) -> int:
+        """Free space appends leave on the filesystem: room for the next checkpoint."""
+        estimate = max(self._checkpoint_bytes, _SERIES_BYTES_ESTIMATE * len(self._labels))
+        return _RESERVE_MIN + 2 * min(estimate, self.segment_size * 4)
+
+    def size_bytes(self) -> int:
+        """Bytes the WAL takes on disk: segments and checkpoint (the budget counts both)."""
+        with self._lock:
+            writer = self._require_writer()
+            if self._closed_for != writer.segment:
+                segments, self._checkpoint_bytes = _disk_usage(self.directory, writer.segment)
+                self._closed_bytes = segments + self._checkpoint_bytes
+                self._closed_for = writer.segment
+            return self._closed_bytes + writer.offset
+
+    def free_bytes(self) -> int | None:
+        """Bytes free for unprivileged writers on the WAL's filesystem (None if unknown)."""
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
 
     def _apply_pending_times(self, seg_before: int, seg_after: int) -> None:
         """Move each appended series' last timestamp forward; count out-of-order samples.
@@ -629,7 +730,13 @@ class WalStorage:
             out["prometheus_tsdb_wal_storage_size_bytes"] = sum(
                 s.size for s in list_segments(self.directory)
             )
-            return out
+            if writer is not None and not writer.closed:
+                out["rwconsole_wal_size_bytes"] = self.size_bytes()
+            out["rwconsole_wal_size_limit_bytes"] = self.max_size
+        free = self.free_bytes()
+        if free is not None:
+            out["rwconsole_filesystem_free_bytes"] = free
+        return out
 
     # -- durability ----------------------------------------------------------
     def sync(self) -> None:
@@ -643,10 +750,17 @@ class WalStorage:
                 )
 
     def close(self) -> None:
-        """Pad the last page, fsync and close the active segment."""
+        """Pad the last page, fsync and close the active segment.
+
+        On a full disk the padding may not fit: the segment is closed with a
+        short last page, which reads as padded, and the failure is logged.
+        """
         with self._lock:
             if self._writer is not None:
-                self._writer.close()
+                try:
+                    self._writer.close()
+                except OSError as exc:
+                    self.log.error("WAL %s: closing the active segment: %s", self.directory, exc)
 
     def _require_writer(self) -> WalWriter:
         if self._writer is None or self._writer.closed:
@@ -654,7 +768,14 @@ class WalStorage:
         return self._writer
 
     # -- truncation ----------------------------------------------------------
-    def truncate(self, *, before_segment: int, mint_ms: int) -> TruncateReport:
+    def truncate(
+        self,
+        *,
+        before_segment: int,
+        mint_ms: int,
+        all_before: bool = False,
+        samples_mint_ms: int | None = None,
+    ) -> TruncateReport:
         """Collect old series, fold old segments into a checkpoint, delete them.
 
         Series with no sample at or after ``mint_ms`` are forgotten. Segments
@@ -662,7 +783,10 @@ class WalStorage:
         (``last`` = the newest finished segment) are folded into
         ``checkpoint.N`` together with the previous checkpoint, keeping live
         series, their latest metadata and samples with ``t >= mint_ms``. At
-        least two segments must qualify, as in Prometheus.
+        least two segments must qualify, as in Prometheus. With ``all_before``
+        every finished segment before ``before_segment`` is folded (to free
+        space: a full disk, the size budget); ``samples_mint_ms`` then keeps
+        fewer samples in the checkpoint than ``mint_ms`` keeps series.
         """
         started = time.monotonic()
         report = TruncateReport()
@@ -672,7 +796,10 @@ class WalStorage:
             if report.collected_refs:
                 self._prune_pairs()
             if writer.offset > 0:
-                writer.rotate()
+                try:
+                    writer.rotate()
+                except OSError as exc:  # a full disk: fold what is finished already
+                    self.log.debug("WAL %s: cannot start a new segment: %s", self.directory, exc)
             segments = list_segments(self.directory)
             cp = last_checkpoint(self.directory)
             lowest = cp[0] + 1 if cp else 0
@@ -680,9 +807,14 @@ class WalStorage:
             if not candidates:
                 return report
             first, last = candidates[0], candidates[-1]
-            upto = min(before_segment - 1, first + (last - first) * 2 // 3)
-            if upto <= first:
-                return report
+            if all_before:
+                upto = min(before_segment - 1, last)
+                if upto < first:
+                    return report
+            else:
+                upto = min(before_segment - 1, first + (last - first) * 2 // 3)
+                if upto <= first:
+                    return report
             alive = dict(self._labels)
             deleted = dict(self._deleted)
         # Building the checkpoint reads finished segments only: no lock needed.
@@ -693,7 +825,7 @@ class WalStorage:
                 cp,
                 first,
                 upto,
-                mint_ms=mint_ms,
+                mint_ms=max(mint_ms, samples_mint_ms or mint_ms),
                 keep=lambda ref: ref in alive or deleted.get(ref, -1) > upto,
                 segment_size=self.segment_size,
                 compress=self.compress,
@@ -720,6 +852,7 @@ class WalStorage:
                     report.removed_refs.append(ref)
                     self.counters["prometheus_remote_write_wal_storage_removed_series_total"] += 1
         removed, failed = remove_checkpoints_before(self.directory, upto)
+        self._closed_for = -1
         self.counters["prometheus_remote_write_wal_checkpoint_deletions_total"] += removed
         self.counters["prometheus_remote_write_wal_checkpoint_deletions_failed_total"] += failed
         self.counters["prometheus_remote_write_wal_truncate_duration_seconds"] = (
@@ -775,6 +908,27 @@ class WalStorage:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _append_error(exc: OSError, writer: WalWriter) -> WalAppendError:
+    reason = {
+        errno.ENOSPC: "disk_full",
+        errno.EDQUOT: "quota",
+        errno.EIO: "io_error",
+    }.get(exc.errno or 0, "write_error")
+    return WalAppendError(reason, str(writer.path))
+
+
+def _disk_usage(directory: Path, active_segment: int) -> tuple[int, int]:
+    """Bytes of the segments (but the active one) and of the checkpoints in ``directory``."""
+    segments = sum(s.size for s in list_segments(directory) if s.index != active_segment)
+    checkpoints = 0
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith("checkpoint.") and entry.is_dir():
+                with contextlib.suppress(OSError):
+                    checkpoints += sum(s.size for s in list_segments(entry.path))
+    return segments, checkpoints
 
 
 _COUNTER_NAMES = (

@@ -15,6 +15,7 @@ from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import average_rate, window_points
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.charts import Series, TimeSeriesChart
+from rwconsole.tui.widgets.disk import disk_banner, disk_line, loss_line
 from rwconsole.tui.widgets.status import endpoint_line, window_label
 
 # (widget id, title, unit)
@@ -40,6 +41,7 @@ class OverviewScreen(ConsoleScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
+        yield Static(id="disk-banner")
         yield Static(id="status-lines")
         yield Static(id="chart-heading")
         with Grid(id="charts"):
@@ -72,7 +74,13 @@ class OverviewScreen(ConsoleScreen):
             ]
         else:
             lines = ["[dim]no endpoints yet (waiting for the engine)[/]"]
+        disk = snapshot.disk
+        figures = (disk_line(disk), loss_line(disk, snapshot.endpoints))
+        lines.extend(line for line in figures if line)
         self.query_one("#status-lines", Static).update("\n".join(lines))
+        banner = self.query_one("#disk-banner", Static)
+        banner.update(disk_banner(disk))
+        banner.display = bool(disk is not None and disk.alarming)
         label, seconds = self.console.window
         heading = "no endpoint selected"
         if selected is not None:

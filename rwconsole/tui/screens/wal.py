@@ -30,6 +30,7 @@ from rwconsole.tui import walview
 from rwconsole.tui.offload import ToolError
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
+from rwconsole.tui.widgets.disk import disk_banner, disk_line, loss_line
 from rwconsole.wal import tools
 from rwconsole.wal.segment import segment_name
 
@@ -100,6 +101,7 @@ class WalScreen(ConsoleScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(self._heading_text(), id="wal-heading")
+        yield Static(id="wal-disk")
         with TabbedContent(id="wal-tabs"):
             with TabPane("Segments", id="tab-segments"):
                 yield Static(id="wal-summary")
@@ -286,6 +288,7 @@ class WalScreen(ConsoleScreen):
         if self.directory is None and snapshot.wal_dir and not self.console.wal_only:
             self.open_directory(snapshot.wal_dir)
             return
+        self._show_disk(snapshot)
         table = self.query_one("#wal-positions", DataTable)
         note = self.query_one("#positions-note", Static)
         if not self.is_engine_wal or not snapshot.endpoints:
@@ -314,6 +317,14 @@ class WalScreen(ConsoleScreen):
                 fmt.seconds(endpoint.lag_seconds),
                 "memory (live)" if endpoint.live else "WAL files",
             )
+
+    def _show_disk(self, snapshot: Snapshot) -> None:
+        widget = self.query_one("#wal-disk", Static)
+        widget.display = self.is_engine_wal and snapshot.disk is not None
+        if widget.display:
+            lines = [disk_banner(snapshot.disk), disk_line(snapshot.disk)]
+            lines.append(loss_line(snapshot.disk, snapshot.endpoints))
+            widget.update("\n".join(line for line in lines if line))
 
     # ---- series browser ----------------------------------------------------------------
 
