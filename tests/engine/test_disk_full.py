@@ -22,7 +22,7 @@ from peers import VictoriaMetrics
 from rwconsole.config import schema
 from rwconsole.engine import Engine
 from rwconsole.labels import Labels, make_labels
-from rwconsole.remote import encode
+from rwconsole.protocol import encode
 from rwconsole.wal import tools
 
 pytestmark = pytest.mark.peer
