@@ -604,7 +604,7 @@ class Engine:
         if cfg.scrape:
             from rwconsole.sources.scrape import ScrapeManager
 
-            manager = ScrapeManager(self.appender)
+            manager = ScrapeManager(self.appender, defaults=cfg.scrape_defaults)
             await manager.apply(cfg.scrape)
             self.sources.append(manager)
         if cfg.receiver is not None:

@@ -16,6 +16,9 @@ from rwconsole.labels import Labels
 from rwconsole.model import PreparedBatch
 from rwconsole.sources.steady import SteadyShape
 
+DROPPED = -1
+"""The ref cached for a series that ``metric_relabel_configs`` drop."""
+
 
 class CacheState:
     """What survives a reload of the same target: refs by series text, staleness set.
