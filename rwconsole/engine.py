@@ -642,6 +642,14 @@ class Engine:
                 )
             if request.path in ("/-/healthy", "/-/ready"):
                 return Response(status=200, body=b"ok\n")
+            if request.path.startswith("/api/v1/targets") and request.method == "GET":
+                from rwconsole.sources import targets_api
+
+                manager = targets_api.find_manager(self.sources)
+                status, body = targets_api.api_response(request.path, request.query, manager)
+                return Response(
+                    status=status, body=body, headers={"Content-Type": "application/json"}
+                )
             return Response(status=404, body=b"not found\n")
 
         server = HttpServer(handle)
@@ -932,6 +940,7 @@ class Engine:
             demo=demo,
             logs=self._log_buffer.entries(),
             metrics_address=address,
+            targets=_scrape_targets(self.sources),
         )
 
 
@@ -941,6 +950,16 @@ async def _stop_logged(step: Awaitable[Any], what: str) -> None:
         await step
     except Exception:
         log.exception("%s failed during shutdown", what)
+
+
+def _scrape_targets(sources: list[Any]) -> tuple[Any, ...]:
+    from rwconsole.sources import targets_api
+
+    try:
+        return targets_api.snapshot_targets(targets_api.find_manager(sources))
+    except Exception:  # a broken status must not stop the snapshots
+        log.exception("reading the scrape targets failed")
+        return ()
 
 
 def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:

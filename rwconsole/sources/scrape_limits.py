@@ -6,7 +6,8 @@
 (``up`` 0, nothing of the payload appended). ``BodyReader`` takes the response
 in chunks and decompresses gzip incrementally, never holding more than the
 limit (plus one chunk of compressed input), so a gzip bomb is cut off at the
-limit instead of being inflated whole.
+limit instead of being inflated whole. Concatenated gzip members are read one
+after the other, as Prometheus' reader does.
 """
 
 from __future__ import annotations
@@ -104,8 +105,10 @@ class BodyReader:
             except zlib.error as exc:
                 raise BodyError(f"gzip: invalid compressed body: {exc}") from None
             data = inflate.unconsumed_tail
-            if inflate.eof:
-                break
+            if inflate.eof:  # the next gzip member, if any, as Go's reader takes it
+                data = inflate.unused_data
+                if data:
+                    inflate = self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
     def finish(self) -> bytes:
         if self._inflate is not None and not self._inflate.eof:
