@@ -127,3 +127,25 @@ def test_hashmod_keep_spreads_targets_over_shards_exactly_once() -> None:
 def test_duplicate_targets_are_scraped_once() -> None:
     group = TargetGroup("g", [{"__address__": "a:1"}, {"__address__": "a:1"}])
     assert len(build_targets(job(), [group, group], []).active) == 1
+
+
+def test_the_sample_shard_config_splits_targets_over_its_instances() -> None:
+    from pathlib import Path
+
+    from rwconsole.config.load import parse_config
+
+    template = (Path(__file__).parents[2] / "sample-configs" / "scrape-shard.toml").read_text()
+    assert template.count('"0" }  # shard') == 1 and template.count('"0"  # shard') == 1
+    group = TargetGroup("g", [{"__address__": f"node-{i}:9100"} for i in range(90)])
+    kept: list[str] = []
+    for shard in range(3):
+        text = template.replace('"0" }  # shard', f'"{shard}" }}').replace(
+            '"0"  # shard', f'"{shard}"'
+        )
+        config = parse_config(text)
+        assert config.external_labels == {"shard": str(shard)}
+        (scrape,) = config.scrape
+        made = build_targets(scrape, [group], compile_rules(scrape.relabel_configs))
+        assert {d.reason for d in made.dropped} == {"relabel_configs[1] (keep)"}
+        kept += [t.instance for t in made.active]
+    assert sorted(kept) == sorted(t["__address__"] for t in group.targets)
