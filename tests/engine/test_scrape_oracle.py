@@ -11,9 +11,7 @@ the series sets must be equal.
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,47 +24,32 @@ from conftest import ProcessManager, free_port, peer_binary, wait_for_port, wait
 from rwconsole.config.load import parse_config
 from rwconsole.engine import Engine
 from tests.engine.peers import VictoriaMetrics
+from tests.engine.text_targets import text_targets
 
 pytestmark = pytest.mark.timeout(180)
 
 JOB = "oracle"
 
 
-class _Target(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        module = parse_qs(url.query).get("module", ["none"])[0]
-        body = (
-            "# HELP app_requests_total Requests served.\n"
-            "# TYPE app_requests_total counter\n"
-            'app_requests_total{code="200",secret="s3"} 10\n'
-            'app_requests_total{code="500",secret="s3"} 1\n'
-            "# TYPE debug_internal gauge\n"
-            "debug_internal 5\n"
-            f'probe_module{{module="{module}"}} 1\n'
-            f'path_seen{{path="{url.path}"}} 1\n'
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _exposition(path: str) -> bytes:
+    url = urlsplit(path)
+    module = parse_qs(url.query).get("module", ["none"])[0]
+    return (
+        "# HELP app_requests_total Requests served.\n"
+        "# TYPE app_requests_total counter\n"
+        'app_requests_total{code="200",secret="s3"} 10\n'
+        'app_requests_total{code="500",secret="s3"} 1\n'
+        "# TYPE debug_internal gauge\n"
+        "debug_internal 5\n"
+        f'probe_module{{module="{module}"}} 1\n'
+        f'path_seen{{path="{url.path}"}} 1\n'
+    ).encode()
 
 
 @pytest.fixture
 def targets() -> Iterator[list[str]]:
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target) for _ in range(5)]
-    for server in servers:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield [f"127.0.0.1:{s.server_address[1]}" for s in servers]
-    finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+    with text_targets(5, _exposition) as addresses:
+        yield addresses
 
 
 def _rules(dropped: str) -> list[dict[str, object]]:

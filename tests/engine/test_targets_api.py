@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,34 +11,21 @@ from conftest import free_port, wait_until
 
 from rwconsole.config.load import parse_config
 from rwconsole.engine import Engine
+from tests.engine.text_targets import text_targets
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class _Target(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"# HELP m_total Things.\n# TYPE m_total counter\nm_total 1\n"
-        if self.path.startswith("/garbage"):
-            body = b"this is { not metrics\n"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _exposition(path: str) -> bytes:
+    if path.startswith("/garbage"):
+        return b"this is { not metrics\n"
+    return b"# HELP m_total Things.\n# TYPE m_total counter\nm_total 1\n"
 
 
 @pytest.fixture
 def target() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Target)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with text_targets(1, _exposition) as (address,):
+        yield address
 
 
 @pytest.fixture

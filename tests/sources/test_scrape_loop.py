@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -42,16 +41,6 @@ def scrape_config(**overrides: Any) -> schema.ScrapeConfig:
     }
     base.update(overrides)
     return schema.ScrapeConfig(**base)
-
-
-@pytest.fixture
-async def target() -> AsyncIterator[TargetServer]:
-    server = TargetServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 class Clock:

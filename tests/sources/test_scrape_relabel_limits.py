@@ -7,7 +7,7 @@ import gzip
 import resource
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -27,16 +27,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture
-async def target() -> AsyncIterator[TargetServer]:
-    server = TargetServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def rule(**fields: Any) -> schema.RelabelConfig:
@@ -185,6 +175,19 @@ async def _raw_server(
     return server, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
+def _gzip_answer(
+    body: bytes,
+) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
+    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        await writer.drain()
+
+    return answer
+
+
 def _gzip_bomb(size: int, *, members: bool) -> bytes:
     """``size`` bytes of zeros gzipped: one member, or many 1 MiB members (quick to make)."""
     block = b"0" * (1 << 20)
@@ -199,15 +202,7 @@ async def test_a_gzip_bomb_is_cut_off_at_the_body_limit_with_rss_bounded(
     size: int, members: bool
 ) -> None:
     bomb = _gzip_bomb(size, members=members)
-
-    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(bomb) + bomb
-        )
-        await writer.drain()
-
-    server, address = await _raw_server(answer)
+    server, address = await _raw_server(_gzip_answer(bomb))
     app = RecordingAppender()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
@@ -243,16 +238,8 @@ async def test_the_timeout_bounds_a_body_that_trickles_in() -> None:
     assert _last(app, "up") == 0.0
 
 
-async def test_a_gzip_body_within_the_limit_is_read(target: TargetServer) -> None:
-    async def answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        body = gzip.compress(BODY.encode())
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Encoding: gzip\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body) + body
-        )
-        await writer.drain()
-
-    server, address = await _raw_server(answer)
+async def test_a_gzip_body_within_the_limit_is_read() -> None:
+    server, address = await _raw_server(_gzip_answer(gzip.compress(BODY.encode())))
     app = RecordingAppender()
     try:
         loop = await scrape(address, app, body_size_limit=len(BODY))
