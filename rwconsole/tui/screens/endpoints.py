@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Static
 
 from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
-from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 from rwconsole.tui.widgets.status import out_rate, status_markup
 
 COLUMNS = (
@@ -138,11 +138,7 @@ class EndpointsScreen(ConsoleScreen):
         self._show_detail(snapshot)
 
     def _highlighted(self) -> str | None:
-        table = self._table()
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self._table())
 
     def _show_detail(self, snapshot: Snapshot) -> None:
         name = self._highlighted()

@@ -18,7 +18,7 @@ from textual.widgets import DataTable, Input, Static
 
 from rwconsole.snapshot import ScrapeTargetSnapshot, Snapshot
 from rwconsole.tui import format as fmt
-from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("job", "Job"),
@@ -155,11 +155,7 @@ class TargetsScreen(ConsoleScreen):
         self.query_one("#targets-summary", Static).update(" · ".join(parts))
 
     def _highlighted(self) -> str | None:
-        table = self._table()
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self._table())
 
     def _show_detail(self) -> None:
         key = self._highlighted()
