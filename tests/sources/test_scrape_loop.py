@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -41,6 +42,16 @@ def scrape_config(**overrides: Any) -> schema.ScrapeConfig:
     }
     base.update(overrides)
     return schema.ScrapeConfig(**base)
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[TargetServer]:
+    server = TargetServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 class Clock:

@@ -7,12 +7,12 @@ import gzip
 import resource
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from src_helpers import RecordingAppender, TargetServer
+from src_helpers import RecordingAppender, TargetServer, serving_target
 from test_scrape_loop import Clock, scrape_config
 
 from rwconsole.config import schema
@@ -27,6 +27,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[TargetServer]:
+    async with serving_target() as server:
+        yield server
 
 
 def rule(**fields: Any) -> schema.RelabelConfig:
