@@ -687,7 +687,8 @@ class _Job:
     metric_rules: list[Rule] = field(default_factory=list)
     error: str = ""
     discovery: DiscoveryManager | None = None
-    groups: list[TargetGroup] = field(default_factory=list)
+    discovered: list[TargetGroup] = field(default_factory=list)
+    """The groups the job's discovery (other than its static groups) delivered last."""
     dropped: list[DroppedTarget] = field(default_factory=list)
     forced_error: str = ""
     """Set while the job has more targets than its ``target_limit``."""
@@ -756,8 +757,10 @@ class ScrapeManager:
             old = previous.get(name)
             if old is job:
                 continue
-            # A changed job keeps its targets until its discovery reports again.
-            await self.apply_groups(name, old.groups if old is not None else _static_groups(job))
+            # A changed job keeps its discovered targets until its discovery reports again.
+            if old is not None and _discovers(job.config):
+                job.discovered = old.discovered
+            await self.apply_groups(name, _static_groups(job) + job.discovered)
             self._start_discovery(job)
         for name, job in previous.items():
             if jobs.get(name) is not job:
@@ -768,7 +771,6 @@ class ScrapeManager:
         job = self._jobs.get(job_name)
         if job is None:
             return
-        job.groups = list(groups)
         made = build_targets(job.config, groups, job.target_rules)
         job.dropped = made.dropped
         limit = job.limits.target_limit
@@ -830,7 +832,7 @@ class ScrapeManager:
     def _start_discovery(self, job: _Job) -> None:
         if job.error or not _discovers(job.config):
             return
-        from rwconsole.sources.discovery.providers import build_discoverers
+        from rwconsole.sources.discovery.providers import STATIC_PROVIDER, build_discoverers
 
         name = job.config.job_name
         try:
@@ -838,10 +840,12 @@ class ScrapeManager:
         except ValueError as exc:
             job.error = f"job {name!r}: {exc}"
             return
+        providers.pop(STATIC_PROVIDER, None)  # applied at once by ``apply``
 
         async def deliver(groups: list[TargetGroup]) -> None:
             if self._jobs.get(name) is job:
-                await self.apply_groups(name, groups)
+                job.discovered = groups
+                await self.apply_groups(name, _static_groups(job) + groups)
 
         job.discovery = DiscoveryManager(providers, deliver, throttle=self._throttle)
         job.discovery.start()
@@ -915,15 +919,9 @@ def _discovers(config: Any) -> bool:
 
 
 def _static_groups(job: _Job) -> list[TargetGroup]:
-    from rwconsole.sources.discovery.static import static_group
+    from rwconsole.sources.discovery.providers import static_groups
 
-    config = job.config
-    groups = [
-        static_group(str(i), c.targets, c.labels) for i, c in enumerate(config.static_configs)
-    ]
-    if config.targets:
-        groups.insert(0, static_group("targets", config.targets, {}))
-    return groups
+    return static_groups(job.config)
 
 
 def _build_job(config: Any, limits: ScrapeLimits) -> _Job:

@@ -133,3 +133,21 @@ async def test_relabel_dropped_targets_are_listed_with_the_rule(
         assert dropped.reason == "relabel_configs[0] (keep)"
     finally:
         await manager.stop()
+
+
+async def test_a_reload_that_changes_static_targets_moves_only_those(
+    targets: list[TargetServer],
+) -> None:
+    a, b = (t.address for t in targets)
+    app = RecordingAppender()
+    manager = ScrapeManager(app, stagger=False)
+    try:
+        await manager.apply([scrape_config(job_name="st", targets=[a], scrape_interval=0.1)])
+        await until(lambda: bool(targets[0].requests), "a scraped")
+        await manager.apply([scrape_config(job_name="st", targets=[b], scrape_interval=0.1)])
+        await until(lambda: bool(targets[1].requests), "b scraped")
+        assert [s.instance for s in manager.targets()] == [b]
+        series_a = make_labels({"__name__": "m", "job": "st", "instance": a})
+        assert series_a in app.stale_series()
+    finally:
+        await manager.stop()
