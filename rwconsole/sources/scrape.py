@@ -724,6 +724,9 @@ class ScrapeManager:
         self._loops: dict[_LoopKey, ScrapeLoop] = {}
         self._jobs: dict[str, _Job] = {}
         self._broken: dict[_LoopKey, tuple[Target, TargetStatus]] = {}
+        self._changing = asyncio.Lock()
+        """Held while loops are started and stopped: a reload and a discovery update wait
+        for each other instead of interleaving."""
         self._scrapes = 0
         self._failures = 0
         self._parse_errors = 0
@@ -737,6 +740,10 @@ class ScrapeManager:
 
     async def apply(self, configs: Sequence[Any], *, defaults: Any = None) -> None:
         """Run exactly the jobs ``configs`` (``defaults``: the ``[scrape_defaults]`` limits)."""
+        async with self._changing:
+            await self._apply(configs, defaults)
+
+    async def _apply(self, configs: Sequence[Any], defaults: Any) -> None:
         if defaults is not None:
             self._defaults = defaults
         jobs: dict[str, _Job] = {}
@@ -760,7 +767,7 @@ class ScrapeManager:
             # A changed job keeps its discovered targets until its discovery reports again.
             if old is not None and _discovers(job.config):
                 job.discovered = old.discovered
-            await self.apply_groups(name, _static_groups(job) + job.discovered)
+            await self._apply_groups(name, _static_groups(job) + job.discovered)
             self._start_discovery(job)
         for name, job in previous.items():
             if jobs.get(name) is not job:
@@ -768,6 +775,10 @@ class ScrapeManager:
 
     async def apply_groups(self, job_name: str, groups: Sequence[TargetGroup]) -> None:
         """Make the job's loops match ``groups`` (its full current set of target groups)."""
+        async with self._changing:
+            await self._apply_groups(job_name, groups)
+
+    async def _apply_groups(self, job_name: str, groups: Sequence[TargetGroup]) -> None:
         job = self._jobs.get(job_name)
         if job is None:
             return
@@ -843,9 +854,10 @@ class ScrapeManager:
         providers.pop(STATIC_PROVIDER, None)  # applied at once by ``apply``
 
         async def deliver(groups: list[TargetGroup]) -> None:
-            if self._jobs.get(name) is job:
-                job.discovered = groups
-                await self.apply_groups(name, _static_groups(job) + groups)
+            async with self._changing:
+                if self._jobs.get(name) is job:
+                    job.discovered = groups
+                    await self._apply_groups(name, _static_groups(job) + groups)
 
         job.discovery = DiscoveryManager(providers, deliver, throttle=self._throttle)
         job.discovery.start()
