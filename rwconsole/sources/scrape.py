@@ -214,6 +214,8 @@ class ScrapeLoop:
         """Continue where ``other`` (the same target before a reload) left off."""
         self._state = other._state
         self._status = replace(other._status, url=self.target.full_url)
+        if other.limits != self.limits:  # cached series were checked against the old limits
+            self._state.forget_keys()
 
     def start(self) -> None:
         if self._task is None:

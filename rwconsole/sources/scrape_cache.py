@@ -120,6 +120,14 @@ class CacheState:
         if self.report_refs is not None and not refs.isdisjoint(self.report_refs):
             self.report_refs = None
 
+    def forget_keys(self) -> None:
+        """Resolve every series anew at the next scrape (its limits changed).
+
+        The staleness set stays: series that are gone still get their markers.
+        """
+        self.steady = None  # rebuilds refs and tracked from the shape first
+        self._refs = {}
+
     def lean(self) -> None:
         """Stop keeping ``refs`` and ``tracked`` where the steady shape implies them."""
         steady = self._steady

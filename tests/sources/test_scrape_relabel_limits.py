@@ -159,6 +159,18 @@ async def test_the_sample_limit_counts_after_metric_relabelling(target: TargetSe
     assert loop.status().health == "up"
 
 
+async def test_a_lowered_limit_applies_to_series_already_cached(target: TargetServer) -> None:
+    target.body = BODY
+    app = RecordingAppender()
+    async with httpx.AsyncClient() as client:
+        before = ScrapeLoop(scrape_config(), target.address, app, client, clock=Clock())
+        assert await before.scrape_once() and await before.scrape_once()
+        after = ScrapeLoop(scrape_config(label_limit=3), target.address, app, client, clock=Clock())
+        after.take_state(before)
+        assert not await after.scrape_once()
+    assert after.status().last_error.startswith("label_limit exceeded (metric: b")
+
+
 def test_job_limits_override_scrape_defaults() -> None:
     defaults = schema.ScrapeDefaultsConfig(sample_limit=100, body_size_limit=1000)
     limits = limits_of(scrape_config(sample_limit=0), defaults)
