@@ -662,7 +662,7 @@ class Engine:
         if cfg.scrape:
             from rwconsole.sources.scrape import ScrapeManager
 
-            manager = ScrapeManager(self.appender)
+            manager = ScrapeManager(self.appender, defaults=cfg.scrape_defaults)
             await manager.apply(cfg.scrape)
             self.sources.append(manager)
         if cfg.receiver is not None:
@@ -710,6 +710,14 @@ class Engine:
 
                 status, body = await lifecycle_reload(self, request.method)
                 return Response(status=status, body=body.encode())
+            if request.path.startswith("/api/v1/targets") and request.method == "GET":
+                from rwconsole.sources import targets_api
+
+                manager = targets_api.find_manager(self.sources)
+                status, body = targets_api.api_response(request.path, request.query, manager)
+                return Response(
+                    status=status, body=body, headers={"Content-Type": "application/json"}
+                )
             return Response(status=404, body=b"not found\n")
 
         server = HttpServer(handle)
@@ -1093,6 +1101,7 @@ class Engine:
             metrics_address=address,
             rate_window_seconds=rate_window(self.config),
             disk=self._disk_snapshot(),
+            targets=_scrape_targets(self.sources),
         )
 
     def _disk_snapshot(self) -> WalDiskSnapshot | None:
@@ -1129,6 +1138,16 @@ def rate_window(config: schema.Config) -> float:
     if config.synthetic is not None:
         intervals.append(config.synthetic.interval)
     return max([MIN_RATE_WINDOW, *(2 * i for i in intervals)])
+
+
+def _scrape_targets(sources: list[Any]) -> tuple[Any, ...]:
+    from rwconsole.sources import targets_api
+
+    try:
+        return targets_api.snapshot_targets(targets_api.find_manager(sources))
+    except Exception:  # a broken status must not stop the snapshots
+        log.exception("reading the scrape targets failed")
+        return ()
 
 
 def _credentials(status: CredentialStatus | None) -> CredentialsSnapshot | None:

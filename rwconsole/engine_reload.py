@@ -137,8 +137,13 @@ async def _apply(engine: Engine, new: schema.Config) -> ConfigDiff:
         raise
     # Sources first: the staleness markers of removed targets still reach the endpoints
     # that had their series, and not the endpoints this reload adds.
-    if diff.scrape_jobs_changed or diff.targets_added or diff.targets_removed:
-        await _apply_scrape(engine, target.scrape)
+    if (
+        diff.scrape_jobs_changed
+        or diff.targets_added
+        or diff.targets_removed
+        or diff.scrape_defaults
+    ):
+        await _apply_scrape(engine, target)
     if diff.synthetic:
         await _apply_synthetic(engine, diff.synthetic, target.synthetic)
     engine.config = target
@@ -294,16 +299,19 @@ async def _restart_receiver(
     _replace_source(engine, running, receiver)
 
 
-async def _apply_scrape(engine: Engine, configs: list[schema.ScrapeConfig]) -> None:
+async def _apply_scrape(engine: Engine, target: schema.Config) -> None:
     from rwconsole.sources.scrape import ScrapeManager
 
+    configs = target.scrape
     manager = _find(engine, ScrapeManager)
     if manager is None:
         if not configs:
             return
-        manager = ScrapeManager(engine.appender)
+        manager = ScrapeManager(engine.appender, defaults=target.scrape_defaults)
         engine.sources = [*engine.sources, manager]
-    await manager.apply(configs)  # removed targets' series are marked stale there
+    await manager.apply(
+        configs, defaults=target.scrape_defaults
+    )  # removed targets' series are marked stale there
     if not configs:
         await manager.stop()
         _replace_source(engine, manager, None)

@@ -106,6 +106,7 @@ class ConfigDiff:
     lifecycle: bool = False
     restart_needed: tuple[str, ...] = ()
     """Keys that changed but apply only after a restart (not applied)."""
+    scrape_defaults: bool = False
 
     @property
     def empty(self) -> bool:
@@ -122,6 +123,8 @@ class ConfigDiff:
         if self.external_labels:
             lines.append("external_labels changed (every endpoint relabels its series)")
         lines += [f"scrape job {name} changed" for name in self.scrape_jobs_changed]
+        if self.scrape_defaults:
+            lines.append("scrape_defaults changed (every job's limits are checked again)")
         lines += [f"scrape target {job}/{target} added" for job, target in self.targets_added]
         lines += [
             f"scrape target {job}/{target} removed (its series marked stale)"
@@ -175,6 +178,7 @@ def diff_configs(old: schema.Config, new: schema.Config) -> ConfigDiff:
         wal=tuple(sorted(_changed_fields(old.wal, new.wal) - {"segment_size", "compression"})),
         lifecycle=old.http.enable_lifecycle != new.http.enable_lifecycle,
         restart_needed=tuple(key for key, read in _RESTART_ONLY if read(old) != read(new)),
+        scrape_defaults=old.scrape_defaults != new.scrape_defaults,
     )
 
 

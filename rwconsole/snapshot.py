@@ -218,6 +218,27 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ScrapeTargetSnapshot:
+    """One discovered scrape target: scraped (``health`` up/down/unknown) or dropped."""
+
+    job: str
+    url: str
+    health: str
+    """``up``, ``down``, ``unknown`` (not scraped yet) or ``dropped``."""
+    labels: dict[str, str]
+    """The labels its series get (empty for a dropped target)."""
+    discovered_labels: dict[str, str]
+    last_scrape: float | None = None
+    last_duration: float = 0.0
+    last_samples: int = 0
+    last_error: str = ""
+    dropped_by: str = ""
+    """For a dropped target: the rule that dropped it, or why it could not be made."""
+    scrape_interval: float = 0.0
+    scrape_timeout: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The engine's whole state as the console shows it, rebuilt once per second."""
 
@@ -235,6 +256,7 @@ class Snapshot:
     rate_window_seconds: float = 1.0
     """The window the console averages rates over: two source intervals, at least 10 s."""
     disk: WalDiskSnapshot | None = None
+    targets: tuple[ScrapeTargetSnapshot, ...] = ()
 
     def endpoint(self, name: str) -> EndpointSnapshot | None:
         return next((e for e in self.endpoints if e.name == name), None)

@@ -16,6 +16,7 @@ from rwconsole.model import SourceStatus, TargetStatus
 from rwconsole.snapshot import (
     EMPTY_SNAPSHOT,
     SNAPSHOT_VERSION,
+    ScrapeTargetSnapshot,
     Snapshot,
     SnapshotFormatError,
     from_dict,
@@ -36,7 +37,26 @@ def _full_snapshot() -> Snapshot:
         SourceStatus("scrape", {"scrapes_total": 12.0}, targets=(target,)),
         SourceStatus("receiver", {"requests": 3.0}, last_error="HTTP 400: bad body"),
     )
-    return dataclasses.replace(snap, demo=demo, sources=sources)
+    targets = (
+        ScrapeTargetSnapshot(
+            "node",
+            "http://127.0.0.1:9100/metrics?module=a",
+            "up",
+            {"job": "node", "instance": "127.0.0.1:9100"},
+            {"__address__": "127.0.0.1:9100", "__meta_x": "y", "job": "node"},
+            1.7e9,
+            0.01,
+            420,
+            "",
+            "",
+            15.0,
+            10.0,
+        ),
+        ScrapeTargetSnapshot(
+            "node", "", "dropped", {}, {"__address__": "10.0.0.1:9100"}, dropped_by="[0] (keep)"
+        ),
+    )
+    return dataclasses.replace(snap, demo=demo, sources=sources, targets=targets)
 
 
 def _json_round_trip(snap: Snapshot) -> Snapshot:
@@ -53,6 +73,8 @@ def test_every_field_survives_json(snap: Snapshot) -> None:
     if snap.demo is not None:
         assert back.demo is not None
         assert all(type(k) is int for k in back.demo.by_status)
+    assert type(back.targets) is tuple
+    assert all(type(t.labels) is dict for t in back.targets)
     for before, after in zip(snap.endpoints, back.endpoints, strict=True):
         assert type(after.read_position) is tuple
         assert type(after.history) is tuple

@@ -456,6 +456,52 @@ class ScrapeConfig(HTTPClientConfig):
     http_sd_configs: list[HTTPSDConfig] = _field([], "HTTP-based service discovery.")
     dns_sd_configs: list[DNSSDConfig] = _field([], "DNS-based service discovery.")
     kubernetes_sd_configs: list[KubernetesSDConfig] = _field([], "Kubernetes service discovery.")
+    relabel_configs: list[RelabelConfig] = _field(
+        [], "Relabel rules applied to each discovered target before it is scraped."
+    )
+    metric_relabel_configs: list[RelabelConfig] = _field(
+        [], "Relabel rules applied to each scraped series before it is written to the WAL."
+    )
+    body_size_limit: int | None = _field(
+        None, "Bytes of decompressed body above which a scrape fails (0: none; unset: default)."
+    )
+    sample_limit: int | None = _field(
+        None, "Samples per scrape, after metric relabelling, above which it fails (0: none)."
+    )
+    label_limit: int | None = _field(
+        None, "Labels per series, after metric relabelling, above which a scrape fails."
+    )
+    label_name_length_limit: int | None = _field(
+        None, "Length of a label name above which a scrape fails (0: none)."
+    )
+    label_value_length_limit: int | None = _field(
+        None, "Length of a label value above which a scrape fails (0: none)."
+    )
+    target_limit: int | None = _field(
+        None, "Targets after relabelling above which every scrape of the job fails (0: none)."
+    )
+
+
+SCRAPE_LIMITS = (
+    "body_size_limit",
+    "sample_limit",
+    "label_limit",
+    "label_name_length_limit",
+    "label_value_length_limit",
+    "target_limit",
+)
+
+
+@_frozen
+class ScrapeDefaultsConfig:
+    """Limits for every scrape job that does not set its own (0: no limit)."""
+
+    body_size_limit: int = _field(0, "Bytes of decompressed body above which a scrape fails.")
+    sample_limit: int = _field(0, "Samples per scrape, after metric relabelling.")
+    label_limit: int = _field(0, "Labels per series, after metric relabelling.")
+    label_name_length_limit: int = _field(0, "Length of a label name.")
+    label_value_length_limit: int = _field(0, "Length of a label value.")
+    target_limit: int = _field(0, "Targets per job after relabelling.")
 
 
 CLIENT_AUTH_TYPES = (
@@ -540,6 +586,9 @@ class Config:
     receiver: ReceiverConfig | None = _field(None, "Remote-write receiver source.")
     synthetic: SyntheticConfig | None = _field(None, "Synthetic source.")
     demo: DemoConfig = _field(DemoConfig(), "Demo settings.")
+    scrape_defaults: ScrapeDefaultsConfig = _field(
+        ScrapeDefaultsConfig(), "Scrape limits for jobs that do not set their own."
+    )
 
     def has_source(self) -> bool:
         """Whether any source (scrape, receiver, synthetic) is configured."""

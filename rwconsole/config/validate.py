@@ -170,6 +170,7 @@ class _Validator:
                     f"duplicate job_name {job.job_name!r} (scrape[{jobs[job.job_name]}])",
                 )
             jobs.setdefault(job.job_name, index)
+        self.limits(c.scrape_defaults, ("scrape_defaults",))
         if c.receiver is not None:
             path = ("receiver", "listen_address")
             self.listen_address(c.receiver.listen_address, path)
@@ -288,6 +289,16 @@ class _Validator:
         self.labels(s.labels, (*path, "labels"))
         self.http_client(s, path, extra_auth={})
         check_service_discovery(s, path, self)
+        for key in ("relabel_configs", "metric_relabel_configs"):
+            for index, rule in enumerate(getattr(s, key)):
+                self.relabel(rule, (*path, key, index))
+        self.limits(s, path)
+
+    def limits(self, limits: Any, path: KeyPath) -> None:
+        for key in schema.SCRAPE_LIMITS:
+            value = getattr(limits, key)
+            if value is not None and value < 0:
+                self.add((*path, key), f"must be >= 0 (0: no limit), got {value}")
 
     def http_client(
         self, h: schema.HTTPClientConfig, path: KeyPath, extra_auth: dict[str, object]

@@ -37,7 +37,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -58,8 +58,20 @@ from rwconsole.model import (
     TargetStatus,
     WalAppendError,
 )
-from rwconsole.sources.scrape_cache import CacheState, Steady
+from rwconsole.relabel import Rule, compile_rules, relabel
+from rwconsole.sources.discovery.common import ADDRESS_LABEL, TargetGroup
+from rwconsole.sources.discovery.manager import DEFAULT_THROTTLE, DiscoveryManager
+from rwconsole.sources.scrape_cache import DROPPED, CacheState, Steady
+from rwconsole.sources.scrape_limits import (
+    BodyError,
+    BodyReader,
+    LimitExceeded,
+    ScrapeLimits,
+    check_label_limits,
+    limits_of,
+)
 from rwconsole.sources.steady import SteadyShape
+from rwconsole.sources.targets import DroppedTarget, Target, build_targets
 from rwconsole.sources.textparse import Format, ParseError, Payload, format_for, parse
 
 log = logging.getLogger(__name__)
@@ -98,6 +110,19 @@ def target_labels(config: Any, target: str) -> Labels:
     return make_labels(pairs)
 
 
+def static_target(config: Any, address: str) -> Target:
+    """The target ``address`` of ``config`` without its ``relabel_configs``.
+
+    For a loop made directly (not by the manager), a timeout longer than the
+    interval is kept as given.
+    """
+    timeout = config.scrape_timeout
+    made = build_targets(config, [TargetGroup("targets", [{ADDRESS_LABEL: address}])], ())
+    if not made.active:
+        raise ValueError(f"target {address!r}: {made.dropped[0].reason}")
+    return replace(made.active[0], timeout=float(timeout))
+
+
 def merge_labels(scraped: Labels, target: Labels, honor_labels: bool) -> Labels:
     """Apply target labels to a scraped label set (Prometheus' honor_labels rules)."""
     result = dict(scraped)
@@ -114,18 +139,6 @@ def merge_labels(scraped: Labels, target: Labels, honor_labels: bool) -> Labels:
                 result[exported] = result.pop(name)
             result[name] = value
     return make_labels(result)
-
-
-def scrape_url(config: Any, target: str) -> str:
-    scheme = config.scheme
-    path = config.metrics_path
-    if not path.startswith("/"):
-        path = "/" + path
-    return f"{scheme}://{target}{path}"
-
-
-def _params(config: Any) -> list[tuple[str, str]]:
-    return [(name, value) for name, values in config.params.items() for value in values]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +164,7 @@ class ScrapeLoop:
     def __init__(
         self,
         config: Any,
-        target: str,
+        target: str | Target,
         appender: Appender,
         client: httpx.AsyncClient,
         *,
@@ -159,7 +172,11 @@ class ScrapeLoop:
         offset: float = 0.0,
         clock: Callable[[], float] = time.time,
         on_result: Callable[[bool, bool], None] | None = None,
+        limits: ScrapeLimits | None = None,
+        metric_rules: Sequence[Rule] | None = None,
     ) -> None:
+        if isinstance(target, str):
+            target = static_target(config, target)
         self.config = config
         self.target = target
         self._appender = appender
@@ -168,12 +185,18 @@ class ScrapeLoop:
         self._offset = offset
         self._clock = clock
         self._on_result = on_result
-        self._target_labels = target_labels(config, target)
-        self._url = scrape_url(config, target)
-        self._params = _params(config)
+        self._target_labels = target.series_labels
+        self._url = target.url
+        self._params = list(target.params)
+        self.limits = limits if limits is not None else limits_of(config, None)
+        self._rules = (
+            compile_rules(config.metric_relabel_configs) if metric_rules is None else metric_rules
+        )
+        self.forced_error = ""
+        """When set, scrapes fail with it without fetching (a job over its target_limit)."""
         self._state = CacheState()
         self._task: asyncio.Task[None] | None = None
-        self._status = TargetStatus(config.job_name, target, self._url)
+        self._status = TargetStatus(config.job_name, target.instance, target.full_url)
         self._stopped = False
         self._forgets = 0
 
@@ -184,10 +207,16 @@ class ScrapeLoop:
     def status(self) -> TargetStatus:
         return self._status
 
+    def family_metadata(self) -> dict[str, tuple[int, str, str]]:
+        """Metric family name → (type, unit, help) as the target last described them."""
+        return dict(self._state.family_meta)
+
     def take_state(self, other: ScrapeLoop) -> None:
         """Continue where ``other`` (the same target before a reload) left off."""
         self._state = other._state
-        self._status = replace(other._status, url=self._url)
+        self._status = replace(other._status, url=self.target.full_url)
+        if other.limits != self.limits:  # cached series were checked against the old limits
+            self._state.forget_keys()
 
     def start(self) -> None:
         if self._task is None:
@@ -195,9 +224,11 @@ class ScrapeLoop:
 
     def same_target_labels(self, other: ScrapeLoop) -> bool:
         """Whether ``other`` labels its series exactly as this loop does (cache reusable)."""
-        return self._target_labels == other._target_labels and bool(
-            self.config.honor_labels
-        ) == bool(other.config.honor_labels)
+        return (
+            self._target_labels == other._target_labels
+            and bool(self.config.honor_labels) == bool(other.config.honor_labels)
+            and list(self._rules) == list(other._rules)
+        )
 
     def forget_series(self, refs: set[int]) -> None:
         """Drop cached refs the WAL has collected; their series are created anew when seen."""
@@ -206,7 +237,7 @@ class ScrapeLoop:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = float(self.config.scrape_interval)
+        interval = self.target.interval
         await asyncio.sleep(self._offset)
         next_at = loop.time()
         while not self._stopped:
@@ -236,33 +267,32 @@ class ScrapeLoop:
         timestamp = int(started * 1000)
         t0 = time.perf_counter()
         result: _Parsed | list[float] | None = None
-        error = ""
+        error = self.forced_error
         parse_error = False
+        timeout = self.target.timeout
         try:
-            body, content_type = await self._fetch()
-            fmt = format_for(content_type)
-            # A steady body only has its values converted: quicker on the loop than
-            # the hand-over to a thread, which would hold the GIL all the same.
-            result = self._read_steady(body, fmt)
-            if result is None and len(body) > _THREAD_PARSE_BYTES:
-                async with _read_gate():
-                    forgets = self._forgets
-                    result = await asyncio.to_thread(self._read_full, body, fmt)
-                if self._forgets != forgets:  # series collected meanwhile may be in the result
-                    result = self._read_full(body, fmt)
-            elif result is None:
-                result = self._read_full(body, fmt)
+            if not error:
+                # The timeout bounds the whole scrape: fetch, decompression and parse.
+                async with asyncio.timeout(timeout):
+                    result = await self._fetch_and_read()
+        except TimeoutError:
+            error = f"scrape timed out after {timeout:g}s"
         except ParseError as exc:
             error = f"parse error at line {exc.line}: {exc.reason}"
             parse_error = True
         except (httpx.HTTPError, OSError) as exc:
             error = _describe(exc)
-        except _ScrapeFailed as exc:
+        except (_ScrapeFailed, BodyError) as exc:
             error = str(exc)
         duration = time.perf_counter() - t0
         append_failed = False
         try:
-            samples = self._store(timestamp, result, duration)
+            try:
+                samples = self._store(timestamp, result, duration)
+            except LimitExceeded as exc:  # nothing of the payload was appended
+                error = str(exc)
+                result = None
+                samples = self._store(timestamp, None, duration)
         except WalAppendError as exc:  # disk full or budget: the scrape is lost, counted
             self._state.steady = None
             error = str(exc)
@@ -297,6 +327,22 @@ class ScrapeLoop:
         if self._on_result is not None:
             self._on_result(up, parse_error)
         return up
+
+    async def _fetch_and_read(self) -> _Parsed | list[float]:
+        body, content_type = await self._fetch()
+        fmt = format_for(content_type)
+        # A steady body only has its values converted: quicker on the loop than
+        # the hand-over to a thread, which would hold the GIL all the same.
+        result: _Parsed | list[float] | None = self._read_steady(body, fmt)
+        if result is None and len(body) > _THREAD_PARSE_BYTES:
+            async with _read_gate():
+                forgets = self._forgets
+                result = await asyncio.to_thread(self._read_full, body, fmt)
+            if self._forgets != forgets:  # series collected meanwhile may be in the result
+                result = self._read_full(body, fmt)
+        elif result is None:
+            result = self._read_full(body, fmt)
+        return result
 
     def _read_steady(self, body: bytes, fmt: Format) -> list[float] | None:
         """The values alone when ``body`` has the steady shape, else None."""
@@ -338,7 +384,7 @@ class ScrapeLoop:
             keep = _first_occurrences(refs) if len(state.tracked) != len(refs) else None
             if keep is not None:
                 refs = list(map(refs.__getitem__, keep))
-            if state.tracked == set(refs):  # every sample line is tracked for staleness
+            if refs and state.tracked == set(refs):  # every sample line is tracked for staleness
                 state.steady = Steady(result.shape, refs, keep)
                 # At once rather than at the first steady scrape: what the first scrape
                 # of a target leaves is then reused by the next target's first scrape
@@ -347,9 +393,11 @@ class ScrapeLoop:
         return len(result.payload.keys)
 
     async def _fetch(self) -> tuple[bytes, str]:
-        timeout = float(self.config.scrape_timeout)
+        """The (decompressed) body and its content type; the caller bounds the time."""
+        timeout = self.target.timeout
         headers = {
             "Accept": ACCEPT_HEADER,
+            "Accept-Encoding": "gzip",
             "User-Agent": USER_AGENT,
             "X-Prometheus-Scrape-Timeout-Seconds": f"{timeout:g}",
         }
@@ -358,21 +406,31 @@ class ScrapeLoop:
         )
         if self._auth is not None:
             await self._auth.apply(request)
+        response = await redirect.follow(
+            request, self._send_streaming, _status_and_headers, enabled=self._redirects()
+        )
         try:
-            async with asyncio.timeout(timeout):
-                response = await redirect.follow(
-                    request,
-                    self._client.send,
-                    _status_and_headers,
-                    enabled=bool(getattr(self.config, "follow_redirects", True)),
+            if response.status_code != 200:
+                raise _ScrapeFailed(
+                    f"server returned HTTP status {response.status_code} {response.reason_phrase}"
                 )
-        except TimeoutError:
-            raise _ScrapeFailed(f"scrape timed out after {timeout:g}s") from None
-        if response.status_code != 200:
-            raise _ScrapeFailed(
-                f"server returned HTTP status {response.status_code} {response.reason_phrase}"
-            )
-        return response.content, response.headers.get("content-type", "")
+            encoding = response.headers.get("content-encoding", "").strip().lower()
+            reader = BodyReader(encoding, self.limits.body_size_limit)
+            async for chunk in response.aiter_raw():
+                reader.feed(chunk)
+            return reader.finish(), response.headers.get("content-type", "")
+        finally:
+            await response.aclose()
+
+    def _redirects(self) -> bool:
+        return bool(getattr(self.config, "follow_redirects", True))
+
+    async def _send_streaming(self, request: httpx.Request) -> httpx.Response:
+        """Send once; a redirect's body is read and dropped, any other is left to stream."""
+        response = await self._client.send(request, stream=True)
+        if self._redirects() and redirect.location(*_status_and_headers(response)):
+            await response.aclose()
+        return response
 
     def _append(self, timestamp: int, payload: Payload | None, duration: float) -> list[int]:
         """Append a full parse (None: a failed scrape); return the refs of its samples."""
@@ -382,6 +440,7 @@ class ScrapeLoop:
         scraped = 0
         tracked: set[int] = set()
         resolved: list[int] = []
+        post = 0
         if payload is not None:
             refs, added = self._resolve(payload)
             resolved = refs
@@ -389,8 +448,10 @@ class ScrapeLoop:
             values = payload.values
             explicit = payload.timestamps if self.config.honor_timestamps else {}
             tracked = set(refs)
+            tracked.discard(DROPPED)
             if len(tracked) != len(refs):
                 refs, values, explicit = _drop_duplicates(refs, values, explicit)
+            post = len(refs)
             if refs:
                 if explicit:
                     stamps = [timestamp] * len(refs)
@@ -409,7 +470,7 @@ class ScrapeLoop:
             app.append_samples(stale, timestamp, [STALE_NAN] * len(stale))
         state.tracked = tracked
         up = payload is not None
-        report = [1.0 if up else 0.0, duration, float(scraped), float(scraped), float(added)]
+        report = [1.0 if up else 0.0, duration, float(scraped), float(post), float(added)]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
         return resolved
@@ -420,10 +481,13 @@ class ScrapeLoop:
         assert steady is not None
         app = self._appender
         scraped = len(values)
+        limit = self.limits.sample_limit
+        if limit and len(steady.refs) > limit:  # a reload lowered the limit
+            raise LimitExceeded("sample limit exceeded")
         if steady.keep is not None:
             values = list(map(values.__getitem__, steady.keep))
         self._append_prepared(steady, timestamp, values)
-        report = [1.0, duration, float(scraped), float(scraped), 0.0]
+        report = [1.0, duration, float(scraped), float(len(values)), 0.0]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
         return scraped
@@ -450,19 +514,47 @@ class ScrapeLoop:
             raise
 
     def _resolve(self, payload: Payload) -> tuple[list[int], int]:
-        """Refs for every sample line, creating series for keys not seen before."""
+        """Refs for every sample line, creating series for keys not seen before.
+
+        ``metric_relabel_configs`` run here, once per new series: a dropped series
+        is cached as ``DROPPED``. A violated limit raises ``LimitExceeded`` before
+        any series is created.
+        """
         cache = self._state.refs
         new = payload.new_series
+        keys: list[str] = []
+        labels: list[Labels] = []
+        dropped: list[str] = []
         if new:
-            keys = list(new)
             honor = bool(self.config.honor_labels)
             target = self._target_labels
-            labels = [merge_labels(new[key], target, honor) for key in keys]
+            rules = self._rules
+            limits = self.limits
+            check = limits.label_limit or limits.name_length or limits.value_length
+            for key, scraped in new.items():
+                merged: Labels | None = merge_labels(scraped, target, honor)
+                if rules:
+                    merged = relabel(merged, rules)  # type: ignore[arg-type]
+                    if merged is None:
+                        dropped.append(key)
+                        continue
+                if check:
+                    check_label_limits(merged, limits)  # type: ignore[arg-type]
+                keys.append(key)
+                labels.append(merged)  # type: ignore[arg-type]
+        limit = self.limits.sample_limit
+        if limit:
+            gone = set(dropped)
+            kept = sum(1 for k in payload.keys if k not in gone and cache.get(k) != DROPPED)
+            if kept > limit:
+                raise LimitExceeded("sample limit exceeded")
+        if labels:
             cache.update(zip(keys, self._appender.series_refs(labels), strict=True))
+        cache.update(dict.fromkeys(dropped, DROPPED))
         refs = [cache[key] for key in payload.keys]
         if len(cache) > len(refs) + len(new):  # forget series that are gone
             self._state.refs = dict(zip(payload.keys, refs, strict=True))
-        return refs, len(new)
+        return refs, len(labels)
 
     def _append_exemplars(self, payload: Payload, timestamp: int) -> None:
         if not payload.exemplars:
@@ -472,6 +564,8 @@ class ScrapeLoop:
         batch: list[Exemplar] = []
         for ex in payload.exemplars:
             ref = cache[payload.keys[ex.index]]
+            if ref == DROPPED:
+                continue
             ts = ex.timestamp if ex.timestamp is not None else timestamp
             seen = (ex.labels, ex.value, ts)
             if ex.timestamp is not None and last.get(ref) == seen:
@@ -499,6 +593,8 @@ class ScrapeLoop:
                 key = keys[index]
                 if changed or key in new:
                     ref = cache[key]
+                    if ref == DROPPED:
+                        continue
                     entries[ref] = MetricMetadata(ref, family.type, family.unit, family.help)
         if entries:
             self._appender.append_metadata(list(entries.values()))
@@ -549,10 +645,11 @@ def _describe(exc: BaseException) -> str:
 
 
 def _first_occurrences(refs: list[int]) -> list[int]:
-    """The position of each ref's first occurrence, in order."""
+    """The position of each ref's first occurrence, in order (dropped series left out)."""
     first: dict[int, int] = {}
     for index, ref in enumerate(refs):
         first.setdefault(ref, index)
+    first.pop(DROPPED, None)
     return sorted(first.values())
 
 
@@ -575,7 +672,7 @@ def _drop_duplicates(
     keep_values: list[float] = []
     keep_ts: dict[int, int] = {}
     for index, ref in enumerate(refs):
-        if ref in seen:
+        if ref in seen or ref == DROPPED:
             continue
         seen.add(ref)
         if index in explicit:
@@ -593,16 +690,35 @@ def stagger_offset(job: str, target: str, interval: float) -> float:
     return (zlib.crc32(f"{job}/{target}".encode()) / 2**32) * interval
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Job:
     config: Any
     client: httpx.AsyncClient
     authenticator: Any
+    limits: ScrapeLimits
+    target_rules: list[Rule] = field(default_factory=list)
+    metric_rules: list[Rule] = field(default_factory=list)
     error: str = ""
+    discovery: DiscoveryManager | None = None
+    discovered: list[TargetGroup] = field(default_factory=list)
+    """The groups the job's discovery (other than its static groups) delivered last."""
+    dropped: list[DroppedTarget] = field(default_factory=list)
+    forced_error: str = ""
+    """Set while the job has more targets than its ``target_limit``."""
+
+
+_LoopKey = tuple[str, Labels]
+"""(job, ``Target.identity``): the target's labels after relabelling, schedule aside."""
 
 
 class ScrapeManager:
-    """Runs a ScrapeLoop per (job, target) of the ``[[scrape]]`` configs."""
+    """Runs a ScrapeLoop per target that a ``[[scrape]]`` job's discovery and relabelling yield.
+
+    ``apply(configs)`` sets the jobs; each job's static groups take effect at
+    once, discovered groups as its ``DiscoveryManager`` delivers them, both
+    through ``apply_groups``: new targets start, targets gone stop (their
+    series marked stale), unchanged targets keep running untouched.
+    """
 
     def __init__(
         self,
@@ -610,13 +726,20 @@ class ScrapeManager:
         *,
         stagger: bool = True,
         clock: Callable[[], float] = time.time,
+        defaults: Any = None,
+        discovery_throttle: float = DEFAULT_THROTTLE,
     ) -> None:
         self._appender = appender
         self._stagger = stagger
         self._clock = clock
-        self._loops: dict[tuple[str, str], ScrapeLoop] = {}
+        self._defaults = defaults
+        self._throttle = discovery_throttle
+        self._loops: dict[_LoopKey, ScrapeLoop] = {}
         self._jobs: dict[str, _Job] = {}
-        self._broken: dict[tuple[str, str], TargetStatus] = {}
+        self._broken: dict[_LoopKey, tuple[Target, TargetStatus]] = {}
+        self._changing = asyncio.Lock()
+        """Held while loops are started and stopped: a reload and a discovery update wait
+        for each other instead of interleaving."""
         self._scrapes = 0
         self._failures = 0
         self._parse_errors = 0
@@ -628,61 +751,140 @@ class ScrapeManager:
         if parse_error:
             self._parse_errors += 1
 
-    async def apply(self, configs: Sequence[Any]) -> None:
-        """Start, restart or stop loops so that exactly ``configs`` are scraped."""
-        wanted: dict[tuple[str, str], Any] = {}
-        for config in configs:
-            for target in config.targets:
-                wanted[(config.job_name, target)] = config
-        for key in [k for k in self._loops if k not in wanted]:
-            await self._loops.pop(key).stop(stale=True)
-        self._broken = {k: v for k, v in self._broken.items() if k in wanted}
+    async def apply(self, configs: Sequence[Any], *, defaults: Any = None) -> None:
+        """Run exactly the jobs ``configs`` (``defaults``: the ``[scrape_defaults]`` limits)."""
+        async with self._changing:
+            await self._apply(configs, defaults)
+
+    async def _apply(self, configs: Sequence[Any], defaults: Any) -> None:
+        if defaults is not None:
+            self._defaults = defaults
         jobs: dict[str, _Job] = {}
         for config in configs:
             old = self._jobs.get(config.job_name)
-            if old is not None and old.config == config:
+            limits = limits_of(config, self._defaults)
+            if old is not None and old.config == config and old.limits == limits:
                 jobs[config.job_name] = old
             else:
-                jobs[config.job_name] = _build_job(config)
-        for key, config in wanted.items():
-            job = jobs[config.job_name]
+                jobs[config.job_name] = _build_job(config, limits)
+        previous, self._jobs = self._jobs, jobs
+        for name, job in previous.items():
+            if jobs.get(name) is not job:
+                await _stop_discovery(job)
+                if name not in jobs:
+                    await self._stop_job_loops(name)
+        for name, job in jobs.items():
+            old = previous.get(name)
+            if old is job:
+                continue
+            # A changed job keeps its discovered targets until its discovery reports again.
+            if old is not None and _discovers(job.config):
+                job.discovered = old.discovered
+            await self._apply_groups(name, _static_groups(job) + job.discovered)
+            self._start_discovery(job)
+        for name, job in previous.items():
+            if jobs.get(name) is not job:
+                await _close_job(job)
+
+    async def apply_groups(self, job_name: str, groups: Sequence[TargetGroup]) -> None:
+        """Make the job's loops match ``groups`` (its full current set of target groups)."""
+        async with self._changing:
+            await self._apply_groups(job_name, groups)
+
+    async def _apply_groups(self, job_name: str, groups: Sequence[TargetGroup]) -> None:
+        job = self._jobs.get(job_name)
+        if job is None:
+            return
+        made = build_targets(job.config, groups, job.target_rules)
+        job.dropped = made.dropped
+        limit = job.limits.target_limit
+        count = len(made.active)
+        job.forced_error = (
+            f"target_limit exceeded (number of targets: {count}, limit: {limit})"
+            if limit and count > limit
+            else ""
+        )
+        wanted = {(job_name, t.identity): t for t in made.active}
+        for key in [k for k in self._loops if k[0] == job_name and k not in wanted]:
+            await self._loops.pop(key).stop(stale=True)
+        for key in [k for k in self._broken if k[0] == job_name and k not in wanted]:
+            del self._broken[key]
+        for key, target in wanted.items():
             loop = self._loops.get(key)
-            if loop is not None and loop.config == config and loop._client is job.client:
+            if loop is not None and loop._client is job.client and loop.target == target:
+                loop.forced_error = job.forced_error
                 continue
             if job.error:
                 if loop is not None:
                     await self._loops.pop(key).stop(stale=True)
-                self._broken[key] = TargetStatus(
-                    key[0], key[1], scrape_url(config, key[1]), "down", last_error=job.error
+                status = TargetStatus(
+                    job_name, target.instance, target.full_url, "down", last_error=job.error
                 )
+                self._broken[key] = (target, status)
                 continue
             self._broken.pop(key, None)
-            offset = stagger_offset(key[0], key[1], config.scrape_interval) if self._stagger else 0
-            new_loop = ScrapeLoop(
-                config,
-                key[1],
-                self._appender,
-                job.client,
-                authenticator=job.authenticator,
-                offset=offset,
-                clock=self._clock,
-                on_result=self._record,
-            )
+            self._start_loop(job, key, target, loop)
             if loop is not None:
+                new_loop = self._loops[key]
                 if new_loop.same_target_labels(loop):
                     await loop.stop(stale=False)
                     new_loop.take_state(loop)
-                else:  # other target labels: other series; the old ones end here
+                else:  # other series labels: other series; the old ones end here
                     await loop.stop(stale=True)
-            self._loops[key] = new_loop
-            new_loop.start()
-        for name, job in self._jobs.items():
-            if jobs.get(name) is not job:
-                await _close_job(job)
-        self._jobs = jobs
+                new_loop.start()
+
+    def _start_loop(self, job: _Job, key: _LoopKey, target: Target, old: ScrapeLoop | None) -> None:
+        address = dict(target.labels).get(ADDRESS_LABEL, "")
+        offset = stagger_offset(key[0], address, target.interval) if self._stagger else 0.0
+        loop = ScrapeLoop(
+            job.config,
+            target,
+            self._appender,
+            job.client,
+            authenticator=job.authenticator,
+            offset=offset,
+            clock=self._clock,
+            on_result=self._record,
+            limits=job.limits,
+            metric_rules=job.metric_rules,
+        )
+        loop.forced_error = job.forced_error
+        self._loops[key] = loop
+        if old is None:
+            loop.start()
+
+    def _start_discovery(self, job: _Job) -> None:
+        if job.error or not _discovers(job.config):
+            return
+        from rwconsole.sources.discovery.providers import STATIC_PROVIDER, build_discoverers
+
+        name = job.config.job_name
+        try:
+            providers = build_discoverers(job.config)
+        except ValueError as exc:
+            job.error = f"job {name!r}: {exc}"
+            return
+        providers.pop(STATIC_PROVIDER, None)  # applied at once by ``apply``
+
+        async def deliver(groups: list[TargetGroup]) -> None:
+            async with self._changing:
+                if self._jobs.get(name) is job:
+                    job.discovered = groups
+                    await self._apply_groups(name, _static_groups(job) + groups)
+
+        job.discovery = DiscoveryManager(providers, deliver, throttle=self._throttle)
+        job.discovery.start()
+
+    async def _stop_job_loops(self, name: str) -> None:
+        for key in [k for k in self._loops if k[0] == name]:
+            await self._loops.pop(key).stop(stale=True)
+        for key in [k for k in self._broken if k[0] == name]:
+            del self._broken[key]
 
     async def stop(self, *, stale: bool = False) -> None:
         """Stop every loop and close clients; with ``stale`` mark all their series stale."""
+        for job in self._jobs.values():
+            await _stop_discovery(job)
         for loop in self._loops.values():
             await loop.stop(stale=stale)
         self._loops.clear()
@@ -697,31 +899,92 @@ class ScrapeManager:
 
     def targets(self) -> list[TargetStatus]:
         statuses = [loop.status() for loop in self._loops.values()]
-        statuses.extend(self._broken.values())
+        statuses.extend(status for _target, status in self._broken.values())
         return sorted(statuses, key=lambda s: (s.job, s.instance))
+
+    def active_targets(self) -> list[tuple[Target, TargetStatus]]:
+        """Every scraped target with its status, by job in discovery order."""
+        pairs = [(loop.target, loop.status()) for loop in self._loops.values()]
+        pairs.extend(self._broken.values())
+        return sorted(pairs, key=lambda p: p[0].job)
+
+    def dropped_targets(self) -> list[DroppedTarget]:
+        return [d for job in self._jobs.values() for d in job.dropped]
+
+    def target_metadata(self) -> list[tuple[Target, dict[str, tuple[int, str, str]]]]:
+        """Each target's metric families as last scraped: name → (type, unit, help)."""
+        return [(loop.target, loop.family_metadata()) for loop in self._loops.values()]
+
+    def discovery_errors(self) -> dict[str, str]:
+        """``job/provider`` → why its last discovery refresh failed."""
+        errors: dict[str, str] = {}
+        for name, job in self._jobs.items():
+            if job.discovery is not None:
+                for provider, error in job.discovery.errors().items():
+                    errors[f"{name}/{provider}"] = error
+        return errors
 
     def counters(self) -> ScrapeCounters:
         return ScrapeCounters(self._scrapes, self._failures, self._parse_errors)
 
     def status(self) -> SourceStatus:
-        return SourceStatus.of("scrape", self.counters(), targets=tuple(self.targets()))
+        errors = self.discovery_errors()
+        last_error = "; ".join(f"{k}: {v}" for k, v in sorted(errors.items()))
+        return SourceStatus.of(
+            "scrape", self.counters(), last_error=last_error, targets=tuple(self.targets())
+        )
 
 
-def _build_job(config: Any) -> _Job:
+def _discovers(config: Any) -> bool:
+    """Whether the job has discovery beyond its static targets."""
+    return any(
+        getattr(config, key)
+        for key in ("file_sd_configs", "http_sd_configs", "dns_sd_configs", "kubernetes_sd_configs")
+    )
+
+
+def _static_groups(job: _Job) -> list[TargetGroup]:
+    from rwconsole.sources.discovery.providers import static_groups
+
+    return static_groups(job.config)
+
+
+def _build_job(config: Any, limits: ScrapeLimits) -> _Job:
     """HTTP client with the job's auth, TLS and proxy settings (errors kept, not raised)."""
+    try:
+        target_rules = compile_rules(config.relabel_configs)
+        metric_rules = compile_rules(config.metric_relabel_configs)
+    except ValueError as exc:
+        return _Job(
+            config, httpx.AsyncClient(), None, limits, error=f"job {config.job_name!r}: {exc}"
+        )
     try:
         transport = build_transport(config, http2=config.enable_http2)
         authenticator = build_authenticator(config, timeout=float(config.scrape_timeout))
         headers = custom_headers(config)
         # redirects are followed by ``_fetch`` with the one policy of ``rwconsole.http``
         client = httpx.AsyncClient(transport=transport, headers=headers, trust_env=False)
-        return _Job(config, client, authenticator)
+        return _Job(config, client, authenticator, limits, target_rules, metric_rules)
     except ValueError as exc:  # ConnectivityConfigError and friends name the setting
-        return _Job(config, httpx.AsyncClient(), None, f"job {config.job_name!r}: {exc}")
+        return _Job(
+            config,
+            httpx.AsyncClient(),
+            None,
+            limits,
+            target_rules,
+            metric_rules,
+            error=f"job {config.job_name!r}: {exc}",
+        )
 
 
 def _status_and_headers(response: httpx.Response) -> tuple[int, list[tuple[bytes, bytes]]]:
     return response.status_code, response.headers.raw
+
+
+async def _stop_discovery(job: _Job) -> None:
+    if job.discovery is not None:
+        await job.discovery.stop()
+        job.discovery = None
 
 
 async def _close_job(job: _Job) -> None:

@@ -16,6 +16,9 @@ from rwconsole.labels import Labels
 from rwconsole.model import PreparedBatch
 from rwconsole.sources.steady import SteadyShape
 
+DROPPED = -1
+"""The ref cached for a series that ``metric_relabel_configs`` drop."""
+
 
 class CacheState:
     """What survives a reload of the same target: refs by series text, staleness set.
@@ -116,6 +119,14 @@ class CacheState:
             del self.exemplars[ref]
         if self.report_refs is not None and not refs.isdisjoint(self.report_refs):
             self.report_refs = None
+
+    def forget_keys(self) -> None:
+        """Resolve every series anew at the next scrape (its limits changed).
+
+        The staleness set stays: series that are gone still get their markers.
+        """
+        self.steady = None  # rebuilds refs and tracked from the shape first
+        self._refs = {}
 
     def lean(self) -> None:
         """Stop keeping ``refs`` and ``tracked`` where the steady shape implies them."""

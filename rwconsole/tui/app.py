@@ -42,12 +42,21 @@ SCREENS: tuple[tuple[str, str, str], ...] = (
     ("wal", "4", "WAL"),
     ("demo", "5", "Demo"),
     ("logs", "6", "Logs"),
+    ("targets", "7", "Targets"),
 )
 
 
 def _screen_factory(mode: str) -> Callable[[], Screen[Any]]:
     def make() -> Screen[Any]:
-        from rwconsole.tui.screens import demo, endpoints, logs, overview, queue_config, wal
+        from rwconsole.tui.screens import (
+            demo,
+            endpoints,
+            logs,
+            overview,
+            queue_config,
+            targets,
+            wal,
+        )
 
         classes: dict[str, type[Screen[Any]]] = {
             "overview": overview.OverviewScreen,
@@ -56,6 +65,7 @@ def _screen_factory(mode: str) -> Callable[[], Screen[Any]]:
             "wal": wal.WalScreen,
             "demo": demo.DemoScreen,
             "logs": logs.LogsScreen,
+            "targets": targets.TargetsScreen,
         }
         return classes[mode]()
 

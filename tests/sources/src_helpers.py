@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,6 +173,17 @@ def same_float(a: float, b: float) -> bool:
 
 
 # --- a scrape target ------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving_target() -> AsyncIterator[TargetServer]:
+    """A started ``TargetServer``, stopped on exit."""
+    server = TargetServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 class TargetServer:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from src_helpers import RecordingAppender, TargetServer
+from src_helpers import RecordingAppender, TargetServer, serving_target
 
 from rwconsole.config import schema
 from rwconsole.labels import make_labels
@@ -46,12 +46,8 @@ def scrape_config(**overrides: Any) -> schema.ScrapeConfig:
 
 @pytest.fixture
 async def target() -> AsyncIterator[TargetServer]:
-    server = TargetServer()
-    await server.start()
-    try:
+    async with serving_target() as server:
         yield server
-    finally:
-        await server.stop()
 
 
 class Clock:

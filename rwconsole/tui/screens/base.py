@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Header
+from textual.widgets import DataTable, Header
 
 from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui.widgets.keybar import KeyBar
 
 if TYPE_CHECKING:
     from rwconsole.tui.app import ConsoleApp
+
+
+def highlighted_key(table: DataTable[Any]) -> str | None:
+    """The key of the row under the table's cursor (None for an empty table)."""
+    if table.row_count == 0:
+        return None
+    row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    return str(row_key.value)
 
 
 class ConsoleScreen(Screen[None]):

@@ -14,7 +14,7 @@ from textual.widgets.data_table import ColumnKey
 
 from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
-from rwconsole.tui.screens.base import ConsoleScreen
+from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 from rwconsole.tui.widgets.status import out_rate, status_markup, window_label
 
 COLUMNS = (
@@ -168,11 +168,7 @@ class EndpointsScreen(ConsoleScreen):
             table.refresh()
 
     def _highlighted(self) -> str | None:
-        table = self._table()
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return str(row_key.value)
+        return highlighted_key(self._table())
 
     def _show_detail(self, snapshot: Snapshot) -> None:
         name = self._highlighted()
