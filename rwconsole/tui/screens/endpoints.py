@@ -53,14 +53,20 @@ def row_values(endpoint: EndpointSnapshot) -> dict[str, str | Text]:
     }
 
 
-def detail_markup(endpoint: EndpointSnapshot) -> str:
+def detail_markup(endpoint: EndpointSnapshot, *, read_only: bool = False) -> str:
     q = endpoint.queue_config
-    lines = [
-        f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
-        f"{escape(endpoint.url)}  (remote write {'2.0' if endpoint.protocol == 2 else '1.0'})",
+    wal = (
         f"WAL read {fmt.position(endpoint.read_position)}  delivered "
         f"{fmt.position(endpoint.delivered_position)}  "
-        f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}",
+        f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}"
+    )
+    if read_only:
+        wal = f"WAL segment being read: {endpoint.read_position[0]} (offsets are not exposed)"
+    lines = [
+        f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
+        f"{escape(endpoint.url)}"
+        + ("" if read_only else f"  (remote write {'2.0' if endpoint.protocol == 2 else '1.0'})"),
+        wal,
         f"sent {fmt.number(endpoint.samples_total)} samples, "
         f"{fmt.number(endpoint.exemplars_total)} exemplars, "
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
@@ -147,7 +153,11 @@ class EndpointsScreen(ConsoleScreen):
     def _show_detail(self, snapshot: Snapshot) -> None:
         name = self._highlighted()
         endpoint = snapshot.endpoint(name) if name else None
-        text = detail_markup(endpoint) if endpoint else "[dim]no endpoints[/]"
+        text = (
+            detail_markup(endpoint, read_only=snapshot.read_only)
+            if endpoint
+            else "[dim]no endpoints[/]"
+        )
         self.query_one("#endpoint-detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
