@@ -7,6 +7,7 @@ it with their own clock. Counter resets (the peer restarted) count from zero.
 from __future__ import annotations
 
 import collections
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from rwconsole.snapshot import EndpointSnapshot, HistoryPoint, LogEntry, Snapsho
 
 HISTORY_SECONDS = 3600.0
 MAX_LOGS = 200
+STATUS_SECONDS = 10.0
 QUEUE_CONFIG_GAUGES = {
     # queue_config key → the gauge the peer sets from it at queue start
     "min_shards": "shards_min",
@@ -98,7 +100,7 @@ class PeerView:
                 queue.history.append(point)
                 while queue.history and queue.history[0].time < now - self.history_seconds:
                     queue.history.popleft()
-                queue.status = _status(point)
+                queue.status = _status(queue.history, now)
             queue.reading, queue.time, queue.name = queue_reading, now, names[key]
         for key in [k for k in self._queues if k not in reading.queues]:
             self.log(now, "WARNING", f"remote-write queue {self._queues[key].name} is gone")
@@ -194,10 +196,12 @@ def _lag(queue: QueueReading, reading: Reading) -> float:
     return max(highest - sent, 0.0) if sent > 0 else 0.0
 
 
-def _status(point: HistoryPoint) -> str:
-    if point.failed_per_second > 0:
+def _status(history: collections.deque[HistoryPoint], now: float) -> str:
+    """From the last ``STATUS_SECONDS``: retries (backoff sleeps) leave gaps between polls."""
+    recent = list(itertools.takewhile(lambda p: p.time >= now - STATUS_SECONDS, reversed(history)))
+    if any(p.failed_per_second > 0 for p in recent):
         return "failing"
-    if point.retried_per_second > 0:
+    if any(p.retried_per_second > 0 for p in recent):
         return "retrying"
     return "healthy"
 
