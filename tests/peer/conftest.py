@@ -1,9 +1,12 @@
-"""A real Prometheus agent remote-writing to the demo receiver, both on loopback."""
+"""Peers to attach to on loopback: a scriptable metrics page, a real Prometheus agent
+remote-writing to the demo receiver."""
 
 from __future__ import annotations
 
+import http.server
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rwconsole.peer import PeerEngine
 from tests.conftest import ProcessManager, free_port, peer_binary, wait_for_port, wait_until
+from tests.peer.exposition import Queue, page
 
 AGENT_CONFIG = """\
 global:
@@ -71,3 +76,48 @@ def prometheus_agent(processes: ProcessManager, tmp_path: Path) -> Iterator[Agen
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@dataclass
+class Page:
+    body: bytes = b""
+    status: int = 200
+    url: str = ""
+
+
+@pytest.fixture
+def metrics_page() -> Iterator[Page]:
+    served = Page(page(Queue("recv", shards=4, desired=3.5)))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(served.status)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(served.body)))
+            self.end_headers()
+            self.wfile.write(served.body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    served.url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def engine(metrics_page: Page) -> Iterator[PeerEngine]:
+    peer = PeerEngine(metrics_page.url, interval=0.05)
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.stop()
+    assert not peer.running
