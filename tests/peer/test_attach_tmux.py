@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import peer_binary
 from tests.peer.conftest import Agent
-from tests.tui.test_tmux import _wait_for
+from tests.tui.test_tmux import _wait_for, exit_status
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -52,12 +51,7 @@ def test_attach_shows_the_agents_shards_and_lag(prometheus_agent: Agent, tmp_pat
         keys("4")
         _wait_for(base, session, ["the WAL of Prometheus agent", "segment file(s)"], 20)
         keys("C-q")
-        deadline = time.monotonic() + 30
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert exit_file.exists(), "rwconsole attach did not exit after ctrl+q"
-        time.sleep(0.1)  # the shell writes the status after creating the file
-        assert exit_file.read_text().strip() == "0"
+        assert exit_status(exit_file, 30) == "0"
     finally:
         subprocess.run([*base, "kill-session", "-t", session], capture_output=True, timeout=10)
         subprocess.run([*base, "kill-server"], capture_output=True, timeout=10)
