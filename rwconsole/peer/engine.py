@@ -19,7 +19,7 @@ import httpx
 
 from rwconsole.config.durations import format_duration
 from rwconsole.config.secrets import redact_url
-from rwconsole.http.transport import build_transport, send
+from rwconsole.http.transport import RoutingTransport, build_transport, send
 from rwconsole.peer.readings import read
 from rwconsole.peer.view import PeerView
 from rwconsole.snapshot import EMPTY_SNAPSHOT, Snapshot
@@ -72,6 +72,7 @@ class PeerEngine:
         if self._first_error is not None or not self._first.is_set():
             self.stop()
             raise PeerError(self._first_error or f"no answer from {self.view.url}")
+        self.view.log(time.time(), "INFO", f"attached read-only to {self.view.source_kind}")
         if not self._snapshot.endpoints:
             self.view.log(
                 time.time(),
@@ -108,7 +109,7 @@ class PeerEngine:
             self._first.set()
             await transport.aclose()
 
-    async def _poll(self, transport: Any) -> str | None:
+    async def _poll(self, transport: RoutingTransport) -> str | None:
         """One reading; the error message when there was none."""
         request = httpx.Request("GET", self.url, headers={"Accept": ACCEPT})
         now = time.time()

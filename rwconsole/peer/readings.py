@@ -28,7 +28,6 @@ _KINDS = (
     ("alloy_build_info", "Alloy"),
     ("prometheus_agent_", "Prometheus agent"),
     ("prometheus_tsdb_", "Prometheus server"),
-    ("rwconsole_", "rwconsole"),
 )
 
 QueueKey = tuple[tuple[str, str], ...]
