@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +40,7 @@ def test_attach_shows_the_agents_shards_and_lag(prometheus_agent: Agent, tmp_pat
         # The Overview: the agent's queue, its shards (running / desired) and lag.
         screen = _wait_for(base, session, ["recv", "shards 2 /", "lag ", "(read-only)"], 60)
         assert "Prometheus agent at" in screen
+        assert re.search(r"recv\s.*shards 2 / \S+\s+lag \d", screen), screen
         keys("2")
         _wait_for(base, session, ["Min–max", "2–7"], 10, gone=("Samples in vs out",))
         keys("3")
