@@ -97,6 +97,10 @@ class QueueConfigScreen(ConsoleScreen):
         self._endpoint: str | None = None
         self._base: dict[str, Any] = {}
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A watched peer's values cannot be edited here: no apply or reset keys.
+        return not (action in ("apply", "reset") and self.console.snapshot.read_only)
+
     def compose_body(self) -> ComposeResult:
         yield Static(id="qc-heading")
         with VerticalScroll(id="qc-body"):
