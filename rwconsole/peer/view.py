@@ -42,6 +42,23 @@ class _Queue:
     time: float
     history: collections.deque[HistoryPoint] = field(default_factory=collections.deque)
     status: str = "healthy"
+    unsent_since: float | None = None
+    """The highest timestamp in when the console first saw the queue waiting, never sent."""
+
+    def lag(self, new: QueueReading, reading: Reading) -> float:
+        """Highest timestamp in minus highest sent; before the first send, at least the
+        time since the console first saw samples waiting."""
+        values = new.values
+        highest = values.get("queue_highest_timestamp_seconds", reading.highest_in or 0.0)
+        sent = values.get("queue_highest_sent_timestamp_seconds", 0.0)
+        if sent > 0:
+            self.unsent_since = None
+            return max(highest - sent, 0.0)
+        if values.get("samples_pending", 0.0) <= 0:
+            return 0.0
+        if self.unsent_since is None:
+            self.unsent_since = highest
+        return max(highest - self.unsent_since, 0.0)
 
 
 def _delta(new: float, old: float) -> float:
@@ -92,7 +109,8 @@ class PeerView:
         for key, queue_reading in reading.queues.items():
             queue = self._queues.get(key)
             if queue is None:
-                self._queues[key] = _Queue(names[key], queue_reading, now)
+                queue = self._queues[key] = _Queue(names[key], queue_reading, now)
+                queue.lag(queue_reading, reading)
                 self.log(now, "INFO", f"found remote-write queue {names[key]}", names[key])
                 continue
             if now > queue.time:
@@ -124,7 +142,7 @@ class PeerView:
             shards_desired=values.get("shards_desired", 0.0),
             shards_min=values.get("shards_min", 0.0),
             shards_max=values.get("shards_max", 0.0),
-            lag_seconds=_lag(new, reading),
+            lag_seconds=queue.lag(new, reading),
             samples_in_per_second=self._in_rate,
             samples_out_per_second=max(out, 0.0),
             retried_per_second=rate["samples_retried_total"],
@@ -187,13 +205,6 @@ class PeerView:
             live=True,
             history=tuple(queue.history),
         )
-
-
-def _lag(queue: QueueReading, reading: Reading) -> float:
-    """Highest timestamp in minus highest sent (0 until the queue has sent anything)."""
-    sent = queue.values.get("queue_highest_sent_timestamp_seconds", 0.0)
-    highest = queue.values.get("queue_highest_timestamp_seconds", reading.highest_in or 0.0)
-    return max(highest - sent, 0.0) if sent > 0 else 0.0
 
 
 def _status(history: collections.deque[HistoryPoint], now: float) -> str:

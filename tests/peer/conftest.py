@@ -3,6 +3,7 @@ remote-writing to the demo receiver."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import subprocess
 import sys
@@ -42,18 +43,28 @@ class Agent:
     process: subprocess.Popen[bytes]
 
 
-@pytest.fixture
-def prometheus_agent(processes: ProcessManager, tmp_path: Path) -> Iterator[Agent]:
+@contextlib.contextmanager
+def running_agent(
+    processes: ProcessManager, directory: Path, *receiver_options: str
+) -> Iterator[Agent]:
+    """A Prometheus agent scraping itself into the demo receiver (started with the options)."""
     binary = peer_binary("prometheus")
     receiver = free_port()
     processes.start(
-        [sys.executable, "-m", "rwconsole.demo.receiver", "--listen", f"127.0.0.1:{receiver}"]
+        [
+            sys.executable,
+            "-m",
+            "rwconsole.demo.receiver",
+            "--listen",
+            f"127.0.0.1:{receiver}",
+            *receiver_options,
+        ]
     )
     wait_for_port(receiver)
     port = free_port()
-    config = tmp_path / "agent.yml"
+    config = directory / "agent.yml"
     config.write_text(AGENT_CONFIG.format(port=port, receiver=receiver))
-    storage = tmp_path / "agent"
+    storage = directory / "agent"
     process = processes.start(
         [
             binary,
@@ -69,13 +80,19 @@ def prometheus_agent(processes: ProcessManager, tmp_path: Path) -> Iterator[Agen
     try:
         yield Agent(url, storage, process)
     finally:
-        # Before the receiver: an agent whose receiver is gone waits out its flush deadline.
+        # Before the receiver; an agent with unsent samples waits out its flush deadline (1m).
         process.terminate()
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def prometheus_agent(processes: ProcessManager, tmp_path: Path) -> Iterator[Agent]:
+    with running_agent(processes, tmp_path) as agent:
+        yield agent
 
 
 @dataclass

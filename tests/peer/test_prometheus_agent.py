@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rwconsole.peer import PeerEngine, ReadOnlyError
-from tests.conftest import wait_until
-from tests.peer.conftest import Agent
+from rwconsole.snapshot import EndpointSnapshot
+from tests.conftest import ProcessManager, wait_until
+from tests.peer.conftest import Agent, running_agent
 
 pytestmark = [pytest.mark.peer, pytest.mark.slow]
 
@@ -45,3 +48,25 @@ def test_the_agents_queue_is_shown_with_its_shards_and_lag(prometheus_agent: Age
         assert "remote_write (name: recv) queue_config: {max_shards: 50}" in str(refused)
     finally:
         engine.stop()
+
+
+def test_an_agent_retrying_against_a_failing_receiver_shows_retries_and_lag(
+    processes: ProcessManager, tmp_path: Path
+) -> None:
+    with running_agent(processes, tmp_path, "--fault", "error_5xx") as agent:
+        engine = PeerEngine(agent.metrics_url)
+        engine.start()
+        try:
+
+            def retrying() -> EndpointSnapshot | None:
+                endpoint = engine.snapshot().endpoint("recv")
+                if endpoint and endpoint.status == "retrying" and endpoint.lag_seconds >= 3:
+                    return endpoint
+                return None
+
+            endpoint = wait_until(retrying, timeout=60)
+            assert endpoint.samples_retried > 0
+            assert any(p.retried_per_second > 0 for p in endpoint.history)
+            assert endpoint.pending_samples > 0
+        finally:
+            engine.stop()

@@ -148,3 +148,13 @@ def test_endpoint_urls_lose_their_password() -> None:
     view.update(read(page(Queue(url="https://u:s3cret@receiver/write"))), T0)
     (endpoint,) = view.snapshot(T0).endpoints
     assert "s3cret" not in endpoint.url and "s3cret" not in endpoint.name
+
+
+def test_a_queue_that_never_sent_lags_at_least_since_it_was_first_seen_waiting() -> None:
+    view = PeerView("http://peer/metrics")
+    view.update(read(page(Queue(pending=0), highest_in=T0 - 100)), T0)
+    view.update(read(page(Queue(pending=500), highest_in=T0 - 30)), T0 + 1)
+    view.update(read(page(Queue(pending=900), highest_in=T0 - 18)), T0 + 2)
+    assert view.snapshot(T0 + 2).endpoints[0].lag_seconds == 12
+    view.update(read(page(Queue(pending=0, highest_sent=T0 - 1), highest_in=T0)), T0 + 3)
+    assert view.snapshot(T0 + 3).endpoints[0].lag_seconds == 1
