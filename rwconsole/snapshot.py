@@ -177,7 +177,7 @@ class Snapshot:
     read_only: bool = False
     """True when the console watches a forwarder it does not operate (commands are refused)."""
     source_kind: str = ""
-    """What is watched, e.g. ``Prometheus agent at http://host:9090/metrics`` (empty: this engine)."""
+    """What is watched: ``Prometheus agent at http://host:9090/metrics`` (empty: this engine)."""
 
     def endpoint(self, name: str) -> EndpointSnapshot | None:
         return next((e for e in self.endpoints if e.name == name), None)
