@@ -20,6 +20,21 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
     demo.set_defaults(handler=run_console, config=None)
 
+    attach = subparsers.add_parser(
+        "attach",
+        help="open the console on a running forwarder",
+        description="Open the console on a running forwarder. With --metrics URL: read-only, "
+        "on any forwarder that exposes prometheus_remote_storage_* metrics "
+        "(Prometheus agent or server, Alloy).",
+    )
+    attach.add_argument("target", nargs="?", metavar="TARGET", help=argparse.SUPPRESS)
+    attach.add_argument(
+        "--metrics", metavar="URL", help="the peer's metrics page, e.g. http://host:9090/metrics"
+    )
+    attach.add_argument("--wal", metavar="DIR", help="the peer's WAL directory, opened read-only")
+    attach.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
+    attach.set_defaults(handler=attach_console)
+
     config_cli.register(subparsers)
     import_cli.register(subparsers)
     wal_cli.register(subparsers, open_wal_console)
@@ -41,3 +56,17 @@ def open_wal_console(args: argparse.Namespace) -> int:
     from rwconsole.tui.launch import open_wal
 
     return open_wal(args.dir, theme_dir=getattr(args, "theme_dir", None))
+
+
+def attach_console(args: argparse.Namespace) -> int:
+    from rwconsole.cli import err_console
+    from rwconsole.exitcodes import EXIT_USAGE
+    from rwconsole.tui.launch import run_peer_console
+
+    if args.metrics is None:
+        err_console.print("[bold red]error:[/] attach: give --metrics URL (a peer's metrics page)")
+        return EXIT_USAGE
+    if args.target is not None:
+        err_console.print("[bold red]error:[/] attach: give either TARGET or --metrics, not both")
+        return EXIT_USAGE
+    return run_peer_console(args.metrics, args.wal, getattr(args, "theme_dir", None))

@@ -257,6 +257,10 @@ class Snapshot:
     """The window the console averages rates over: two source intervals, at least 10 s."""
     disk: WalDiskSnapshot | None = None
     targets: tuple[ScrapeTargetSnapshot, ...] = ()
+    read_only: bool = False
+    """True when the console watches a forwarder it does not operate (commands are refused)."""
+    source_kind: str = ""
+    """What is watched: ``Prometheus agent at http://host:9090/metrics`` (empty: this engine)."""
 
     def endpoint(self, name: str) -> EndpointSnapshot | None:
         return next((e for e in self.endpoints if e.name == name), None)

@@ -66,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
         "wal",
     },
     "tui": BASE | {"config", "datadir", "selector", "snapshot", "wal"},
+    "peer": BASE | {"config", "http", "snapshot", "sources"},
 }
 """Package (first name under ``rwconsole``) → the packages it may import."""
 

@@ -77,3 +77,38 @@ def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> i
     app = ConsoleApp(None, wal_dir=wal_dir, theme_dir=theme_dir)
     app.run()
     return EXIT_OK
+
+
+def run_peer_console(
+    url: str, wal_dir: str | Path | None = None, theme_dir: str | Path | None = None
+) -> int:
+    """``rwconsole attach --metrics URL``: the console on a peer's metrics, read-only."""
+    from rwconsole.peer import PeerEngine, PeerError
+    from rwconsole.tui.app import ConsoleApp
+    from rwconsole.wal.tools import NotAWalError, resolve_wal_dir
+
+    resolved = ""
+    if wal_dir is not None:
+        try:
+            resolved = str(resolve_wal_dir(wal_dir))
+        except (OSError, NotAWalError) as err:
+            err_console.print(f"[bold red]error:[/] --wal: {err}", highlight=False)
+            return EXIT_USAGE
+    if not url.startswith(("http://", "https://")):
+        err_console.print(
+            f"[bold red]error:[/] --metrics: {url!r} is not an http:// or https:// URL",
+            highlight=False,
+        )
+        return EXIT_USAGE
+    engine = PeerEngine(url, wal_dir=resolved)
+    try:
+        engine.start()
+    except PeerError as err:
+        err_console.print(f"[bold red]cannot attach:[/] {err}", highlight=False)
+        return EXIT_BAD
+    try:
+        app = ConsoleApp(engine, wal_dir=resolved or None, theme_dir=theme_dir)
+        app.run()
+    finally:
+        engine.stop()
+    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)

@@ -35,6 +35,16 @@ def _wait_for(
     raise AssertionError(f"{words} (without {gone}) not on screen after {seconds}s:\n{screen}")
 
 
+def exit_status(exit_file: Path, seconds: float) -> str:
+    """The status the shell wrote to ``exit_file`` once the command ended (bounded wait)."""
+    deadline = time.monotonic() + seconds
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert exit_file.exists(), f"rwconsole did not exit within {seconds}s after ctrl+q"
+    time.sleep(0.1)  # the shell writes the status after creating the file
+    return exit_file.read_text().strip()
+
+
 def test_rwconsole_demo_in_tmux(tmp_path: Path) -> None:
     tmux = peer_binary("tmux")
     session = f"rwconsole-test-{os.getpid()}"
@@ -60,12 +70,8 @@ def test_rwconsole_demo_in_tmux(tmp_path: Path) -> None:
         endpoints_only = ["Min–max", "Desired", "Retried"]
         _wait_for(base, session, endpoints_only, 10, gone=("Samples in vs out",))
         subprocess.run([*base, "send-keys", "-t", session, "C-q"], check=True, timeout=10)
-        deadline = time.monotonic() + 60  # the engine flushes its queues on the way out
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.25)
-        assert exit_file.exists(), "rwconsole did not exit after ctrl+q"
-        time.sleep(0.1)  # the shell writes the status after creating the file
-        assert exit_file.read_text().strip() == "0"
+        # 60 s: the engine flushes its queues on the way out
+        assert exit_status(exit_file, 60) == "0"
     finally:
         subprocess.run([*base, "kill-session", "-t", session], capture_output=True, timeout=10)
         subprocess.run([*base, "kill-server"], capture_output=True, timeout=10)

@@ -45,7 +45,10 @@ class ConsoleScreen(Screen[None]):
     # Textual runs the handlers of every class along the MRO, base classes last:
     # subclasses add their own ``on_mount``/``on_screen_resume`` without calling these.
     def on_mount(self) -> None:
-        self.title = "rwconsole"
+        snapshot = self.console.snapshot
+        self.title = (
+            f"rwconsole · {snapshot.source_kind} (read-only)" if snapshot.read_only else "rwconsole"
+        )
         self.sub_title = self.SCREEN_TITLE
         self.ready = True
 

@@ -67,14 +67,20 @@ def _proto_cell(endpoint: EndpointSnapshot) -> str | Text:
     return Text(f"{_configured(endpoint)}→{state.split(' ', 1)[0]}", style="yellow")
 
 
-def detail_markup(endpoint: EndpointSnapshot) -> str:
+def detail_markup(endpoint: EndpointSnapshot, *, read_only: bool = False) -> str:
     q = endpoint.queue_config
-    lines = [
-        f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
-        f"{escape(endpoint.url)}  (remote write {'2.0' if endpoint.protocol == 2 else '1.0'})",
+    wal = (
         f"WAL read {fmt.position(endpoint.read_position)}  delivered "
         f"{fmt.position(endpoint.delivered_position)}  "
-        f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}",
+        f"{'live (memory)' if endpoint.live else 'catching up from WAL files'}"
+    )
+    if read_only:
+        wal = f"WAL segment being read: {endpoint.read_position[0]} (offsets are not exposed)"
+    lines = [
+        f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
+        f"{escape(endpoint.url)}"
+        + ("" if read_only else f"  (remote write {'2.0' if endpoint.protocol == 2 else '1.0'})"),
+        wal,
         f"accepted {fmt.number(endpoint.samples_accepted)} samples, "
         f"rejected {fmt.number(endpoint.samples_failed)}, "
         f"retried {fmt.number(endpoint.samples_retried)} · "
@@ -173,7 +179,11 @@ class EndpointsScreen(ConsoleScreen):
     def _show_detail(self, snapshot: Snapshot) -> None:
         name = self._highlighted()
         endpoint = snapshot.endpoint(name) if name else None
-        text = detail_markup(endpoint) if endpoint else "[dim]no endpoints[/]"
+        text = (
+            detail_markup(endpoint, read_only=snapshot.read_only)
+            if endpoint
+            else "[dim]no endpoints[/]"
+        )
         self.query_one("#endpoint-detail", Static).update(text)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

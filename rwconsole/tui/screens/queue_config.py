@@ -33,6 +33,7 @@ from rwconsole.tui.estimates import (
     suggest_max_shards,
     window_points,
 )
+from rwconsole.tui.screens import peer_queue
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 
@@ -96,6 +97,10 @@ class QueueConfigScreen(ConsoleScreen):
         self._endpoint: str | None = None
         self._base: dict[str, Any] = {}
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A watched peer's values cannot be edited here: no apply or reset keys.
+        return not (action in ("apply", "reset") and self.console.snapshot.read_only)
+
     def compose_body(self) -> ComposeResult:
         yield Static(id="qc-heading")
         with VerticalScroll(id="qc-body"):
@@ -133,6 +138,9 @@ class QueueConfigScreen(ConsoleScreen):
         if endpoint is None:
             self.query_one("#qc-heading", Static).update("[dim]no endpoints[/]")
             return
+        if snapshot.read_only:
+            self._show_read_only(snapshot, endpoint)
+            return
         heading = (
             f"queue_config of [b]{escape(endpoint.name)}[/b] ({escape(endpoint.url)})  ·  "
             "other endpoint: [ / ] (escape leaves a field first), alt+← / alt+→, "
@@ -151,6 +159,14 @@ class QueueConfigScreen(ConsoleScreen):
         saving = self.console.config_path is not None and self.console.commands_available
         self.query_one("#save", Button).disabled = not saving
         self._refresh_estimate()
+
+    def _show_read_only(self, snapshot: Snapshot, endpoint: EndpointSnapshot) -> None:
+        self._endpoint = endpoint.name
+        self.query_one("#qc-grid").display = False
+        self.query_one("#qc-buttons").display = False
+        self.query_one("#qc-heading", Static).update(peer_queue.heading(snapshot, endpoint))
+        text = peer_queue.body(snapshot, endpoint, self.console.window)
+        self.query_one("#qc-estimate", Static).update(text)
 
     def _fill(self, config: dict[str, Any], *, only_unedited: bool) -> None:
         for field in FIELDS:
@@ -293,6 +309,13 @@ class QueueConfigScreen(ConsoleScreen):
         name = self._endpoint
         if name is None:
             return
+        if self.console.snapshot.read_only:
+            self.notify(
+                f"read-only: {self.console.snapshot.source_kind} is not operated by rwconsole; "
+                "change its queue_config in its own config",
+                severity="warning",
+            )
+            return
         if save and self.console.config_path is None:
             self.notify("this pipeline has no config file to save to (demo)", severity="warning")
             return
@@ -328,6 +351,10 @@ class QueueConfigScreen(ConsoleScreen):
         advice = suggest_max_shards(endpoint.history, current, endpoint.shard_hours)
         if advice is None:
             self.notify("no history yet: wait a few seconds", severity="warning")
+            return
+        if self.console.snapshot.read_only and advice.change != "keep":
+            # The peer refuses with the change written in its own config syntax.
+            self._apply(endpoint.name, {"max_shards": advice.max_shards}, save=False)
             return
         if advice.hours:
             basis = (

@@ -195,8 +195,19 @@ class WalScreen(ConsoleScreen):
         self.query_one("#wal-heading", Static).update(self._heading_text(extra))
 
     def _heading_text(self, extra: str = "") -> str:
-        if self.directory is None:
+        snapshot = self.console.snapshot
+        if self.directory is None and snapshot.read_only:
+            text = (
+                f"[dim]{escape(snapshot.source_kind)}: its WAL is not open (attach with "
+                "--wal DIR, or press o to open one)[/]"
+            )
+        elif self.directory is None:
             text = "[dim]no WAL directory: press o to open one[/]"
+        elif self.is_engine_wal and snapshot.read_only:
+            text = (
+                f"[b]{escape(str(self.directory))}[/b]  ·  [$warning]the WAL of "
+                f"{escape(snapshot.source_kind)} — read-only, repair refused[/]"
+            )
         else:
             mode = (
                 "[$warning]the running engine's WAL — read-only, repair refused[/]"
@@ -291,6 +302,10 @@ class WalScreen(ConsoleScreen):
         self._show_disk(snapshot)
         table = self.query_one("#wal-positions", DataTable)
         note = self.query_one("#positions-note", Static)
+        if snapshot.read_only:
+            table.clear()
+            note.update("[dim]the peer's metrics do not expose its queues' WAL positions[/]")
+            return
         if not self.is_engine_wal or not snapshot.endpoints:
             table.clear()
             note.update("[dim]endpoint positions are shown for the running engine's WAL[/]")
