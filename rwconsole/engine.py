@@ -66,6 +66,7 @@ from rwconsole.snapshot import (
     HistoryPoint,
     LogEntry,
     ReloadReport,
+    ScrapeTargetSnapshot,
     Snapshot,
     WalDiskSnapshot,
 )
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from rwconsole.http.credential_cache import CredentialStatus
     from rwconsole.http.server import HttpServer
     from rwconsole.remote.client import RemoteWriteClient
+    from rwconsole.sources.scrape import ScrapeManager
     from rwconsole.wal.storage import PreparedSamples, TruncateReport, WalStorage
 
 log = logging.getLogger("rwconsole.engine")
@@ -1144,7 +1146,7 @@ def _scrape_targets(sources: list[Any]) -> tuple[Any, ...]:
     from rwconsole.sources import targets_api
 
     try:
-        return targets_api.snapshot_targets(targets_api.find_manager(sources))
+        return _snapshot_targets(targets_api.find_manager(sources))
     except Exception:  # a broken status must not stop the snapshots
         log.exception("reading the scrape targets failed")
         return ()
@@ -1162,3 +1164,31 @@ def relabel_function(config: schema.EndpointConfig) -> Callable[[Labels], Labels
 
     rules = compile_rules(config.write_relabel_config)
     return (lambda labels: relabel(labels, rules)) if rules else None
+
+
+def _snapshot_targets(manager: ScrapeManager | None) -> tuple[ScrapeTargetSnapshot, ...]:
+    """Every active target, then every dropped one, by job."""
+    if manager is None:
+        return ()
+    active = [
+        ScrapeTargetSnapshot(
+            target.job,
+            target.full_url,
+            status.health,
+            dict(target.series_labels),
+            dict(target.discovered),
+            status.last_scrape,
+            status.last_duration,
+            status.last_samples,
+            status.last_error,
+            "",
+            target.interval,
+            target.timeout,
+        )
+        for target, status in manager.active_targets()
+    ]
+    dropped = [
+        ScrapeTargetSnapshot(d.job, "", "dropped", {}, dict(d.discovered), dropped_by=d.reason)
+        for d in manager.dropped_targets()
+    ]
+    return tuple(active + dropped)

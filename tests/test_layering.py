@@ -37,7 +37,8 @@ ALLOWED: dict[str, set[str]] = {
     "wal": BASE | {"model", "selector", "datadir"},
     "snapshot": BASE | {"model"},
     "remote": BASE | {"config", "http", "metrics", "model", "protocol", "relabel", "wal"},
-    "sources": BASE | {"config", "http", "metrics", "model", "protocol", "relabel", "wal"},
+    "sources": BASE
+    | {"config", "http", "metrics", "model", "protocol", "relabel", "selector", "wal"},
     "demo": BASE | {"config", "http", "model", "protocol", "snapshot", "sources"},
     "pipelines": BASE | {"config"},
     "logcollapse": BASE,

@@ -1,4 +1,4 @@
-"""Prometheus' ``/api/v1/targets`` and ``/api/v1/targets/metadata``, and the targets' snapshot.
+"""Prometheus' ``/api/v1/targets`` and ``/api/v1/targets/metadata``, read by the engine.
 
 ``api_response(path, query, manager)`` answers both API paths with Prometheus'
 JSON shapes (``status``/``data``, ``activeTargets``/``droppedTargets`` with
@@ -6,8 +6,8 @@ JSON shapes (``status``/``data``, ``activeTargets``/``droppedTargets`` with
 ``lastScrape``, ``lastScrapeDuration``, ``health``; metadata entries with
 ``target``, ``metric``, ``type``, ``help``, ``unit``) and their query
 parameters (``state``, ``scrapePool``; ``match_target``, ``metric``,
-``limit``). ``snapshot_targets`` gives the console the same facts, plus the
-rule that dropped a target.
+``limit``). The engine builds the console's view of the targets from the same
+manager, plus the rule that dropped a target.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from rwconsole.config.durations import format_duration
 from rwconsole.labels import Labels
 from rwconsole.model import MetricType
 from rwconsole.selector import SelectorError, parse_selector
-from rwconsole.snapshot import ScrapeTargetSnapshot
 from rwconsole.sources.scrape import ScrapeManager
 
 TARGETS_PATH = "/api/v1/targets"
@@ -45,34 +44,6 @@ def api_response(path: str, query: str, manager: ScrapeManager | None) -> tuple[
         except ValueError as exc:
             return 400, _error("bad_data", str(exc))
     return 404, _error("not_found", f"unknown path {path}")
-
-
-def snapshot_targets(manager: ScrapeManager | None) -> tuple[ScrapeTargetSnapshot, ...]:
-    """Every active target, then every dropped one, by job."""
-    if manager is None:
-        return ()
-    active = [
-        ScrapeTargetSnapshot(
-            target.job,
-            target.full_url,
-            status.health,
-            dict(target.series_labels),
-            dict(target.discovered),
-            status.last_scrape,
-            status.last_duration,
-            status.last_samples,
-            status.last_error,
-            "",
-            target.interval,
-            target.timeout,
-        )
-        for target, status in manager.active_targets()
-    ]
-    dropped = [
-        ScrapeTargetSnapshot(d.job, "", "dropped", {}, dict(d.discovered), dropped_by=d.reason)
-        for d in manager.dropped_targets()
-    ]
-    return tuple(active + dropped)
 
 
 def _targets(manager: ScrapeManager | None, params: dict[str, str]) -> dict[str, Any]:
