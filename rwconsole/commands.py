@@ -6,6 +6,7 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rwconsole import replay_cli
     from rwconsole.config import cli as config_cli
     from rwconsole.wal import cli as wal_cli
 
@@ -20,7 +21,7 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.set_defaults(handler=run_console, config=None)
 
     config_cli.register(subparsers)
-    wal_cli.register(subparsers, open_wal_console)
+    replay_cli.register(wal_cli.register(subparsers, open_wal_console))
 
 
 def run_headless(args: argparse.Namespace) -> int:

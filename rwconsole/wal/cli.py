@@ -34,8 +34,11 @@ from rwconsole.wal.segment import segment_name
 def register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     open_console: Callable[[argparse.Namespace], int],
-) -> None:
-    """Add ``wal ...``; ``open_console`` runs ``wal open`` (the console lives outside ``wal``)."""
+) -> argparse._SubParsersAction:  # type: ignore[type-arg]
+    """Add ``wal ...``; ``open_console`` runs ``wal open`` (the console lives outside ``wal``).
+
+    Returns the ``wal`` subcommands, for commands of other layers (``wal replay``).
+    """
     parser = subparsers.add_parser("wal", help="inspect, dump, verify and repair WAL directories")
     parser.set_defaults(handler=_no_subcommand, wal_parser=parser)
     sub = parser.add_subparsers(dest="wal_command", metavar="SUBCOMMAND")
@@ -68,6 +71,7 @@ def register(
     p = sub.add_parser("open", help="open the WAL in the console")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(handler=open_console)
+    return sub
 
 
 def _out() -> Console:
@@ -172,7 +176,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 # dump
 
 
-def _parse_time(text: str | None, flag: str) -> int | None:
+def parse_time(text: str | None, flag: str) -> int | None:
     if text is None:
         return None
     stripped = text.strip()
@@ -247,8 +251,8 @@ def _histogram_json(h: Any) -> dict[str, Any]:
 def _cmd_dump(args: argparse.Namespace) -> int:
     try:
         selector = parse_selector(args.match) if args.match else None
-        start = _parse_time(args.start, "--start")
-        end = _parse_time(args.end, "--end")
+        start = parse_time(args.start, "--start")
+        end = parse_time(args.end, "--end")
     except (SelectorError, ValueError) as exc:
         _err().print(f"[bold red]error:[/] {exc}", markup=True)
         return EXIT_USAGE
