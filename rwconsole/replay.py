@@ -238,6 +238,10 @@ class WalReplaySource:
         self._hi = options.end_ms if options.end_ms is not None else _MAX_TIME
         self._filter = options.start_ms is not None or options.end_ms is not None
         self._bucket = TokenBucket(options.rate) if options.rate else None
+        # Small chunks under a rate limit, so the bucket paces records, not the whole WAL.
+        self._chunk_items = (
+            max(1, min(MAX_CHUNK_ITEMS, int(options.rate / 4))) if options.rate else MAX_CHUNK_ITEMS
+        )
         self._records = self._iter_records()
 
     def _iter_records(self) -> Iterator[tuple[int, WalRecord]]:
@@ -282,7 +286,7 @@ class WalReplaySource:
             self._take(record, chunk := chunk or Chunk(end=position), shipped)
             chunk.end = position
             self.end = position
-            if chunk.item_count >= MAX_CHUNK_ITEMS:
+            if chunk.item_count >= self._chunk_items:
                 return chunk
         self.finished.set()
         return chunk
