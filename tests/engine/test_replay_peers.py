@@ -18,7 +18,6 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,7 +38,7 @@ class _Target(BaseHTTPRequestHandler):
     answered = 0
     lock = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         with _Target.lock:
             _Target.answered += 1
             n = _Target.answered
@@ -174,7 +173,7 @@ class _CountingReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = decode.decode_write_request(
                     body, self.headers.get("Content-Type"), self.headers.get("Content-Encoding")
@@ -232,4 +231,3 @@ def test_interrupted_replay_resumes_without_duplicates(agent_wal: Path, tmp_path
     received = Counter(receiver.received)
     assert max(received.values()) == 1, "a sample was sent twice"
     assert set(received) == {(labels, t) for labels, t, _ in expected}
-    time.sleep(0)  # nothing left running: every process above was waited for
