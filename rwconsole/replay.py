@@ -336,7 +336,7 @@ class WalReplaySource:
 
 _ALWAYS = frozenset({records.RecordType.SERIES, records.RecordType.METADATA})
 _WANTED = frozenset(
-    {*_ALWAYS, records.RecordType.SAMPLES, records.RecordType.EXEMPLARS, *records.HISTOGRAM_TYPES}
+    {*_ALWAYS, *records.SAMPLE_TYPES, records.RecordType.EXEMPLARS, *records.HISTOGRAM_TYPES}
 )
 
 
