@@ -12,13 +12,14 @@ import pytest
 from http_helpers import HTTPServer, Request, Response
 
 from rwconsole.cli import main
-from rwconsole.config.schema import EndpointConfig, QueueConfig
+from rwconsole.config.schema import PROTOBUF_V1, PROTOBUF_V2, EndpointConfig, QueueConfig
 from rwconsole.datadir import DataDirLock
 from rwconsole.remote import decode
 from rwconsole.replay import (
     Replay,
     ReplayError,
     ReplayOptions,
+    ReplaySummary,
     TokenBucket,
     default_progress_path,
     load_progress,
@@ -45,6 +46,7 @@ def _digest(directory: Path) -> dict[str, str]:
 class _Receiver:
     def __init__(self, status: int = 204) -> None:
         self.samples: list[tuple[object, int]] = []
+        self.metadata: set[object] = set()
         self.status = status
         self.server = HTTPServer(self._handle)
 
@@ -54,26 +56,39 @@ class _Receiver:
         )
         for series in decoded.series:
             self.samples.extend((series.labels, t) for t, _ in series.samples)
-        return Response(self.status, body=b"bad data" if self.status >= 400 else b"")
+            if series.metadata is not None:
+                self.metadata.add(series.metadata.type)
+        written = [
+            ("X-Prometheus-Remote-Write-Samples-Written", str(decoded.samples)),
+            ("X-Prometheus-Remote-Write-Exemplars-Written", str(decoded.exemplars)),
+            ("X-Prometheus-Remote-Write-Histograms-Written", str(decoded.histograms)),
+        ]
+        return Response(self.status, written, b"bad data" if self.status >= 400 else b"")
 
 
-async def _replay(wal: Path, options: ReplayOptions, status: int = 204) -> tuple:
+async def _replay(
+    wal: Path, options: ReplayOptions, status: int = 204, protobuf: str = PROTOBUF_V1
+) -> tuple:
     receiver = _Receiver(status)
     await receiver.server.start()
     try:
         endpoint = EndpointConfig(
             url=receiver.server.url + "/api/v1/write",
             queue_config=QueueConfig(batch_send_deadline=0.05),
+            protobuf_message=protobuf,
         )
         replay = Replay(tools.resolve_wal_dir(wal), endpoint, wal.parent / "progress.json", options)
         summary = await asyncio.wait_for(replay.run(), 60)
     finally:
         await receiver.server.aclose()
+    return summary, receiver
+
+
+def _run(
+    wal: Path, options: ReplayOptions, status: int = 204, protobuf: str = PROTOBUF_V1
+) -> tuple[ReplaySummary, list[tuple[object, int]]]:
+    summary, receiver = asyncio.run(_replay(wal, options, status, protobuf))
     return summary, receiver.samples
-
-
-def _run(wal: Path, options: ReplayOptions, status: int = 204) -> tuple:
-    return asyncio.run(_replay(wal, options, status))
 
 
 def _expected(wal: Path, lo: int | None = None, hi: int | None = None) -> set:
@@ -93,6 +108,13 @@ def test_replay_sends_every_sample_and_leaves_the_wal_untouched(wal_copy: Path) 
     assert _digest(wal_copy) == before  # nothing written, nothing repaired
     saved = json.loads((wal_copy.parent / "progress.json").read_text())
     assert saved["finished"] is True
+
+
+def test_replay_with_remote_write_2(wal_copy: Path) -> None:
+    summary, samples = _run(wal_copy, ReplayOptions(), protobuf=PROTOBUF_V2)
+    assert summary.ok, summary
+    assert set(samples) == _expected(wal_copy)
+    assert len(samples) == 11692
 
 
 def test_time_range_filters_and_counts_skipped(wal_copy: Path) -> None:

@@ -231,3 +231,28 @@ def test_interrupted_replay_resumes_without_duplicates(agent_wal: Path, tmp_path
     received = Counter(receiver.received)
     assert max(received.values()) == 1, "a sample was sent twice"
     assert set(received) == {(labels, t) for labels, t, _ in expected}
+
+
+def test_replay_refuses_a_running_agents_directory(
+    processes: ProcessManager, tmp_path: Path
+) -> None:
+    data = tmp_path / "agent"
+    config = tmp_path / "agent.yml"
+    config.write_text("global:\n  scrape_interval: 1h\n")
+    port = free_port()
+    processes.start(
+        [
+            peer_binary("prometheus"),
+            "--enable-feature=agent",
+            f"--config.file={config}",
+            f"--storage.agent.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.agent.use-lockfile",
+        ]
+    )
+    wait_for_port(port)
+    wait_until(lambda: (data / "lock").exists() and any((data / "wal").glob("0*")), timeout=30)
+    proc = _replay(data, "http://127.0.0.1:9/api/v1/write")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, (out.decode(), err.decode())
+    assert "in use" in err.decode() and "--force" in err.decode()
