@@ -6,7 +6,6 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rwconsole import replay_cli
     from rwconsole.config import cli as config_cli
     from rwconsole.wal import cli as wal_cli
 
@@ -21,7 +20,7 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.set_defaults(handler=run_console, config=None)
 
     config_cli.register(subparsers)
-    replay_cli.register(wal_cli.register(subparsers, open_wal_console))
+    wal_cli.register(subparsers, open_wal_console)
 
 
 def run_headless(args: argparse.Namespace) -> int:

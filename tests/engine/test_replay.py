@@ -15,7 +15,7 @@ from rwconsole.cli import main
 from rwconsole.config.schema import PROTOBUF_V1, PROTOBUF_V2, EndpointConfig, QueueConfig
 from rwconsole.datadir import DataDirLock
 from rwconsole.remote import decode
-from rwconsole.replay import (
+from rwconsole.remote.replay import (
     Replay,
     ReplayError,
     ReplayOptions,
