@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import time
@@ -419,7 +420,8 @@ class Replay:
         queue = QueueManager(
             name=config.queue_name(),
             url=redact_url(config.url),
-            settings=config.queue_config,
+            # Old data is the point of a replay: --from/--to select it, not the age limit.
+            settings=dataclasses.replace(config.queue_config, sample_age_limit=0.0),
             client=_CountingClient(client, summary),
             source=source,
             lookup=source.series.get,

@@ -67,14 +67,18 @@ class _Receiver:
 
 
 async def _replay(
-    wal: Path, options: ReplayOptions, status: int = 204, protobuf: str = PROTOBUF_V1
+    wal: Path,
+    options: ReplayOptions,
+    status: int = 204,
+    protobuf: str = PROTOBUF_V1,
+    age_limit: float = 0.0,
 ) -> tuple:
     receiver = _Receiver(status)
     await receiver.server.start()
     try:
         endpoint = EndpointConfig(
             url=receiver.server.url + "/api/v1/write",
-            queue_config=QueueConfig(batch_send_deadline=0.05),
+            queue_config=QueueConfig(batch_send_deadline=0.05, sample_age_limit=age_limit),
             protobuf_message=protobuf,
         )
         replay = Replay(tools.resolve_wal_dir(wal), endpoint, wal.parent / "progress.json", options)
@@ -85,9 +89,13 @@ async def _replay(
 
 
 def _run(
-    wal: Path, options: ReplayOptions, status: int = 204, protobuf: str = PROTOBUF_V1
+    wal: Path,
+    options: ReplayOptions,
+    status: int = 204,
+    protobuf: str = PROTOBUF_V1,
+    age_limit: float = 0.0,
 ) -> tuple[ReplaySummary, list[tuple[object, int]]]:
-    summary, receiver = asyncio.run(_replay(wal, options, status, protobuf))
+    summary, receiver = asyncio.run(_replay(wal, options, status, protobuf, age_limit))
     return summary, receiver.samples
 
 
@@ -114,6 +122,12 @@ def test_replay_with_remote_write_2(wal_copy: Path) -> None:
     summary, samples = _run(wal_copy, ReplayOptions(), protobuf=PROTOBUF_V2)
     assert summary.ok, summary
     assert set(samples) == _expected(wal_copy)
+    assert len(samples) == 11692
+
+
+def test_the_endpoints_age_limit_does_not_drop_old_data(wal_copy: Path) -> None:
+    summary, samples = _run(wal_copy, ReplayOptions(), age_limit=60.0)
+    assert summary.ok and not summary.dropped
     assert len(samples) == 11692
 
 
