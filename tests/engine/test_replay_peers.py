@@ -54,12 +54,14 @@ class _Target(BaseHTTPRequestHandler):
 
 
 def _checkpoint_with_data(wal: Path) -> bool:
-    for cp in wal.glob("checkpoint.*"):
-        if any(f.stat().st_size > 0 for f in cp.iterdir()) and any(
+    """A finished checkpoint holding data, and data in a segment after it."""
+    try:
+        done = [cp for cp in wal.glob("checkpoint.*") if cp.suffix[1:].isdigit()]
+        return any(any(f.stat().st_size > 0 for f in cp.iterdir()) for cp in done) and any(
             s.stat().st_size > 0 for s in wal.glob("0*")
-        ):
-            return True
-    return False
+        )
+    except FileNotFoundError:  # a checkpoint or segment went while we looked
+        return False
 
 
 @pytest.fixture(scope="module")
