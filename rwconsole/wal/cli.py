@@ -1,24 +1,20 @@
 """``rwconsole wal ...`` subcommands: inspect, dump, verify, repair, open, replay.
 
-Thin wrappers around ``rwconsole.wal.tools`` (and, for ``replay``,
-``rwconsole.remote.replay``, imported only when it runs); this module only
-parses arguments and prints. Each command takes a WAL directory or a data directory
-holding ``wal/``. Exit codes: 0 fine, 1 damage found (or the command could not
-finish), 2 usage error (bad arguments, missing or unreadable directory, not a WAL).
+Thin wrappers around ``rwconsole.wal.tools``; this module only parses
+arguments and prints. ``open`` and ``replay`` run outside ``wal`` (the
+console, the queue machinery): their handlers are passed in. Each command
+takes a WAL directory or a data directory holding ``wal/``. Exit codes: 0
+fine, 1 damage found (or the command could not finish), 2 usage error (bad
+arguments, missing or unreadable directory, not a WAL).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import dataclasses
 import json
 import math
-import signal
 import struct
 import sys
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +22,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rwconsole.datadir import DataDirLocked, check_unlocked
@@ -41,8 +36,9 @@ from rwconsole.wal.segment import segment_name
 def register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     open_console: Callable[[argparse.Namespace], int],
+    replay: Callable[[argparse.Namespace], int],
 ) -> None:
-    """Add ``wal ...``; ``open_console`` runs ``wal open`` (the console lives outside ``wal``)."""
+    """Add ``wal ...``; ``open_console`` runs ``wal open``, ``replay`` runs ``wal replay``."""
     parser = subparsers.add_parser("wal", help="inspect, dump, verify and repair WAL directories")
     parser.set_defaults(handler=_no_subcommand, wal_parser=parser)
     sub = parser.add_subparsers(dest="wal_command", metavar="SUBCOMMAND")
@@ -91,7 +87,7 @@ def register(
     p.add_argument("--progress", metavar="FILE", help="progress file (default: beside DIR)")
     p.add_argument("--restart", action="store_true", help="ignore saved progress, start over")
     p.add_argument("--force", action="store_true", help="replay even if a process holds DIR")
-    p.set_defaults(handler=_cmd_replay)
+    p.set_defaults(handler=replay)
 
 
 def _out() -> Console:
@@ -196,7 +192,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 # dump
 
 
-def _parse_time(text: str | None, flag: str) -> int | None:
+def parse_time(text: str | None, flag: str) -> int | None:
     if text is None:
         return None
     stripped = text.strip()
@@ -271,8 +267,8 @@ def _histogram_json(h: Any) -> dict[str, Any]:
 def _cmd_dump(args: argparse.Namespace) -> int:
     try:
         selector = parse_selector(args.match) if args.match else None
-        start = _parse_time(args.start, "--start")
-        end = _parse_time(args.end, "--end")
+        start = parse_time(args.start, "--start")
+        end = parse_time(args.end, "--end")
     except (SelectorError, ValueError) as exc:
         _err().print(f"[bold red]error:[/] {exc}", markup=True)
         return EXIT_USAGE
@@ -429,179 +425,3 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     if report.backup_dir:
         out.print(f"removed data kept in {report.backup_dir}")
     return EXIT_OK
-
-
-# ---------------------------------------------------------------------------
-# replay
-
-
-def _replay_target(args: argparse.Namespace) -> tuple[Any, dict[str, str]] | str:
-    """The endpoint and the external labels to replay with, or an error message."""
-    from rwconsole.config import schema
-
-    if args.url:
-        if args.endpoint:
-            return "--endpoint only goes with --config"
-        endpoint = schema.EndpointConfig(url=args.url)
-        labels: dict[str, str] = {}
-    else:
-        from rwconsole.config.errors import ConfigError, ConfigFileError
-        from rwconsole.config.load import load_config
-
-        try:
-            config = load_config(args.config)
-        except ConfigError as err:
-            return str(err)
-        except ConfigFileError as err:
-            return f"cannot read config {err}"
-        endpoints = config.endpoint
-        if args.endpoint:
-            endpoints = [e for e in endpoints if args.endpoint in (e.queue_name(), e.name, e.url)]
-        if not endpoints:
-            wanted = f" named {args.endpoint!r}" if args.endpoint else ""
-            return f"{args.config}: no endpoint{wanted}"
-        if len(endpoints) > 1:
-            names = ", ".join(e.queue_name() for e in endpoints)
-            return f"{args.config} has several endpoints ({names}); pick one with --endpoint"
-        endpoint = endpoints[0]
-        labels = dict(config.external_labels)
-    if args.protocol:
-        message = schema.PROTOBUF_V2 if args.protocol == "2.0" else schema.PROTOBUF_V1
-        endpoint = dataclasses.replace(endpoint, protobuf_message=message)
-    return endpoint, labels
-
-
-def _held_by_another(directory: Path, wal_dir: Path) -> str | None:
-    for candidate in dict.fromkeys((directory, wal_dir.parent)):
-        try:
-            check_unlocked(candidate)
-        except DataDirLocked as err:
-            return f"{err}; stop it first or pass --force"
-        except OSError:
-            continue
-    return None
-
-
-def _usage_error(message: str) -> int:
-    _err().print(f"[bold red]error:[/] {escape(message)}")
-    return EXIT_USAGE
-
-
-def _cmd_replay(args: argparse.Namespace) -> int:
-    try:
-        wal_dir = tools.resolve_wal_dir(args.dir)
-        start = _parse_time(args.start, "--from")
-        end = _parse_time(args.end, "--to")
-    except (OSError, tools.NotAWalError, ValueError) as exc:
-        return _usage_error(str(exc))
-    if start is not None and end is not None and start > end:
-        return _usage_error("--from is later than --to")
-    if args.rate is not None and not args.rate > 0:
-        return _usage_error("--rate must be a positive number of samples per second")
-    picked = _replay_target(args)
-    if isinstance(picked, str):
-        return _usage_error(picked)
-    endpoint, external_labels = picked
-    if not args.force:
-        held = _held_by_another(Path(args.dir), wal_dir)
-        if held:
-            return _usage_error(held)
-
-    from rwconsole.engine import USER_AGENT
-    from rwconsole.http.errors import ConnectivityConfigError
-    from rwconsole.remote import replay as rp
-
-    progress = (
-        Path(args.progress)
-        if args.progress
-        else rp.default_progress_path(args.dir, endpoint.queue_name())
-    )
-    options = rp.ReplayOptions(start_ms=start, end_ms=end, rate=args.rate, restart=args.restart)
-    try:
-        replay = rp.Replay(
-            wal_dir,
-            endpoint,
-            progress,
-            options,
-            external_labels=external_labels,
-            user_agent=USER_AGENT,
-        )
-    except rp.ReplayError as exc:
-        return _usage_error(str(exc))
-    except OSError as exc:
-        return _usage_error(f"cannot read the WAL: {exc}")
-    try:
-        summary = asyncio.run(_run_replay(replay))
-    except KeyboardInterrupt:
-        # Interrupted before the signal handlers were installed (the run saved its progress).
-        summary = replay.summary
-        summary.interrupted = True
-    except ConnectivityConfigError as exc:
-        return _usage_error(f"endpoint {endpoint.queue_name()}: {exc}")
-    except OSError as exc:
-        _err().print(f"[bold red]error:[/] {escape(str(exc))}")
-        return EXIT_BAD
-    _print_replay_summary(replay, summary)
-    return EXIT_OK if summary.ok else EXIT_BAD
-
-
-async def _run_replay(replay: Any) -> Any:
-    """Run ``replay`` with a progress bar on stderr; SIGINT/SIGTERM end it early."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, replay.stop)
-    source = replay.source
-    columns = (
-        TextColumn("[bold]replay[/]"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[samples]} samples read  {task.fields[rate]}/s"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=_err(), transient=False) as bar:
-        task = bar.add_task("replay", total=max(1, source.bytes_total), samples="0", rate="0")
-        work = asyncio.ensure_future(replay.run())
-        began = time.monotonic()
-        while not work.done():
-            await asyncio.wait([work], timeout=0.5)
-            elapsed = max(1e-6, time.monotonic() - began)
-            bar.update(
-                task,
-                completed=source.bytes_done,
-                samples=f"{source.samples_done:,}",
-                rate=f"{source.samples_done / elapsed:,.0f}",
-            )
-        bar.update(task, completed=source.bytes_total)
-        return work.result()
-
-
-def _print_replay_summary(replay: Any, summary: Any) -> None:
-    from rwconsole.config.secrets import redact_url
-
-    out = _out()
-    where, url = escape(str(replay.wal_dir)), escape(redact_url(replay.endpoint.url))
-    if summary.already_done:
-        out.print(
-            f"{where} was already replayed to {url} (progress "
-            f"{escape(str(replay.progress_path))}); --restart sends it again"
-        )
-        return
-    out.print(f"replayed {where} to {url}")
-    read = ", ".join(f"{n:,} {kind}" for kind, n in summary.read.items() if n)
-    out.print(f"  read: {read or 'nothing'}")
-    out.print(f"  accepted: {summary.accepted:,} items")
-    out.print(f"  skipped by time range: {summary.skipped_time:,}")
-    for reason, n in sorted(summary.dropped.items()):
-        out.print(f"  dropped ({escape(reason)}): {n:,}")
-    for reason, n in sorted(summary.failed.items()):
-        out.print(f"  [red]failed[/] ({escape(reason)}): {n:,}")
-    for problem in summary.undecodable[:10]:
-        out.print(f"  [red]undecodable[/]: {escape(problem)}")
-    if summary.damage:
-        out.print(f"  [red]damaged WAL[/]: {escape(summary.damage)}")
-    if summary.interrupted:
-        out.print("  [yellow]interrupted[/]: run the same command again to resume")
-    elif summary.unfinished:
-        out.print("  [yellow]not everything was delivered[/]: run again to resume")
-    out.print(f"  progress: {escape(str(replay.progress_path))}")
