@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ProcessManager, free_port, peer_binary, wait_for_port, wait_until
+from http_helpers import serve_exposition
 from peers import VictoriaMetrics
 
 from rwconsole.remote import decode
@@ -34,23 +35,18 @@ pytestmark = pytest.mark.timeout(240)
 SERIES = 20
 
 
-class _Target(BaseHTTPRequestHandler):
-    answered = 0
-    lock = threading.Lock()
+class _Answers:
+    """The target's body: every series carries the number of requests answered so far."""
 
-    def do_GET(self) -> None:
-        with _Target.lock:
-            _Target.answered += 1
-            n = _Target.answered
-        body = "".join(f'replay_counter{{series="{i}"}} {n}\n' for i in range(SERIES)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def __init__(self) -> None:
+        self.answered = 0
+        self.lock = threading.Lock()
 
-    def log_message(self, *args: object) -> None:
-        pass
+    def __call__(self) -> str:
+        with self.lock:
+            self.answered += 1
+            n = self.answered
+        return "".join(f'replay_counter{{series="{i}"}} {n}\n' for i in range(SERIES))
 
 
 def _checkpoint_with_data(wal: Path) -> bool:
@@ -69,9 +65,7 @@ def agent_wal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stopped agent's data directory whose WAL has a checkpoint holding samples."""
     binary = peer_binary("prometheus")
     base = tmp_path_factory.mktemp("agent")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Target)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_exposition(_Answers())
     port = free_port()
     config = base / "agent.yml"
     # The remote write goes nowhere: nothing is ever sent, so each truncation
