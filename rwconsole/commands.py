@@ -230,7 +230,8 @@ def _print_replay_summary(replay: Any, summary: Any) -> None:
     read = ", ".join(f"{n:,} {kind}" for kind, n in summary.read.items() if n)
     out.print(f"  read: {read or 'nothing'}")
     out.print(f"  accepted: {summary.accepted:,} items")
-    out.print(f"  skipped by time range: {summary.skipped_time:,}")
+    skipped = ", ".join(f"{n:,} {kind}" for kind, n in summary.skipped_time.items() if n)
+    out.print(f"  skipped by time range: {skipped or 'nothing'}")
     for reason, n in sorted(summary.dropped.items()):
         out.print(f"  dropped ({escape(reason)}): {n:,}")
     for reason, n in sorted(summary.failed.items()):

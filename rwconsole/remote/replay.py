@@ -117,7 +117,8 @@ class ReplaySummary:
     """Items in requests the endpoint accepted."""
     failed: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
-    skipped_time: int = 0
+    skipped_time: Counter[str] = field(default_factory=Counter)
+    """Items outside ``--from``/``--to``, by kind."""
     undecodable: list[str] = field(default_factory=list)
     damage: str | None = None
     interrupted: bool = False
@@ -281,10 +282,14 @@ class WalReplaySource:
         chunk: Chunk | None = None
         for index, record in self._records:
             position = (index, record.end)
-            shipped = position > self._resume
-            if shipped:
-                self.bytes_done += record.end - record.start
-            self._take(record, chunk := chunk or Chunk(end=position), shipped)
+            if position <= self._resume:
+                # Sent by an earlier run: only its series and metadata are needed. No
+                # chunk for it, so the delivered position never moves back before the resume.
+                self._take(index, record, None)
+                continue
+            self.bytes_done += record.end - record.start
+            chunk = chunk or Chunk(end=position)
+            self._take(index, record, chunk)
             chunk.end = position
             self.end = position
             if chunk.item_count >= self._chunk_items:
@@ -292,15 +297,16 @@ class WalReplaySource:
         self.finished.set()
         return chunk
 
-    def _take(self, record: WalRecord, chunk: Chunk, shipped: bool) -> None:
+    def _take(self, index: int, record: WalRecord, chunk: Chunk | None) -> None:
+        """Decode one record into ``chunk`` (None: keep only series and metadata)."""
         data = record.data
         kind = records.record_type(data)
-        if kind not in _WANTED or (not shipped and kind not in _ALWAYS):
+        if kind not in _WANTED or (chunk is None and kind not in _ALWAYS):
             return
         try:
             decoded = records.decode(data)
         except records.RecordDecodeError as exc:
-            where = self.files[self.end[0]].name if self.files else "?"
+            where = self.files[index].name
             self.summary.undecodable.append(f"{where} record at byte {record.start}: {exc}")
             return
         if isinstance(decoded, records.SeriesRecord):
@@ -308,15 +314,17 @@ class WalReplaySource:
         elif isinstance(decoded, records.MetadataRecord):
             for meta in decoded.entries:
                 self.metadata[meta.ref] = meta
+        elif chunk is None:
+            return
         elif isinstance(decoded, records.SamplesRecord):
             self._take_samples(decoded, chunk)
         elif isinstance(decoded, records.ExemplarsRecord):
-            chunk.exemplars.extend(
-                e for e in decoded.exemplars if self._lo <= e.timestamp <= self._hi
-            )
+            kept = [e for e in decoded.exemplars if self._lo <= e.timestamp <= self._hi]
+            self.summary.skipped_time["exemplars"] += len(decoded.exemplars) - len(kept)
+            chunk.exemplars.extend(kept)
         elif isinstance(decoded, records.HistogramsRecord):
             keep = [h for h in decoded.histograms if self._lo <= h.timestamp <= self._hi]
-            self.summary.skipped_time += len(decoded.histograms) - len(keep)
+            self.summary.skipped_time["histograms"] += len(decoded.histograms) - len(keep)
             chunk.histograms.extend(keep)
 
     def _take_samples(self, decoded: records.SamplesRecord, chunk: Chunk) -> None:
@@ -325,7 +333,7 @@ class WalReplaySource:
             lo, hi = self._lo, self._hi
             keep = [lo <= t <= hi for t in ts]
             kept = sum(keep)
-            self.summary.skipped_time += len(ts) - kept
+            self.summary.skipped_time["samples"] += len(ts) - kept
             chunk.refs.extend(compress(decoded.refs, keep))
             chunk.timestamps.extend(compress(ts, keep))
             chunk.values.extend(compress(decoded.values, keep))

@@ -21,6 +21,7 @@ from rwconsole.remote.replay import (
     ReplayOptions,
     ReplaySummary,
     TokenBucket,
+    WalReplaySource,
     default_progress_path,
     load_progress,
     wal_files,
@@ -137,8 +138,8 @@ def test_time_range_filters_and_counts_skipped(wal_copy: Path) -> None:
     summary, samples = _run(wal_copy, ReplayOptions(start_ms=lo, end_ms=hi))
     assert summary.ok
     assert set(samples) == _expected(wal_copy, lo, hi)
-    assert summary.skipped_time == 11692 - len(samples)
-    assert summary.skipped_time > 0
+    assert summary.skipped_time["samples"] == 11692 - len(samples)
+    assert summary.skipped_time["samples"] > 0
 
 
 def test_rejected_batches_are_failures_by_reason(wal_copy: Path) -> None:
@@ -169,6 +170,23 @@ def test_damage_ships_what_precedes_and_says_where(wal_copy: Path) -> None:
     assert "byte offset" in summary.damage
     assert 0 < len(samples) < 11692
     assert _digest(wal_copy) == before
+
+
+def test_a_resumed_source_hands_out_only_what_follows_the_resume(wal_copy: Path) -> None:
+    files = wal_files(wal_copy / "wal")
+    resume = (0, files[0].size // 2)
+
+    async def read_all() -> list:
+        source = WalReplaySource(files, resume, ReplayOptions(), ReplaySummary())
+        chunks = []
+        while not source.finished.is_set():
+            chunks.append(await source.next_chunk())
+        return chunks
+
+    chunks = asyncio.run(read_all())
+    assert chunks and all(chunk.end > resume for chunk in chunks)
+    sent = sum(len(chunk.refs) for chunk in chunks)
+    assert 0 < sent < 11692
 
 
 def test_progress_file_errors_name_the_key(wal_copy: Path, tmp_path: Path) -> None:
