@@ -178,8 +178,11 @@ class WalFollower:
 
 def _decode_into(chunk: Chunk, data: bytes, layouts: records.SampleLayouts | None) -> None:
     kind = records.record_type(data)
-    if kind == records.RecordType.SAMPLES:
-        samples = records.decode_samples(data, layouts)
+    if kind in records.SAMPLE_TYPES:
+        if kind == records.RecordType.SAMPLES:
+            samples = records.decode_samples(data, layouts)
+        else:
+            samples = records.decode_samples_v2(data)
         chunk.refs.extend(samples.refs)
         chunk.timestamps.extend(samples.timestamps)
         chunk.values.extend(samples.values)

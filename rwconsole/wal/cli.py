@@ -1,9 +1,11 @@
-"""``rwconsole wal ...`` subcommands: inspect, dump, verify, repair, open.
+"""``rwconsole wal ...`` subcommands: inspect, dump, verify, repair, open, replay.
 
 Thin wrappers around ``rwconsole.wal.tools``; this module only parses
-arguments and prints. Each command takes a WAL directory or a data directory
-holding ``wal/``. Exit codes: 0 fine, 1 damage found (or the command could not
-finish), 2 usage error (bad arguments, missing or unreadable directory, not a WAL).
+arguments and prints. ``open`` and ``replay`` run outside ``wal`` (the
+console, the queue machinery): their handlers are passed in. Each command
+takes a WAL directory or a data directory holding ``wal/``. Exit codes: 0
+fine, 1 damage found (or the command could not finish), 2 usage error (bad
+arguments, missing or unreadable directory, not a WAL).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ PIPE_WIDTH = 200
 def register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     open_console: Callable[[argparse.Namespace], int],
+    replay: Callable[[argparse.Namespace], int],
 ) -> None:
-    """Add ``wal ...``; ``open_console`` runs ``wal open`` (the console lives outside ``wal``)."""
+    """Add ``wal ...``; ``open_console`` runs ``wal open``, ``replay`` runs ``wal replay``."""
     parser = subparsers.add_parser("wal", help="inspect, dump, verify and repair WAL directories")
     parser.set_defaults(handler=_no_subcommand, wal_parser=parser)
     sub = parser.add_subparsers(dest="wal_command", metavar="SUBCOMMAND")
@@ -71,6 +74,23 @@ def register(
     p = sub.add_parser("open", help="open the WAL in the console")
     p.add_argument("dir", metavar="DIR")
     p.set_defaults(handler=open_console)
+
+    p = sub.add_parser(
+        "replay", help="send a WAL (read-only, resumable) to a remote-write endpoint"
+    )
+    p.add_argument("dir", metavar="DIR", help="WAL directory or data directory containing wal/")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--config", "-c", metavar="FILE", help="take the endpoint from a config")
+    target.add_argument("--url", metavar="URL", help="remote-write URL (no auth, defaults)")
+    p.add_argument("--endpoint", metavar="NAME", help="endpoint of --config (name or url)")
+    p.add_argument("--from", dest="start", metavar="MS|RFC3339", help="earliest sample time")
+    p.add_argument("--to", dest="end", metavar="MS|RFC3339", help="latest sample time")
+    p.add_argument("--rate", type=float, metavar="SAMPLES_PER_S", help="limit the sample rate")
+    p.add_argument("--protocol", choices=("1.0", "2.0"), help="remote-write version")
+    p.add_argument("--progress", metavar="FILE", help="progress file (default: beside DIR)")
+    p.add_argument("--restart", action="store_true", help="ignore saved progress, start over")
+    p.add_argument("--force", action="store_true", help="replay even if a process holds DIR")
+    p.set_defaults(handler=replay)
 
 
 def _out() -> Console:
@@ -194,7 +214,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 # dump
 
 
-def _parse_time(text: str | None, flag: str) -> int | None:
+def parse_time(text: str | None, flag: str) -> int | None:
     if text is None:
         return None
     stripped = text.strip()
@@ -269,8 +289,8 @@ def _histogram_json(h: Any) -> dict[str, Any]:
 def _cmd_dump(args: argparse.Namespace) -> int:
     try:
         selector = parse_selector(args.match) if args.match else None
-        start = _parse_time(args.start, "--start")
-        end = _parse_time(args.end, "--end")
+        start = parse_time(args.start, "--start")
+        end = parse_time(args.end, "--end")
     except (SelectorError, ValueError) as exc:
         _err().print(f"[bold red]error:[/] {exc}", markup=True)
         return EXIT_USAGE

@@ -1,9 +1,10 @@
 """WAL record codecs (Prometheus ``tsdb/record``): bytes in, plain data out.
 
 Knows nothing about files: ``rwconsole.wal.segment`` hands over whole records.
-Every type 1–13 is recognised: 1–10 are decoded, 11–13 (written only by
-Prometheus builds newer than this tool understands) are reported as
-``UnsupportedRecord``, anything else (and the empty record) as
+Types 1–13 are decoded: 11–13 (SamplesV2, HistogramSamplesV2,
+FloatHistogramSamplesV2, written by Prometheus 3.11+ with start-timestamp
+storage) decode into the same forms as 2, 7 and 8, with each entry's start
+timestamp (0 = none). Anything else (and the empty record) is an
 ``UnknownRecord``. Malformed input raises ``RecordDecodeError`` with the byte
 offset inside the record, never another exception, and never loops without
 consuming input.
@@ -53,8 +54,12 @@ class RecordType(IntEnum):
     FLOAT_HISTOGRAM_SAMPLES_V2 = 13
 
 
-HISTOGRAM_TYPES = frozenset({7, 8, 9, 10})
+HISTOGRAM_TYPES = frozenset({7, 8, 9, 10, 12, 13})
+SAMPLE_TYPES = frozenset({2, 11})
 NEWER_TYPES = frozenset({11, 12, 13})
+"""Types only Prometheus 3.11+ writes (entries carry start timestamps)."""
+_ST_NONE, _ST_SAME = 0, 1
+"""Start-timestamp markers of later entries in types 11–13; any other byte: a varint follows."""
 _MASK64 = (1 << 64) - 1
 
 
@@ -90,6 +95,8 @@ class SamplesRecord:
     refs: list[int]
     timestamps: list[int]
     values: list[float]
+    start_timestamps: list[int] | None = None
+    """Per sample (0 = none), only for type 11 records; None for type 2."""
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -119,11 +126,13 @@ class MetadataRecord:
 class HistogramsRecord:
     type: int
     histograms: list[HistogramSample]
+    start_timestamps: list[int] | None = None
+    """Per histogram (0 = none), only for types 12 and 13; None for 7–10."""
 
 
 @dataclass(slots=True)
 class UnsupportedRecord:
-    """A type this tool recognises but does not decode (11–13, newer Prometheus)."""
+    """A type this tool recognises but does not decode (none at present)."""
 
     type: int
     size: int
@@ -516,8 +525,45 @@ def decode_metadata(data: bytes) -> MetadataRecord:
     return MetadataRecord(out)
 
 
+def decode_samples_v2(data: bytes) -> SamplesRecord:
+    """Decode a SamplesV2 record (type 11): per-entry start timestamps, previous-ref deltas."""
+    buf = _Buf(data, 11)
+    refs: list[int] = []
+    ts: list[int] = []
+    sts: list[int] = []
+    values: list[float] = []
+    if not buf.more():
+        return SamplesRecord(refs, ts, values, sts)
+    ref = _wrap_ref(buf.varint())
+    first_t = buf.varint()
+    first_st = st = buf.varint()
+    refs.append(ref)
+    ts.append(first_t)
+    sts.append(st)
+    values.append(buf.f64())
+    while buf.more():
+        ref = _wrap_ref(ref + buf.varint())
+        refs.append(ref)
+        ts.append(_wrap_i64(first_t + buf.varint()))
+        st = _read_st(buf, st, first_st)
+        sts.append(st)
+        values.append(buf.f64())
+    return SamplesRecord(refs, ts, values, sts)
+
+
+def _read_st(buf: _Buf, previous: int, first: int) -> int:
+    marker = buf.byte()
+    if marker == _ST_NONE:
+        return 0
+    if marker == _ST_SAME:
+        return previous
+    return _wrap_i64(first + buf.varint())
+
+
 def decode_histograms(data: bytes) -> HistogramsRecord:
     code = data[0]
+    if code in NEWER_TYPES:
+        return _decode_histograms_v2(data)
     is_float = code in (8, 10)
     buf = _Buf(data, code)
     out: list[HistogramSample] = []
@@ -530,6 +576,29 @@ def decode_histograms(data: bytes) -> HistogramsRecord:
         t = _wrap_i64(base_t + buf.varint())
         out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float)))
     return HistogramsRecord(code, out)
+
+
+def _decode_histograms_v2(data: bytes) -> HistogramsRecord:
+    """Types 12 and 13: the SamplesV2 framing with a histogram body in place of the value."""
+    code = data[0]
+    is_float = code == RecordType.FLOAT_HISTOGRAM_SAMPLES_V2
+    buf = _Buf(data, code)
+    out: list[HistogramSample] = []
+    sts: list[int] = []
+    if not buf.more():
+        return HistogramsRecord(code, out, sts)
+    ref = _wrap_ref(buf.varint())
+    first_t = t = buf.varint()
+    first_st = st = buf.varint()
+    out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float)))
+    sts.append(st)
+    while buf.more():
+        ref = _wrap_ref(ref + buf.varint())
+        t = _wrap_i64(first_t + buf.varint())
+        st = _read_st(buf, st, first_st)
+        out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float)))
+        sts.append(st)
+    return HistogramsRecord(code, out, sts)
 
 
 def _decode_histogram(buf: _Buf, is_float: bool) -> Histogram:
@@ -582,6 +651,9 @@ _DECODERS = {
     8: decode_histograms,
     9: decode_histograms,
     10: decode_histograms,
+    11: decode_samples_v2,
+    12: decode_histograms,
+    13: decode_histograms,
 }
 
 
@@ -652,8 +724,10 @@ def sample_stats(data: bytes) -> tuple[int, int | None, int | None]:
 
 def count_samples(data: bytes) -> int:
     """Number of float samples in a samples record (decodes it; 0 for other types)."""
-    if not data or data[0] != 2:
+    if not data or data[0] not in SAMPLE_TYPES:
         return 0
+    if data[0] == RecordType.SAMPLES_V2:
+        return len(decode_samples_v2(data))
     return len(decode_samples(data))
 
 
@@ -913,29 +987,89 @@ def _encode_histogram_group(code: int, samples: Sequence[HistogramSample]) -> by
     parts = [bytes([code]), _SAMPLE_HEADER.pack(base_ref, base_t)]
     is_float = code in (8, 10)
     for sample in samples:
-        h = sample.histogram
         parts.append(varint(sample.ref - base_ref))
         parts.append(varint(sample.timestamp - base_t))
-        parts.append(bytes([int(h.reset_hint)]))
-        parts.append(varint(h.schema))
-        parts.append(_F64.pack(h.zero_threshold))
+        _encode_histogram(parts, sample.histogram, is_float)
+    return b"".join(parts)
+
+
+def _encode_histogram(parts: list[bytes], h: Histogram, is_float: bool) -> None:
+    parts.append(bytes([int(h.reset_hint)]))
+    parts.append(varint(h.schema))
+    parts.append(_F64.pack(h.zero_threshold))
+    if is_float:
+        parts.append(struct.pack(">ddd", h.zero_count, h.count, h.sum))
+    else:
+        parts.append(uvarint(int(h.zero_count)) + uvarint(int(h.count)))
+        parts.append(_F64.pack(h.sum))
+    for spans in (h.positive_spans, h.negative_spans):
+        parts.append(uvarint(len(spans)))
+        parts.extend(varint(off) + uvarint(length) for off, length in spans)
+    for buckets in (h.positive_buckets, h.negative_buckets):
+        parts.append(uvarint(len(buckets)))
         if is_float:
-            parts.append(struct.pack(">ddd", h.zero_count, h.count, h.sum))
+            parts.append(struct.pack(f">{len(buckets)}d", *buckets))
         else:
-            parts.append(uvarint(int(h.zero_count)) + uvarint(int(h.count)))
-            parts.append(_F64.pack(h.sum))
-        for spans in (h.positive_spans, h.negative_spans):
-            parts.append(uvarint(len(spans)))
-            parts.extend(varint(off) + uvarint(length) for off, length in spans)
-        for buckets in (h.positive_buckets, h.negative_buckets):
-            parts.append(uvarint(len(buckets)))
-            if is_float:
-                parts.append(struct.pack(f">{len(buckets)}d", *buckets))
+            parts.extend(varint(int(b)) for b in buckets)
+    if h.schema == CUSTOM_BUCKETS_SCHEMA:
+        parts.append(uvarint(len(h.custom_values)))
+        parts.append(struct.pack(f">{len(h.custom_values)}d", *h.custom_values))
+
+
+class _V2Framing:
+    """Writes the ref/time/start-time head of each entry of a type 11–13 record."""
+
+    __slots__ = ("first_st", "first_t", "prev_ref", "prev_st", "started")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.first_t = self.first_st = self.prev_ref = self.prev_st = 0
+
+    def head(self, parts: list[bytes], ref: int, t: int, st: int) -> None:
+        if not self.started:
+            self.started = True
+            self.first_t, self.first_st = t, st
+            parts.append(varint(ref) + varint(t) + varint(st))
+        else:
+            parts.append(varint(ref - self.prev_ref) + varint(t - self.first_t))
+            if st == 0:
+                parts.append(b"\x00")
+            elif st == self.prev_st:
+                parts.append(b"\x01")
             else:
-                parts.extend(varint(int(b)) for b in buckets)
-        if h.schema == CUSTOM_BUCKETS_SCHEMA:
-            parts.append(uvarint(len(h.custom_values)))
-            parts.append(struct.pack(f">{len(h.custom_values)}d", *h.custom_values))
+                parts.append(b"\x02" + varint(st - self.first_st))
+        self.prev_ref, self.prev_st = ref, st
+
+
+def encode_samples_v2(
+    refs: Sequence[int],
+    timestamps: Sequence[int],
+    values: Sequence[float],
+    start_timestamps: Sequence[int],
+) -> bytes:
+    """Encode a SamplesV2 record (type 11) as Prometheus 3.11+ writes it."""
+    if not len(refs) == len(timestamps) == len(values) == len(start_timestamps):
+        raise ValueError("refs, timestamps, values and start timestamps must have the same length")
+    parts = [b"\x0b"]
+    framing = _V2Framing()
+    for ref, t, v, st in zip(refs, timestamps, values, start_timestamps, strict=True):
+        framing.head(parts, ref, t, st)
+        parts.append(_F64.pack(v))
+    return b"".join(parts)
+
+
+def encode_histograms_v2(
+    samples: Sequence[HistogramSample], start_timestamps: Sequence[int], *, is_float: bool
+) -> bytes:
+    """Encode a HistogramSamplesV2 (12) or FloatHistogramSamplesV2 (13) record."""
+    if len(samples) != len(start_timestamps):
+        raise ValueError("samples and start timestamps must have the same length")
+    code = RecordType.FLOAT_HISTOGRAM_SAMPLES_V2 if is_float else RecordType.HISTOGRAM_SAMPLES_V2
+    parts = [bytes([code])]
+    framing = _V2Framing()
+    for sample, st in zip(samples, start_timestamps, strict=True):
+        framing.head(parts, sample.ref, sample.timestamp, st)
+        _encode_histogram(parts, sample.histogram, is_float)
     return b"".join(parts)
 
 

@@ -258,6 +258,10 @@ def _account(
         return None
     if isinstance(decoded, rec.SeriesRecord):
         series.update(decoded.series)
+    elif isinstance(decoded, rec.SamplesRecord):  # SamplesV2 (type 2 is counted above)
+        report.samples += len(decoded)
+        if decoded.timestamps:
+            return min(decoded.timestamps), max(decoded.timestamps)
     elif isinstance(decoded, rec.ExemplarsRecord):
         report.exemplars += len(decoded.exemplars)
     elif isinstance(decoded, rec.HistogramsRecord):

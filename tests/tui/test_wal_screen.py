@@ -271,3 +271,31 @@ async def test_repair_refuses_a_directory_another_process_holds(tmp_path: Path) 
             assert refused and str(data) in refused[0].message
     finally:
         held.release()
+
+
+async def test_replay_sends_the_opened_wal_and_reports(fixtures_dir: Path, tmp_path: Path) -> None:
+    from rwconsole.tui.screens.wal_replay import ReplayTargetScreen
+    from tests.http_helpers import HTTPServer
+
+    wal = _copy(fixtures_dir, tmp_path)
+    receiver = await HTTPServer().start()
+    try:
+        app = ConsoleApp(None, wal_dir=wal)
+        async with app.run_test(size=SIZE) as pilot:
+            await _inspected(app, pilot)
+            await pilot.press("p")
+            await _until(pilot, lambda: isinstance(app.screen, ReplayTargetScreen))
+            app.screen.query_one("#target", Input).value = receiver.url + "/api/v1/write"
+            await pilot.press("enter")
+
+            def finished() -> list[object]:
+                return [n for n in app._notifications if "Replay finished" in (n.title or "")]
+
+            await _until(pilot, finished, seconds=60)
+            message = finished()[0].message  # type: ignore[attr-defined]
+            assert "11,692 samples" in message and "accepted: 13,512 items" in message
+        assert receiver.requests
+        assert list(tmp_path.glob("*.replay-*.json"))  # progress beside the WAL, not in it
+        assert not [p for p in wal.iterdir() if "replay" in p.name]
+    finally:
+        await receiver.aclose()

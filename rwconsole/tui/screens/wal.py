@@ -30,6 +30,7 @@ from rwconsole.tui import walview
 from rwconsole.tui.offload import ToolError
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
+from rwconsole.tui.screens.wal_replay import ReplayTargetScreen, run_replay
 from rwconsole.tui.widgets.disk import disk_banner, disk_line, loss_line
 from rwconsole.wal import tools
 from rwconsole.wal.segment import segment_name
@@ -85,6 +86,7 @@ class WalScreen(ConsoleScreen):
         Binding("r", "inspect", "Refresh"),
         Binding("v", "verify", "Verify"),
         Binding("R", "repair", "Repair", key_display="shift+r"),
+        Binding("p", "replay", "Replay…"),
         Binding("slash", "focus_filter", "Series filter", key_display="/"),
         Binding("escape", "leave_input", "Leave field", show=False),
     ]
@@ -573,6 +575,29 @@ class WalScreen(ConsoleScreen):
         )
         self.action_inspect()
         self.action_verify()
+
+    # ---- replay ----------------------------------------------------------------------------
+
+    def action_replay(self) -> None:
+        directory = self.directory
+        if directory is None:
+            return
+
+        def chosen(target: str | None) -> None:
+            if target:
+                self.notify(f"replaying {directory} to {target}…", title="Replay", timeout=5)
+                self.run_worker(self._replay(directory, target), exclusive=True, group="replay")
+
+        self.app.push_screen(ReplayTargetScreen(directory), chosen)
+
+    async def _replay(self, directory: Path, target: str) -> None:
+        code, text = await run_replay(directory, target)
+        self.notify(
+            escape(text),
+            title="Replay finished" if code == 0 else "Replay incomplete",
+            severity="information" if code == 0 else "error",
+            timeout=30,
+        )
 
     # ---- opening other directories -------------------------------------------------------
 
