@@ -343,6 +343,21 @@ class HTTPServerConfig:
     listen_address: str = _field("127.0.0.1:12345", "host:port to listen on.")
 
 
+@_frozen
+class AdminConfig:
+    """The admin API (attach, ctl): a Unix socket in the data directory, optionally TCP."""
+
+    socket: bool = _field(True, "Serve the admin API on <storage.path>/rwconsole.sock (mode 0600).")
+    listen_address: str = _field(
+        "", "host:port for the admin API over TCP (empty: none); needs TLS or a bearer token."
+    )
+    bearer_token: Secret | None = _field(None, "Bearer token TCP clients must send.")
+    bearer_token_file: str = _field("", "File containing the bearer token.")
+    tls_cert_file: str = _field("", "Server certificate file (TLS on listen_address).")
+    tls_key_file: str = _field("", "Server private key file.")
+    client_ca_file: str = _field("", "CA file: clients must present a certificate it signed (mTLS).")
+
+
 # --- service discovery (sub-tables of [[scrape]]) ---------------------------------------
 
 SD_DNS_TYPES = ("SRV", "A", "AAAA", "MX", "NS")
@@ -476,6 +491,7 @@ class Config:
     receiver: ReceiverConfig | None = _field(None, "Remote-write receiver source.")
     synthetic: SyntheticConfig | None = _field(None, "Synthetic source.")
     demo: DemoConfig = _field(DemoConfig(), "Demo settings.")
+    admin: AdminConfig = _field(AdminConfig(), "Admin API settings.")
 
     def has_source(self) -> bool:
         """Whether any source (scrape, receiver, synthetic) is configured."""
