@@ -6,6 +6,7 @@ import argparse
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rwconsole.admin import ctl as ctl_cli
     from rwconsole.config import cli as config_cli
     from rwconsole.wal import cli as wal_cli
 
@@ -19,6 +20,18 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     demo.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
     demo.set_defaults(handler=run_console, config=None)
 
+    attach = subparsers.add_parser(
+        "attach",
+        help="open the console on a running forwarder",
+        description="TARGET: a data directory (default: --data-dir, or [storage].path of "
+        "--config), an admin socket, or an http(s):// admin URL.",
+    )
+    attach.add_argument("target", metavar="TARGET", nargs="?")
+    attach.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
+    ctl_cli.add_target_options(attach)
+    attach.set_defaults(handler=attach_console)
+
+    ctl_cli.register(subparsers)
     config_cli.register(subparsers)
     wal_cli.register(subparsers, open_wal_console)
 
@@ -33,6 +46,12 @@ def run_console(args: argparse.Namespace) -> int:
     from rwconsole.tui.launch import run_console as run
 
     return run(args)
+
+
+def attach_console(args: argparse.Namespace) -> int:
+    from rwconsole.tui.launch import attach
+
+    return attach(args)
 
 
 def open_wal_console(args: argparse.Namespace) -> int:

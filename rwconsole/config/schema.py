@@ -355,7 +355,7 @@ class AdminConfig:
     bearer_token_file: str = _field("", "File containing the bearer token.")
     tls_cert_file: str = _field("", "Server certificate file (TLS on listen_address).")
     tls_key_file: str = _field("", "Server private key file.")
-    client_ca_file: str = _field("", "CA file: clients must present a certificate it signed (mTLS).")
+    client_ca_file: str = _field("", "CA that must have signed client certificates (mTLS).")
 
 
 # --- service discovery (sub-tables of [[scrape]]) ---------------------------------------

@@ -185,6 +185,7 @@ class ConsoleApp(App[int]):
                     severity="error",
                     timeout=30,
                 )
+            self._show_connection(getattr(self.engine, "connection", None))
         changed = snap is not self.snapshot
         self.snapshot = snap
         if (snap.demo is not None) != self._has_demo:
@@ -197,6 +198,24 @@ class ConsoleApp(App[int]):
             self.push_snapshot()
 
     _polled_once = False
+    _link_state = ""
+
+    def _show_connection(self, link: Any) -> None:
+        """An attached console: the link (target, state, latency) in the header, changes noted."""
+        if link is None:
+            return
+        self.screen.title = f"rwconsole · attached to {link.describe()}"
+        if link.state == self._link_state:
+            return
+        if link.state == "reconnecting" and self._link_state == "connected":
+            self.notify(
+                f"lost the connection to {link.target}; reconnecting…",
+                severity="warning",
+                timeout=10,
+            )
+        elif link.state == "connected" and link.connects > 1:
+            self.notify(f"reconnected to {link.target}", title="Attached", timeout=8)
+        self._link_state = link.state
 
     def push_snapshot(self) -> None:
         """Hand the current snapshot to the visible screen."""

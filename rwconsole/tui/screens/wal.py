@@ -173,7 +173,7 @@ class WalScreen(ConsoleScreen):
 
     def open_directory(self, path: str | Path) -> bool:
         try:
-            directory = tools.resolve_wal_dir(path)
+            directory = self.console.tools.resolve_wal_dir(path)
         except (OSError, tools.NotAWalError) as err:
             self.notify(str(err), title="Cannot open WAL", severity="error", timeout=8)
             return False
