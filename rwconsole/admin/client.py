@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
 import time
@@ -198,9 +199,9 @@ class RemoteEngine:
     def stop(self) -> None:
         self._closing = True
         loop = self._loop
-        if loop is not None and loop.is_running():
-            for task in asyncio.all_tasks(loop):
-                loop.call_soon_threadsafe(task.cancel)
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(_cancel_all, loop)
         if self._thread is not None:
             self._thread.join(10)
 
@@ -314,6 +315,11 @@ class RemoteEngine:
             return await call(client)
 
         return asyncio.run_coroutine_threadsafe(run(), loop)
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
 
 
 def _replace(connection: Connection, **changes: Any) -> Connection:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
@@ -204,7 +205,11 @@ class ConsoleApp(App[int]):
         """An attached console: the link (target, state, latency) in the header, changes noted."""
         if link is None:
             return
-        self.screen.title = f"rwconsole · attached to {link.describe()}"
+        title = f"rwconsole · attached to {link.describe()}"
+        with contextlib.suppress(ScreenStackError):  # before the first screen
+            screen = self.screen
+            if getattr(screen, "ready", False) and screen.title != title:
+                screen.title = title
         if link.state == self._link_state:
             return
         if link.state == "reconnecting" and self._link_state == "connected":
