@@ -199,7 +199,9 @@ class AdminServer:
             if route == "info":
                 return _json(self._info())
             if route == "snapshot":
-                return _json(to_dict(self._engine.snapshot()))
+                snapshot = self._engine.snapshot()
+                body = await asyncio.to_thread(lambda: json.dumps(to_dict(snapshot)).encode())
+                return Response(200, body + b"\n", dict(_JSON))
             if route == "snapshot/stream":
                 return StreamResponse(self._stream(), headers=_NDJSON)
             if route == "logs":
@@ -276,12 +278,12 @@ class AdminServer:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_SUBSCRIBER_BACKLOG)
         snapshot = self._sent or self._engine.snapshot()
         self._sent = snapshot
-        first = protocol.encode_line(protocol.full_message(snapshot, *self._limits))
+        # Subscribed at once: the deltas queued while the full message is encoded follow it.
         self._subscribers.add(queue)
         if self._broadcaster is None or self._broadcaster.done():
             self._broadcaster = asyncio.create_task(self._broadcast(), name="admin-broadcast")
         try:
-            yield first
+            yield await self._encode_full(snapshot)
             while True:
                 line = await queue.get()
                 if line is None:
@@ -299,10 +301,11 @@ class AdminServer:
             if previous is None or snapshot is previous:
                 continue
             message = protocol.delta_message(previous, snapshot)
-            if message is None:
-                message = protocol.full_message(snapshot, *self._limits)
             self._sent = snapshot
-            line = protocol.encode_line(message)
+            if message is None:
+                line = await self._encode_full(snapshot)
+            else:
+                line = protocol.encode_line(message)
             for queue in list(self._subscribers):
                 try:
                     queue.put_nowait(line)
@@ -311,6 +314,13 @@ class AdminServer:
                     queue.get_nowait()
                     queue.put_nowait(None)
         self._sent = None
+
+    async def _encode_full(self, snapshot: Snapshot) -> bytes:
+        """A full message, encoded off the loop: an hour of history is megabytes of JSON,
+        and the forwarder's loop must not stop for it."""
+        return await asyncio.to_thread(
+            lambda: protocol.encode_line(protocol.full_message(snapshot, *self._limits))
+        )
 
     async def _logs(self, follow: bool) -> AsyncIterator[bytes]:
         sent = self._engine.snapshot().logs
