@@ -35,6 +35,7 @@ from rwconsole import __version__
 from rwconsole.admin import protocol
 from rwconsole.config.schema import AdminConfig
 from rwconsole.config.secrets import Secret, SecretError
+from rwconsole.http.local import unix_socket_address
 from rwconsole.http.server import HttpServer, Request, Response, StreamResponse
 from rwconsole.snapshot import SNAPSHOT_VERSION, EngineControl, Snapshot, to_dict, to_plain
 
@@ -94,7 +95,7 @@ class AdminServer:
                 path.unlink()
             self._unix = HttpServer(self._handle_unix, max_body=1024 * 1024)
             try:
-                await self._unix.start_unix(str(path))
+                await self._unix.start_unix(unix_socket_address(path))
             except OSError as err:
                 raise AdminConfigError(
                     f"admin.socket: cannot listen on {path}: {err.strerror or err}"

@@ -8,8 +8,10 @@ certificate and key, and a client CA when client certificates are required.
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
@@ -31,7 +33,27 @@ def admin_transport(
 ) -> httpx.AsyncHTTPTransport:
     """httpx's transport to an admin API on the Unix socket ``uds`` or over TCP."""
     context = build_ssl_context(tls, key="admin") if tls is not None else None
-    return httpx.AsyncHTTPTransport(uds=uds, verify=context or True, retries=0)
+    address = unix_socket_address(uds) if uds else None
+    return httpx.AsyncHTTPTransport(uds=address, verify=context or True, retries=0)
+
+
+_SUN_PATH_MAX = 107
+"""Longest Unix socket path the kernel takes (``sun_path`` is 108 bytes with its NUL)."""
+_held_dirs: dict[str, int] = {}
+
+
+def unix_socket_address(path: str | Path) -> str:
+    """``path``, or for a path too long for a socket address, the same file reached
+    through ``/proc/self/fd`` and a descriptor of its directory (held while the process runs).
+    """
+    text = str(path)
+    if len(os.fsencode(text)) <= _SUN_PATH_MAX:
+        return text
+    parent, name = os.path.split(os.path.abspath(text))
+    fd = _held_dirs.get(parent)
+    if fd is None:
+        fd = _held_dirs[parent] = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{fd}/{name}"
 
 
 def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:

@@ -181,3 +181,18 @@ def test_tcp_mutual_tls(tmp_path: Path) -> None:
         assert any("pause vm from 127.0.0.1" in m and "TLS subject" in m for m in logged)
     finally:
         engine.stop()
+
+
+def test_data_directory_path_too_long_for_a_socket_address(tmp_path: Path) -> None:
+    data = tmp_path / ("d" * 60) / ("e" * 60)
+    assert len(str(data / "rwconsole.sock")) > 108
+    engine = _engine(tmp_path, "", data)
+    engine.start()
+    try:
+        assert (data / "rwconsole.sock").is_socket()
+        status = _ctl(str(data), "status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["endpoints"][0]["name"] == "vm"
+    finally:
+        engine.stop()
+    assert not (data / "rwconsole.sock").exists()
