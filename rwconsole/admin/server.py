@@ -236,7 +236,7 @@ class AdminServer:
             if not isinstance(args, dict):
                 raise ValueError("the body must be a JSON object")
             start, what = self._start_command(name, args)
-        except (ValueError, TypeError, KeyError) as err:
+        except Exception as err:  # a bad argument, or an engine that is stopping
             return _error(400, f"{name}: {err}")
         if start is None:
             return _error(501, f"{name}: not supported by this engine")
