@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rwconsole.admin.client import AdminClient, AdminError, AdminTarget, parse_target
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(args.target, args)
     except ValueError as err:
-        _err.print(f"[bold red]error:[/] {err}", highlight=False)
+        _err.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_USAGE
     handlers: dict[str, Callable[[AdminClient, argparse.Namespace], Awaitable[int]]] = {
         "status": _status,
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": False, "error": str(err), "status": err.status}))
         else:
-            _err.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+            _err.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         unreachable = err.status == 0 or err.status in (401, 403)
         return EXIT_UNREACHABLE if unreachable else EXIT_BAD
 
@@ -228,7 +229,7 @@ async def _queue(client: AdminClient, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": False, "error": str(err)}))
         else:
-            _err.print(f"[bold red]error:[/] {err}", markup=True, highlight=False)
+            _err.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_USAGE
     result = await client.command(
         "apply_queue_config", endpoint=args.endpoint, changes=changes, save=args.save

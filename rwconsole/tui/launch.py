@@ -81,6 +81,8 @@ def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> i
 
 def attach(args: argparse.Namespace) -> int:
     """``rwconsole attach [TARGET]``: the console on a running engine, over its admin API."""
+    from rich.markup import escape
+
     from rwconsole.admin.client import AdminError, RemoteEngine, RemoteTools
     from rwconsole.admin.ctl import target_from_args
     from rwconsole.exitcodes import EXIT_UNREACHABLE
@@ -94,13 +96,13 @@ def attach(args: argparse.Namespace) -> int:
     try:
         target = target_from_args(text, args)
     except ValueError as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_USAGE
     remote = RemoteEngine(target)
     try:
         remote.start()
     except AdminError as err:
-        err_console.print(f"[bold red]cannot attach:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]cannot attach:[/] {escape(str(err))}", highlight=False)
         return EXIT_UNREACHABLE
     try:
         app = ConsoleApp(
