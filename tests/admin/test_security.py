@@ -17,7 +17,7 @@ import pytest
 
 from rwconsole.config.load import load_config
 from rwconsole.engine import Engine, EngineError
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.http_helpers import make_pki
 
 _NOBODY_CLIENT = """
@@ -176,9 +176,15 @@ def test_tcp_mutual_tls(tmp_path: Path) -> None:
         tls = ["--ca-file", pki.ca_file, "--cert-file", pki.client_cert_file]
         done = _ctl(*tls, "--key-file", pki.client_key_file, url, "pause", "vm")
         assert done.returncode == 0, done.stderr
-        assert engine.snapshot().endpoint("vm").paused  # type: ignore[union-attr]
-        logged = [e.message for e in engine.snapshot().logs if e.message.startswith("admin:")]
-        assert any("pause vm from 127.0.0.1" in m and "TLS subject" in m for m in logged)
+        wait_until(lambda: engine.snapshot().endpoint("vm").paused)  # type: ignore[union-attr]
+
+        def logged() -> bool:
+            messages = [e.message for e in engine.snapshot().logs]
+            return any(
+                "admin: pause vm from 127.0.0.1" in m and "TLS subject" in m for m in messages
+            )
+
+        wait_until(logged)
     finally:
         engine.stop()
 
