@@ -285,6 +285,14 @@ class _Running:
     proc: _Proc
     metrics_url: str
     data_dir: Path
+    consoles: list[_Proc] = field(default_factory=list)
+
+
+# A console's link to the service without its screens: the snapshot stream and pings.
+ATTACH_CLIENT = (
+    "import sys, time; from rwconsole.admin.client import RemoteEngine, parse_target; "
+    "e = RemoteEngine(parse_target(sys.argv[1])); e.start(60); time.sleep(1e9)"
+)
 
 
 class Bench:
@@ -438,9 +446,20 @@ class Bench:
         proc = self.procs.start(name, argv, cwd=data_dir, env=env)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
-        return _Running(name, kind, proc, metrics_url, data_dir)
+        running = _Running(name, kind, proc, metrics_url, data_dir)
+        if kind != "agent":
+            socket = str(data_dir / "data" / "rwconsole.sock")
+            running.consoles = [
+                self.procs.start(
+                    f"{name}-console{i}", [sys.executable, "-c", ATTACH_CLIENT, socket], env=env
+                )
+                for i in range(self.args.attach)
+            ]
+        return running
 
     def stop_forwarder(self, running: _Running) -> None:
+        for console in running.consoles:
+            self.procs.stop(console)
         self.procs.stop(running.proc, timeout=30)
         if not self.args.keep:
             shutil.rmtree(running.data_dir, ignore_errors=True)
@@ -788,6 +807,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--profile-top", type=int, default=20)
     parser.add_argument("--json", type=Path, help="write all results here")
+    parser.add_argument(
+        "--attach",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N consoles' links (snapshot stream) attached to each rwconsole during the run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="a small load, about one minute")
     parser.add_argument("--null-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)

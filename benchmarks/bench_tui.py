@@ -6,7 +6,10 @@ console with Textual's pilot in the same process and times each key press
 until the app has processed it and redrawn. Prints median / p95 / max per key
 and the engine's ingest rate during the run.
 
-    python benchmarks/bench_tui.py [--series 50000] [--rounds 20]
+    python benchmarks/bench_tui.py [--series 50000] [--rounds 20] [--attach]
+
+``--attach`` runs the engine in another process, as a service, and the console
+attached to it over the admin socket (``rwconsole attach``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import multiprocessing
 import socket
 import statistics
 import subprocess
@@ -24,9 +28,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench_forwarder import Load
 
+from rwconsole.admin.client import RemoteEngine, RemoteTools, parse_target
 from rwconsole.config import schema
 from rwconsole.engine import Engine
 from rwconsole.pipelines import demo_config
@@ -64,7 +70,7 @@ def _took_effect(
     return now[2] != before[2]
 
 
-async def _settle(engine: Engine, warmup: float, limit: float) -> None:
+async def _settle(engine: Engine | RemoteEngine, warmup: float, limit: float) -> None:
     """``warmup`` seconds, then until the queues keep up (every endpoint's lag under
     5 s) or ``limit`` seconds.
 
@@ -105,7 +111,7 @@ async def _headless(
 
 
 async def drive(
-    engine: Engine, rounds: int, warmup: float, settle: float
+    engine: Engine | RemoteEngine, rounds: int, warmup: float, settle: float
 ) -> tuple[dict[str, list[float]], list[float], tuple[float, float, float]]:
     """Time from a key press to the first frame written that shows its effect.
 
@@ -115,6 +121,8 @@ async def drive(
     """
     timings: dict[str, list[float]] = {}
     app = ConsoleApp(engine)
+    if isinstance(engine, RemoteEngine):
+        app.tools = RemoteTools(engine)  # type: ignore[assignment]
     frames: list[tuple[float, tuple[str, int, str | None]]] = []
     async with app.run_test(size=(160, 50)):
         display = app._display
@@ -235,6 +243,38 @@ def _scrape_targets(load: Load) -> tuple[subprocess.Popen[bytes], list[str]]:
     return proc, json.loads(line)["targets"]
 
 
+def _service(config: schema.Config, data: Path, stop: Any) -> None:
+    """The engine as a service in its own process (``--attach``)."""
+    logging.getLogger("rwconsole").setLevel(logging.INFO)
+    engine = Engine(config, data_dir=data)
+    engine.start()
+    try:
+        stop.wait()
+    finally:
+        engine.stop(timeout=15)
+
+
+def _attached(config: schema.Config, data: Path, args: argparse.Namespace) -> Any:
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    service = context.Process(target=_service, args=(config, data, stop))
+    service.start()
+    try:
+        socket_path = data / "rwconsole.sock"
+        deadline = time.monotonic() + 60
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        remote = RemoteEngine(parse_target(str(socket_path)))
+        remote.start()
+        try:
+            return asyncio.run(drive(remote, args.rounds, args.warmup, args.settle))
+        finally:
+            remote.stop()
+    finally:
+        stop.set()
+        service.join(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=50_000)
@@ -266,6 +306,11 @@ def main() -> None:
         default=0.0,
         metavar="SECONDS",
         help="no console: measure the engine alone for SECONDS (the reference for the rates)",
+    )
+    parser.add_argument(
+        "--attach",
+        action="store_true",
+        help="the engine in another process as a service, the console attached to it",
     )
     args = parser.parse_args()
     logging.getLogger("rwconsole").setLevel(logging.INFO)
@@ -299,6 +344,15 @@ def main() -> None:
                 )
             ],
         )
+    if args.attach:
+        try:
+            timings, chart_gaps, rates = _attached(config, data, args)
+        finally:
+            for helper in helpers:
+                helper.terminate()
+                helper.wait(timeout=10)
+        _report(timings, chart_gaps, rates, offered, args.receiver + ", attached")
+        return
     engine = Engine(config, data_dir=data)
     engine.start()
     try:
@@ -317,10 +371,20 @@ def main() -> None:
         for helper in helpers:
             helper.terminate()
             helper.wait(timeout=10)
+    _report(timings, chart_gaps, rates, offered, args.receiver)
+
+
+def _report(
+    timings: dict[str, list[float]],
+    chart_gaps: list[float],
+    rates: tuple[float, float, float],
+    offered: int,
+    receiver: str,
+) -> None:
     everything = [t for values in timings.values() for t in values]
     print(
         f"engine while measuring: in {rates[0]:,.0f} samples/s, sent {rates[1]:,.0f} samples/s, "
-        f"lag at the end {rates[2]:.1f}s (offered {offered:,}/s, receiver {args.receiver})"
+        f"lag at the end {rates[2]:.1f}s (offered {offered:,}/s, receiver {receiver})"
     )
     if chart_gaps:
         print(

@@ -24,6 +24,7 @@ from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
 
 
 def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rwconsole.admin import ctl as ctl_cli
     from rwconsole.config import cli as config_cli
     from rwconsole.config import import_cli
     from rwconsole.wal import cli as wal_cli
@@ -41,18 +42,21 @@ def register_all(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     attach = subparsers.add_parser(
         "attach",
         help="open the console on a running forwarder",
-        description="Open the console on a running forwarder. With --metrics URL: read-only, "
-        "on any forwarder that exposes prometheus_remote_storage_* metrics "
+        description="TARGET: a data directory (default: --data-dir, or [storage].path of "
+        "--config), an admin socket, or an http(s):// admin URL. With --metrics URL instead: "
+        "read-only, on any forwarder that exposes prometheus_remote_storage_* metrics "
         "(Prometheus agent or server, Alloy).",
     )
-    attach.add_argument("target", nargs="?", metavar="TARGET", help=argparse.SUPPRESS)
+    attach.add_argument("target", metavar="TARGET", nargs="?")
     attach.add_argument(
-        "--metrics", metavar="URL", help="the peer's metrics page, e.g. http://host:9090/metrics"
+        "--metrics", metavar="URL", help="a peer's metrics page, e.g. http://host:9090/metrics"
     )
-    attach.add_argument("--wal", metavar="DIR", help="the peer's WAL directory, opened read-only")
+    attach.add_argument("--wal", metavar="DIR", help="with --metrics: the peer's WAL, read-only")
     attach.add_argument("--theme-dir", metavar="DIR", help="extra console themes")
+    ctl_cli.add_target_options(attach)
     attach.set_defaults(handler=attach_console)
 
+    ctl_cli.register(subparsers)
     config_cli.register(subparsers)
     import_cli.register(subparsers)
     wal_cli.register(subparsers, open_wal_console, replay_wal)
@@ -79,11 +83,13 @@ def open_wal_console(args: argparse.Namespace) -> int:
 def attach_console(args: argparse.Namespace) -> int:
     from rwconsole.cli import err_console
     from rwconsole.exitcodes import EXIT_USAGE
-    from rwconsole.tui.launch import run_peer_console
+    from rwconsole.tui.launch import attach, run_peer_console
 
     if args.metrics is None:
-        err_console.print("[bold red]error:[/] attach: give --metrics URL (a peer's metrics page)")
-        return EXIT_USAGE
+        if args.wal is not None:
+            err_console.print("[bold red]error:[/] attach: --wal goes with --metrics")
+            return EXIT_USAGE
+        return attach(args)
     if args.target is not None:
         err_console.print("[bold red]error:[/] attach: give either TARGET or --metrics, not both")
         return EXIT_USAGE

@@ -72,6 +72,7 @@ from rwconsole.snapshot import (
 )
 
 if TYPE_CHECKING:
+    from rwconsole.admin.server import AdminServer
     from rwconsole.demo.receiver import DemoReceiver
     from rwconsole.http.credential_cache import CredentialStatus
     from rwconsole.http.server import HttpServer
@@ -240,6 +241,7 @@ class Engine:
         data_dir: str | Path | None = None,
         flush_deadline: float = 5.0,
         serve_metrics: bool = True,
+        serve_admin: bool = True,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
@@ -290,6 +292,8 @@ class Engine:
         )
         self.disk_watch: DiskWatch | None = None
         self._fsync_failing = False
+        self.serve_admin = serve_admin
+        self.admin_server: AdminServer | None = None
 
     # ---- thread plumbing ---------------------------------------------------------------
 
@@ -488,6 +492,8 @@ class Engine:
         await self._start_sources()
         if self.serve_metrics:
             await self._start_metrics_server()
+        if self.serve_admin:
+            await self._start_admin_server()
         loop_tasks: list[Callable[[], Awaitable[None]]] = [
             self._snapshot_loop,
             self._sync_loop,
@@ -732,6 +738,19 @@ class Engine:
             ) from None
         self.metrics_server = server
 
+    async def _start_admin_server(self) -> None:
+        from rwconsole.admin.server import AdminConfigError, AdminServer
+
+        server = AdminServer(
+            self, self.config.admin, history_limit=HISTORY_SECONDS, log_limit=LOG_LINES
+        )
+        try:
+            await server.start()
+        except AdminConfigError as err:
+            await server.stop()
+            raise EngineError(str(err)) from None
+        self.admin_server = server
+
     async def _shutdown(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -759,6 +778,8 @@ class Engine:
             await _stop_logged(self.demo_receiver.stop(), "stopping the demo receiver")
         if self.metrics_server is not None:
             await _stop_logged(self.metrics_server.stop(), "stopping the metrics server")
+        if self.admin_server is not None:
+            await _stop_logged(self.admin_server.stop(), "stopping the admin API")
         self._refresh_snapshot(running=False)
         if self.wal is not None:
             self.wal.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import enum
 import functools
 import types
 from collections.abc import Mapping
@@ -361,6 +362,16 @@ def from_dict(data: Mapping[str, Any]) -> Snapshot:
     return result
 
 
+def to_plain(value: Any) -> Any:
+    """Any value built of dataclasses, tuples, lists, dicts and scalars, as JSON-ready data."""
+    return _plain(value)
+
+
+def from_plain(kind: Any, data: Any) -> Any:
+    """``data`` (from ``to_plain``, also after JSON) as type ``kind``; errors name the key."""
+    return _build(kind, data, "")
+
+
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -368,6 +379,8 @@ def _plain(value: Any) -> Any:
         return [_plain(item) for item in value]
     if isinstance(value, dict):
         return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, enum.Enum):
+        return value.value
     return value
 
 
@@ -418,6 +431,11 @@ def _build(kind: Any, value: Any, path: str) -> Any:
         return tuple(
             _build(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
         )
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise SnapshotFormatError(f"{where}: expected a list")
+        (item_kind,) = get_args(kind)
+        return [_build(item_kind, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, Mapping):
             raise SnapshotFormatError(f"{where}: expected an object")
@@ -441,6 +459,11 @@ def _key(kind: Any, key: Any, where: str) -> Any:
 
 
 def _scalar(kind: Any, value: Any, where: str) -> Any:
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            raise SnapshotFormatError(f"{where}: {value!r} is not a {kind.__name__}") from None
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):

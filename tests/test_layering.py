@@ -51,6 +51,7 @@ ALLOWED: dict[str, set[str]] = {
     | {
         "config",
         "datadir",
+        "admin",
         "demo",
         "diskwatch",
         "engine_reload",
@@ -66,6 +67,7 @@ ALLOWED: dict[str, set[str]] = {
         "sources",
         "wal",
     },
+    "admin": BASE | {"config", "datadir", "http", "selector", "snapshot", "sources", "wal"},
     "tui": BASE | {"config", "datadir", "selector", "snapshot", "wal"},
     "peer": BASE | {"config", "http", "snapshot", "sources"},
 }
@@ -76,6 +78,7 @@ COMMANDS = {
     "rwconsole.cli",
     "rwconsole.commands",
     "rwconsole.runner",
+    "rwconsole.admin.ctl",
     "rwconsole.config.cli",
     "rwconsole.wal.cli",
     "rwconsole.tui.launch",

@@ -365,6 +365,21 @@ class HTTPServerConfig:
     )
 
 
+@_frozen
+class AdminConfig:
+    """The admin API (attach, ctl): a Unix socket in the data directory, optionally TCP."""
+
+    socket: bool = _field(True, "Serve the admin API on <storage.path>/rwconsole.sock (mode 0600).")
+    listen_address: str = _field(
+        "", "host:port for the admin API over TCP (empty: none); needs TLS or a bearer token."
+    )
+    bearer_token: Secret | None = _field(None, "Bearer token TCP clients must send.")
+    bearer_token_file: str = _field("", "File containing the bearer token.")
+    tls_cert_file: str = _field("", "Server certificate file (TLS on listen_address).")
+    tls_key_file: str = _field("", "Server private key file.")
+    client_ca_file: str = _field("", "CA that must have signed client certificates (mTLS).")
+
+
 # --- service discovery (sub-tables of [[scrape]]) ---------------------------------------
 
 SD_DNS_TYPES = ("SRV", "A", "AAAA", "MX", "NS")
@@ -589,6 +604,7 @@ class Config:
     scrape_defaults: ScrapeDefaultsConfig = _field(
         ScrapeDefaultsConfig(), "Scrape limits for jobs that do not set their own."
     )
+    admin: AdminConfig = _field(AdminConfig(), "Admin API settings.")
 
     def has_source(self) -> bool:
         """Whether any source (scrape, receiver, synthetic) is configured."""

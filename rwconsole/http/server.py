@@ -9,7 +9,9 @@ means is the handler's business: ``async handler(Request) -> Response``.
 
 The server can close its listening socket and reopen it on the same port
 (``close_listener`` / ``open_listener``), which the demo receiver uses to
-simulate an endpoint that goes down and comes back.
+simulate an endpoint that goes down and comes back. It can also listen on a
+Unix socket (``start_unix``) or with TLS (``ssl``), and answer with a body
+produced piece by piece (``StreamResponse``, sent chunked).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -47,6 +50,16 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     close: bool = False
+
+
+@dataclass(slots=True)
+class StreamResponse:
+    """A 200 answer whose body ``chunks`` yields; sent with chunked encoding, then closed."""
+
+    chunks: AsyncIterator[bytes]
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int = 200
+    close: bool = True
 
 
 class _Connection:
@@ -127,12 +140,16 @@ class Request:
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
 
+    def transport_info(self, name: str) -> object:
+        """The connection's ``get_extra_info(name)`` (``socket``, ``peercert``, …)."""
+        return self._conn.writer.get_extra_info(name)
+
     async def wait_disconnected(self) -> None:
         """Return when the client closes its side of the connection."""
         await self._conn.wait_eof()
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
 
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
@@ -207,6 +224,8 @@ class HttpServer:
         self._port = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._ssl: ssl.SSLContext | None = None
+        self._unix_path: str | None = None
 
     @property
     def host(self) -> str:
@@ -229,10 +248,21 @@ class HttpServer:
         self._host = host
         self._port = port
 
-    async def start(self, host: str, port: int) -> None:
+    async def start(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> None:
         """Listen on host:port (port 0 picks a free one, kept for later reopening)."""
         self.set_address(host, port)
+        self._ssl = ssl
         await self.open_listener()
+
+    async def start_unix(self, path: str, *, mode: int = 0o600) -> None:
+        """Listen on a Unix socket at ``path``, created with ``mode`` (never wider)."""
+        self._unix_path = path
+        old = os.umask(0o777 & ~mode)
+        try:
+            self._server = await asyncio.start_unix_server(self._accept, path, limit=_READ_CHUNK)
+        finally:
+            os.umask(old)
+        os.chmod(path, mode)
 
     async def open_listener(self) -> None:
         if self._server is not None:
@@ -396,6 +426,29 @@ class HttpServer:
                         break
                     discarded += len(chunk)
 
-    async def _send(self, conn: _Connection, response: Response, keep_alive: bool) -> None:
+    async def _send(
+        self, conn: _Connection, response: Response | StreamResponse, keep_alive: bool
+    ) -> None:
+        if isinstance(response, StreamResponse):
+            await _send_stream(conn.writer, response)
+            raise CloseConnection
         conn.writer.write(_encode_response(response, keep_alive))
         await conn.writer.drain()
+
+
+async def _send_stream(writer: asyncio.StreamWriter, response: StreamResponse) -> None:
+    head = [f"HTTP/1.1 {response.status} {HTTPStatus(response.status).phrase}"]
+    head += [f"{name}: {value}" for name, value in response.headers.items()]
+    head += ["Transfer-Encoding: chunked", "Connection: close"]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+    try:
+        async for chunk in response.chunks:
+            if chunk:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+    finally:
+        aclose = getattr(response.chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from rwconsole.snapshot import EMPTY_SNAPSHOT, EngineControl, Snapshot
 from rwconsole.tui import themes as theme_files
-from rwconsole.tui.offload import ToolProcess
+from rwconsole.wal.offload import ToolProcess
 
 WINDOWS: tuple[tuple[str, float], ...] = (
     ("1m", 60.0),
@@ -197,6 +198,7 @@ class ConsoleApp(App[int]):
                     severity="error",
                     timeout=30,
                 )
+            self._show_connection(getattr(self.engine, "connection", None))
         changed = snap is not self.snapshot
         self.snapshot = snap
         if (snap.demo is not None) != self._has_demo:
@@ -209,6 +211,28 @@ class ConsoleApp(App[int]):
             self.push_snapshot()
 
     _polled_once = False
+    _link_state = ""
+
+    def _show_connection(self, link: Any) -> None:
+        """An attached console: the link (target, state, latency) in the header, changes noted."""
+        if link is None:
+            return
+        title = f"rwconsole · attached to {link.describe()}"
+        with contextlib.suppress(ScreenStackError):  # before the first screen
+            screen = self.screen
+            if getattr(screen, "ready", False) and screen.title != title:
+                screen.title = title
+        if link.state == self._link_state:
+            return
+        if link.state == "reconnecting" and self._link_state == "connected":
+            self.notify(
+                f"lost the connection to {link.target}; reconnecting…",
+                severity="warning",
+                timeout=10,
+            )
+        elif link.state == "connected" and link.connects > 1:
+            self.notify(f"reconnected to {link.target}", title="Attached", timeout=8)
+        self._link_state = link.state
 
     def push_snapshot(self) -> None:
         """Hand the current snapshot to the visible screen."""

@@ -112,3 +112,53 @@ def run_peer_console(
     finally:
         engine.stop()
     return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+
+
+def attach(args: argparse.Namespace) -> int:
+    """``rwconsole attach [TARGET]``: the console on a running engine, over its admin API."""
+    from rich.markup import escape
+
+    from rwconsole.admin.client import AdminError, RemoteEngine, RemoteTools
+    from rwconsole.admin.ctl import target_from_args
+    from rwconsole.exitcodes import EXIT_UNREACHABLE
+    from rwconsole.tui.app import ConsoleApp
+
+    text = args.target or getattr(args, "data_dir", None)
+    if text is None:
+        text = _configured_data_dir(getattr(args, "config", None))
+        if text is None:
+            return EXIT_USAGE
+    try:
+        target = target_from_args(text, args)
+    except ValueError as err:
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+        return EXIT_USAGE
+    remote = RemoteEngine(target)
+    try:
+        remote.start()
+    except AdminError as err:
+        err_console.print(f"[bold red]cannot attach:[/] {escape(str(err))}", highlight=False)
+        return EXIT_UNREACHABLE
+    try:
+        app = ConsoleApp(
+            remote,
+            config_path=remote.info.get("config_path") or None,
+            theme_dir=getattr(args, "theme_dir", None),
+        )
+        app.tools = RemoteTools(remote)  # type: ignore[assignment]
+        app.run()
+    finally:
+        remote.stop()
+    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+
+
+def _configured_data_dir(config_path: str | None) -> str | None:
+    """The data directory of ``--config`` (or the default one); None: reported."""
+    from rwconsole.config.schema import StorageConfig
+
+    if config_path is None:
+        return StorageConfig().path
+    from rwconsole.runner import load_or_report
+
+    config = load_or_report(config_path)
+    return None if config is None else config.storage.path

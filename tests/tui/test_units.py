@@ -10,8 +10,8 @@ import pytest
 
 from rwconsole.snapshot import HistoryPoint, ShardHour
 from rwconsole.tui import estimates, themes
-from rwconsole.tui.walview import behind_bytes
 from rwconsole.tui.widgets.charts import window_ticks
+from rwconsole.wal.browse import behind_bytes
 from rwconsole.wal.segment import segment_name
 
 

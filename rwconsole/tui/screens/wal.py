@@ -26,13 +26,13 @@ from rwconsole.labels import Labels, format_labels
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.snapshot import Snapshot
 from rwconsole.tui import format as fmt
-from rwconsole.tui import walview
-from rwconsole.tui.offload import ToolError
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 from rwconsole.tui.screens.wal_replay import ReplayTargetScreen, run_replay
 from rwconsole.tui.widgets.disk import disk_banner, disk_line, loss_line
+from rwconsole.wal import browse as walview
 from rwconsole.wal import tools
+from rwconsole.wal.offload import ToolError
 from rwconsole.wal.segment import segment_name
 
 TOP_N = 15
@@ -177,7 +177,7 @@ class WalScreen(ConsoleScreen):
 
     def open_directory(self, path: str | Path) -> bool:
         try:
-            directory = tools.resolve_wal_dir(path)
+            directory = self.console.tools.resolve_wal_dir(path)
         except (OSError, tools.NotAWalError) as err:
             self.notify(str(err), title="Cannot open WAL", severity="error", timeout=8)
             return False

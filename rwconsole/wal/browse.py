@@ -1,4 +1,4 @@
-"""WAL data for the console, gathered with ``rwconsole.wal.tools`` away from the UI.
+"""WAL data for the console and the admin API, gathered with ``rwconsole.wal.tools``.
 
 Every function here may take a while on a large WAL: the WAL screen runs them
 in its helper process. They only read, except ``run_repair``.

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -46,6 +47,12 @@ class ToolProcess:
     @property
     def started(self) -> bool:
         return self._pool is not None
+
+    def resolve_wal_dir(self, path: str | Path) -> Path:
+        """The WAL directory ``path`` names (``wal.tools.resolve_wal_dir``)."""
+        from rwconsole.wal.tools import resolve_wal_dir
+
+        return resolve_wal_dir(path)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the helper process; raises ``ToolError``."""

@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from rwconsole.tui.offload import ToolError, ToolProcess
 from rwconsole.wal import tools
+from rwconsole.wal.offload import ToolError, ToolProcess
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
 
 pytestmark = pytest.mark.anyio
 
