@@ -67,7 +67,8 @@ def test_second_run_on_a_locked_directory_exits_1_naming_path_and_pid(
         [sys.executable, "-m", "rwconsole", "run", "--config", str(first_config)]
     )
     wal = data / "wal"
-    wait_until(lambda: (data / LOCK_NAME).is_file() and any(wal.glob("0*")))
+    # A cold start imports the whole program; on a busy 2-core machine it took over 30 s.
+    wait_until(lambda: (data / LOCK_NAME).is_file() and any(wal.glob("0*")), timeout=90)
     wait_until(lambda: (data / LOCK_NAME).read_text().strip() == str(first.pid))
 
     second = _run("run", "--config", str(second_config))
