@@ -224,7 +224,6 @@ class HttpServer:
         self._port = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._ssl: ssl.SSLContext | None = None
         self._unix_path: str | None = None
 
     @property
@@ -249,9 +248,13 @@ class HttpServer:
         self._port = port
 
     async def start(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> None:
-        """Listen on host:port (port 0 picks a free one, kept for later reopening)."""
+        """Listen on host:port (port 0 picks a free one, kept for later reopening).
+
+        ``ssl`` serves TLS; without it, the ``ssl_context`` given at construction (if any).
+        """
         self.set_address(host, port)
-        self._ssl = ssl
+        if ssl is not None:
+            self._ssl = ssl
         await self.open_listener()
 
     async def start_unix(self, path: str, *, mode: int = 0o600) -> None:

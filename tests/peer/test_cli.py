@@ -11,9 +11,15 @@ from rwconsole.exitcodes import EXIT_BAD, EXIT_USAGE
 from tests.conftest import free_port
 
 
-def test_attach_needs_a_metrics_url(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["attach"]) == EXIT_USAGE
-    assert "give --metrics URL" in capsys.readouterr().err
+def test_a_peer_wal_needs_a_metrics_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Without --metrics, attach means rwconsole's own admin API; --wal belongs to a peer.
+    assert main(["attach", "--wal", str(tmp_path)]) == EXIT_USAGE
+    assert "--wal goes with --metrics" in capsys.readouterr().err
+
+
+def test_target_and_metrics_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["attach", "some-dir", "--metrics", "http://127.0.0.1:1/metrics"]) == EXIT_USAGE
+    assert "either TARGET or --metrics" in capsys.readouterr().err
 
 
 def test_the_metrics_url_must_be_http(capsys: pytest.CaptureFixture[str]) -> None:
