@@ -39,6 +39,7 @@ import json
 import math
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ from bench_forwarder import (
     machine_times,
     read_metrics,
     rss_bytes,
+    top_functions,
     wait_http,
 )
 
@@ -151,6 +153,38 @@ class CatchupBench(Bench):
         wait_http(metrics_url, proc, 60)
         return _Running(name, VMAGENT, proc, metrics_url, data_dir)
 
+    def start_profile(self, running: _Running) -> tuple[_Proc, Path] | None:
+        """py-spy on an rwconsole process for the first seconds of the drain."""
+        out_dir: Path | None = self.args.profile_dir
+        binary = shutil.which("py-spy")
+        if out_dir is None or running.kind != "rwconsole" or binary is None:
+            return None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        raw = out_dir / f"{running.name}-drain.txt"
+        argv = [
+            binary,
+            "record",
+            f"--pid={running.proc.popen.pid}",
+            f"--duration={int(self.args.profile_seconds)}",
+            "--rate=100",
+            "--format=raw",
+            f"--output={raw}",
+            "--nonblocking",
+        ]
+        return self.procs.start("py-spy", argv), raw
+
+    def print_profile(self, profile: tuple[_Proc, Path]) -> None:
+        proc, raw = profile
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(self.args.profile_seconds + 30)
+        self.procs.stop(proc)
+        if not raw.exists():
+            print("  py-spy wrote no profile")
+            return
+        print("  drain profile, top functions by own share (self% incl%):")
+        for function, own, inclusive in top_functions(raw.read_text(), 25):
+            print(f"  {own:>6.1f} {inclusive:>6.1f}  {function}")
+
     def run_one(self, name: str, load: Load, targets: list[str]) -> CatchupResult:
         args = self.args
         port = free_port()
@@ -202,9 +236,12 @@ class CatchupBench(Bench):
                 taken = outage[-1].samples_in - down.samples_in
                 per_byte[0] = taken / written if written else 0.0
             cpu0, (idle0, total0) = cpu_seconds(pid), machine_times()
+            profile = self.start_profile(running)
             limit = 2 * load.interval * load.offered
             drain = poll(args.drain_timeout, lambda s: s.lag_samples < limit)
             cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
+            if profile is not None:
+                self.print_profile(profile)
         finally:
             self.stop_forwarder(running)
             self.procs.stop(receiver)
@@ -297,6 +334,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady", type=float, default=15.0, help="seconds before the outage")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
     parser.add_argument("--loadgen-procs", type=int, default=0)
+    parser.add_argument("--profile-dir", type=Path, help="py-spy rwconsole's drain, save here")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)

@@ -854,6 +854,9 @@ class QueueManager:
         lag = self._loop_lag
         lag_started = lag.seconds() if lag is not None else 0.0
         result: SendResultLike | None = None
+        # Backoff sleeps and pauses are not the receiver's time per sample either: after
+        # an outage they would read as a receiver taking minutes per batch.
+        not_sending = 0.0
         while True:
             shed = self._shed_too_old(batch)
             if shed is not batch:
@@ -861,8 +864,11 @@ class QueueManager:
                 if batch.count == 0:
                     break
                 body = await self._encode(batch)
-            while not self._resume.is_set():
-                await _wait_or_stop(self._resume, stop, None)
+            if not self._resume.is_set():
+                paused_at = self._send_clock()
+                while not self._resume.is_set():
+                    await _wait_or_stop(self._resume, stop, None)
+                not_sending += self._send_clock() - paused_at
             if stop.is_set():
                 raise _Interrupted
             counts = batch.counts()
@@ -900,10 +906,12 @@ class QueueManager:
                 self.last_error,
             )
             self._retrying += 1
+            slept_at = self._send_clock()
             try:
                 await _wait_or_stop(stop, stop, sleep)
             finally:
                 self._retrying -= 1
+                not_sending += self._send_clock() - slept_at
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.retried[kind].inc(n)
@@ -931,7 +939,14 @@ class QueueManager:
         # Time the loop ran other work while this send waited is not the receiver's:
         # counting it would make a busy CPU look like a slow receiver.
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
-        self._data_out_duration.add(max(0.0, time.monotonic() - started - waited_for_loop) * 1e9)
+        busy = time.monotonic() - started - waited_for_loop - not_sending
+        self._data_out_duration.add(max(0.0, busy) * 1e9)
+
+    def _send_clock(self) -> float:
+        """Wall time less the loop's lateness so far: the stretch between two readings
+        that a send spent waiting, lateness excluded (that is subtracted separately)."""
+        lag = self._loop_lag
+        return time.monotonic() - (lag.seconds() if lag is not None else 0.0)
 
     # ---- resharding ----------------------------------------------------------------
 

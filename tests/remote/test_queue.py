@@ -287,6 +287,34 @@ def test_5xx_is_retried_with_backoff_until_it_succeeds() -> None:
     run(body)
 
 
+def test_backoff_after_an_outage_is_not_counted_as_the_receivers_time() -> None:
+    """Desired shards read send time as the receiver's latency: a batch that waited out
+    an outage in backoff must not look like a receiver that took that long for it."""
+    backoff = 0.4
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("error_5xx", status=503)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                max_samples_per_send=1000,
+                batch_send_deadline=0.05,
+                min_backoff=backoff,
+                max_backoff=backoff,
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(1)
+        await eventually(lambda: h.metric("samples_retried_total") >= 3 * expected)
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        # One batch, at least three backoffs (1.2 s) before it went through.
+        assert 0 < h.queue._data_out_duration._pending < backoff * 1e9
+
+    run(body)
+
+
 def test_400_is_not_retried_and_is_counted_as_failed() -> None:
     async def body(receiver: DemoReceiver) -> None:
         receiver.set_fault("bad_request", reason="out of bounds")
