@@ -25,6 +25,10 @@ Reported per forwarder:
   RSS steady / outage / drain   VmRSS: the steady window's peak, the outage's
                  peak and the drain's peak (MiB)
   CPU%           the forwarder's CPU during the drain; ``idle%`` the machine's
+  µs/smp         the forwarder's CPU seconds during the drain / the samples it had
+                 to send meanwhile (scraping included): on a machine whose CPUs
+                 are saturated by other work the drain rate follows the CPU share
+                 a forwarder gets, this figure much less
 The background CPU use is printed before the runs: quote ratios of one run.
 Forwarders: ``rwconsole``, ``rwconsole-5000``, ``agent``, ``agent-5000`` (as in
 ``bench_forwarder.py``), ``vmagent`` (its default remote-write settings), and
@@ -93,6 +97,7 @@ class CatchupResult:
     rss_outage: int
     rss_drain: int
     cpu_percent_drain: float
+    cpu_us_per_sample_drain: float
     machine_idle_percent_drain: float
     shards_max: float | None
     drained: bool
@@ -264,6 +269,7 @@ class CatchupBench(Bench):
             rss_outage=max(s.rss for s in outage),
             rss_drain=max(s.rss for s in drain),
             cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, end.t - up_at),
+            cpu_us_per_sample_drain=1e6 * (cpu1 - cpu0) / cleared if cleared else math.nan,
             machine_idle_percent_drain=100.0 * (idle1 - idle0) / max(1.0, total1 - total0),
             shards_max=max(shards) if shards else None,
             drained=drained,
@@ -291,7 +297,8 @@ def print_results(results: Sequence[CatchupResult]) -> None:
     mib = 2**20
     header = (
         f"{'forwarder':<18} {'ingest/s':>9} {'backlog':>11} {'drain s':>8} {'drain/s':>9} "
-        f"{'×ingest':>7} {'RSS steady/outage/drain MiB':>28} {'CPU%':>6} {'idle%':>6} {'shards':>6}"
+        f"{'×ingest':>7} {'RSS steady/outage/drain MiB':>28} {'CPU%':>6} {'µs/smp':>6} "
+        f"{'idle%':>6} {'shards':>6}"
     )
     print(header)
     for r in results:
@@ -301,7 +308,8 @@ def print_results(results: Sequence[CatchupResult]) -> None:
         print(
             f"{r.forwarder:<18} {r.ingest_per_second:>9,.0f} {r.backlog_samples:>11,.0f} "
             f"{drain:>8} {r.drain_per_second:>9,.0f} {r.drain_over_ingest:>7.2f} {rss:>28} "
-            f"{r.cpu_percent_drain:>6.1f} {r.machine_idle_percent_drain:>6.1f} {shards:>6}"
+            f"{r.cpu_percent_drain:>6.1f} {r.cpu_us_per_sample_drain:>6.2f} "
+            f"{r.machine_idle_percent_drain:>6.1f} {shards:>6}"
         )
 
 
@@ -317,7 +325,9 @@ def print_ratios(results: Sequence[CatchupResult]) -> None:
             print(
                 f"ratio {r.forwarder}/{ref.forwarder}: drain/s "
                 f"{r.drain_per_second / ref.drain_per_second:.2f}, peak drain RSS "
-                f"{r.rss_drain / ref.rss_drain:.2f}; {r.forwarder} drain RSS / steady "
+                f"{r.rss_drain / ref.rss_drain:.2f}, CPU per sample while draining "
+                f"{r.cpu_us_per_sample_drain / ref.cpu_us_per_sample_drain:.2f}; "
+                f"{r.forwarder} drain RSS / steady "
                 f"{r.rss_drain / r.rss_steady:.2f}"
             )
 
