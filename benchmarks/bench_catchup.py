@@ -63,7 +63,6 @@ from bench_forwarder import (
     BenchError,
     Load,
     P,
-    _interruptible,
     _Proc,
     _Running,
     cpu_seconds,
@@ -72,6 +71,7 @@ from bench_forwarder import (
     machine_times,
     read_metrics,
     rss_bytes,
+    run_guarded,
     top_functions,
     wait_http,
 )
@@ -374,23 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{sys.version.split()[0]} · outage {args.outage:g}s (receiver process stopped) · "
         f"null receiver · work dir {workdir}"
     )
-    code = 0
     results: list[CatchupResult] = []
-    with _interruptible():
-        try:
-            results = bench.run(args.load)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping every process", file=sys.stderr)
-            code = 130
-        except BenchError as err:
-            print(f"\nerror: {err}", file=sys.stderr)
-            code = 1
-        finally:
-            bench.procs.stop_all()
-            if args.keep or code:
-                print(f"logs and data kept in {workdir}", file=sys.stderr)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+    code = run_guarded(bench, lambda: results.extend(bench.run(args.load)))
     if results:
         print()
         print_results(results)

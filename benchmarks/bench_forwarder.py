@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -832,6 +832,27 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_guarded(bench: Bench, work: Callable[[], object]) -> int:
+    """Run ``work``; stop every process of ``bench`` whatever happens; the exit code."""
+    code = 0
+    with _interruptible():
+        try:
+            work()
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping every process", file=sys.stderr)
+            code = 130
+        except BenchError as err:
+            print(f"\nerror: {err}", file=sys.stderr)
+            code = 1
+        finally:
+            bench.procs.stop_all()
+            if bench.args.keep or code:
+                print(f"logs and data kept in {bench.workdir}", file=sys.stderr)
+            else:
+                shutil.rmtree(bench.workdir, ignore_errors=True)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.null_receiver is not None:
@@ -845,23 +866,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" · mode {args.mode} · receiver {args.receiver} · warm-up {args.warmup:g}s"
         f" · window {args.window:g}s · work dir {workdir}"
     )
-    code = 0
-    with _interruptible():
-        try:
-            for load in args.load:
-                bench.run_load(load)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping every process", file=sys.stderr)
-            code = 130
-        except BenchError as err:
-            print(f"\nerror: {err}", file=sys.stderr)
-            code = 1
-        finally:
-            bench.procs.stop_all()
-            if args.keep or code:
-                print(f"logs and data kept in {workdir}", file=sys.stderr)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+    code = run_guarded(bench, lambda: [bench.run_load(load) for load in args.load])
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in bench.results], indent=2) + "\n")
     return code

@@ -32,6 +32,13 @@ def _commit(wal: WalStorage, follower: WalFollower, refs: list[int], round_: int
     follower.offer(start, chunk)
 
 
+def _wal_with_series(tmp_path: Path) -> tuple[WalStorage, list[int]]:
+    wal = WalStorage.open(tmp_path / "wal", compress=False)
+    refs = wal.series_refs([make_labels({"__name__": "m", "i": str(i)}) for i in range(SERIES)])
+    wal.commit()
+    return wal, refs
+
+
 async def _take(follower: WalFollower, items: int) -> list[tuple[int, float]]:
     got: list[tuple[int, float]] = []
     for _ in range(1000):
@@ -57,12 +64,8 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
     monkeypatch.setattr(follower_module, "_decode_into", counting_decode)
 
     async def body() -> None:
-        wal = WalStorage.open(tmp_path / "wal", compress=False)
+        wal, refs = _wal_with_series(tmp_path)
         try:
-            refs = wal.series_refs(
-                [make_labels({"__name__": "m", "i": str(i)}) for i in range(SERIES)]
-            )
-            wal.commit()
             follower = WalFollower(tmp_path / "wal", wal.position(), wal.position())
             assert follower.live
             for round_ in range(10):  # the third offer overflows the buffer
@@ -102,12 +105,8 @@ def test_behind_reads_files_ahead_once_and_hands_over_bounded_chunks_in_order(
     monkeypatch.setattr(TailReader, "read", counting_read)
 
     async def body() -> None:
-        wal = WalStorage.open(tmp_path / "wal", compress=False)
+        wal, refs = _wal_with_series(tmp_path)
         try:
-            refs = wal.series_refs(
-                [make_labels({"__name__": "m", "i": str(i)}) for i in range(SERIES)]
-            )
-            wal.commit()
             start = wal.position()
             for round_ in range(40):
                 wal.append_samples(
