@@ -69,6 +69,7 @@ from bench_forwarder import (
     free_port,
     lag_seconds,
     machine_times,
+    print_background_cpu,
     read_metrics,
     rss_bytes,
     run_guarded,
@@ -280,11 +281,7 @@ class CatchupBench(Bench):
         loadgen, targets = self.start_loadgen(load)
         results: list[CatchupResult] = []
         try:
-            idle0, total0 = machine_times()
-            time.sleep(3)
-            idle1, total1 = machine_times()
-            busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
-            print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
+            print_background_cpu()
             for name in self.args.forwarders:
                 results.append(self.run_one(name, load, targets))
                 print_results(results[-1:])

@@ -577,11 +577,7 @@ class Bench:
         )
         loadgen, targets = self.start_loadgen(load)
         try:
-            idle0, total0 = machine_times()
-            time.sleep(3)
-            idle1, total1 = machine_times()
-            busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
-            print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
+            print_background_cpu()
             modes = ["sequential", "side-by-side"] if self.args.mode == "both" else [self.args.mode]
             for mode in modes:
                 groups = (
@@ -603,6 +599,15 @@ class Bench:
         finally:
             self.procs.stop(loadgen)
         print_table([r for r in self.results if r.load == str(load)])
+
+
+def print_background_cpu(seconds: float = 3.0) -> None:
+    """The machine's CPU use over ``seconds``, before a benchmark starts its forwarders."""
+    idle0, total0 = machine_times()
+    time.sleep(seconds)
+    idle1, total1 = machine_times()
+    busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
+    print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
 
 
 def _tree_cpu(pid: int) -> float:
