@@ -15,7 +15,7 @@ lag is back under two scrape intervals.
 
 Reported per forwarder:
   backlog        samples taken in while the receiver was down
-  drain s        receiver up -> lag under 2 intervals (rwconsole, agent: the
+  drain s        receiver up -> lag under 2 intervals on two polls in a row (rwconsole, agent: the
                  lag of ``bench_forwarder.lag_seconds``; vmagent: its persistent
                  queue's pending bytes, converted to samples at the bytes per
                  sample it wrote during the outage, under 2 intervals' worth)
@@ -211,7 +211,9 @@ class CatchupBench(Bench):
                 m.get(P + "shards"),
             )  # fmt: skip
 
-        def poll(seconds: float, until: Callable[[_Sample], bool] | None = None) -> list[_Sample]:
+        def poll(
+            seconds: float, until: Callable[[list[_Sample]], bool] | None = None
+        ) -> list[_Sample]:
             out: list[_Sample] = []
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
@@ -219,7 +221,7 @@ class CatchupBench(Bench):
                     raise BenchError(f"{name} exited")
                 with contextlib.suppress(httpx.HTTPError):
                     out.append(sample())
-                    if until is not None and until(out[-1]):
+                    if until is not None and until(out):
                         break
                 time.sleep(POLL_SECONDS)
             return out
@@ -244,7 +246,11 @@ class CatchupBench(Bench):
             cpu0, (idle0, total0) = cpu_seconds(pid), machine_times()
             profile = self.start_profile(running)
             limit = 2 * load.interval * load.offered
-            drain = poll(args.drain_timeout, lambda s: s.lag_samples < limit)
+            # Two polls in a row: vmagent's pending bytes can read 0 for a moment.
+            drain = poll(
+                args.drain_timeout,
+                lambda out: len(out) > 1 and all(s.lag_samples < limit for s in out[-2:]),
+            )
             cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
             if profile is not None:
                 self.print_profile(profile)
@@ -252,7 +258,7 @@ class CatchupBench(Bench):
             self.stop_forwarder(running)
             self.procs.stop(receiver)
         end = drain[-1]
-        drained = end.lag_samples < limit
+        drained = len(drain) > 1 and all(s.lag_samples < limit for s in drain[-2:])
         seconds = end.t - up_at
         cleared = end.samples_in - down.samples_in
         rate = cleared / seconds if seconds > 0 else math.nan
