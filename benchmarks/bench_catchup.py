@@ -198,7 +198,6 @@ class CatchupBench(Bench):
         running = self.start_any(name, load, targets, f"http://127.0.0.1:{port}/api/v1/write")
         pid = running.proc.popen.pid
         per_byte = [0.0]  # vmagent: samples per pending byte, set when the outage ends
-        written0 = [0.0, 0.0]
 
         def sample() -> _Sample:
             m = read_metrics(running.metrics_url)
@@ -231,8 +230,9 @@ class CatchupBench(Bench):
             time.sleep(args.warmup)
             steady = poll(args.steady)
             ingest = (steady[-1].samples_in - steady[0].samples_in) / (steady[-1].t - steady[0].t)
+            written_before = 0.0
             if running.kind == VMAGENT:
-                written0[0] = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0)
+                written_before = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0)
             print(f"  receiver down {args.outage:g}s", flush=True)
             self.procs.stop(receiver)
             down = sample()
@@ -240,7 +240,7 @@ class CatchupBench(Bench):
             up_at = time.monotonic()
             receiver = self.start_null_receiver(port)
             if running.kind == VMAGENT:
-                written = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0) - written0[0]
+                written = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0) - written_before
                 taken = outage[-1].samples_in - down.samples_in
                 per_byte[0] = taken / written if written else 0.0
             cpu0, (idle0, total0) = cpu_seconds(pid), machine_times()
