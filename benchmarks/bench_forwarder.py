@@ -59,7 +59,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,11 +596,7 @@ class Bench:
         )
         loadgen, targets = self.start_loadgen(load)
         try:
-            idle0, total0 = machine_times()
-            time.sleep(3)
-            idle1, total1 = machine_times()
-            busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
-            print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
+            print_background_cpu()
             modes = ["sequential", "side-by-side"] if self.args.mode == "both" else [self.args.mode]
             for mode in modes:
                 groups = (
@@ -622,6 +618,15 @@ class Bench:
         finally:
             self.procs.stop(loadgen)
         print_table([r for r in self.results if r.load == str(load)])
+
+
+def print_background_cpu(seconds: float = 3.0) -> None:
+    """The machine's CPU use over ``seconds``, before a benchmark starts its forwarders."""
+    idle0, total0 = machine_times()
+    time.sleep(seconds)
+    idle1, total1 = machine_times()
+    busy = 100.0 * (1 - (idle1 - idle0) / max(1.0, total1 - total0))
+    print(f"  background CPU use before the runs: {busy:.1f}% of all CPUs", flush=True)
 
 
 def _tree_cpu(pid: int) -> float:
@@ -858,6 +863,27 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def run_guarded(bench: Bench, work: Callable[[], object]) -> int:
+    """Run ``work``; stop every process of ``bench`` whatever happens; the exit code."""
+    code = 0
+    with _interruptible():
+        try:
+            work()
+        except KeyboardInterrupt:
+            print("\ninterrupted: stopping every process", file=sys.stderr)
+            code = 130
+        except BenchError as err:
+            print(f"\nerror: {err}", file=sys.stderr)
+            code = 1
+        finally:
+            bench.procs.stop_all()
+            if bench.args.keep or code:
+                print(f"logs and data kept in {bench.workdir}", file=sys.stderr)
+            else:
+                shutil.rmtree(bench.workdir, ignore_errors=True)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.null_receiver is not None:
@@ -871,23 +897,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" · mode {args.mode} · receiver {args.receiver} · warm-up {args.warmup:g}s"
         f" · window {args.window:g}s · work dir {workdir}"
     )
-    code = 0
-    with _interruptible():
-        try:
-            for load in args.load:
-                bench.run_load(load)
-        except KeyboardInterrupt:
-            print("\ninterrupted: stopping every process", file=sys.stderr)
-            code = 130
-        except BenchError as err:
-            print(f"\nerror: {err}", file=sys.stderr)
-            code = 1
-        finally:
-            bench.procs.stop_all()
-            if args.keep or code:
-                print(f"logs and data kept in {workdir}", file=sys.stderr)
-            else:
-                shutil.rmtree(workdir, ignore_errors=True)
+    code = run_guarded(bench, lambda: [bench.run_load(load) for load in args.load])
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in bench.results], indent=2) + "\n")
     return code

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.wal import records
-from rwconsole.wal.segment import CorruptionError, TailReader
+from rwconsole.wal.segment import CorruptionError, TailReader, WalRecord
 
 log = logging.getLogger("rwconsole.follower")
 
@@ -33,6 +33,11 @@ by every follower), so buffering costs references, not copies."""
 
 MAX_CHUNK_ITEMS = 20_000
 """Records read from files are merged into chunks of about this many items."""
+
+READ_AHEAD_RECORDS = 256
+"""Records taken from the files per read while behind (one 4 MiB read holds about
+this many scrape records); those not yet merged into a chunk wait in memory, so a
+segment is read once rather than once per chunk."""
 
 POLL_SECONDS = 1.0
 
@@ -62,6 +67,7 @@ class WalFollower:
         self._buffered_items = 0
         self._live = start == wal_end
         self._reader: TailReader | None = None
+        self._ahead: deque[WalRecord] = deque()
         self._wakeup = asyncio.Event()
         self._on_corruption = on_corruption
         self._on_skipped = on_skipped_segments
@@ -137,10 +143,18 @@ class WalFollower:
         """Read the next records from files, merged into one chunk (None if nothing new)."""
         if self._reader is None:
             self._reader = TailReader(self._dir, self._handed)
+            self._ahead.clear()
         reader = self._reader
-        chunk: Chunk | None = None
+        if not self._ahead:
+            failed = self._read_ahead(reader)
+            if failed is not None:
+                return failed
+        return self._merge_ahead(reader)
+
+    def _read_ahead(self, reader: TailReader) -> Chunk | None:
+        """Fill the read-ahead; a chunk to hand over when a corrupt segment was skipped."""
         try:
-            batch = reader.read(max_records=8)
+            self._ahead.extend(reader.read(max_records=READ_AHEAD_RECORDS))
         except CorruptionError as err:
             log.error("WAL corruption while reading for a queue: %s; skipping the segment", err)
             if self._on_corruption is not None:
@@ -152,11 +166,14 @@ class WalFollower:
             if self._on_skipped is not None:
                 self._on_skipped(list(reader.skipped))
             reader.skipped.clear()
-        for record in batch:
-            if chunk is not None and chunk.item_count >= MAX_CHUNK_ITEMS:
-                # Hand over what we have; the reader resumes after the last record used.
-                self._reader = TailReader(self._dir, chunk.end)
-                break
+        return None
+
+    def _merge_ahead(self, reader: TailReader) -> Chunk | None:
+        """Decode read-ahead records into one chunk of about ``MAX_CHUNK_ITEMS`` items."""
+        ahead = self._ahead
+        chunk: Chunk | None = None
+        while ahead and (chunk is None or chunk.item_count < MAX_CHUNK_ITEMS):
+            record = ahead.popleft()
             end = (record.segment, record.end)
             if chunk is None:
                 chunk = Chunk(end=end)

@@ -46,6 +46,7 @@ from rwconsole.remote.resharding import (
     SHARD_UPDATE_INTERVAL,
     EwmaRate,
     LoopLag,
+    catchup_shards,
     desired_shards,
 )
 
@@ -884,6 +885,9 @@ class QueueManager:
         lag = self._loop_lag
         lag_started = lag.seconds() if lag is not None else 0.0
         result: SendResultLike | None = None
+        # Backoff sleeps and pauses are not the receiver's time per sample either: after
+        # an outage they would read as a receiver taking minutes per batch.
+        not_sending = 0.0
         while True:
             shed = self._shed_too_old(batch)
             if shed is not batch:
@@ -893,8 +897,11 @@ class QueueManager:
                 body = await self._encode(batch, protocol)
             if batch.count == 0:
                 break
-            while not self._resume.is_set():
-                await _wait_or_stop(self._resume, stop, None)
+            if not self._resume.is_set():
+                paused_at = self._send_clock()
+                while not self._resume.is_set():
+                    await _wait_or_stop(self._resume, stop, None)
+                not_sending += self._send_clock() - paused_at
             if stop.is_set():
                 raise _Interrupted
             counts = batch.counts()
@@ -946,10 +953,12 @@ class QueueManager:
                 self.last_error,
             )
             self._retrying += 1
+            slept_at = self._send_clock()
             try:
                 await _wait_or_stop(stop, stop, sleep)
             finally:
                 self._retrying -= 1
+                not_sending += self._send_clock() - slept_at
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.retried[kind].inc(n)
@@ -977,7 +986,14 @@ class QueueManager:
         # Time the loop ran other work while this send waited is not the receiver's:
         # counting it would make a busy CPU look like a slow receiver.
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
-        self._data_out_duration.add(max(0.0, time.monotonic() - started - waited_for_loop) * 1e9)
+        busy = time.monotonic() - started - waited_for_loop - not_sending
+        self._data_out_duration.add(max(0.0, busy) * 1e9)
+
+    def _send_clock(self) -> float:
+        """Wall time less the loop's lateness so far: the stretch between two readings
+        that a send spent waiting, lateness excluded (that is subtracted separately)."""
+        lag = self._loop_lag
+        return time.monotonic() - (lag.seconds() if lag is not None else 0.0)
 
     # ---- protocol negotiation ------------------------------------------------------
 
@@ -1094,8 +1110,22 @@ class QueueManager:
             if decision is None:
                 continue
             self.metrics.shards_desired.set(decision.desired_raw)
-            if self._should_reshard(decision.shards):
-                await self._reshard(decision.shards)
+            target = max(decision.shards, self._catchup_target())
+            if self._should_reshard(target):
+                await self._reshard(target)
+
+    def _catchup_target(self) -> int:
+        """Shards a queue that is behind needs by what its sends deliver; bounded by
+        the count up to which chunks are split in bulk (beyond it, per sample)."""
+        return catchup_shards(
+            current=len(self._shards),
+            max_shards=self.settings.max_shards,
+            cap=_BULK_MAX_SHARDS,
+            rate_in=self._data_in.rate,
+            rate_out=self._data_out.rate,
+            rate_dropped=self._data_dropped.rate,
+            delay_seconds=self.lag_seconds(),
+        )
 
     def _should_reshard(self, target: int) -> bool:
         if target == len(self._shards):

@@ -12,6 +12,7 @@ from rwconsole.remote import follower as follower_module
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.follower import WalFollower
 from rwconsole.wal.records import SampleLayouts
+from rwconsole.wal.segment import TailReader, WalRecord
 from rwconsole.wal.storage import WalStorage
 
 SERIES = 100
@@ -29,6 +30,13 @@ def _commit(wal: WalStorage, follower: WalFollower, refs: list[int], round_: int
         values=values,
     )
     follower.offer(start, chunk)
+
+
+def _wal_with_series(tmp_path: Path) -> tuple[WalStorage, list[int]]:
+    wal = WalStorage.open(tmp_path / "wal", compress=False)
+    refs = wal.series_refs([make_labels({"__name__": "m", "i": str(i)}) for i in range(SERIES)])
+    wal.commit()
+    return wal, refs
 
 
 async def _take(follower: WalFollower, items: int) -> list[tuple[int, float]]:
@@ -56,12 +64,8 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
     monkeypatch.setattr(follower_module, "_decode_into", counting_decode)
 
     async def body() -> None:
-        wal = WalStorage.open(tmp_path / "wal", compress=False)
+        wal, refs = _wal_with_series(tmp_path)
         try:
-            refs = wal.series_refs(
-                [make_labels({"__name__": "m", "i": str(i)}) for i in range(SERIES)]
-            )
-            wal.commit()
             follower = WalFollower(tmp_path / "wal", wal.position(), wal.position())
             assert follower.live
             for round_ in range(10):  # the third offer overflows the buffer
@@ -78,6 +82,50 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
             _commit(wal, follower, refs, 10)
             chunk = await asyncio.wait_for(nothing_new, 5)
             assert chunk.values[0] == 10_000.0 and follower.fallbacks == 1
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_behind_reads_files_ahead_once_and_hands_over_bounded_chunks_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower behind reads many records per file read and keeps those it has not
+    merged yet, instead of reading the segment again for each chunk."""
+    monkeypatch.setattr(follower_module, "MAX_CHUNK_ITEMS", 250)
+    reads: list[int] = []
+    read = TailReader.read
+
+    def counting_read(self: TailReader, max_records: int = 100_000) -> list[WalRecord]:
+        out = read(self, max_records)
+        reads.append(len(out))
+        return out
+
+    monkeypatch.setattr(TailReader, "read", counting_read)
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        try:
+            start = wal.position()
+            for round_ in range(40):
+                wal.append_samples(
+                    refs, 1_700_000_000_000 + round_ * 1000, [float(round_)] * SERIES
+                )
+                wal.commit()
+            follower = WalFollower(tmp_path / "wal", start, wal.position())
+            assert not follower.live
+            chunks: list[Chunk] = []
+            for _ in range(100):
+                if chunks and chunks[-1].end == wal.position():
+                    break
+                chunks.append(await asyncio.wait_for(follower.next_chunk(), 5))
+            got = [(ref, v) for c in chunks for ref, v in zip(c.refs, c.values, strict=True)]
+            assert got == [(ref, float(r)) for r in range(40) for ref in refs]
+            assert all(len(c.refs) <= 250 + SERIES for c in chunks)
+            ends = [c.end for c in chunks]
+            assert ends == sorted(ends) and len(set(ends)) == len(ends)
+            assert sum(reads) == 40 and len([n for n in reads if n]) <= 2
         finally:
             wal.close()
 

@@ -256,21 +256,29 @@ def test_shuffled_chunks_with_unknown_refs_keep_per_series_order() -> None:
     run(body)
 
 
+async def _retrying_503s(
+    receiver: DemoReceiver, rounds: int, min_backoff: float, max_backoff: float
+) -> tuple[Harness, int]:
+    """A started queue whose receiver answers 503, once each batch was retried 3 times."""
+    receiver.set_fault("error_5xx", status=503)
+    h = Harness(
+        receiver,
+        QueueConfig(
+            max_samples_per_send=1000,
+            batch_send_deadline=0.05,
+            min_backoff=min_backoff,
+            max_backoff=max_backoff,
+        ),
+    )
+    h.queue.start()
+    expected = h.push_rounds(rounds)
+    await eventually(lambda: h.metric("samples_retried_total") >= 3 * expected)
+    return h, expected
+
+
 def test_5xx_is_retried_with_backoff_until_it_succeeds() -> None:
     async def body(receiver: DemoReceiver) -> None:
-        receiver.set_fault("error_5xx", status=503)
-        h = Harness(
-            receiver,
-            QueueConfig(
-                max_samples_per_send=1000,
-                batch_send_deadline=0.05,
-                min_backoff=0.05,
-                max_backoff=0.2,
-            ),
-        )
-        h.queue.start()
-        expected = h.push_rounds(3)
-        await eventually(lambda: h.metric("samples_retried_total") >= 3 * expected)
+        h, expected = await _retrying_503s(receiver, 3, 0.05, 0.2)
         assert receiver.stats().samples == 0
         # "retrying" while waiting out a backoff, "failing" during each new attempt.
         await eventually(lambda: h.queue.status() == "retrying")
@@ -283,6 +291,22 @@ def test_5xx_is_retried_with_backoff_until_it_succeeds() -> None:
         assert h.metric("samples_failed_total") == 0
         # Each attempt counts the batch again, as Prometheus does.
         assert h.metric("samples_total") == expected + h.metric("samples_retried_total")
+
+    run(body)
+
+
+def test_backoff_after_an_outage_is_not_counted_as_the_receivers_time() -> None:
+    """Desired shards read send time as the receiver's latency: a batch that waited out
+    an outage in backoff must not look like a receiver that took that long for it."""
+    backoff = 0.4
+
+    async def body(receiver: DemoReceiver) -> None:
+        h, expected = await _retrying_503s(receiver, 1, backoff, backoff)
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        # One batch, at least three backoffs (1.2 s) before it went through.
+        assert 0 < h.queue._data_out_duration._pending < backoff * 1e9
 
     run(body)
 

@@ -1,0 +1,392 @@
+"""Outage catch-up benchmark: how fast a forwarder drains its backlog once the receiver is back.
+
+Usage:
+  python benchmarks/bench_catchup.py [--load 50x2000@1] [--outage 121] \\
+      [--forwarders rwconsole,agent,vmagent] [--warmup 30] [--steady 15] \\
+      [--drain-timeout 300] [--baseline DIR] [--json FILE]
+
+For each forwarder in turn (one at a time, same load generator): a null
+receiver (``bench_forwarder.py``'s sink) on a fixed port, the forwarder
+scraping the load, a warm-up, a steady window, then the receiver **process is
+stopped** for ``--outage`` seconds (connections are refused, as when a
+receiver is down or restarting) and started again on the same port. The
+script polls the forwarder's /metrics and /proc every half second until its
+lag is back under two scrape intervals.
+
+Reported per forwarder:
+  backlog        samples taken in while the receiver was down
+  drain s        receiver up -> lag under 2 intervals on two polls in a row (rwconsole, agent: the
+                 lag of ``bench_forwarder.lag_seconds``; vmagent: its persistent
+                 queue's pending bytes, converted to samples at the bytes per
+                 sample it wrote during the outage, under 2 intervals' worth)
+  drain/s        samples taken in from the outage's start until drained, divided
+                 by the drain time (what had to go out while draining)
+  ×ingest        drain/s / steady ingest rate
+  RSS steady / outage / drain   VmRSS: the steady window's peak, the outage's
+                 peak and the drain's peak (MiB)
+  CPU%           the forwarder's CPU during the drain; ``idle%`` the machine's
+  µs/smp         the forwarder's CPU seconds during the drain / the samples it had
+                 to send meanwhile (scraping included): on a machine whose CPUs
+                 are saturated by other work the drain rate follows the CPU share
+                 a forwarder gets, this figure much less
+The background CPU use is printed before the runs: quote ratios of one run.
+Forwarders: ``rwconsole``, ``rwconsole-5000``, ``agent``, ``agent-5000`` (as in
+``bench_forwarder.py``), ``vmagent`` (its default remote-write settings), and
+``NAME@base`` with ``--baseline DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_forwarder import (
+    BASELINE_SUFFIX,
+    FORWARDERS,
+    HERE,
+    Bench,
+    BenchError,
+    Load,
+    P,
+    _Proc,
+    _Running,
+    cpu_seconds,
+    free_port,
+    lag_seconds,
+    machine_times,
+    print_background_cpu,
+    read_metrics,
+    rss_bytes,
+    run_guarded,
+    top_functions,
+    wait_http,
+)
+
+VMAGENT = "vmagent"
+POLL_SECONDS = 0.5
+VM_IN = "vmagent_remotewrite_global_rows_pushed_before_relabel_total"
+VM_PENDING = "vmagent_remotewrite_pending_data_bytes"
+VM_WRITTEN = "vm_persistentqueue_bytes_written_total"
+
+
+@dataclass
+class CatchupResult:
+    forwarder: str
+    load: str
+    outage_seconds: float
+    ingest_per_second: float
+    backlog_samples: float
+    drain_seconds: float
+    drain_per_second: float
+    drain_over_ingest: float
+    rss_steady: int
+    rss_outage: int
+    rss_drain: int
+    cpu_percent_drain: float
+    cpu_us_per_sample_drain: float
+    machine_idle_percent_drain: float
+    shards_max: float | None
+    drained: bool
+
+
+@dataclass
+class _Sample:
+    t: float
+    samples_in: float
+    lag_samples: float
+    rss: int
+    shards: float | None
+
+
+class CatchupBench(Bench):
+    """Adds vmagent and a restartable receiver to ``bench_forwarder.Bench``."""
+
+    def start_null_receiver(self, port: int) -> _Proc:
+        proc = self.procs.start(
+            "null-receiver",
+            [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)],
+        )
+        wait_http(f"http://127.0.0.1:{port}/", proc, 20)
+        return proc
+
+    def start_any(self, name: str, load: Load, targets: list[str], write_url: str) -> _Running:
+        if name != VMAGENT:
+            return self.start_forwarder(name, load, targets, write_url)
+        binary = shutil.which("vmagent")
+        if binary is None:
+            raise BenchError("vmagent is not installed")
+        data_dir = self._dir(name)
+        port = free_port()
+        config = data_dir / "scrape.yml"
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": f"{load.interval:g}s",
+                        "scrape_timeout": f"{min(load.interval, 10.0):g}s",
+                    },
+                    "scrape_configs": [
+                        {"job_name": "loadgen", "static_configs": [{"targets": targets}]}
+                    ],
+                }
+            )
+        )
+        argv = [
+            binary,
+            f"-promscrape.config={config}",
+            f"-remoteWrite.url={write_url}",
+            f"-remoteWrite.tmpDataPath={data_dir / 'queue'}",
+            f"-remoteWrite.label=forwarder={name}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+        ]
+        proc = self.procs.start(name, argv, cwd=data_dir)
+        metrics_url = f"http://127.0.0.1:{port}/metrics"
+        wait_http(metrics_url, proc, 60)
+        return _Running(name, VMAGENT, proc, metrics_url, data_dir)
+
+    def start_profile(self, running: _Running) -> tuple[_Proc, Path] | None:
+        """py-spy on an rwconsole process for the first seconds of the drain."""
+        out_dir: Path | None = self.args.profile_dir
+        binary = shutil.which("py-spy")
+        if out_dir is None or running.kind != "rwconsole" or binary is None:
+            return None
+        out_dir.mkdir(parents=True, exist_ok=True)
+        raw = out_dir / f"{running.name}-drain.txt"
+        argv = [
+            binary,
+            "record",
+            f"--pid={running.proc.popen.pid}",
+            f"--duration={int(self.args.profile_seconds)}",
+            "--rate=100",
+            "--format=raw",
+            f"--output={raw}",
+            "--nonblocking",
+        ]
+        return self.procs.start("py-spy", argv), raw
+
+    def print_profile(self, profile: tuple[_Proc, Path]) -> None:
+        proc, raw = profile
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.popen.wait(self.args.profile_seconds + 30)
+        self.procs.stop(proc)
+        if not raw.exists():
+            print("  py-spy wrote no profile")
+            return
+        print("  drain profile, top functions by own share (self% incl%):")
+        for function, own, inclusive in top_functions(raw.read_text(), 25):
+            print(f"  {own:>6.1f} {inclusive:>6.1f}  {function}")
+
+    def run_one(self, name: str, load: Load, targets: list[str]) -> CatchupResult:
+        args = self.args
+        port = free_port()
+        receiver = self.start_null_receiver(port)
+        running = self.start_any(name, load, targets, f"http://127.0.0.1:{port}/api/v1/write")
+        pid = running.proc.popen.pid
+        per_byte = [0.0]  # vmagent: samples per pending byte, set when the outage ends
+
+        def sample() -> _Sample:
+            m = read_metrics(running.metrics_url)
+            if running.kind == VMAGENT:
+                pending = m.get(VM_PENDING, 0.0) * per_byte[0]
+                return _Sample(time.monotonic(), m.get(VM_IN, 0.0), pending, rss_bytes(pid), None)
+            lag = lag_seconds(m) * load.offered
+            return _Sample(
+                time.monotonic(), m.get(P + "samples_in_total", 0.0), lag, rss_bytes(pid),
+                m.get(P + "shards"),
+            )  # fmt: skip
+
+        def poll(
+            seconds: float, until: Callable[[list[_Sample]], bool] | None = None
+        ) -> list[_Sample]:
+            out: list[_Sample] = []
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if running.proc.popen.poll() is not None:
+                    raise BenchError(f"{name} exited")
+                with contextlib.suppress(httpx.HTTPError):
+                    out.append(sample())
+                    if until is not None and until(out):
+                        break
+                time.sleep(POLL_SECONDS)
+            return out
+
+        try:
+            print(f"- {name}: warm-up {args.warmup:g}s", flush=True)
+            time.sleep(args.warmup)
+            steady = poll(args.steady)
+            ingest = (steady[-1].samples_in - steady[0].samples_in) / (steady[-1].t - steady[0].t)
+            written_before = 0.0
+            if running.kind == VMAGENT:
+                written_before = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0)
+            print(f"  receiver down {args.outage:g}s", flush=True)
+            self.procs.stop(receiver)
+            down = sample()
+            outage = poll(args.outage)
+            up_at = time.monotonic()
+            receiver = self.start_null_receiver(port)
+            if running.kind == VMAGENT:
+                written = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0) - written_before
+                taken = outage[-1].samples_in - down.samples_in
+                per_byte[0] = taken / written if written else 0.0
+            cpu0, (idle0, total0) = cpu_seconds(pid), machine_times()
+            profile = self.start_profile(running)
+            limit = 2 * load.interval * load.offered
+            # Two polls in a row: vmagent's pending bytes can read 0 for a moment.
+            drain = poll(
+                args.drain_timeout,
+                lambda out: len(out) > 1 and all(s.lag_samples < limit for s in out[-2:]),
+            )
+            cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
+            if profile is not None:
+                self.print_profile(profile)
+        finally:
+            self.stop_forwarder(running)
+            self.procs.stop(receiver)
+        end = drain[-1]
+        drained = len(drain) > 1 and all(s.lag_samples < limit for s in drain[-2:])
+        seconds = end.t - up_at
+        cleared = end.samples_in - down.samples_in
+        rate = cleared / seconds if seconds > 0 else math.nan
+        shards = [s.shards for s in steady + outage + drain if s.shards is not None]
+        return CatchupResult(
+            forwarder=name,
+            load=str(load),
+            outage_seconds=round(up_at - down.t, 1),
+            ingest_per_second=ingest,
+            backlog_samples=outage[-1].samples_in - down.samples_in,
+            drain_seconds=round(seconds, 1),
+            drain_per_second=rate,
+            drain_over_ingest=rate / ingest if ingest else math.nan,
+            rss_steady=max(s.rss for s in steady),
+            rss_outage=max(s.rss for s in outage),
+            rss_drain=max(s.rss for s in drain),
+            cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, end.t - up_at),
+            cpu_us_per_sample_drain=1e6 * (cpu1 - cpu0) / cleared if cleared else math.nan,
+            machine_idle_percent_drain=100.0 * (idle1 - idle0) / max(1.0, total1 - total0),
+            shards_max=max(shards) if shards else None,
+            drained=drained,
+        )
+
+    def run(self, load: Load) -> list[CatchupResult]:
+        print(f"\n== load {load}: {load.offered:,.0f} samples/s offered ==", flush=True)
+        loadgen, targets = self.start_loadgen(load)
+        results: list[CatchupResult] = []
+        try:
+            print_background_cpu()
+            for name in self.args.forwarders:
+                results.append(self.run_one(name, load, targets))
+                print_results(results[-1:])
+        finally:
+            self.procs.stop(loadgen)
+        return results
+
+
+def print_results(results: Sequence[CatchupResult]) -> None:
+    mib = 2**20
+    header = (
+        f"{'forwarder':<18} {'ingest/s':>9} {'backlog':>11} {'drain s':>8} {'drain/s':>9} "
+        f"{'×ingest':>7} {'RSS steady/outage/drain MiB':>28} {'CPU%':>6} {'µs/smp':>6} "
+        f"{'idle%':>6} {'shards':>6}"
+    )
+    print(header)
+    for r in results:
+        rss = f"{r.rss_steady / mib:.0f}/{r.rss_outage / mib:.0f}/{r.rss_drain / mib:.0f}"
+        drain = f"{r.drain_seconds:.1f}" + ("" if r.drained else "+")
+        shards = "-" if r.shards_max is None else f"{r.shards_max:.0f}"
+        print(
+            f"{r.forwarder:<18} {r.ingest_per_second:>9,.0f} {r.backlog_samples:>11,.0f} "
+            f"{drain:>8} {r.drain_per_second:>9,.0f} {r.drain_over_ingest:>7.2f} {rss:>28} "
+            f"{r.cpu_percent_drain:>6.1f} {r.cpu_us_per_sample_drain:>6.2f} "
+            f"{r.machine_idle_percent_drain:>6.1f} {shards:>6}"
+        )
+
+
+def print_ratios(results: Sequence[CatchupResult]) -> None:
+    for ref in results:
+        for r in results:
+            if r is ref or not r.forwarder.startswith("rwconsole"):
+                continue
+            if ref.forwarder.startswith("rwconsole") and not ref.forwarder.endswith(
+                BASELINE_SUFFIX
+            ):
+                continue
+            print(
+                f"ratio {r.forwarder}/{ref.forwarder}: drain/s "
+                f"{r.drain_per_second / ref.drain_per_second:.2f}, peak drain RSS "
+                f"{r.rss_drain / ref.rss_drain:.2f}, CPU per sample while draining "
+                f"{r.cpu_us_per_sample_drain / ref.cpu_us_per_sample_drain:.2f}; "
+                f"{r.forwarder} drain RSS / steady "
+                f"{r.rss_drain / r.rss_steady:.2f}"
+            )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--load", type=Load.parse, default=Load(50, 2000, 1.0))
+    parser.add_argument("--outage", type=float, default=121.0, help="seconds the receiver is down")
+    parser.add_argument("--forwarders", default="rwconsole,agent,vmagent")
+    parser.add_argument("--baseline", type=Path, help="checkout run by NAME@base forwarders")
+    parser.add_argument("--warmup", type=float, default=30.0)
+    parser.add_argument("--steady", type=float, default=15.0, help="seconds before the outage")
+    parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--loadgen-procs", type=int, default=0)
+    parser.add_argument("--profile-dir", type=Path, help="py-spy rwconsole's drain, save here")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
+    unknown = [
+        n for n in names if n != VMAGENT and n.removesuffix(BASELINE_SUFFIX) not in FORWARDERS
+    ]
+    if unknown or not names:
+        choices = ", ".join([VMAGENT, *FORWARDERS])
+        parser.error(f"--forwarders: unknown {unknown}; choose from {choices}")
+    if any(n.endswith(BASELINE_SUFFIX) for n in names) and args.baseline is None:
+        parser.error(f"forwarders named NAME{BASELINE_SUFFIX} need --baseline DIR")
+    if args.outage <= 0 or args.steady < 2 or args.warmup < 0:
+        parser.error("--outage must be > 0, --steady >= 2 and --warmup >= 0")
+    args.forwarders = names
+    args.receiver = "null"
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
+    bench = CatchupBench(args, workdir)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs · python "
+        f"{sys.version.split()[0]} · outage {args.outage:g}s (receiver process stopped) · "
+        f"null receiver · work dir {workdir}"
+    )
+    results: list[CatchupResult] = []
+    code = run_guarded(bench, lambda: results.extend(bench.run(args.load)))
+    if results:
+        print()
+        print_results(results)
+        print_ratios(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
