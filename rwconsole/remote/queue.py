@@ -46,7 +46,6 @@ from rwconsole.remote.resharding import (
     SHARD_UPDATE_INTERVAL,
     EwmaRate,
     LoopLag,
-    catchup_shards,
     desired_shards,
 )
 
@@ -1110,22 +1109,8 @@ class QueueManager:
             if decision is None:
                 continue
             self.metrics.shards_desired.set(decision.desired_raw)
-            target = max(decision.shards, self._catchup_target())
-            if self._should_reshard(target):
-                await self._reshard(target)
-
-    def _catchup_target(self) -> int:
-        """Shards a queue that is behind needs by what its sends deliver; bounded by
-        the count up to which chunks are split in bulk (beyond it, per sample)."""
-        return catchup_shards(
-            current=len(self._shards),
-            max_shards=self.settings.max_shards,
-            cap=_BULK_MAX_SHARDS,
-            rate_in=self._data_in.rate,
-            rate_out=self._data_out.rate,
-            rate_dropped=self._data_dropped.rate,
-            delay_seconds=self.lag_seconds(),
-        )
+            if self._should_reshard(decision.shards):
+                await self._reshard(decision.shards)
 
     def _should_reshard(self, target: int) -> bool:
         if target == len(self._shards):

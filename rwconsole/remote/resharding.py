@@ -95,35 +95,6 @@ def desired_shards(
     return ShardDecision(desired_raw=desired, shards=target)
 
 
-def catchup_shards(
-    *,
-    current: int,
-    max_shards: int,
-    cap: int,
-    rate_in: float,
-    rate_out: float,
-    rate_dropped: float,
-    delay_seconds: float,
-) -> int:
-    """Shards to run while behind, from the shortfall of what sends deliver.
-
-    ``desired_shards`` sizes shards by the receiver's time per sample; a shard's
-    cycle also holds its encoding and its turn on the loop, so after an outage a
-    queue would drain far slower than the catch-up rate that formula aims at.
-    While more than ``MAX_DELAY_FOR_DOWNSCALE`` behind and short of that rate by
-    more than the tolerance, shards grow by the measured shortfall, up to
-    ``cap`` (and ``max_shards``, never below ``current``); otherwise 0: no say.
-    """
-    if delay_seconds <= MAX_DELAY_FOR_DOWNSCALE or rate_out <= 0:
-        return 0
-    kept_ratio = rate_out / (rate_dropped + rate_out)
-    wanted = rate_in * kept_ratio * (1 + BACKLOG_CATCHUP_FRACTION * delay_seconds)
-    if rate_out >= wanted * (1 - SHARD_TOLERANCE):
-        return 0
-    grown = math.ceil(current * wanted / rate_out)
-    return max(current, min(max_shards, cap, grown))
-
-
 LAG_PROBE_PERIOD = 0.01
 """Seconds between two wake-ups of the loop-lag probe."""
 LAG_PROBE_SLACK = 0.001

@@ -11,7 +11,7 @@ from test_queue import Harness, eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
-from rwconsole.remote.resharding import EwmaRate, LoopLag, catchup_shards, desired_shards
+from rwconsole.remote.resharding import EwmaRate, LoopLag, desired_shards
 
 
 def test_ewma_initialises_then_smooths() -> None:
@@ -65,32 +65,6 @@ def test_desired_shards_cases() -> None:
     assert decide(rate_in=100_000).shards == 50
     assert decide(rate_in=1, min_shards=3).shards == 3
     assert decide(rate_out=0) is None
-
-
-def test_catchup_shards_grow_by_the_shortfall_while_behind() -> None:
-    def catchup(**overrides: float) -> int:
-        args: dict[str, float] = {
-            "current": 2,
-            "max_shards": 200,
-            "cap": 8,
-            "rate_in": 100_000,
-            "rate_out": 100_000,
-            "rate_dropped": 0,
-            "delay_seconds": 60,
-        }
-        args.update(overrides)
-        return catchup_shards(**args)  # type: ignore[arg-type]
-
-    # 60 s behind at 100k/s in: 100k + 5 % of 6M = 400k/s wanted.
-    assert catchup(rate_out=150_000) == 6  # 2 × 400/150, rounded up
-    assert catchup(rate_out=50_000) == 8  # 16 wanted, held at the cap
-    assert catchup(rate_out=50_000, max_shards=5) == 5
-    # Close enough to the target, caught up, or nothing sent yet: no say (0).
-    assert catchup(rate_out=300_000) == 0
-    assert catchup(rate_out=150_000, delay_seconds=5) == 0
-    assert catchup(rate_out=0) == 0
-    # Never lower than the current count.
-    assert catchup(current=12, rate_out=150_000) == 12
 
 
 def _started_step_harness(receiver: DemoReceiver) -> tuple[Harness, EwmaRate]:
