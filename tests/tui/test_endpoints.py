@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from textual.widgets import DataTable, Static
 
+from rwconsole.snapshot import CredentialsSnapshot
 from rwconsole.tui.app import ConsoleApp
 from tests.tui.recorded import recorded_snapshot
 
@@ -63,3 +64,15 @@ async def test_sent_counts_accepted_samples_and_out_names_its_window() -> None:
         assert (row["sent"], row["failed"]) == ("0", "77.5k")
         detail = str(app.screen.query_one("#endpoint-detail", Static).render())
         assert "accepted 0 samples, rejected 77.5k" in detail
+
+
+async def test_credential_expiry_is_counted_from_the_snapshot_time() -> None:
+    recorded = recorded_snapshot()  # taken long ago: wall-clock time would call it expired
+    credentials = CredentialsSnapshot("EC2 instance role r", expires_at=recorded.time + 600)
+    endpoint = dataclasses.replace(recorded.endpoints[0], credentials=credentials)
+    app = ConsoleApp(snapshot=dataclasses.replace(recorded, endpoints=(endpoint,)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        detail = str(app.screen.query_one("#endpoint-detail", Static).render())
+        assert "(in 10m)" in detail and "expired" not in detail

@@ -67,7 +67,10 @@ def _proto_cell(endpoint: EndpointSnapshot) -> str | Text:
     return Text(f"{_configured(endpoint)}→{state.split(' ', 1)[0]}", style="yellow")
 
 
-def detail_markup(endpoint: EndpointSnapshot, *, read_only: bool = False) -> str:
+def detail_markup(
+    endpoint: EndpointSnapshot, *, read_only: bool = False, now: float | None = None
+) -> str:
+    """The detail panel; credential expiry is counted from ``now`` (the snapshot's time)."""
     q = endpoint.queue_config
     wal = (
         f"WAL read {fmt.position(endpoint.read_position)}  delivered "
@@ -94,7 +97,7 @@ def detail_markup(endpoint: EndpointSnapshot, *, read_only: bool = False) -> str
     if endpoint.last_status:
         lines.append(f"last response: HTTP {endpoint.last_status}")
     if endpoint.credentials is not None:
-        lines.append(credentials_markup(endpoint.credentials, time.time()))
+        lines.append(credentials_markup(endpoint.credentials, time.time() if now is None else now))
     if endpoint.last_error:
         # The error carries its own status (if it had one); last_status is the latest
         # response of any kind, so the two are shown apart.
@@ -180,7 +183,7 @@ class EndpointsScreen(ConsoleScreen):
         name = self._highlighted()
         endpoint = snapshot.endpoint(name) if name else None
         text = (
-            detail_markup(endpoint, read_only=snapshot.read_only)
+            detail_markup(endpoint, read_only=snapshot.read_only, now=snapshot.time)
             if endpoint
             else "[dim]no endpoints[/]"
         )
