@@ -185,6 +185,11 @@ def server_ssl_context(
 # --- config objects -------------------------------------------------------------------
 
 
+def run(factory: Callable[[], Awaitable[None]]) -> None:
+    """Run one test coroutine on a fresh event loop, failing it after 20 s."""
+    asyncio.run(asyncio.wait_for(factory(), 20))
+
+
 def endpoint(url: str, **kwargs: object) -> EndpointConfig:
     """An endpoint block as the config loader would build it."""
     return EndpointConfig(url=url, **kwargs)  # type: ignore[arg-type]
