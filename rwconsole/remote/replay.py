@@ -38,12 +38,10 @@ from rwconsole.remote.resharding import EwmaRate
 from rwconsole.wal import records
 from rwconsole.wal.segment import (
     CorruptionError,
+    WalFile,
     WalRecord,
-    checkpoint_name,
     iter_segment,
-    last_checkpoint,
-    list_segments,
-    segment_name,
+    wal_files,
 )
 
 PROGRESS_VERSION = 1
@@ -62,33 +60,6 @@ _DROP_REASONS = (
 
 class ReplayError(Exception):
     """The replay cannot start (bad progress file, no such endpoint); the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class WalFile:
-    """One file of the WAL in replay order; ``name`` is how progress refers to it."""
-
-    name: str
-    path: Path
-    index: int
-    size: int
-    checkpoint: int | None
-
-
-def wal_files(wal_dir: Path) -> list[WalFile]:
-    """The newest checkpoint's segments, then the segments after it, in order."""
-    out: list[WalFile] = []
-    first = 0
-    cp = last_checkpoint(wal_dir)
-    if cp is not None:
-        for seg in list_segments(cp[1]):
-            name = f"{checkpoint_name(cp[0])}/{segment_name(seg.index)}"
-            out.append(WalFile(name, seg.path, seg.index, seg.size, cp[0]))
-        first = cp[0] + 1
-    for seg in list_segments(wal_dir):
-        if seg.index >= first:
-            out.append(WalFile(segment_name(seg.index), seg.path, seg.index, seg.size, None))
-    return out
 
 
 def default_progress_path(directory: str | os.PathLike[str], endpoint: str) -> Path:
