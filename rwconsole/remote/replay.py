@@ -205,7 +205,6 @@ class WalReplaySource:
         self.finished = asyncio.Event()
         self.bytes_total = sum(f.size for f in files[resume[0] :]) - resume[1]
         self.bytes_done = 0
-        self.samples_done = 0
         self._resume = resume
         self._lo = options.start_ms if options.start_ms is not None else _MIN_TIME
         self._hi = options.end_ms if options.end_ms is not None else _MAX_TIME
@@ -216,6 +215,11 @@ class WalReplaySource:
             max(1, min(MAX_CHUNK_ITEMS, int(options.rate / 4))) if options.rate else MAX_CHUNK_ITEMS
         )
         self._records = self._iter_records()
+
+    @property
+    def samples_done(self) -> int:
+        """Samples handed to the queue by this run."""
+        return self.summary.read["samples"]
 
     def _iter_records(self) -> Iterator[tuple[int, WalRecord]]:
         for index, wal_file in enumerate(self.files):
@@ -240,7 +244,6 @@ class WalReplaySource:
             if chunk is not None:
                 if self._bucket is not None and chunk.refs:
                     await self._bucket.take(len(chunk.refs))
-                self.samples_done += len(chunk.refs)
                 read = self.summary.read
                 read["samples"] += len(chunk.refs)
                 read["exemplars"] += len(chunk.exemplars)
