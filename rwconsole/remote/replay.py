@@ -381,7 +381,6 @@ class Replay:
         self._user_agent = user_agent
         self._stop = asyncio.Event()
         self._last_save = 0.0
-        self.started = time.monotonic()
 
     def stop(self) -> None:
         """Ask a running replay to finish early (progress is kept)."""
