@@ -903,15 +903,15 @@ class QueueManager:
                 not_sending += self._send_clock() - paused_at
             if stop.is_set():
                 raise _Interrupted
-            counts = batch.counts()
-            for kind, n in zip(KINDS3, counts, strict=True):
-                if n:
-                    metrics.sent[kind].inc(n)
             if protocol != self.negotiation.current and protocol == 2:
                 # Another shard found the receiver speaks only 1.0.
                 protocol, batch = 1, self._as_v1(batch)
                 body = await self._encode(batch, protocol)
                 continue
+            counts = batch.counts()
+            for kind, n in zip(KINDS3, counts, strict=True):
+                if n:
+                    metrics.sent[kind].inc(n)
             result = await self._client.send(
                 body,
                 protocol=protocol,
