@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waits import eventually
 
 from rwconsole.config import schema
 from rwconsole.config.schema import QueueConfig
@@ -120,15 +121,6 @@ def make_queue(
         **kw,
     )
     return queue, registry
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def value(queue: QueueManager, registry: Registry, name: str, **labels: str) -> float:
