@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import pytest
+from waits import eventually
 
 from rwconsole.config import schema
 from rwconsole.config.schema import QueueConfig
@@ -54,15 +55,6 @@ def series_table(n: int) -> dict[int, Labels]:
         ref: make_labels({"__name__": "test_metric", "series": str(ref), "job": "queue-test"})
         for ref in range(1, n + 1)
     }
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 class Harness:
