@@ -484,6 +484,11 @@ class Engine:
             await self._start_demo_receiver()
         for index, endpoint_config in enumerate(self.config.endpoint):
             self.endpoints.append(self._make_endpoint(index, endpoint_config))
+        # The input rate ticks before the queues' first desired-shards calculation
+        # (timers of equal period fire in start order), as Prometheus' storage-wide
+        # rate does; the other way round the first calculation sees no input and
+        # reports 0 desired shards for a whole interval.
+        self._tasks = [asyncio.create_task(self._rate_loop(), name="_rate_loop")]
         for endpoint in self.endpoints:
             endpoint.queue.start()
             if endpoint.metadata_sender is not None:
@@ -498,11 +503,10 @@ class Engine:
             self._snapshot_loop,
             self._sync_loop,
             self._progress_loop,
-            self._rate_loop,
             self._truncate_loop,
             self._gc_loop,
         ]
-        self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
+        self._tasks += [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
         self.reload_successful.set(1)
         self.reload_success_time.set(time.time())
         self._refresh_snapshot()
