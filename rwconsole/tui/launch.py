@@ -6,9 +6,15 @@ import argparse
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
 
 from rwconsole.cli import err_console
 from rwconsole.exitcodes import EXIT_BAD, EXIT_OK, EXIT_USAGE
+
+if TYPE_CHECKING:
+    from textual.app import App
 
 
 def run_console(args: argparse.Namespace) -> int:
@@ -29,7 +35,7 @@ def run_console(args: argparse.Namespace) -> int:
         data_dir = config.storage.path
     else:
         if not Path(config_path).is_file():
-            err_console.print(f"[bold red]error:[/] config file not found: {config_path}")
+            err_console.print(f"[bold red]error:[/] config file not found: {escape(config_path)}")
             return EXIT_USAGE
         from rwconsole.runner import load_or_report
 
@@ -46,7 +52,9 @@ def run_console(args: argparse.Namespace) -> int:
             engine.start()
         except EngineError as err:
             engine.stop()
-            err_console.print(f"[bold red]cannot start the forwarder:[/] {err}", highlight=False)
+            err_console.print(
+                f"[bold red]cannot start the forwarder:[/] {escape(str(err))}", highlight=False
+            )
             return EXIT_BAD
         app = ConsoleApp(
             engine,
@@ -61,7 +69,7 @@ def run_console(args: argparse.Namespace) -> int:
     finally:
         if scratch is not None and not engine.running:  # never under a live engine
             shutil.rmtree(scratch, ignore_errors=True)
-    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+    return _exit_code(app)
 
 
 def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> int:
@@ -72,7 +80,7 @@ def open_wal(directory: str | Path, *, theme_dir: str | Path | None = None) -> i
     try:
         wal_dir = resolve_wal_dir(directory)
     except (OSError, NotAWalError) as err:
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
         return EXIT_USAGE
     app = ConsoleApp(None, wal_dir=wal_dir, theme_dir=theme_dir)
     app.run()
@@ -92,11 +100,11 @@ def run_peer_console(
         try:
             resolved = str(resolve_wal_dir(wal_dir))
         except (OSError, NotAWalError) as err:
-            err_console.print(f"[bold red]error:[/] --wal: {err}", highlight=False)
+            err_console.print(f"[bold red]error:[/] --wal: {escape(str(err))}", highlight=False)
             return EXIT_USAGE
     if not url.startswith(("http://", "https://")):
         err_console.print(
-            f"[bold red]error:[/] --metrics: {url!r} is not an http:// or https:// URL",
+            f"[bold red]error:[/] --metrics: {escape(repr(url))} is not an http:// or https:// URL",
             highlight=False,
         )
         return EXIT_USAGE
@@ -104,20 +112,18 @@ def run_peer_console(
     try:
         engine.start()
     except PeerError as err:
-        err_console.print(f"[bold red]cannot attach:[/] {err}", highlight=False)
+        err_console.print(f"[bold red]cannot attach:[/] {escape(str(err))}", highlight=False)
         return EXIT_BAD
     try:
         app = ConsoleApp(engine, wal_dir=resolved or None, theme_dir=theme_dir)
         app.run()
     finally:
         engine.stop()
-    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+    return _exit_code(app)
 
 
 def attach(args: argparse.Namespace) -> int:
     """``rwconsole attach [TARGET]``: the console on a running engine, over its admin API."""
-    from rich.markup import escape
-
     from rwconsole.admin.client import AdminError, RemoteEngine, RemoteTools
     from rwconsole.admin.ctl import target_from_args
     from rwconsole.exitcodes import EXIT_UNREACHABLE
@@ -149,7 +155,7 @@ def attach(args: argparse.Namespace) -> int:
         app.run()
     finally:
         remote.stop()
-    return EXIT_OK if app.return_code in (None, 0) else int(app.return_code or EXIT_BAD)
+    return _exit_code(app)
 
 
 def _configured_data_dir(config_path: str | None) -> str | None:
@@ -162,3 +168,8 @@ def _configured_data_dir(config_path: str | None) -> str | None:
 
     config = load_or_report(config_path)
     return None if config is None else config.storage.path
+
+
+def _exit_code(app: App[int]) -> int:
+    """The console's exit code: what the app returned, ``EXIT_OK`` when it returned nothing."""
+    return int(app.return_code or EXIT_OK)

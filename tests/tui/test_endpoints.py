@@ -58,6 +58,7 @@ async def test_sent_counts_accepted_samples_and_out_names_its_window() -> None:
         table = app.screen.query_one(DataTable)
         labels = {c.key.value: c.label.plain for c in table.columns.values()}
         assert labels["out"] == "Out/s (10s avg)" and labels["failed"] == "Rejected"
+        assert labels["sent"] == "Accepted"  # the detail's "sent" counts every attempt
         row = dict(zip(labels, table.get_row("demo-v1"), strict=True))
         assert (row["sent"], row["failed"]) == ("0", "77.5k")
         detail = str(app.screen.query_one("#endpoint-detail", Static).render())

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from rwconsole.exitcodes import EXIT_USAGE
 from rwconsole.tui.app import ConsoleApp
-from rwconsole.tui.launch import run_console
+from rwconsole.tui.launch import open_wal, run_console
 
 
 @pytest.fixture
@@ -46,3 +47,13 @@ def test_a_data_dir_the_user_named_is_kept(quick_exit: list[str], tmp_path: Path
     args = argparse.Namespace(config=None, data_dir=str(data), theme_dir=None)
     assert run_console(args) == 0
     assert (data / "wal").is_dir()
+
+
+def test_a_path_with_brackets_is_reported_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = tmp_path / "wal[/x]"
+    directory.mkdir(parents=True)
+    assert open_wal(directory) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "wal[/x]" in err and "not a WAL directory" in err

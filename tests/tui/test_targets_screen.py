@@ -90,3 +90,25 @@ async def test_targets_table_filter_dropped_and_detail() -> None:
         detail = str(app.screen.query_one("#target-detail", Static).render())
         assert "dropped by relabel_configs[1] (drop)" in detail
         assert "10.0.0.9:9100" in detail
+
+
+async def test_cursor_stays_on_a_target_whose_health_changes() -> None:
+    snapshot = _snapshot()
+    app = ConsoleApp(snapshot=snapshot)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        await pilot.pause(0.2)
+        await pilot.press("down")
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#targets-table", DataTable)
+        assert table.cursor_row == 1
+        api = snapshot.targets[1]
+        flipped = dataclasses.replace(api, health="up", last_error="")
+        targets = (snapshot.targets[0], flipped, snapshot.targets[2])
+        app.snapshot = dataclasses.replace(snapshot, targets=targets)
+        app.push_snapshot()
+        await pilot.pause(0.2)
+        assert table.cursor_row == 1
+        assert [r[2] for r in _cells(app)] == ["up", "up"]
+        detail = str(app.screen.query_one("#target-detail", Static).render())
+        assert detail.startswith("api")

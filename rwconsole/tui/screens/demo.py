@@ -79,7 +79,7 @@ class DemoScreen(ConsoleScreen):
             yield Input("1", id="opt-fraction", validators=[Number(minimum=0, maximum=1)])
         yield Static(id="demo-endpoints")
         with Grid(id="demo-charts"):
-            yield TimeSeriesChart("Sent", "samples/s", id="demo-chart-out")
+            yield TimeSeriesChart("Accepted", "samples/s", id="demo-chart-out")
             yield TimeSeriesChart("Retried + failed", "samples/s", id="demo-chart-errors")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -26,7 +26,7 @@ COLUMNS = (
     ("bounds", "Min–max"),
     ("pending", "Pending"),
     ("out", "Out/s"),
-    ("sent", "Sent"),
+    ("sent", "Accepted"),
     ("retried", "Retried"),
     ("failed", "Rejected"),
     ("dropped", "Dropped"),
@@ -36,7 +36,7 @@ _STATUS_STYLE = {"healthy": "green", "retrying": "yellow", "failing": "red", "pa
 
 
 def row_values(endpoint: EndpointSnapshot, window: float = 1.0) -> dict[str, str | Text]:
-    """The table cells: "Out/s" and "Sent" count only samples the receiver accepted."""
+    """The table cells: "Out/s" and "Accepted" count only samples the receiver accepted."""
     q = endpoint.queue_config
     return {
         "name": endpoint.name,

@@ -14,10 +14,38 @@ from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
     SUGGEST_FACTOR,
     average_latency,
+    average_rate,
     max_throughput,
     suggest_max_shards,
     window_points,
 )
+
+ESTIMATE_TITLE = (
+    "[b]Effect estimate[/b] (max throughput = max_shards × max_samples_per_send "
+    "÷ average request latency)"
+)
+
+
+def window_figures(
+    endpoint: EndpointSnapshot, now: float, window: tuple[str, float]
+) -> tuple[float | None, float, str]:
+    """Over the console's window: mean request latency (None: no request completed),
+    mean incoming rate, and the line that shows both (or why there is no estimate)."""
+    label, seconds = window
+    points = window_points(endpoint.history, seconds, now)
+    latency = average_latency(points)
+    incoming = average_rate(points, "samples_in_per_second", seconds)
+    if latency is None:
+        return (
+            None,
+            incoming,
+            (f"no request completed in the last {label}: latency unknown, no estimate yet"),
+        )
+    line = (
+        f"over {label}: average request latency {fmt.seconds(latency)}, incoming "
+        f"{fmt.number(incoming)} samples/s"
+    )
+    return latency, incoming, line
 
 
 def heading(snapshot: Snapshot, endpoint: EndpointSnapshot) -> str:
@@ -39,23 +67,10 @@ def body(snapshot: Snapshot, endpoint: EndpointSnapshot, window: tuple[str, floa
     if not config:
         lines.append("  [dim]none: its metrics carry no shards_min/shards_max gauges[/]")
     lines.append("  [dim]other fields are not exposed by its metrics[/]")
-    label, seconds = window
-    points = window_points(endpoint.history, seconds, snapshot.time)
-    latency = average_latency(points)
-    lines.append("")
-    lines.append(
-        "[b]Effect estimate[/b] (max throughput = max_shards × max_samples_per_send "
-        "÷ average request latency)"
-    )
+    latency, _incoming, figures = window_figures(endpoint, snapshot.time, window)
+    lines += ["", ESTIMATE_TITLE, figures]
     throughput = max_throughput(config, latency)
-    if latency is None or throughput is None:
-        lines.append(f"no request completed in the last {label}: latency unknown, no estimate yet")
-    else:
-        incoming = points[-1].samples_in_per_second if points else 0.0
-        lines.append(
-            f"average request latency {fmt.seconds(latency)} over {label}  ·  incoming "
-            f"{fmt.number(incoming)} samples/s"
-        )
+    if throughput is not None:
         lines.append(
             f"{config.get('max_shards')} × {config.get('max_samples_per_send')} ÷ "
             f"{fmt.seconds(latency)} = [b]{fmt.number(throughput)}[/b] samples/s"

@@ -28,10 +28,8 @@ from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
     MIN_SUGGESTED_MAX_SHARDS,
     SUGGEST_FACTOR,
-    average_latency,
     max_throughput,
     suggest_max_shards,
-    window_points,
 )
 from rwconsole.tui.screens import peer_queue
 from rwconsole.tui.screens.base import ConsoleScreen
@@ -241,25 +239,13 @@ class QueueConfigScreen(ConsoleScreen):
         endpoint = self._current_endpoint()
         if endpoint is None:
             return ""
-        label, seconds = self.console.window
-        points = window_points(endpoint.history, seconds, self.console.snapshot.time)
-        latency = average_latency(points)
-        incoming = points[-1].samples_in_per_second if points else 0.0
-        lines = [
-            "[b]Effect estimate[/b] (max throughput = max_shards × max_samples_per_send "
-            "÷ average request latency)"
-        ]
-        if latency is None:
-            lines.append(
-                f"no request completed in the last {label}: latency unknown, no estimate yet"
-            )
-        else:
+        latency, incoming, figures = peer_queue.window_figures(
+            endpoint, self.console.snapshot.time, self.console.window
+        )
+        lines = [peer_queue.ESTIMATE_TITLE, figures]
+        if latency is not None:
             now = max_throughput(self._base, latency) or 0.0
             new = max_throughput(values, latency) or 0.0
-            lines.append(
-                f"average request latency {fmt.seconds(latency)} over {label}  ·  incoming "
-                f"{fmt.number(incoming)} samples/s"
-            )
             lines.append(
                 f"current: {self._base.get('max_shards')} × "
                 f"{self._base.get('max_samples_per_send')} ÷ {fmt.seconds(latency)} = "

@@ -34,9 +34,14 @@ _ERROR_WIDTH = 60
 
 
 def target_key(target: ScrapeTargetSnapshot) -> str:
-    """A row key unique among the snapshot's targets."""
+    """A row key unique among the snapshot's targets, kept while its health changes.
+
+    (A key with the health in it made an up/down flip rebuild the table and
+    move the cursor off the target.)
+    """
+    kept = "dropped" if target.health == "dropped" else "kept"
     labels = target.labels or target.discovered_labels
-    return target.job + "\x00" + target.health + "\x00" + repr(sorted(labels.items()))
+    return target.job + "\x00" + kept + "\x00" + repr(sorted(labels.items()))
 
 
 def matches(target: ScrapeTargetSnapshot, text: str) -> bool:
