@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from rwconsole.admin import protocol
-from rwconsole.config.secrets import redact_url
+from rwconsole.http.errors import url_problem
 from rwconsole.http.local import ClientTLS, admin_transport
 from rwconsole.snapshot import EMPTY_SNAPSHOT, Snapshot, SnapshotFormatError, from_plain
 
@@ -75,12 +75,8 @@ def parse_target(
         if not token:
             raise ValueError(f"--token-file {token_file}: the file is empty")
     if text.startswith(("http://", "https://")):
-        try:
-            port = httpx.URL(text).port
-        except httpx.InvalidURL as err:
-            raise ValueError(f"{redact_url(text)}: not a valid URL ({err})") from None
-        if port is not None and port > 65535:
-            raise ValueError(f"{redact_url(text)}: not a valid URL (port {port} > 65535)")
+        if problem := url_problem(text):
+            raise ValueError(problem)
         tls = None
         if text.startswith("https://"):
             tls = ClientTLS(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
