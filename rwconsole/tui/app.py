@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
@@ -174,7 +175,7 @@ class ConsoleApp(App[int]):
             self.register_theme(theme)
         self._own_themes = list(found)
         for problem in problems:
-            self.notify(str(problem), title="Theme", severity="warning", timeout=10)
+            self.notify(escape(str(problem)), title="Theme", severity="warning", timeout=10)
         wanted = theme_files.saved_theme() or theme_files.DEFAULT_THEME
         if wanted not in self.available_themes:
             wanted = theme_files.DEFAULT_THEME
@@ -184,7 +185,7 @@ class ConsoleApp(App[int]):
     def _remember_theme(self, theme: Any) -> None:
         error = theme_files.save_theme(theme.name)
         if error:
-            self.notify(error, title="Theme", severity="warning")
+            self.notify(escape(error), title="Theme", severity="warning")
 
     def _poll(self) -> None:
         if self.fixed_snapshot is not None or self.engine is None:
@@ -298,7 +299,7 @@ class ConsoleApp(App[int]):
             return False, message
         except Exception as err:  # the engine reports user errors as exceptions
             message = str(err) or type(err).__name__
-            self.notify(message, title=f"{what} failed", severity="error", timeout=10)
+            self.notify(escape(message), title=f"{what} failed", severity="error", timeout=10)
             return False, message
         if notify_done:
             self.notify(what, title="Done", timeout=4)
@@ -322,7 +323,9 @@ class ConsoleApp(App[int]):
             )
             if ok:
                 severity = "information" if report.ok else "error"
-                self.notify(report.summary(), title="Config reload", severity=severity, timeout=10)
+                self.notify(
+                    escape(report.summary()), title="Config reload", severity=severity, timeout=10
+                )
 
         self.run_worker(reload())
 

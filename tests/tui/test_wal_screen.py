@@ -299,3 +299,19 @@ async def test_replay_sends_the_opened_wal_and_reports(fixtures_dir: Path, tmp_p
         assert not [p for p in wal.iterdir() if "replay" in p.name]
     finally:
         await receiver.aclose()
+
+
+async def test_a_path_with_brackets_is_shown_whole_in_the_notice(tmp_path: Path) -> None:
+    from textual.content import Content
+
+    app = ConsoleApp(snapshot=recorded_snapshot())
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, WalScreen)
+        missing = tmp_path / "a[/x]b"
+        assert not screen.open_directory(missing)
+        await pilot.pause()
+        messages = [Content.from_markup(n.message).plain for n in app._notifications]
+        assert any(str(missing) in m for m in messages), messages

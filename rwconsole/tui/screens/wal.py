@@ -179,7 +179,7 @@ class WalScreen(ConsoleScreen):
         try:
             directory = self.console.tools.resolve_wal_dir(path)
         except (OSError, tools.NotAWalError) as err:
-            self.notify(str(err), title="Cannot open WAL", severity="error", timeout=8)
+            self.notify(escape(str(err)), title="Cannot open WAL", severity="error", timeout=8)
             return False
         self.directory = directory
         self.report = None
@@ -585,7 +585,9 @@ class WalScreen(ConsoleScreen):
 
         def chosen(target: str | None) -> None:
             if target:
-                self.notify(f"replaying {directory} to {target}…", title="Replay", timeout=5)
+                self.notify(
+                    escape(f"replaying {directory} to {target}…"), title="Replay", timeout=5
+                )
                 self.run_worker(self._replay(directory, target), exclusive=True, group="replay")
 
         self.app.push_screen(ReplayTargetScreen(directory), chosen)
