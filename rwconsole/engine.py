@@ -278,7 +278,6 @@ class Engine:
         self._last_in_total = 0.0
         self._in_rate = 0.0
         self._last_commit_end: Position = (0, 0)
-        self.lost_samples_truncated = 0
         self.demo_endpoints: list[schema.EndpointConfig] = []
         self.reload_lock = asyncio.Lock()
         from rwconsole.engine_reload import define_reload_metrics
@@ -929,7 +928,8 @@ class Engine:
         if budget_before is not None and budget_before > before:
             before = budget_before
             reason = DROP_WAL_SIZE_LIMIT
-            # What a queue holds in memory still goes out: only the rest is lost.
+            # Counted in two parts: from where each queue's memory ends in the files here,
+            # and what it buffered from the cut segments with ``drop_before`` below.
             starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
         at_risk = {
             name: self._samples_per_segment(start, before)
@@ -946,6 +946,7 @@ class Engine:
         )
         self._forget_truncated_series(report)
         folded = set(report.folded_segments)
+        cut_from_wal = 0  # distinct WAL samples: each endpoint loses a tail of the same cut
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
             lost = sum(n for index, n in counts.items() if index in folded)
@@ -955,10 +956,8 @@ class Engine:
             if not lost:
                 continue
             endpoint.queue.metrics.dropped("samples", reason).inc(lost)
-            self.lost_samples_truncated += lost
             if reason == DROP_WAL_SIZE_LIMIT:
-                assert self.disk_watch is not None
-                self.disk_watch.samples_dropped += lost
+                cut_from_wal = max(cut_from_wal, lost)
                 log.error(
                     "endpoint %s: %d unsent samples were truncated from the WAL to keep it "
                     "within max_size (%d bytes)",
@@ -976,6 +975,9 @@ class Engine:
                 wal_cfg.max_keepalive_time,
                 extra={"endpoint": endpoint.queue.name},
             )
+        if cut_from_wal:
+            assert self.disk_watch is not None
+            self.disk_watch.samples_dropped += cut_from_wal
         return report
 
     def _segments_older_than(self, floor_ms: int, needed: int) -> int:
