@@ -172,7 +172,7 @@ def replay_wal(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     if start is not None and end is not None and start > end:
         return _usage_error("--from is later than --to")
-    if args.rate is not None and not args.rate > 0:
+    if args.rate is not None and not 0 < args.rate < float("inf"):
         return _usage_error("--rate must be a positive number of samples per second")
     picked = _replay_target(args)
     if isinstance(picked, str):

@@ -278,7 +278,6 @@ class Engine:
         self._last_in_total = 0.0
         self._in_rate = 0.0
         self._last_commit_end: Position = (0, 0)
-        self.lost_samples_truncated = 0
         self.demo_endpoints: list[schema.EndpointConfig] = []
         self.reload_lock = asyncio.Lock()
         from rwconsole.engine_reload import define_reload_metrics
@@ -484,6 +483,11 @@ class Engine:
             await self._start_demo_receiver()
         for index, endpoint_config in enumerate(self.config.endpoint):
             self.endpoints.append(self._make_endpoint(index, endpoint_config))
+        # The input rate ticks before the queues' first desired-shards calculation
+        # (timers of equal period fire in start order), as Prometheus' storage-wide
+        # rate does; the other way round the first calculation sees no input and
+        # reports 0 desired shards for a whole interval.
+        self._tasks = [asyncio.create_task(self._rate_loop(), name="_rate_loop")]
         for endpoint in self.endpoints:
             endpoint.queue.start()
             if endpoint.metadata_sender is not None:
@@ -498,11 +502,10 @@ class Engine:
             self._snapshot_loop,
             self._sync_loop,
             self._progress_loop,
-            self._rate_loop,
             self._truncate_loop,
             self._gc_loop,
         ]
-        self._tasks = [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
+        self._tasks += [asyncio.create_task(fn(), name=fn.__name__) for fn in loop_tasks]
         self.reload_successful.set(1)
         self.reload_success_time.set(time.time())
         self._refresh_snapshot()
@@ -925,7 +928,8 @@ class Engine:
         if budget_before is not None and budget_before > before:
             before = budget_before
             reason = DROP_WAL_SIZE_LIMIT
-            # What a queue holds in memory still goes out: only the rest is lost.
+            # Counted in two parts: from where each queue's memory ends in the files here,
+            # and what it buffered from the cut segments with ``drop_before`` below.
             starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
         at_risk = {
             name: self._samples_per_segment(start, before)
@@ -942,6 +946,7 @@ class Engine:
         )
         self._forget_truncated_series(report)
         folded = set(report.folded_segments)
+        cut_from_wal = 0  # distinct WAL samples: each endpoint loses a tail of the same cut
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
             lost = sum(n for index, n in counts.items() if index in folded)
@@ -951,10 +956,8 @@ class Engine:
             if not lost:
                 continue
             endpoint.queue.metrics.dropped("samples", reason).inc(lost)
-            self.lost_samples_truncated += lost
             if reason == DROP_WAL_SIZE_LIMIT:
-                assert self.disk_watch is not None
-                self.disk_watch.samples_dropped += lost
+                cut_from_wal = max(cut_from_wal, lost)
                 log.error(
                     "endpoint %s: %d unsent samples were truncated from the WAL to keep it "
                     "within max_size (%d bytes)",
@@ -972,6 +975,9 @@ class Engine:
                 wal_cfg.max_keepalive_time,
                 extra={"endpoint": endpoint.queue.name},
             )
+        if cut_from_wal:
+            assert self.disk_watch is not None
+            self.disk_watch.samples_dropped += cut_from_wal
         return report
 
     def _segments_older_than(self, floor_ms: int, needed: int) -> int:

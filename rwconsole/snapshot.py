@@ -198,7 +198,7 @@ class WalDiskSnapshot:
     append_failures: float = 0.0
     """Commits refused since the start."""
     samples_dropped: float = 0.0
-    """Undelivered samples the budget truncated away, over all endpoints."""
+    """WAL samples the budget truncated before every endpoint had them (each counted once)."""
 
     @property
     def alarming(self) -> bool:

@@ -185,6 +185,11 @@ def server_ssl_context(
 # --- config objects -------------------------------------------------------------------
 
 
+def run(factory: Callable[[], Awaitable[None]]) -> None:
+    """Run one test coroutine on a fresh event loop, failing it after 20 s."""
+    asyncio.run(asyncio.wait_for(factory(), 20))
+
+
 def endpoint(url: str, **kwargs: object) -> EndpointConfig:
     """An endpoint block as the config loader would build it."""
     return EndpointConfig(url=url, **kwargs)  # type: ignore[arg-type]
@@ -547,30 +552,3 @@ class ThreadedDemoReceiver:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
-
-
-# --- scrape target ----------------------------------------------------------------------
-
-
-def serve_exposition(body: Callable[[], str]) -> http.server.ThreadingHTTPServer:
-    """A threaded loopback scrape target answering every GET with ``body()`` (text format).
-
-    Serving in a daemon thread; the caller stops it with ``shutdown()`` and
-    ``server_close()``.
-    """
-
-    class Target(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = body().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Target)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import httpx
 
 from rwconsole.admin import protocol
+from rwconsole.http.errors import url_problem
 from rwconsole.http.local import ClientTLS, admin_transport
 from rwconsole.snapshot import EMPTY_SNAPSHOT, Snapshot, SnapshotFormatError, from_plain
 
@@ -74,6 +75,8 @@ def parse_target(
         if not token:
             raise ValueError(f"--token-file {token_file}: the file is empty")
     if text.startswith(("http://", "https://")):
+        if problem := url_problem(text):
+            raise ValueError(problem)
         tls = None
         if text.startswith("https://"):
             tls = ClientTLS(ca_file=ca_file, cert_file=cert_file, key_file=key_file)

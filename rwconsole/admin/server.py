@@ -104,10 +104,10 @@ class AdminServer:
         if self._config.listen_address:
             from rwconsole.sources.receiver import parse_listen_address
 
-            self._tcp = HttpServer(self._handle_tcp, max_body=1024 * 1024)
+            self._tcp = HttpServer(self._handle_tcp, max_body=1024 * 1024, ssl_context=tcp_context)
             try:
                 host, port = parse_listen_address(self._config.listen_address)
-                await self._tcp.start(host, port, ssl=tcp_context)
+                await self._tcp.start(host, port)
             except (OSError, ValueError) as err:
                 raise AdminConfigError(
                     f"admin.listen_address: cannot listen on {self._config.listen_address}: "

@@ -18,16 +18,8 @@ from typing import Any
 
 from rwconsole.config.durations import format_duration_ns
 from rwconsole.config.errors import KeyPath, format_path
+from rwconsole.config.schema import SCRAPE_LIMITS
 
-# Keys added to the scrape schema alongside this importer; emitted under these names.
-SCRAPE_LIMITS = (
-    "body_size_limit",
-    "sample_limit",
-    "label_limit",
-    "label_name_length_limit",
-    "label_value_length_limit",
-    "target_limit",
-)
 SCRAPE_DEFAULTS_TABLE = "scrape_defaults"
 
 NOT_APPLICABLE: dict[str, str] = {

@@ -103,9 +103,9 @@ def _write(path: Path, text: str, *, private: bool) -> None:
     mode = 0o600 if private else 0o644
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        if private:  # before the secrets are in it: a replaced file keeps its old mode
+            os.fchmod(fd, mode)
         handle.write(text)
-    if private:
-        os.chmod(path, mode)
 
 
 def _report(result: ImportResult, problems: list[Problem], where: str) -> None:

@@ -25,6 +25,7 @@ _UNITS: dict[str, int] = {
     "tib": 1024**4,
 }
 _FORMAT_UNITS = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+_UNIT_HINT = "use B, KiB, MiB, GiB, kB, MB, GB"
 _SIZE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 
 
@@ -45,12 +46,13 @@ def parse_size(value: int | str) -> int:
         raise SizeError(f"invalid size {value!r}")
     number, unit = match.groups()
     if not unit:
-        if number != "0" and "." not in number:
-            raise SizeError(f"missing unit in size {value!r} (use B, KiB, MiB, GiB, kB, MB, GB)")
+        # "2.0" is as ambiguous as "2": only zero needs no unit.
+        if Decimal(number) != 0:
+            raise SizeError(f"missing unit in size {value!r} ({_UNIT_HINT})")
         unit = "b"
     scale = _UNITS.get(unit.lower())
     if scale is None:
-        raise SizeError(f"unknown unit {unit!r} in size {value!r} (use B, KiB, MiB, GiB, MB, GB)")
+        raise SizeError(f"unknown unit {unit!r} in size {value!r} ({_UNIT_HINT})")
     try:
         exact = Decimal(number) * scale
     except InvalidOperation:

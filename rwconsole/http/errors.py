@@ -8,6 +8,8 @@ redacted).
 
 from __future__ import annotations
 
+import httpx
+
 from rwconsole.config.secrets import redact_url
 
 
@@ -30,3 +32,14 @@ def describe_exc(exc: BaseException) -> str:
     text = str(exc).strip()
     name = type(exc).__name__
     return redact_url(f"{name}: {text}" if text else name)
+
+
+def url_problem(url: str) -> str:
+    """Why ``url`` cannot be requested (host or port malformed), or ``""`` when it can."""
+    try:
+        port = httpx.URL(url).port
+    except httpx.InvalidURL as exc:
+        return f"{redact_url(url)}: not a valid URL ({exc})"
+    if port is not None and port > 65535:
+        return f"{redact_url(url)}: not a valid URL (port {port} > 65535)"
+    return ""

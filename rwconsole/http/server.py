@@ -10,7 +10,7 @@ means is the handler's business: ``async handler(Request) -> Response``.
 The server can close its listening socket and reopen it on the same port
 (``close_listener`` / ``open_listener``), which the demo receiver uses to
 simulate an endpoint that goes down and comes back. It can also listen on a
-Unix socket (``start_unix``) or with TLS (``ssl``), and answer with a body
+Unix socket (``start_unix``) or with TLS (``ssl_context``), and answer with a body
 produced piece by piece (``StreamResponse``, sent chunked).
 """
 
@@ -224,7 +224,6 @@ class HttpServer:
         self._port = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
-        self._unix_path: str | None = None
 
     @property
     def host(self) -> str:
@@ -247,19 +246,16 @@ class HttpServer:
         self._host = host
         self._port = port
 
-    async def start(self, host: str, port: int, *, ssl: ssl.SSLContext | None = None) -> None:
+    async def start(self, host: str, port: int) -> None:
         """Listen on host:port (port 0 picks a free one, kept for later reopening).
 
-        ``ssl`` serves TLS; without it, the ``ssl_context`` given at construction (if any).
+        With the ``ssl_context`` given at construction, the listener serves TLS.
         """
         self.set_address(host, port)
-        if ssl is not None:
-            self._ssl = ssl
         await self.open_listener()
 
     async def start_unix(self, path: str, *, mode: int = 0o600) -> None:
         """Listen on a Unix socket at ``path``, created with ``mode`` (never wider)."""
-        self._unix_path = path
         old = os.umask(0o777 & ~mode)
         try:
             self._server = await asyncio.start_unix_server(self._accept, path, limit=_READ_CHUNK)

@@ -19,6 +19,7 @@ import httpx
 
 from rwconsole.config.durations import format_duration
 from rwconsole.config.secrets import redact_url
+from rwconsole.http.errors import url_problem
 from rwconsole.http.transport import RoutingTransport, build_transport, send
 from rwconsole.peer.readings import read
 from rwconsole.peer.view import PeerView
@@ -66,6 +67,8 @@ class PeerEngine:
 
     def start(self) -> None:
         """Read the page once (raising ``PeerError`` when that fails), then keep reading it."""
+        if problem := url_problem(self.url):
+            raise PeerError(problem)
         self._thread = threading.Thread(target=self._run, name="rwconsole-peer", daemon=True)
         self._thread.start()
         self._first.wait(self.timeout + 5.0)

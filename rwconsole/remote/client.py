@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -194,9 +193,7 @@ class RemoteWriteClient:
                 f"timed out ({type(exc).__name__}) within remote_timeout ({self._timeout:g}s)",
                 start,
             )
-        except httpx.HTTPError as exc:
-            return self._failed(describe_network_error(exc, self._endpoint), start)
-        except (OSError, ssl.SSLError, ValueError, RuntimeError) as exc:
+        except (httpx.HTTPError, OSError, ValueError, RuntimeError) as exc:
             return self._failed(describe_network_error(exc, self._endpoint), start)
         return self._classify(reply, protocol, items, retry_on_http_429, start)
 

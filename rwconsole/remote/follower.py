@@ -86,13 +86,17 @@ class WalFollower:
         return self._buffer[-1].end if self._buffer else self._handed
 
     def drop_before(self, segment: int) -> int:
-        """Forget buffered chunks wholly before ``segment`` (cut from the WAL); their samples."""
+        """Forget buffered chunks and read-ahead records before ``segment`` (cut from the
+        WAL); returns the buffered chunks' samples. Read-ahead records lie after
+        ``in_memory_until``, so the caller counted them with the rest of the cut."""
         dropped = 0
         while self._buffer and self._buffer[0].end[0] < segment:
             chunk = self._buffer.popleft()
             self._buffered_items -= chunk.item_count
             self._handed = chunk.end
             dropped += len(chunk.refs)
+        while self._ahead and self._ahead[0].segment < segment:
+            self._ahead.popleft()
         return dropped
 
     def offer(self, start: Position, chunk: Chunk) -> None:

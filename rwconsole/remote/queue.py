@@ -891,9 +891,8 @@ class QueueManager:
             shed = self._shed_too_old(batch)
             if shed is not batch:
                 batch = shed
-                if batch.count == 0:
-                    break
-                body = await self._encode(batch, protocol)
+                if batch.count:
+                    body = await self._encode(batch, protocol)
             if batch.count == 0:
                 break
             if not self._resume.is_set():
@@ -903,15 +902,15 @@ class QueueManager:
                 not_sending += self._send_clock() - paused_at
             if stop.is_set():
                 raise _Interrupted
-            counts = batch.counts()
-            for kind, n in zip(KINDS3, counts, strict=True):
-                if n:
-                    metrics.sent[kind].inc(n)
             if protocol != self.negotiation.current and protocol == 2:
                 # Another shard found the receiver speaks only 1.0.
                 protocol, batch = 1, self._as_v1(batch)
                 body = await self._encode(batch, protocol)
                 continue
+            counts = batch.counts()
+            for kind, n in zip(KINDS3, counts, strict=True):
+                if n:
+                    metrics.sent[kind].inc(n)
             result = await self._client.send(
                 body,
                 protocol=protocol,
@@ -1052,7 +1051,7 @@ class QueueManager:
         if dropped:
             self.metrics.dropped("histograms", DROP_NHCB_V1).inc(dropped)
             self.metrics.pending["histograms"].dec(dropped)
-        converted = _Batch(
+        return _Batch(
             refs=batch.refs,
             series=[v1(key) for key in batch.series],
             timestamps=batch.timestamps,
@@ -1064,7 +1063,6 @@ class QueueManager:
             count=batch.count - dropped,
             first_seq=batch.first_seq,
         )
-        return converted
 
     def _note_partial(self, result: SendResultLike, counts: tuple[int, int, int]) -> None:
         """Count (and log, at most once a minute) what a 2xx did not confirm."""
@@ -1252,12 +1250,9 @@ def _written_by_kind(written: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _failed_counts(result: SendResultLike, counts: tuple[int, int, int]) -> tuple[int, int, int]:
-    if result.outcome == "fatal":
-        if result.written is None:
-            return counts
-        written = _written_by_kind(result.written)
-        return tuple(max(0, c - w) for c, w in zip(counts, written, strict=True))  # type: ignore[return-value]
-    if result.outcome == "ok" and result.written is not None:
-        written = _written_by_kind(result.written)
-        return tuple(max(0, c - w) for c, w in zip(counts, written, strict=True))  # type: ignore[return-value]
-    return (0, 0, 0)
+    if result.outcome not in ("fatal", "ok"):
+        return (0, 0, 0)
+    if result.written is None:
+        return counts if result.outcome == "fatal" else (0, 0, 0)
+    written = _written_by_kind(result.written)
+    return tuple(max(0, c - w) for c, w in zip(counts, written, strict=True))  # type: ignore[return-value]

@@ -38,12 +38,10 @@ from rwconsole.remote.resharding import EwmaRate
 from rwconsole.wal import records
 from rwconsole.wal.segment import (
     CorruptionError,
+    WalFile,
     WalRecord,
-    checkpoint_name,
     iter_segment,
-    last_checkpoint,
-    list_segments,
-    segment_name,
+    wal_files,
 )
 
 PROGRESS_VERSION = 1
@@ -62,33 +60,6 @@ _DROP_REASONS = (
 
 class ReplayError(Exception):
     """The replay cannot start (bad progress file, no such endpoint); the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class WalFile:
-    """One file of the WAL in replay order; ``name`` is how progress refers to it."""
-
-    name: str
-    path: Path
-    index: int
-    size: int
-    checkpoint: int | None
-
-
-def wal_files(wal_dir: Path) -> list[WalFile]:
-    """The newest checkpoint's segments, then the segments after it, in order."""
-    out: list[WalFile] = []
-    first = 0
-    cp = last_checkpoint(wal_dir)
-    if cp is not None:
-        for seg in list_segments(cp[1]):
-            name = f"{checkpoint_name(cp[0])}/{segment_name(seg.index)}"
-            out.append(WalFile(name, seg.path, seg.index, seg.size, cp[0]))
-        first = cp[0] + 1
-    for seg in list_segments(wal_dir):
-        if seg.index >= first:
-            out.append(WalFile(segment_name(seg.index), seg.path, seg.index, seg.size, None))
-    return out
 
 
 def default_progress_path(directory: str | os.PathLike[str], endpoint: str) -> Path:
@@ -234,7 +205,6 @@ class WalReplaySource:
         self.finished = asyncio.Event()
         self.bytes_total = sum(f.size for f in files[resume[0] :]) - resume[1]
         self.bytes_done = 0
-        self.samples_done = 0
         self._resume = resume
         self._lo = options.start_ms if options.start_ms is not None else _MIN_TIME
         self._hi = options.end_ms if options.end_ms is not None else _MAX_TIME
@@ -245,6 +215,11 @@ class WalReplaySource:
             max(1, min(MAX_CHUNK_ITEMS, int(options.rate / 4))) if options.rate else MAX_CHUNK_ITEMS
         )
         self._records = self._iter_records()
+
+    @property
+    def samples_done(self) -> int:
+        """Samples handed to the queue by this run."""
+        return self.summary.read["samples"]
 
     def _iter_records(self) -> Iterator[tuple[int, WalRecord]]:
         for index, wal_file in enumerate(self.files):
@@ -269,7 +244,6 @@ class WalReplaySource:
             if chunk is not None:
                 if self._bucket is not None and chunk.refs:
                     await self._bucket.take(len(chunk.refs))
-                self.samples_done += len(chunk.refs)
                 read = self.summary.read
                 read["samples"] += len(chunk.refs)
                 read["exemplars"] += len(chunk.exemplars)
@@ -407,7 +381,6 @@ class Replay:
         self._user_agent = user_agent
         self._stop = asyncio.Event()
         self._last_save = 0.0
-        self.started = time.monotonic()
 
     def stop(self) -> None:
         """Ask a running replay to finish early (progress is kept)."""

@@ -142,6 +142,8 @@ class _Batch:
     exemplars: list[tuple[int, int, float, Labels]] = field(default_factory=list)
     histograms: list[tuple[int, int, Any]] = field(default_factory=list)
     metadata: list[tuple[int, MetricType, str, str]] = field(default_factory=list)
+    metadata_sent: int = 0
+    """Metadata entries the request carried (the rest of ``metadata`` was kept from before)."""
 
 
 def _metadata_fields(meta: Any) -> tuple[MetricType, str, str] | None:
@@ -219,6 +221,7 @@ def build_batch(
     """
     batch = _Batch()
     families = _family_metadata(decoded)
+    batch.metadata_sent = len(getattr(decoded, "metadata", None) or ())
     if known is None:
         known = FamilyMetadata()
     if families:
@@ -245,7 +248,9 @@ def build_batch(
         for timestamp, histogram in series.histograms or ():
             batch.histograms.append((index, timestamp, histogram))
         fields = _metadata_fields(getattr(series, "metadata", None))
-        if fields is None and lookup is not None:
+        if fields is not None:
+            batch.metadata_sent += 1
+        elif lookup is not None:
             fields = lookup(metric_name(labels))
         if fields is not None:
             batch.metadata.append((index, *fields))
@@ -305,7 +310,7 @@ class _ReceiverMetrics:
         )
         received = registry.counter(
             "rwconsole_receiver_received_total",
-            "Items the receiver accepted and wrote to the WAL, by kind.",
+            "Items in requests the receiver accepted, by kind (metadata: entries sent).",
             ("kind",),
         )
         self.received = [received.labels(kind) for kind in KINDS]
@@ -493,8 +498,12 @@ class RemoteWriteReceiver:
             self._count(503, len(request.body), None, str(exc))
             retry = {"Retry-After": str(WAL_RETRY_AFTER_SECONDS)}
             return Response(503, str(exc).encode("utf-8", "replace") + b"\n", headers=retry)
-        metadata = len(batch.metadata) + len(getattr(decoded, "metadata", ()) or ())
-        counts = (len(batch.sample_values), len(batch.exemplars), len(batch.histograms), metadata)
+        counts = (
+            len(batch.sample_values),
+            len(batch.exemplars),
+            len(batch.histograms),
+            batch.metadata_sent,
+        )
         self._count(204, len(request.body), counts)
         headers: dict[str, str] = {}
         if is_v2(decoded):

@@ -103,13 +103,6 @@ _RELEARN_EVERY = 8
 this many full-path scrapes (until a shape fits again)."""
 
 
-def target_labels(config: Any, target: str) -> Labels:
-    """``job``, ``instance`` and the job's extra labels (which may override both)."""
-    pairs = {"job": config.job_name, "instance": target}
-    pairs.update(config.labels)
-    return make_labels(pairs)
-
-
 def static_target(config: Any, address: str) -> Target:
     """The target ``address`` of ``config`` without its ``relabel_configs``.
 

@@ -422,6 +422,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         except DataDirLocked as err:
             _err().print(f"[bold red]error:[/] {escape(str(err))}; stop it before repairing")
             return EXIT_BAD
+        except OSError as err:  # an unreadable lock: whether a process holds it is unknown
+            _err().print(
+                f"[bold red]error:[/] cannot check the lock of {escape(str(wal_dir.parent))}: "
+                f"{escape(str(err))}"
+            )
+            return EXIT_BAD
     backup = not args.no_backup
     ok, report = _guard(tools.repair, wal_dir, dry_run=args.dry_run, backup=backup)
     if not ok:

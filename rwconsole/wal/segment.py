@@ -109,7 +109,7 @@ def list_segments(directory: str | os.PathLike[str]) -> list[SegmentFile]:
     return result
 
 
-def find_gaps(segments: Sequence[SegmentFile]) -> list[int]:
+def find_gaps(segments: Sequence[SegmentFile | WalFile]) -> list[int]:
     """Indexes missing between the first and the last segment."""
     missing: list[int] = []
     for prev, cur in itertools.pairwise(segments):
@@ -151,6 +151,40 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[tuple[int, Path]
 
 def checkpoint_name(index: int) -> str:
     return f"checkpoint.{index:08d}"
+
+
+def file_name(index: int, checkpoint: int | None) -> str:
+    """A segment's name in messages: ``checkpoint.N/0000000M`` inside a checkpoint."""
+    name = segment_name(index)
+    return f"{checkpoint_name(checkpoint)}/{name}" if checkpoint is not None else name
+
+
+@dataclass(frozen=True, slots=True)
+class WalFile:
+    """One segment file of a WAL in replay order (``checkpoint``: the checkpoint it is in)."""
+
+    path: Path
+    index: int
+    size: int
+    checkpoint: int | None
+
+    @property
+    def name(self) -> str:
+        return file_name(self.index, self.checkpoint)
+
+
+def wal_files(directory: str | os.PathLike[str]) -> list[WalFile]:
+    """The newest checkpoint's segments, then the segments after it, in order (gaps allowed)."""
+    out: list[WalFile] = []
+    first = 0
+    cp = last_checkpoint(directory)
+    if cp is not None:
+        out.extend(WalFile(s.path, s.index, s.size, cp[0]) for s in list_segments(cp[1]))
+        first = cp[0] + 1
+    out.extend(
+        WalFile(s.path, s.index, s.size, None) for s in list_segments(directory) if s.index >= first
+    )
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -167,6 +167,8 @@ class WalStorage:
         self._pending_exemplars: list[bytes] = []
         self._pending_ts: list[tuple[Sequence[int], Sequence[int] | int, int]] = []
         """(refs, timestamps, generation at the append) of the samples and histograms to commit."""
+        self._pending_counts: dict[str, int] = {}
+        """Counter increments of the pending appends: they count once the commit is written."""
         self._generation = 0
         """Bumped whenever series are collected: refs checked before may be gone."""
         self._high_t = _NEVER
@@ -384,7 +386,7 @@ class WalStorage:
                 raise UnknownSeriesError(f"unknown series refs {missing}")
             self._pending_samples.append(rec.encode_samples(refs, timestamps, values))
             self._pending_ts.append((refs, timestamps, self._generation))
-            self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(refs)
+            self._pending_count(_SAMPLES_APPENDED, len(refs))
 
     def prepare_samples(self, refs: Sequence[int]) -> PreparedSamples:
         """Check ``refs`` once for repeated ``append_prepared`` calls.
@@ -431,7 +433,7 @@ class WalStorage:
                 batch._generation = self._generation
             self._pending_samples.append(record)
             self._pending_ts.append((batch.refs, timestamp, self._generation))
-            self.counters["prometheus_remote_write_wal_samples_appended_total"] += encoder.count
+            self._pending_count(_SAMPLES_APPENDED, encoder.count)
 
     def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
         if not exemplars:
@@ -441,7 +443,7 @@ class WalStorage:
                 if ex.ref not in self._labels:
                     raise UnknownSeriesError(f"unknown series ref {ex.ref} for an exemplar")
             self._pending_exemplars.append(rec.encode_exemplars(exemplars))
-            self.counters["prometheus_remote_write_wal_exemplars_appended_total"] += len(exemplars)
+            self._pending_count(_EXEMPLARS_APPENDED, len(exemplars))
 
     def append_histograms(self, histograms: Sequence[HistogramSample]) -> None:
         if not histograms:
@@ -454,7 +456,7 @@ class WalStorage:
             self._pending_ts.append(
                 ([h.ref for h in histograms], [h.timestamp for h in histograms], self._generation)
             )
-            self.counters["prometheus_remote_write_wal_samples_appended_total"] += len(histograms)
+            self._pending_count(_SAMPLES_APPENDED, len(histograms))
 
     def append_metadata(self, entries: Sequence[MetricMetadata]) -> None:
         with self._lock:
@@ -463,7 +465,7 @@ class WalStorage:
                     raise UnknownSeriesError(f"unknown series ref {meta.ref} for metadata")
                 if not self._metadata.same(meta.ref, meta):
                     self._pending_meta.append(meta)
-                    self.counters["prometheus_remote_write_wal_metadata_updates_total"] += 1
+                    self._pending_count(_METADATA_UPDATES, 1)
 
     def commit(self) -> None:
         """Write the appended records to the segment file and notify listeners.
@@ -509,6 +511,10 @@ class WalStorage:
                 if labels is not None:
                     self._metadata.set(meta.ref, metric_name(labels), meta)
             self._apply_pending_times(seg_before, writer.segment)
+            counters = self.counters
+            for name, n in self._pending_counts.items():
+                counters[name] += n
+            self._pending_counts = {}
             self._pending_series = []
             self._pending_meta = []
             self._pending_samples = []
@@ -525,6 +531,7 @@ class WalStorage:
         self._pending_hist = []
         self._pending_exemplars = []
         self._pending_ts = []
+        self._pending_counts = {}
         self.append_failures[error.reason] += 1
         if self.append_error is None or self.append_error.reason != error.reason:
             self.log.error(
@@ -534,6 +541,10 @@ class WalStorage:
             )
         self.append_error = error
         return error
+
+    def _pending_count(self, name: str, n: int) -> None:
+        counts = self._pending_counts
+        counts[name] = counts.get(name, 0) + n
 
     def _room_left(self) -> bool:
         """Whether the filesystem keeps ``reserve_bytes`` free (checked every 0.1 s at most).
@@ -931,6 +942,9 @@ def _disk_usage(directory: Path, active_segment: int) -> tuple[int, int]:
     return segments, checkpoints
 
 
+_SAMPLES_APPENDED = "prometheus_remote_write_wal_samples_appended_total"
+_EXEMPLARS_APPENDED = "prometheus_remote_write_wal_exemplars_appended_total"
+_METADATA_UPDATES = "prometheus_remote_write_wal_metadata_updates_total"
 _COUNTER_NAMES = (
     "prometheus_remote_write_wal_storage_created_series_total",
     "prometheus_remote_write_wal_storage_removed_series_total",

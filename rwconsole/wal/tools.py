@@ -30,13 +30,16 @@ from rwconsole.wal.repair import (
 from rwconsole.wal.segment import (
     CorruptionError,
     SegmentListError,
+    WalFile,
     WalRecord,
     checkpoint_name,
+    file_name,
     find_gaps,
     iter_segment,
     last_checkpoint,
     list_segments,
     segment_name,
+    wal_files,
 )
 
 
@@ -71,41 +74,19 @@ def resolve_wal_dir(path: str | Path) -> Path:
 # sources: checkpoint first, then segments
 
 
-@dataclass(slots=True)
-class _Source:
-    path: Path
-    index: int
-    size: int
-    checkpoint: int | None
-    directory: Path
-
-
-def _sources(wal_dir: Path) -> tuple[list[_Source], list[int], int | None]:
+def _sources(wal_dir: Path) -> tuple[list[WalFile], list[int], int | None]:
     """Segments in replay order, the gaps among them, and a missing first index."""
-    out: list[_Source] = []
+    files = wal_files(wal_dir)
+    segments = [f for f in files if f.checkpoint is None]
     cp = last_checkpoint(wal_dir)
-    first = 0
     missing_first = None
-    if cp is not None:
-        for seg in list_segments(cp[1]):
-            out.append(_Source(seg.path, seg.index, seg.size, cp[0], cp[1]))
-        first = cp[0] + 1
-    segments = [s for s in list_segments(wal_dir) if s.index >= first]
-    gaps = find_gaps(segments)
-    if cp is not None and segments and segments[0].index != first:
-        missing_first = first
-    for seg in segments:
-        out.append(_Source(seg.path, seg.index, seg.size, None, wal_dir))
-    return out, gaps, missing_first
+    if cp is not None and segments and segments[0].index != cp[0] + 1:
+        missing_first = cp[0] + 1
+    return files, find_gaps(segments), missing_first
 
 
-def _name(src: _Source) -> str:
-    name = segment_name(src.index)
-    return f"{checkpoint_name(src.checkpoint)}/{name}" if src.checkpoint is not None else name
-
-
-def _corruption(src: _Source, exc: CorruptionError) -> CorruptionInfo:
-    return describe_corruption(src.directory, exc, checkpoint=src.checkpoint, path=src.path)
+def _corruption(src: WalFile, exc: CorruptionError) -> CorruptionInfo:
+    return describe_corruption(src.path.parent, exc, checkpoint=src.checkpoint, path=src.path)
 
 
 # ---------------------------------------------------------------------------
@@ -202,7 +183,7 @@ def inspect(directory: str | Path, *, top: int = 10) -> InspectReport:
     lo: int | None = None
     hi: int | None = None
     for src in sources:
-        summary = SegmentSummary(_name(src), src.index, src.checkpoint, src.size)
+        summary = SegmentSummary(src.name, src.index, src.checkpoint, src.size)
         report.segments.append(summary)
         try:
             for item in iter_segment(src.path, src.index, checkpoint=src.checkpoint):
@@ -273,10 +254,7 @@ def _account(
 
 
 def _where(item: WalRecord) -> str:
-    name = segment_name(item.segment)
-    if item.checkpoint is not None:
-        name = f"{checkpoint_name(item.checkpoint)}/{name}"
-    return f"segment {name} offset {item.start}"
+    return f"segment {file_name(item.segment, item.checkpoint)} offset {item.start}"
 
 
 # ---------------------------------------------------------------------------
@@ -371,7 +349,7 @@ def iter_dump(
                                 )
         except CorruptionError as exc:
             if problems is not None:
-                problems.append(f"segment {_name(src)}: {exc.reason} at offset {exc.offset}")
+                problems.append(f"segment {src.name}: {exc.reason} at offset {exc.offset}")
     if unknown and problems is not None:
         problems.append(f"{unknown} entries refer to series with no Series record")
 
@@ -445,7 +423,7 @@ def verify(directory: str | Path) -> VerifyReport:
         report.problems.append(
             Problem(
                 "gap",
-                f"{checkpoint_name(cp[0])}/{segment_name(index)}",
+                file_name(index, cp[0]),
                 None,
                 f"segment {segment_name(index)} of {checkpoint_name(cp[0])} is missing: the "
                 "checkpoint cannot be replayed as a whole. repair creates an empty one, "
@@ -468,7 +446,7 @@ def verify(directory: str | Path) -> VerifyReport:
                     report.problems.append(
                         Problem(
                             "undecodable-record",
-                            _name(src),
+                            src.name,
                             item.start,
                             f"record at offset {item.start}: {problem} (only this record is "
                             "unreadable; the WAL framing is intact)",
@@ -481,7 +459,7 @@ def verify(directory: str | Path) -> VerifyReport:
             report.problems.append(
                 Problem(
                     "corruption",
-                    _name(src),
+                    src.name,
                     exc.offset,
                     info.describe(),
                     info.records_lost,
@@ -545,7 +523,7 @@ def repair(directory: str | Path, *, dry_run: bool = False, backup: bool = True)
                 stamp = time.strftime("%Y%m%dT%H%M%S")
                 backup_dir = wal_dir.parent / f"{wal_dir.name}.repair-backup-{stamp}"
                 report.backup_dir = str(backup_dir)
-            kept, deleted = cut_at(src.directory, src.index, exc.offset, backup_dir=backup_dir)
+            kept, deleted = cut_at(src.path.parent, src.index, exc.offset, backup_dir=backup_dir)
             report.records_kept = kept
             report.segments_deleted = deleted
             break

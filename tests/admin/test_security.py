@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rwconsole.admin.client import parse_target
 from rwconsole.config.load import load_config
 from rwconsole.engine import Engine, EngineError
 from tests.conftest import free_port, wait_until
@@ -202,3 +203,9 @@ def test_data_directory_path_too_long_for_a_socket_address(tmp_path: Path) -> No
     finally:
         engine.stop()
     assert not (data / "rwconsole.sock").exists()
+
+
+@pytest.mark.parametrize("text", ["https://[::1", "http://127.0.0.1:99999/"])
+def test_malformed_admin_url_is_a_clear_error(text: str) -> None:
+    with pytest.raises(ValueError, match="not a valid URL"):
+        parse_target(text)

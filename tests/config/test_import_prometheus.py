@@ -16,7 +16,7 @@ import yaml
 from conftest import peer_binary
 
 from rwconsole.cli import main
-from rwconsole.config import schema
+from rwconsole.config import import_cli, schema
 from rwconsole.config.import_cli import check_result
 from rwconsole.config.import_prometheus import (
     SCRAPE_DEFAULTS_TABLE,
@@ -437,6 +437,36 @@ def test_inline_secrets_are_kept_only_when_asked(
     assert document["endpoint"][0]["basic_auth"]["password"] == "hunter2"
     assert "hunter2" not in err
     assert stat.S_IMODE(inline_out.stat().st_mode) == 0o600
+
+
+def test_replacing_a_readable_file_narrows_it_before_secrets_are_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "p.yml"
+    src.write_text("remote_write: [{url: http://h/w, name: m, bearer_token: hunter2}]\n")
+    out = tmp_path / "out.toml"
+    out.write_text("old\n")
+    out.chmod(0o644)
+    modes_at_write: list[int] = []
+    real_fdopen = import_cli.os.fdopen
+
+    def spying_fdopen(fd: int, *args: Any, **kwargs: Any) -> Any:
+        handle = real_fdopen(fd, *args, **kwargs)
+        write = handle.write
+
+        def spy(text: str) -> int:
+            modes_at_write.append(stat.S_IMODE(out.stat().st_mode))
+            return write(text)
+
+        handle.write = spy
+        return handle
+
+    monkeypatch.setattr(import_cli.os, "fdopen", spying_fdopen)
+    argv = ["import", "prometheus", str(src), "-o", str(out), "--inline-secrets", "--force"]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    assert "hunter2" in out.read_text()
+    assert modes_at_write and set(modes_at_write) == {0o600}
 
 
 def test_a_password_in_the_url_moves_to_basic_auth(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from tests.config.test_validation import EP, _check
         (0, 0),
         (1048576, 1048576),
         ("0", 0),
+        ("0.0", 0),
         ("512MiB", 512 * 1024**2),
         ("20GB", 20 * 1000**3),
         ("1.5GiB", 3 * 1024**3 // 2),
@@ -33,6 +34,7 @@ def test_sizes_parse(text: int | str, size: int) -> None:
     [
         ("12XB", "unknown unit 'XB'"),
         ("100", "missing unit"),
+        ("2.0", "missing unit"),
         ("-1MiB", "invalid size"),
         (-5, "negative"),
         ("0.5B", "whole number of bytes"),

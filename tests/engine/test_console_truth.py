@@ -11,6 +11,7 @@ from conftest import free_port, wait_until
 from rwconsole.config import schema
 from rwconsole.engine import Engine, rate_window
 from rwconsole.pipelines import DEMO_INTERVAL, demo_config
+from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL
 from rwconsole.shardhistory import FILE_NAME
 
 
@@ -59,3 +60,24 @@ def test_rate_window_spans_two_intervals_of_the_slowest_source() -> None:
     job = schema.ScrapeConfig(job_name="slow", scrape_interval=15.0, scrape_timeout=10.0)
     fast = schema.SyntheticConfig(interval=1.0)
     assert rate_window(schema.Config(scrape=[job], synthetic=fast)) == 30.0
+
+
+def test_first_desired_shards_calculation_sees_the_input_rate(tmp_path: Path) -> None:
+    engine = Engine(demo_config(tmp_path), flush_deadline=5.0)
+    engine.start()
+    try:
+        # One history point a second; the first calculation is SHARD_UPDATE_INTERVAL in.
+        points = int(SHARD_UPDATE_INTERVAL) + 3
+        snapshot = wait_until(
+            lambda: (
+                (s := engine.snapshot())
+                and all(len(e.history) >= points for e in s.endpoints)
+                and s
+            ),
+            timeout=4 * points,
+        )
+        for endpoint in snapshot.endpoints:
+            assert endpoint.samples_accepted > 0, endpoint.name
+            assert 0 < endpoint.shards_desired < 1, (endpoint.name, endpoint.shards_desired)
+    finally:
+        engine.stop()

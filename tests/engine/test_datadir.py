@@ -95,3 +95,17 @@ def test_second_run_on_a_locked_directory_exits_1_naming_path_and_pid(
     again.send_signal(signal.SIGTERM)
     assert again.wait(timeout=30) == 0
     check_unlocked(data)
+
+
+def test_repair_refuses_when_the_lock_cannot_be_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rwconsole.cli import main
+
+    wal = tmp_path / "data" / "wal"
+    wal.mkdir(parents=True)
+    (wal / "00000000").touch()
+    (tmp_path / "data" / LOCK_NAME).symlink_to(LOCK_NAME)  # a loop: opening it fails
+    assert main(["wal", "repair", str(wal)]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "cannot check the lock" in err and str(tmp_path / "data") in err

@@ -242,6 +242,8 @@ def test_cli_usage_errors(wal_copy: Path, capsys: pytest.CaptureFixture) -> None
     assert "--from" in capsys.readouterr().err
     assert main(["wal", "replay", str(wal_copy), "--url", url, "--rate", "0"]) == 2
     assert "--rate" in capsys.readouterr().err
+    assert main(["wal", "replay", str(wal_copy), "--url", url, "--rate", "inf"]) == 2
+    assert "--rate" in capsys.readouterr().err
     assert main(["wal", "replay", str(wal_copy), "--url", url, "--endpoint", "x"]) == 2
     assert "--endpoint" in capsys.readouterr().err
     config = wal_copy.parent / "rw.toml"

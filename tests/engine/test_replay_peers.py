@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ProcessManager, free_port, peer_binary, wait_for_port, wait_until
-from http_helpers import serve_exposition
 from peers import VictoriaMetrics
 
 from rwconsole.protocol import decode
 from rwconsole.wal import tools
+from tests.engine.text_targets import text_targets
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -42,11 +42,11 @@ class _Answers:
         self.answered = 0
         self.lock = threading.Lock()
 
-    def __call__(self) -> str:
+    def __call__(self, path: str) -> bytes:
         with self.lock:
             self.answered += 1
             n = self.answered
-        return "".join(f'replay_counter{{series="{i}"}} {n}\n' for i in range(SERIES))
+        return "".join(f'replay_counter{{series="{i}"}} {n}\n' for i in range(SERIES)).encode()
 
 
 def _checkpoint_with_data(wal: Path) -> bool:
@@ -65,38 +65,36 @@ def agent_wal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stopped agent's data directory whose WAL has a checkpoint holding samples."""
     binary = peer_binary("prometheus")
     base = tmp_path_factory.mktemp("agent")
-    server = serve_exposition(_Answers())
-    port = free_port()
-    config = base / "agent.yml"
-    # The remote write goes nowhere: nothing is ever sent, so each truncation
-    # folds the old segments into a checkpoint that keeps every sample.
-    config.write_text(
-        "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n"
-        "scrape_configs:\n  - job_name: target\n    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{server.server_address[1]}']\n"
-        f"remote_write:\n  - url: http://127.0.0.1:{free_port()}/api/v1/write\n"
-    )
-    processes = ProcessManager()
-    data = base / "data"
-    try:
-        processes.start(
-            [
-                binary,
-                "--enable-feature=agent",
-                f"--config.file={config}",
-                f"--storage.agent.path={data}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.agent.wal-truncate-frequency=1s",
-                "--storage.agent.retention.min-time=1s",
-                "--storage.agent.retention.max-time=1h",
-            ]
+    with text_targets(1, _Answers()) as (target,):
+        port = free_port()
+        config = base / "agent.yml"
+        # The remote write goes nowhere: nothing is ever sent, so each truncation
+        # folds the old segments into a checkpoint that keeps every sample.
+        config.write_text(
+            "global:\n  scrape_interval: 100ms\n  scrape_timeout: 100ms\n"
+            "scrape_configs:\n  - job_name: target\n    static_configs:\n"
+            f"      - targets: ['{target}']\n"
+            f"remote_write:\n  - url: http://127.0.0.1:{free_port()}/api/v1/write\n"
         )
-        wait_for_port(port)
-        wait_until(lambda: _checkpoint_with_data(data / "wal"), timeout=90, interval=0.2)
-    finally:
-        processes.stop_all()
-        server.shutdown()
-        server.server_close()
+        processes = ProcessManager()
+        data = base / "data"
+        try:
+            processes.start(
+                [
+                    binary,
+                    "--enable-feature=agent",
+                    f"--config.file={config}",
+                    f"--storage.agent.path={data}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.agent.wal-truncate-frequency=1s",
+                    "--storage.agent.retention.min-time=1s",
+                    "--storage.agent.retention.max-time=1h",
+                ]
+            )
+            wait_for_port(port)
+            wait_until(lambda: _checkpoint_with_data(data / "wal"), timeout=90, interval=0.2)
+        finally:
+            processes.stop_all()
     return data
 
 

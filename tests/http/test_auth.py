@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from http_helpers import (
     Response,
     endpoint,
     make_pki,
+    run,
     secret,
     server_ssl_context,
 )
@@ -29,10 +28,6 @@ from rwconsole.remote.client import RemoteWriteClient, SendResult
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 async def _send_all(config: object, count: int = 1) -> tuple[list[SendResult], RemoteWriteClient]:

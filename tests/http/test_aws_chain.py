@@ -9,11 +9,9 @@ verifier; expiry and refresh run on a fake clock.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -27,7 +25,7 @@ from cloud_fakes import (
     isolate_aws_environment,
     send_times,
 )
-from http_helpers import HTTPServer, Request, endpoint, secret
+from http_helpers import HTTPServer, Request, endpoint, run, secret
 from sigv4_verifier import verify_sigv4
 
 from rwconsole.config.schema import SigV4Config
@@ -39,10 +37,6 @@ from rwconsole.tui.screens.endpoints import credentials_markup
 
 pytestmark = pytest.mark.timeout(30)
 ROLE = "arn:aws:iam::123456789012:role/remote-write"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 @pytest.fixture

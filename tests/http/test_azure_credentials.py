@@ -7,17 +7,15 @@ answers the token requests, and a fake ``az`` script on ``PATH`` answers
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from cloud_fakes import FakeClock, isolate_azure_environment, send_times
-from http_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, run, secret
 
 from rwconsole.config.schema import AzureADConfig, AzureOAuthConfig, AzureSDKConfig
 from rwconsole.http.azuread import AzureADTokenSource
@@ -25,10 +23,6 @@ from rwconsole.http.credential_cache import REFRESH_MARGIN
 from rwconsole.http.errors import AuthError
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 class _Login:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.parse
-from collections.abc import Awaitable, Callable
 
 import pytest
-from http_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, run, secret
 
 from rwconsole.config.schema import (
     AzureADConfig,
@@ -21,10 +19,6 @@ from rwconsole.remote.client import RemoteWriteClient
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 def _token(request: Request) -> Response:

@@ -13,7 +13,7 @@ import asyncio
 import socket
 import ssl
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -27,6 +27,7 @@ from http_helpers import (
     ThreadedTLSReceiver,
     endpoint,
     make_pki,
+    run,
     secret,
     server_ssl_context,
 )
@@ -40,10 +41,6 @@ pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
 LOOP_LIMIT = 1000
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import httpx
 import pytest
 from http_helpers import (
@@ -13,6 +10,7 @@ from http_helpers import (
     Pki,
     endpoint,
     make_pki,
+    run,
     secret,
     server_ssl_context,
 )
@@ -24,10 +22,6 @@ from rwconsole.remote.client import RemoteWriteClient, SendResult
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole-test"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from cloud_fakes import isolate_aws_environment
-from http_helpers import HTTPServer, Response, endpoint, secret
+from http_helpers import HTTPServer, Response, endpoint, run, secret
 from sigv4_verifier import verify_sigv4 as _verify
 
 from rwconsole.config.schema import SigV4Config
@@ -24,10 +22,6 @@ UA = "rwconsole-test"
 EXAMPLE = AWSCredentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 SUITE_DATE = "20150830T123600Z"
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 @pytest.mark.parametrize(

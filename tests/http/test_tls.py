@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from http_helpers import (
     ThreadedTLSReceiver,
     endpoint,
     make_pki,
+    run,
     secret,
     server_ssl_context,
 )
@@ -33,10 +32,6 @@ UA = "rwconsole-test"
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 async def _send_once(server_ctx: ssl.SSLContext, tls: TLSConfig, **kwargs: object) -> SendResult:

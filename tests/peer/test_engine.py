@@ -79,3 +79,9 @@ def test_a_peer_that_goes_away_shows_its_error_and_comes_back(
     assert engine.running
     metrics_page.status = 200
     wait_until(lambda: engine.snapshot().endpoints[0].status != "no data", timeout=10)
+
+
+@pytest.mark.parametrize("url", ["http://[::1/metrics", "http://127.0.0.1:99999/metrics"])
+def test_a_malformed_url_is_named(url: str) -> None:
+    with pytest.raises(PeerError, match="not a valid URL"):
+        PeerEngine(url).start()

@@ -130,3 +130,31 @@ def test_behind_reads_files_ahead_once_and_hands_over_bounded_chunks_in_order(
             wal.close()
 
     asyncio.run(body())
+
+
+def test_records_read_ahead_from_a_cut_segment_are_dropped_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read-ahead lies past ``in_memory_until``, where the engine counts a cut's samples
+    as lost: they must not go out after all."""
+    monkeypatch.setattr(follower_module, "MAX_CHUNK_ITEMS", 250)
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        try:
+            start = wal.position()
+            for round_ in range(10):
+                wal.append_samples(
+                    refs, 1_700_000_000_000 + round_ * 1000, [float(round_)] * SERIES
+                )
+                wal.commit()
+            follower = WalFollower(tmp_path / "wal", start, wal.position())
+            first = await asyncio.wait_for(follower.next_chunk(), 5)
+            assert follower.in_memory_until == first.end < wal.position()
+            assert follower.drop_before(wal.position()[0] + 1) == 0
+            rest = await asyncio.wait_for(follower.next_chunk(), 5)
+            assert rest.refs == [] and rest.end == wal.position()
+        finally:
+            wal.close()
+
+    asyncio.run(body())

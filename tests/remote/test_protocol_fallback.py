@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waits import eventually
 
 from rwconsole.config import schema
 from rwconsole.config.schema import QueueConfig
@@ -120,15 +121,6 @@ def make_queue(
         **kw,
     )
     return queue, registry
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def value(queue: QueueManager, registry: Registry, name: str, **labels: str) -> float:
@@ -250,3 +242,29 @@ def test_endpoints_screen_shows_the_fallback() -> None:
     )
     assert str(row_values(fell_back)["proto"]) == "2.0→1.0"
     assert "sending remote write 1.0 (receiver refused 2.0: HTTP 415" in detail_markup(fell_back)
+
+
+def test_a_batch_switched_to_1_0_before_its_send_counts_one_attempt() -> None:
+    """A batch held while another shard fell back goes out once as 1.0, counted once."""
+
+    async def body() -> None:
+        receiver = Receiver("v2")
+        await receiver.server.start("127.0.0.1", 0)
+        source = Source()
+        queue, registry = make_queue(receiver, source)
+        queue.start()
+        try:
+            queue.pause()
+            source.push_round(0)
+            await eventually(lambda: queue.metrics.pending["samples"].value == N_SERIES)
+            await asyncio.sleep(0.2)  # past batch_send_deadline: the batch waits on the pause
+            queue.negotiation.fall_back("HTTP 415")
+            queue.resume()
+            await eventually(lambda: queue.delivered_position == (0, 1))
+        finally:
+            await queue.stop(5.0)
+            await receiver.server.stop()
+        assert receiver.requests == [(1, N_SERIES)]
+        assert value(queue, registry, "prometheus_remote_storage_samples_total") == N_SERIES
+
+    asyncio.run(body())

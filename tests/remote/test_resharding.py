@@ -7,7 +7,8 @@ import time
 
 import pytest
 from http_helpers import ThreadedDemoReceiver as _ThreadReceiver
-from test_queue import Harness, eventually
+from test_queue import Harness
+from waits import eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver

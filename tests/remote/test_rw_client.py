@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
-from http_helpers import HTTPServer, Request, Response, endpoint, secret
+from http_helpers import HTTPServer, Request, Response, endpoint, run, secret
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.http.errors import ConnectivityConfigError
@@ -21,10 +21,6 @@ from rwconsole.remote.client import (
 
 pytestmark = pytest.mark.timeout(30)
 UA = "rwconsole/0.1.0 (test)"
-
-
-def run(factory: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(factory(), 20))
 
 
 def test_protocol_headers_v1_and_v2_and_retry_attempt() -> None:

@@ -13,7 +13,7 @@ from src_helpers import RecordingAppender
 from rwconsole.config import schema
 from rwconsole.labels import make_labels
 from rwconsole.model import MetricType
-from rwconsole.sources.scrape import ScrapeLoop, merge_labels, target_labels
+from rwconsole.sources.scrape import ScrapeLoop, merge_labels, static_target
 from rwconsole.sources.textparse import format_for, parse
 
 pytestmark = [pytest.mark.peer, pytest.mark.timeout(60)]
@@ -65,7 +65,7 @@ def test_scrape_node_exporter(processes: ProcessManager, tmp_path: Path) -> None
     # what node_exporter exposes right now, parsed independently of the loop's cache
     response = httpx.get(f"http://{address}/metrics", timeout=10)
     exposed = parse(response.content, format_for(response.headers.get("content-type")))
-    target = target_labels(config, address)
+    target = static_target(config, address).series_labels
     expected = {merge_labels(exposed.new_series[key], target, False) for key in exposed.keys}
     got = set(app.series())
     report = {

@@ -84,6 +84,19 @@ async def test_metadata_only_request_is_kept_and_written_with_the_series(plain) 
     assert (meta[B].type, meta[B].unit) == (MetricType.HISTOGRAM, "seconds")
 
 
+async def test_metadata_received_counts_the_entries_sent_not_the_series_given_them(
+    plain,
+) -> None:
+    rx, _, registry = plain
+    metadata = [("http_requests_total", int(MetricType.COUNTER), "Requests served.", "")]
+    assert (await post(rx.url, encode_v1([], metadata=metadata))).status_code == 204
+    for _ in range(3):  # samples only: the family's series get the kept metadata
+        response = await post(rx.url, encode_v1([WireSeries(A, [(1000, 1.0)])]))
+        assert response.status_code == 204
+    assert rx.stats().metadata == 1
+    assert registry.value("rwconsole_receiver_received_total", kind="metadata") == 1
+
+
 @pytest.mark.parametrize(
     ("labels", "reason", "text"),
     [

@@ -124,6 +124,8 @@ def test_a_failed_commit_raises_and_drops_its_pending_data(
     wal.append_samples(refs, 2000, [2.0] * 50)
     wal.commit()
     assert wal.append_error is None
+    # Only the written batch counts as appended.
+    assert wal.metrics()["prometheus_remote_write_wal_samples_appended_total"] == 50
     wal.close()
     reopened = WalStorage.open(tmp_path / "wal", segment_size=4 * PAGE_SIZE, compress=False)
     assert reopened.series_count() == 50
