@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from rwconsole.snapshot import EMPTY_SNAPSHOT, EngineControl, Snapshot
 from rwconsole.tui import themes as theme_files
+from rwconsole.tui.markup import escape
 from rwconsole.wal.offload import ToolProcess
 
 WINDOWS: tuple[tuple[str, float], ...] = (

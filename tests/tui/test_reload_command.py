@@ -6,6 +6,7 @@ import concurrent.futures
 from typing import Any
 
 import pytest
+from textual.content import Content
 
 from rwconsole.snapshot import EMPTY_SNAPSHOT, ReloadReport, Snapshot
 from rwconsole.tui.app import ConsoleApp
@@ -33,13 +34,19 @@ class ReloadingEngine:
         return future
 
 
+def _shown(message: str) -> str:
+    """A notice's message as the screen shows it (the message is markup)."""
+    return Content.from_markup(message).plain
+
+
 async def _notice(pilot: Any, app: ConsoleApp, text: str) -> Any:
     for _ in range(100):
-        found = [n for n in app._notifications if text in n.message]
+        found = [n for n in app._notifications if text in _shown(n.message)]
         if found:
             return found[-1]
         await pilot.pause(0.05)
-    raise AssertionError(f"no notice with {text!r}: {[n.message for n in app._notifications]}")
+    shown = [_shown(n.message) for n in app._notifications]
+    raise AssertionError(f"no notice with {text!r}: {shown}")
 
 
 async def test_reload_command_shows_the_outcome() -> None:

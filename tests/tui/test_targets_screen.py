@@ -112,3 +112,31 @@ async def test_cursor_stays_on_a_target_whose_health_changes() -> None:
         assert [r[2] for r in _cells(app)] == ["up", "up"]
         detail = str(app.screen.query_one("#target-detail", Static).render())
         assert detail.startswith("api")
+
+
+async def test_label_text_that_looks_like_markup_is_shown_literally() -> None:
+    """Label values are user data: ``[b]`` or ``[$error]`` in them is text, not a style."""
+    from textual.widgets._data_table import default_cell_formatter
+
+    base = recorded_snapshot()
+    instance = "[b]host[/b]:9100"
+    target = ScrapeTargetSnapshot(
+        "[$error]job",
+        "http://h:9100/metrics",
+        "up",
+        {"job": "[$error]job", "instance": instance, "note": "ends with \\"},
+        {"__address__": instance, "job": "[$error]job"},
+        base.time - 1,
+        0.01,
+        5,
+    )
+    app = ConsoleApp(snapshot=dataclasses.replace(base, targets=(target,)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("7")
+        await pilot.pause(0.2)
+        table = app.screen.query_one("#targets-table", DataTable)
+        shown = [default_cell_formatter(cell).plain for cell in table.get_row_at(0)]
+        assert shown[:2] == ["[$error]job", instance]
+        detail = str(app.screen.query_one("#target-detail", Static).render())
+        assert "[$error]job" in detail and instance in detail
+        assert "ends with \\" in detail

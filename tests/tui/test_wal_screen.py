@@ -65,7 +65,7 @@ async def test_inspect_browse_dump_and_verify(fixtures_dir: Path) -> None:
             "exemplars",
         }
         metrics = screen.query_one("#wal-metrics", DataTable)
-        assert metrics.get_row_at(0)[:2] == ["fx_gauge", "200"]
+        assert [str(cell) for cell in metrics.get_row_at(0)[:2]] == ["fx_gauge", "200"]
         # Other screens are not available without an engine.
         await pilot.press("1")
         assert app.screen is screen

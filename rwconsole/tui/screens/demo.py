@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid, Horizontal
@@ -14,6 +13,7 @@ from textual.widgets import Button, Input, Label, Static
 from rwconsole.snapshot import DemoStats, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import window_points
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.charts import Series, TimeSeriesChart
 from rwconsole.tui.widgets.status import endpoint_line

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -14,6 +13,7 @@ from textual.widgets.data_table import ColumnKey
 
 from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 from rwconsole.tui.widgets.status import out_rate, status_markup, window_label
 

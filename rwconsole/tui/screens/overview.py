@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Grid
@@ -13,6 +12,7 @@ from textual.widgets import Static
 from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import average_rate, window_points
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.widgets.charts import Series, TimeSeriesChart
 from rwconsole.tui.widgets.disk import disk_banner, disk_line, loss_line

@@ -7,8 +7,6 @@ own config file.
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from rwconsole.snapshot import EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import (
@@ -19,6 +17,7 @@ from rwconsole.tui.estimates import (
     suggest_max_shards,
     window_points,
 )
+from rwconsole.tui.markup import escape
 
 ESTIMATE_TITLE = (
     "[b]Effect estimate[/b] (max throughput = max_shards × max_samples_per_send "

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -31,6 +30,7 @@ from rwconsole.tui.estimates import (
     max_throughput,
     suggest_max_shards,
 )
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens import peer_queue
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -18,6 +17,7 @@ from textual.widgets import DataTable, Input, Static
 
 from rwconsole.snapshot import ScrapeTargetSnapshot, Snapshot
 from rwconsole.tui import format as fmt
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -64,8 +64,8 @@ def row_values(target: ScrapeTargetSnapshot, now: float) -> dict[str, str | Text
         error = error[: _ERROR_WIDTH - 1] + "…"
     scraped = target.health in ("up", "down")
     return {
-        "job": target.job,
-        "instance": instance,
+        "job": Text(target.job),
+        "instance": Text(instance),
         "health": Text(target.health, style=_HEALTH_STYLE.get(target.health, "")),
         "last": last,
         "duration": fmt.seconds(target.last_duration) if scraped else "-",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.markup import escape
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -26,6 +26,7 @@ from rwconsole.labels import Labels, format_labels
 from rwconsole.selector import SelectorError, parse_selector
 from rwconsole.snapshot import Snapshot
 from rwconsole.tui import format as fmt
+from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen
 from rwconsole.tui.screens.confirm import ConfirmScreen
 from rwconsole.tui.screens.wal_replay import ReplayTargetScreen, run_replay
@@ -289,11 +290,11 @@ class WalScreen(ConsoleScreen):
         metrics = self.query_one("#wal-metrics", DataTable)
         metrics.clear()
         for name, count in report.top_metrics:
-            metrics.add_row(name or "(no name)", fmt.number(count))
+            metrics.add_row(Text(name or "(no name)"), fmt.number(count))
         labels = self.query_one("#wal-labels", DataTable)
         labels.clear()
         for name, count in report.top_label_names:
-            labels.add_row(name, fmt.number(count))
+            labels.add_row(Text(name), fmt.number(count))
 
     # ---- live positions ---------------------------------------------------------------
 
@@ -377,7 +378,7 @@ class WalScreen(ConsoleScreen):
         table.clear()
         rows = [
             (
-                format_labels(row.labels),
+                Text(format_labels(row.labels)),
                 fmt.number(row.samples),
                 fmt.number(row.exemplars),
                 fmt.number(row.histograms),
@@ -397,7 +398,7 @@ class WalScreen(ConsoleScreen):
         self.query_one("#series-status", Static).update(status)
 
     @staticmethod
-    def _fit_series_column(table: DataTable[Any], rows: list[tuple[str, ...]]) -> None:
+    def _fit_series_column(table: DataTable[Any], rows: list[tuple[str | Text, ...]]) -> None:
         """Give the label column what the number columns leave, so they stay on screen.
 
         Long label sets are cropped; the chosen series is shown in full above the tables.
@@ -479,7 +480,7 @@ class WalScreen(ConsoleScreen):
                 "-" if p.offset is None else str(p.offset),
                 fmt.number(p.records_lost),
                 fmt.number(p.samples_lost),
-                p.message,
+                Text(p.message),
             )
 
     def action_repair(self) -> None:

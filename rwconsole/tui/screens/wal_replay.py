@@ -19,6 +19,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from rwconsole.tui.markup import escape
+
 _OUTPUT_LIMIT = 4000
 
 
@@ -33,7 +35,7 @@ class ReplayTargetScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
-            yield Static(f"Replay {self._directory}", classes="panel-title")
+            yield Static(f"Replay {escape(str(self._directory))}", classes="panel-title")
             yield Static(
                 "A remote-write URL, or a config file (its only endpoint, its external labels "
                 "and relabelling). Enter starts; a replay resumes where the last one stopped."

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.markup import escape
-
 from rwconsole.snapshot import EndpointSnapshot, WalDiskSnapshot
 from rwconsole.tui import format as fmt
+from rwconsole.tui.markup import escape
 
 
 def disk_banner(disk: WalDiskSnapshot | None) -> str:

@@ -9,11 +9,10 @@ so a queue that needs a fraction of one shard shows e.g. ``1 / 0.02``.
 
 from __future__ import annotations
 
-from rich.markup import escape
-
 from rwconsole.snapshot import EndpointSnapshot
 from rwconsole.tui import format as fmt
 from rwconsole.tui.estimates import average_rate
+from rwconsole.tui.markup import escape
 
 STATUS_MARKUP = {
     "healthy": "[$success]● healthy [/]",
