@@ -236,7 +236,10 @@ async def test_large_bodies_are_read_one_at_a_time() -> None:
             for server in servers:
                 await server.start()
                 server.body = body
-                loop = ScrapeLoop(scrape_config(), server.address, RecordingAppender(), client)
+                # A timeout far above the reads: the test is about their overlap, and three
+                # serialised 7000-series parses on a loaded machine can pass the default 2 s.
+                config = scrape_config(scrape_timeout=60.0, scrape_interval=60.0)
+                loop = ScrapeLoop(config, server.address, RecordingAppender(), client)
                 read = loop._read_full
 
                 def counted(data: bytes, fmt: Format, read: Any = read) -> Any:
