@@ -275,6 +275,13 @@ def _print_replay_summary(replay: Any, summary: Any) -> None:
         out.print(f"  [red]failed[/] ({escape(reason)}): {n:,}")
     for problem in summary.undecodable[:10]:
         out.print(f"  [red]undecodable[/]: {escape(problem)}")
+    if summary.missing:
+        names = ", ".join(summary.missing[:10]) + (" …" if len(summary.missing) > 10 else "")
+        out.print(
+            f"  [red]missing segments[/] ({len(summary.missing)}): {escape(names)}; what they "
+            "held could not be sent, and samples after them of series first written there "
+            "are dropped as unknown"
+        )
     if summary.damage:
         out.print(f"  [red]damaged WAL[/]: {escape(summary.damage)}")
     if summary.interrupted:

@@ -41,6 +41,7 @@ from rwconsole.wal.segment import (
     WalFile,
     WalRecord,
     iter_segment,
+    missing_files,
     wal_files,
 )
 
@@ -92,6 +93,8 @@ class ReplaySummary:
     """Items outside ``--from``/``--to``, by kind."""
     undecodable: list[str] = field(default_factory=list)
     damage: str | None = None
+    missing: list[str] = field(default_factory=list)
+    """Segment files absent from the WAL's numbering: what they held cannot be sent."""
     interrupted: bool = False
     already_done: bool = False
     unfinished: int = 0
@@ -101,6 +104,7 @@ class ReplaySummary:
         return (
             not self.failed
             and not self.damage
+            and not self.missing
             and not self.undecodable
             and not self.interrupted
             and not self.dropped.get(queue_metrics.DROP_UNKNOWN_SERIES)
@@ -371,6 +375,7 @@ class Replay:
         self.options = options
         self.summary = ReplaySummary()
         self.files = wal_files(wal_dir)
+        self.summary.missing = missing_files(self.files)
         if options.restart:
             resume, done = (0, 0), False
         else:

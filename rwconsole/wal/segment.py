@@ -187,6 +187,18 @@ def wal_files(directory: str | os.PathLike[str]) -> list[WalFile]:
     return out
 
 
+def missing_files(files: Sequence[WalFile]) -> list[str]:
+    """Names of the files ``wal_files`` order needs but lacks: numbering gaps inside the
+    checkpoint, between the checkpoint and the first segment after it, and between segments."""
+    missing: list[str] = []
+    for prev, cur in itertools.pairwise(files):
+        if prev.checkpoint == cur.checkpoint:
+            missing.extend(file_name(i, cur.checkpoint) for i in range(prev.index + 1, cur.index))
+        elif prev.checkpoint is not None and cur.checkpoint is None:
+            missing.extend(file_name(i, None) for i in range(prev.checkpoint + 1, cur.index))
+    return missing
+
+
 # ---------------------------------------------------------------------------
 # reading
 

@@ -27,6 +27,7 @@ from rwconsole.remote.replay import (
     wal_files,
 )
 from rwconsole.wal import tools
+from rwconsole.wal.segment import WalFile, missing_files
 
 
 @pytest.fixture
@@ -170,6 +171,45 @@ def test_damage_ships_what_precedes_and_says_where(wal_copy: Path) -> None:
     assert "byte offset" in summary.damage
     assert 0 < len(samples) < 11692
     assert _digest(wal_copy) == before
+
+
+def test_missing_segments_are_reported_and_the_rest_is_shipped(
+    wal_copy: Path, capsys: pytest.CaptureFixture
+) -> None:
+    wal = wal_copy / "wal"
+    shutil.copyfile(wal / "00000000", wal / "00000002")  # 00000001 is missing
+    summary, samples = _run(wal_copy, ReplayOptions())
+    assert summary.missing == ["00000001"]
+    assert not summary.ok
+    assert len(samples) == 2 * 11692 and len(set(samples)) == 11692  # both files shipped
+
+    async def cli() -> int:
+        receiver = _Receiver()
+        await receiver.server.start()
+        try:
+            url = receiver.server.url + "/api/v1/write"
+            args = ["wal", "replay", str(wal_copy), "--url", url, "--restart"]
+            return await asyncio.wait_for(asyncio.to_thread(main, args), 60)
+        finally:
+            await receiver.server.aclose()
+
+    assert asyncio.run(cli()) != 0
+    assert "missing segments (1): 00000001" in capsys.readouterr().out
+
+
+def test_missing_files_covers_the_checkpoint_and_the_step_after_it(tmp_path: Path) -> None:
+    def f(index: int, checkpoint: int | None = None) -> WalFile:
+        return WalFile(tmp_path / str(index), index, 1, checkpoint)
+
+    files = [f(0, 5), f(2, 5), f(7), f(8), f(11)]
+    assert missing_files(files) == [
+        "checkpoint.00000005/00000001",
+        "00000006",
+        "00000009",
+        "00000010",
+    ]
+    assert missing_files([f(0, 5), f(6), f(7)]) == []
+    assert missing_files([f(3), f(4)]) == []  # older segments truncated away: no gap
 
 
 def test_a_resumed_source_hands_out_only_what_follows_the_resume(wal_copy: Path) -> None:
