@@ -27,8 +27,9 @@ class Unavailable(AuthError):
 
 
 def fetched_token(token: Token, source: str, clock: Clock) -> Fetched[Token]:
-    """``token`` with its expiry as Unix time (its refresh time, a few seconds early)."""
-    return Fetched(token, source, clock() + max(0.0, token.refresh_at - now_monotonic()))
+    """``token`` with its expiry as Unix time (the issuer's, else its refresh time)."""
+    ends = token.expires_at if token.expires_at is not None else token.refresh_at
+    return Fetched(token, source, clock() + max(0.0, ends - now_monotonic()))
 
 
 async def azure_cli_token(
@@ -52,7 +53,8 @@ async def azure_cli_token(
         raise AuthError("Azure CLI: no accessToken in the output of az account get-access-token")
     expires_at = _cli_expiry(payload)
     lifetime = expires_at - clock()
-    token = Token(payload["accessToken"], "Bearer", now_monotonic() + lifetime)
+    ends = now_monotonic() + lifetime
+    token = Token(payload["accessToken"], "Bearer", ends, ends)
     return Fetched(token, CLI_SOURCE, expires_at)
 
 

@@ -18,11 +18,17 @@ from rwconsole.http.errors import AuthError, describe_exc
 
 @dataclass(frozen=True, slots=True)
 class Token:
-    """An access token and the monotonic time it stops being usable."""
+    """An access token, the monotonic time to fetch a new one, and when it expires.
+
+    ``expires_at`` is the monotonic time the issuer gave (``None`` when it gave no
+    lifetime); ``refresh_at`` is a little earlier, so a request never carries a token
+    that expires on its way.
+    """
 
     value: str
     token_type: str
     refresh_at: float
+    expires_at: float | None = None
 
 
 def token_refresh_at(now: float, lifetime: float | None) -> float:
@@ -89,4 +95,5 @@ def parse_token_response(response: httpx.Response, url: str, *, what: str) -> To
     token_type = payload.get("token_type") or "Bearer"
     if not isinstance(token_type, str) or token_type.lower() == "bearer":
         token_type = "Bearer"
-    return Token(payload["access_token"], token_type, token_refresh_at(now, lifetime))
+    expires_at = now + lifetime if lifetime is not None and lifetime > 0 else None
+    return Token(payload["access_token"], token_type, token_refresh_at(now, lifetime), expires_at)
