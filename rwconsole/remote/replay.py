@@ -303,6 +303,9 @@ class WalReplaySource:
 
     def _take_samples(self, decoded: records.SamplesRecord, chunk: Chunk) -> None:
         ts = decoded.timestamps
+        starts = decoded.start_timestamps
+        if starts is not None and not any(starts):
+            starts = None
         if self._filter and ts and (min(ts) < self._lo or max(ts) > self._hi):
             lo, hi = self._lo, self._hi
             keep = [lo <= t <= hi for t in ts]
@@ -311,10 +314,12 @@ class WalReplaySource:
             chunk.refs.extend(compress(decoded.refs, keep))
             chunk.timestamps.extend(compress(ts, keep))
             chunk.values.extend(compress(decoded.values, keep))
+            chunk.add_starts(kept, compress(starts, keep) if starts else None)
             return
         chunk.refs.extend(decoded.refs)
         chunk.timestamps.extend(ts)
         chunk.values.extend(decoded.values)
+        chunk.add_starts(len(ts), starts)
 
 
 _ALWAYS = frozenset({records.RecordType.SERIES, records.RecordType.METADATA})

@@ -376,15 +376,28 @@ class WalStorage:
         return ref
 
     def append_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        start_timestamps: Sequence[int] | None = None,
     ) -> None:
+        """Append samples; with any start timestamp (0 = none) the record is a
+        SamplesV2 (type 11, as Prometheus 3.11+ writes), otherwise a 2.42 type 2."""
         if not refs:
             return
+        if start_timestamps is not None and len(start_timestamps) != len(refs):
+            raise ValueError(f"{len(start_timestamps)} start timestamps for {len(refs)} samples")
         with self._lock:
             if None in map(self._labels.get, refs):
                 missing = [r for r in refs if r not in self._labels][:5]
                 raise UnknownSeriesError(f"unknown series refs {missing}")
-            self._pending_samples.append(rec.encode_samples(refs, timestamps, values))
+            if start_timestamps is not None and any(start_timestamps):
+                ts = [timestamps] * len(refs) if isinstance(timestamps, int) else timestamps
+                record = rec.encode_samples_v2(refs, ts, values, start_timestamps)
+            else:
+                record = rec.encode_samples(refs, timestamps, values)
+            self._pending_samples.append(record)
             self._pending_ts.append((refs, timestamps, self._generation))
             self._pending_count(_SAMPLES_APPENDED, len(refs))
 
