@@ -563,6 +563,7 @@ class Engine:
             external_labels=make_labels(self.config.external_labels),
             relabel=relabel_function(config),
             metadata_lookup=self.wal.metadata,
+            metadata_changes=self.wal.metadata_changes,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,

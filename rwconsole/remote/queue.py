@@ -244,6 +244,7 @@ class QueueManager:
         external_labels: Labels = (),
         relabel: Callable[[Labels], Labels | None] | None = None,
         metadata_lookup: Callable[[int], Any] | None = None,
+        metadata_changes: Callable[[int], tuple[int, list[int] | None]] | None = None,
         send_exemplars: bool = True,
         send_native_histograms: bool = False,
         flush_deadline: float = 60.0,
@@ -272,6 +273,10 @@ class QueueManager:
         self._external = external_labels
         self._relabel = relabel
         self._metadata_lookup = metadata_lookup
+        self._metadata_changes = metadata_changes if protocol == 2 else None
+        """(version, refs changed since) of the metadata source: 2.0 series keys carry
+        metadata, and metadata can arrive after a series was first read."""
+        self._metadata_seen = metadata_changes(0)[0] if self._metadata_changes else 0
         self._clock = clock
         self._data_in = data_in
         self._highest_in = highest_timestamp_in
@@ -452,6 +457,8 @@ class QueueManager:
             seq = self._next_seq
             self._next_seq += 1
             self._reading_seq = seq
+            if self._metadata_changes is not None:
+                self._refresh_metadata(self._metadata_changes)
             await self._enqueue_chunk(chunk, seq)
             self._marks.append((seq, chunk.end))
             self._reading_seq = None
@@ -486,6 +493,27 @@ class QueueManager:
             key = (labels, meta)
         self._series[ref] = key
         return key
+
+    def _refresh_metadata(self, changes: Callable[[int], tuple[int, list[int] | None]]) -> None:
+        """Give cached 2.0 series keys the metadata that changed since they were made.
+
+        Items placed before keep the key they had; the next ones carry the new value.
+        """
+        version, refs = changes(self._metadata_seen)
+        if version == self._metadata_seen:
+            return
+        self._metadata_seen = version
+        series = self._series
+        lookup = self._metadata_lookup
+        if lookup is None:
+            return
+        for ref in list(series) if refs is None else set(refs):
+            key = series.get(ref)
+            if key is None:  # not cached, or dropped by relabelling
+                continue
+            meta = lookup(ref)
+            if meta is not key[1]:
+                series[ref] = (key[0], meta)
 
     def _drop(self, ref: int) -> None:
         """Remember that relabelling (or an empty label set) drops this series."""

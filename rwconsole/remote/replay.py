@@ -201,6 +201,8 @@ class WalReplaySource:
         self.summary = summary
         self.series: dict[int, Labels] = {}
         self.metadata: dict[int, MetricMetadata] = {}
+        self._metadata_set: list[int] = []
+        """Refs in the order their metadata records were read (see ``metadata_changes``)."""
         self.end: Position = resume
         self.finished = asyncio.Event()
         self.bytes_total = sum(f.size for f in files[resume[0] :]) - resume[1]
@@ -237,6 +239,10 @@ class WalReplaySource:
             except OSError as exc:
                 self.summary.damage = f"{wal_file.name}: {exc}"
                 return
+
+    def metadata_changes(self, since: int) -> tuple[int, list[int] | None]:
+        """(version, refs whose metadata was read after version ``since``), for the queue."""
+        return len(self._metadata_set), self._metadata_set[since:]
 
     async def next_chunk(self) -> Chunk:
         while not self.finished.is_set():
@@ -288,6 +294,7 @@ class WalReplaySource:
         elif isinstance(decoded, records.MetadataRecord):
             for meta in decoded.entries:
                 self.metadata[meta.ref] = meta
+                self._metadata_set.append(meta.ref)
         elif chunk is None:
             return
         elif isinstance(decoded, records.SamplesRecord):
@@ -421,6 +428,7 @@ class Replay:
             external_labels=self._external,
             relabel=(lambda labels: relabel(labels, rules)) if rules else None,
             metadata_lookup=source.metadata.get,
+            metadata_changes=source.metadata_changes,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.options.flush_deadline,

@@ -686,6 +686,17 @@ class WalStorage:
         """
         return self._metadata.get(self._alias.get(ref, ref))
 
+    def metadata_changes(self, since: int) -> tuple[int, list[int] | None]:
+        """(current version, refs whose metadata changed after version ``since``).
+
+        The refs are None when too many changed since to list them (look all up
+        again). Version 0 is before any metadata, so ``metadata_changes(0)``
+        gives the version to start from.
+        """
+        with self._lock:
+            table = self._metadata
+            return table.version, table.changed_since(since)
+
     def metadata_families(self) -> list[tuple[str, MetricMetadata]]:
         """(metric family, metadata) of every family a live series has metadata for, sorted.
 
