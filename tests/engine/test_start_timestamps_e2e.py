@@ -30,6 +30,7 @@ from rwconsole.labels import Labels, make_labels
 from rwconsole.model import Histogram, HistogramSample, MetricType, ResetHint
 from rwconsole.protocol import encode
 from rwconsole.protocol.proto import remote_v1_pb2, remote_v2_pb2
+from rwconsole.remote.replay import Replay, ReplayOptions
 from rwconsole.wal import records
 from rwconsole.wal.segment import iter_wal
 from rwconsole.wal.storage import WalStorage
@@ -317,3 +318,39 @@ def test_the_relay_keeps_start_timestamps_and_sends_late_metadata(
         if records.record_type(r.data) == records.RecordType.SAMPLES_V2
     ]
     assert [st for rec in stored for st in rec.start_timestamps] == [now - 5000] * 3 + [0]
+
+
+@pytest.mark.parametrize("time_range", [False, True], ids=["all", "from-to"])
+def test_wal_replay_of_type_11_records_sends_their_start_timestamps(
+    tmp_path: Path, capture: ReferenceCapture, time_range: bool
+) -> None:
+    now = int(time.time() * 1000)
+    wal = WalStorage.open(tmp_path / "wal")
+    labels = [make_labels({"__name__": f"replayed_total{i}", "job": "r"}) for i in range(4)]
+    refs = wal.series_refs(labels)
+    for step in range(4):
+        t = now + step * 1000
+        if step % 2:
+            wal.append_samples(refs, t, [float(step)] * 4, [now - 1000 * (i + 1) for i in range(4)])
+        else:
+            wal.append_samples(refs, t, [float(step)] * 4)
+        wal.commit()
+    wal.close()
+    options = ReplayOptions(flush_deadline=5.0)
+    if time_range:  # only steps 1 and 2: the filtered path
+        options = ReplayOptions(start_ms=now + 1000, end_ms=now + 2000, flush_deadline=5.0)
+    endpoint = schema.EndpointConfig(
+        url=capture.url,
+        protobuf_message=schema.PROTOBUF_V2,
+        queue_config=schema.QueueConfig(batch_send_deadline=0.05),
+    )
+    replay = Replay(tmp_path / "wal", endpoint, tmp_path / "progress.json", options)
+    summary = asyncio.run(asyncio.wait_for(replay.run(), 60))
+    assert summary.ok
+    got = {(dict(p[0])["__name__"], p[2]): p[3] for p in capture.v2_points()}
+    steps = (1, 2) if time_range else (0, 1, 2, 3)
+    assert got == {
+        (f"replayed_total{i}", now + step * 1000): (now - 1000 * (i + 1) if step % 2 else 0)
+        for step in steps
+        for i in range(4)
+    }
