@@ -22,6 +22,7 @@ import httpx
 import pytest
 import snappy
 from conftest import free_port, wait_until
+from text_targets import text_targets
 
 from rwconsole.config import schema
 from rwconsole.engine import Engine
@@ -354,3 +355,49 @@ def test_wal_replay_of_type_11_records_sends_their_start_timestamps(
         for step in steps
         for i in range(4)
     }
+
+
+def test_a_scraped_openmetrics_counter_reaches_2_0_with_its_created_time(
+    tmp_path: Path, capture: ReferenceCapture
+) -> None:
+    created = 1_700_000_000.25
+
+    def body(_: str) -> bytes:
+        return (
+            "# TYPE om_jobs counter\n"
+            "# HELP om_jobs Jobs run.\n"
+            'om_jobs_total{queue="a"} 12\n'
+            f'om_jobs_created{{queue="a"}} {created}\n'
+            "# EOF\n"
+        ).encode()
+
+    om = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    with text_targets(1, body, om) as (address,):
+        config = schema.Config(
+            storage=schema.StorageConfig(path=str(tmp_path / "data")),
+            scrape=[
+                schema.ScrapeConfig(
+                    job_name="om",
+                    targets=[address],
+                    scrape_interval=0.5,
+                    scrape_timeout=0.4,
+                    start_timestamps=True,
+                )
+            ],
+            endpoint=[endpoint(capture.url, schema.PROTOBUF_V2, "om")],
+        )
+        engine = Engine(config, serve_metrics=False, serve_admin=False, flush_deadline=5.0)
+        engine.start()
+        try:
+
+            def by_name(name: str) -> list[tuple]:
+                return [p for p in capture.v2_points() if dict(p[0])["__name__"] == name]
+
+            wait_until(lambda: len(by_name("om_jobs_total")) >= 2, timeout=30)
+        finally:
+            engine.stop()
+    counter = by_name("om_jobs_total")
+    assert {p[3] for p in counter} == {1_700_000_000_250}
+    assert {(p[4], p[5]) for p in counter} == {(MetricType.COUNTER, "Jobs run.")}
+    assert by_name("om_jobs_created") and {p[3] for p in by_name("om_jobs_created")} == {0}
+    assert records.RecordType.SAMPLES_V2 in record_types(tmp_path / "data" / "wal")
