@@ -349,7 +349,12 @@ class ScrapeLoop:
     def _read_steady(self, body: bytes, fmt: Format) -> list[float] | None:
         """The values alone when ``body`` has the steady shape, else None."""
         steady = self._state.steady
-        return None if steady is None else steady.shape.values(body, fmt)
+        if steady is None or steady.start_timestamps != self._start_timestamps():
+            return None  # learned under another start_timestamps setting (a reload)
+        return steady.shape.values(body, fmt)
+
+    def _start_timestamps(self) -> bool:
+        return bool(getattr(self.config, "start_timestamps", False))
 
     def _read_full(self, body: bytes, fmt: Format) -> _Parsed:
         """A full parse of ``body``, with the shape to recognise the next one.
@@ -362,7 +367,7 @@ class ScrapeLoop:
         learn = state.misses < 2 or (state.full_scrapes + 1) % _RELEARN_EVERY == 0
         shape = SteadyShape.learn(body, fmt, payload) if learn else None
         sources = None
-        if fmt is Format.OPENMETRICS and getattr(self.config, "start_timestamps", False):
+        if fmt is Format.OPENMETRICS and self._start_timestamps():
             sources = start_time_sources(payload)
         return _Parsed(payload, shape, None if known is state.refs_kept() else known, sources)
 
@@ -390,7 +395,13 @@ class ScrapeLoop:
             if keep is not None:
                 refs = list(map(refs.__getitem__, keep))
             if refs and state.tracked == set(refs):  # every sample line is tracked for staleness
-                state.steady = Steady(result.shape, refs, keep, start_sources=result.start_sources)
+                state.steady = Steady(
+                    result.shape,
+                    refs,
+                    keep,
+                    start_timestamps=self._start_timestamps(),
+                    start_sources=result.start_sources,
+                )
                 # At once rather than at the first steady scrape: what the first scrape
                 # of a target leaves is then reused by the next target's first scrape
                 # instead of all of it being live together.

@@ -180,3 +180,23 @@ async def test_no_start_timestamps_without_the_option_or_in_text_format(
     app = RecordingAppender()
     await scrape(target, app, 2, start_timestamps=enabled)
     assert app.samples and not app.start_timestamps
+
+
+async def test_turning_the_option_on_or_off_takes_effect_on_a_steady_target(
+    target: TargetServer,
+) -> None:
+    target.body = BODY
+    target.content_type = OM_TYPE
+    app = RecordingAppender()
+    now = [NOW]
+    loop = ScrapeLoop(config(), target.address, app, httpx.AsyncClient(), clock=lambda: now[0])
+    key = ("requests_total", (("code", "200"),))
+    try:
+        for enabled in (False, False, True, True, False, False):
+            loop.config = config(start_timestamps=enabled)  # as a reload hands it over
+            assert await loop.scrape_once()
+            now[0] += 1
+    finally:
+        await loop._client.aclose()
+    st = CREATED[key]
+    assert starts_by_series(app)[key] == [0, 0, st, st, 0, 0]
