@@ -146,17 +146,24 @@ class _FanoutAppender:
         self._values: list[float] = []
         self._exemplars: list[Exemplar] = []
         self._histograms: list[HistogramSample] = []
+        self._starts: list[int] | None = None
 
     def series_refs(self, labels: Sequence[Labels]) -> list[int]:
         return self._wal.series_refs(labels)
 
     def append_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        start_timestamps: Sequence[int] | None = None,
     ) -> None:
         if not refs:
             return
-        self._wal.append_samples(refs, timestamps, values)
-        self._offer_samples(refs, timestamps, values)
+        if start_timestamps is not None and not any(start_timestamps):
+            start_timestamps = None
+        self._wal.append_samples(refs, timestamps, values, start_timestamps)
+        self._offer_samples(refs, timestamps, values, start_timestamps)
 
     def prepare_samples(self, refs: Sequence[int]) -> PreparedSamples:
         return self._wal.prepare_samples(refs)
@@ -168,7 +175,11 @@ class _FanoutAppender:
         self._offer_samples(batch.refs, timestamp, values)
 
     def _offer_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        starts: Sequence[int] | None = None,
     ) -> None:
         """Add appended samples to the columns the next commit offers the queues."""
         self._refs.extend(refs)
@@ -177,6 +188,12 @@ class _FanoutAppender:
         else:
             self._timestamps.extend(timestamps)
         self._values.extend(values)
+        if starts is not None or self._starts is not None:
+            # The start-timestamp column exists once a sample of the commit had one.
+            column = self._starts
+            if column is None:
+                column = self._starts = [0] * (len(self._refs) - len(refs))
+            column.extend(starts if starts is not None else [0] * len(refs))
 
     def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
         if exemplars:
@@ -207,6 +224,7 @@ class _FanoutAppender:
             values=self._values,
             exemplars=self._exemplars,
             histograms=self._histograms,
+            start_timestamps=self._starts,
         )
         self._reset()
         self._engine._on_commit(chunk)
@@ -545,6 +563,7 @@ class Engine:
             external_labels=make_labels(self.config.external_labels),
             relabel=relabel_function(config),
             metadata_lookup=self.wal.metadata,
+            metadata_changes=self.wal.metadata_changes,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,

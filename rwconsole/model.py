@@ -104,6 +104,8 @@ class HistogramSample:
     ref: int
     timestamp: int
     histogram: Histogram
+    start_timestamp: int = 0
+    """Milliseconds; 0 = none (WAL types 12/13, remote write 2.0 field 17)."""
 
 
 class UnknownSeriesError(KeyError):
@@ -171,13 +173,19 @@ class Appender(Protocol[PreparedT]):
     the appender has no faster path than ``append_samples`` (see
     ``NoPreparedBatches``). ``append_prepared`` raises ``StalePreparedError``
     (and writes nothing) when series of the batch were collected since it was
-    prepared.
+    prepared. ``start_timestamps`` (one per sample, 0 = none) are the samples'
+    start timestamps where the source has them (OpenMetrics ``_created``, a
+    2.0 request's ``start_timestamp``); None, the common case, means none.
     """
 
     def series_refs(self, labels: Sequence[Labels]) -> list[int]: ...
 
     def append_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        start_timestamps: Sequence[int] | None = None,
     ) -> None: ...
 
     def prepare_samples(self, refs: Sequence[int]) -> PreparedT | None: ...

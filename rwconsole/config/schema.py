@@ -465,6 +465,12 @@ class ScrapeConfig(HTTPClientConfig):
     params: dict[str, list[str]] = _field({}, "URL query parameters.")
     honor_labels: bool = _field(False, "Keep scraped labels that clash with target labels.")
     honor_timestamps: bool = _field(True, "Keep timestamps present in scraped data.")
+    start_timestamps: bool = _field(
+        False,
+        "Take OpenMetrics `_created` samples as the start timestamp of their counter, "
+        "histogram and summary samples (sent as remote write 2.0 `start_timestamp`); "
+        "the `_created` series are stored either way.",
+    )
     labels: dict[str, str] = _field({}, "Extra labels added to every scraped series.")
     static_configs: list[StaticSDConfig] = _field([], "Static target groups.")
     file_sd_configs: list[FileSDConfig] = _field([], "File-based service discovery.")

@@ -207,6 +207,8 @@ def _decode_into(chunk: Chunk, data: bytes, layouts: records.SampleLayouts | Non
         chunk.refs.extend(samples.refs)
         chunk.timestamps.extend(samples.timestamps)
         chunk.values.extend(samples.values)
+        starts = samples.start_timestamps
+        chunk.add_starts(len(samples.refs), starts if starts and any(starts) else None)
     elif kind == records.RecordType.EXEMPLARS:
         chunk.exemplars.extend(records.decode_exemplars(data).exemplars)
     elif kind in records.HISTOGRAM_TYPES:

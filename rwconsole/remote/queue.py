@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, mod
@@ -60,8 +60,8 @@ _BULK_MAX_SHARDS = 8
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
 snappy and more, against some 30 µs of loop time to hand it over)."""
-_Columns = tuple[Sequence[int], Sequence[Any], Sequence[int], Sequence[float]]
-"""Samples still to place: refs, series keys, timestamps, values."""
+_Columns = tuple[Sequence[int], Sequence[Any], Sequence[int], Sequence[float], Sequence[int] | None]
+"""Samples still to place: refs, series keys, timestamps, values, start timestamps (or None)."""
 
 
 class SendResultLike(Protocol):
@@ -92,12 +92,34 @@ class _Batch:
     timestamps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     exemplars: list[tuple[Any, Any]] = field(default_factory=list)
-    histograms: list[tuple[Any, int, Any]] = field(default_factory=list)
+    histograms: list[tuple[Any, int, Any, int]] = field(default_factory=list)
+    """(series key, timestamp, histogram, start timestamp) per histogram."""
     exemplar_refs: list[int] = field(default_factory=list)
     histogram_refs: list[int] = field(default_factory=list)
     count: int = 0
     first_seq: int = 0
     """Sequence number of the chunk of the batch's first item (a lower bound for all)."""
+    starts: dict[int, int] | None = None
+    """Start timestamps of float samples by index in ``values``, the nonzero ones only:
+    None (nothing to keep) is the common case, and costs nothing per sample."""
+
+    def note_starts(self, first: int, starts: Iterable[int]) -> None:
+        """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
+        found = {i: st for i, st in enumerate(starts, first) if st}
+        if found:
+            if self.starts is None:
+                self.starts = found
+            else:
+                self.starts.update(found)
+
+    def start_column(self) -> list[int] | None:
+        """Start timestamps aligned with ``values`` (0 = none), or None without any."""
+        if not self.starts:
+            return None
+        column = [0] * len(self.values)
+        for i, st in self.starts.items():
+            column[i] = st
+        return column
 
     def counts(self) -> tuple[int, int, int]:
         return len(self.values), len(self.exemplars), len(self.histograms)
@@ -105,13 +127,13 @@ class _Batch:
     def lowest_timestamp(self) -> int:
         candidates = [min(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
-        candidates += [t for _, t, _ in self.histograms]
+        candidates += [h[1] for h in self.histograms]
         return min(candidates) if candidates else 0
 
     def highest_timestamp(self) -> int:
         candidates = [max(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
-        candidates += [t for _, t, _ in self.histograms]
+        candidates += [h[1] for h in self.histograms]
         return max(candidates) if candidates else 0
 
 
@@ -222,6 +244,7 @@ class QueueManager:
         external_labels: Labels = (),
         relabel: Callable[[Labels], Labels | None] | None = None,
         metadata_lookup: Callable[[int], Any] | None = None,
+        metadata_changes: Callable[[int], tuple[int, list[int] | None]] | None = None,
         send_exemplars: bool = True,
         send_native_histograms: bool = False,
         flush_deadline: float = 60.0,
@@ -250,6 +273,10 @@ class QueueManager:
         self._external = external_labels
         self._relabel = relabel
         self._metadata_lookup = metadata_lookup
+        self._metadata_changes = metadata_changes if protocol == 2 else None
+        """(version, refs changed since) of the metadata source: 2.0 series keys carry
+        metadata, and metadata can arrive after a series was first read."""
+        self._metadata_seen = metadata_changes(0)[0] if self._metadata_changes else 0
         self._clock = clock
         self._data_in = data_in
         self._highest_in = highest_timestamp_in
@@ -430,6 +457,8 @@ class QueueManager:
             seq = self._next_seq
             self._next_seq += 1
             self._reading_seq = seq
+            if self._metadata_changes is not None:
+                self._refresh_metadata(self._metadata_changes)
             await self._enqueue_chunk(chunk, seq)
             self._marks.append((seq, chunk.end))
             self._reading_seq = None
@@ -464,6 +493,27 @@ class QueueManager:
             key = (labels, meta)
         self._series[ref] = key
         return key
+
+    def _refresh_metadata(self, changes: Callable[[int], tuple[int, list[int] | None]]) -> None:
+        """Give cached 2.0 series keys the metadata that changed since they were made.
+
+        Items placed before keep the key they had; the next ones carry the new value.
+        """
+        version, refs = changes(self._metadata_seen)
+        if version == self._metadata_seen:
+            return
+        self._metadata_seen = version
+        series = self._series
+        lookup = self._metadata_lookup
+        if lookup is None:
+            return
+        for ref in list(series) if refs is None else set(refs):
+            key = series.get(ref)
+            if key is None:  # not cached, or dropped by relabelling
+                continue
+            meta = lookup(ref)
+            if meta is not key[1]:
+                series[ref] = (key[0], meta)
 
     def _drop(self, ref: int) -> None:
         """Remember that relabelling (or an empty label set) drops this series."""
@@ -535,14 +585,14 @@ class QueueManager:
             or (self._dropped_series > 0 and None in keys)
             or (cutoff_ms is not None and n > 0 and min(timestamps) < cutoff_ms)
         )
-        rest: _Columns = (refs, keys, timestamps, values)
+        rest: _Columns = (refs, keys, timestamps, values, chunk.start_timestamps)
         while True:
             # The shards are looked up afresh after each wait: a reshard may have
             # happened meanwhile.
             if needs_decision or len(self._shards) > _BULK_MAX_SHARDS:
-                rest_refs, _, rest_timestamps, rest_values = rest
+                rest_refs, _, rest_timestamps, rest_values, rest_starts = rest
                 dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
-                    rest_refs, rest_timestamps, rest_values, seq, cutoff_ms
+                    rest_refs, rest_timestamps, rest_values, rest_starts, seq, cutoff_ms
                 )
                 break
             left, blocked = self._enqueue_samples_bulk(*rest, seq)
@@ -561,6 +611,7 @@ class QueueManager:
         keys: Sequence[Any],
         timestamps: Sequence[int],
         values: Sequence[float],
+        starts: Sequence[int] | None,
         seq: int,
     ) -> tuple[_Columns | None, _Shard | None]:
         """Place samples of known series without waiting: what it could not place
@@ -577,7 +628,7 @@ class QueueManager:
         left: list[int] = []
         blocked: _Shard | None = None
         for shard, indexes in zip(shards, parts, strict=True):
-            placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
+            placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, starts, seq)
             if placed < len(indexes):
                 left.extend(indexes[placed:])
                 blocked = blocked or shard
@@ -585,13 +636,20 @@ class QueueManager:
             return None, None
         if n_shards == 1:
             start = left[0]
-            return (refs[start:], keys[start:], timestamps[start:], values[start:]), blocked
+            return (
+                refs[start:],
+                keys[start:],
+                timestamps[start:],
+                values[start:],
+                starts[start:] if starts is not None else None,
+            ), blocked
         left.sort()
         return (
             list(map(refs.__getitem__, left)),
             list(map(keys.__getitem__, left)),
             list(map(timestamps.__getitem__, left)),
             list(map(values.__getitem__, left)),
+            list(map(starts.__getitem__, left)) if starts is not None else None,
         ), blocked
 
     def _fill_shard(
@@ -602,6 +660,7 @@ class QueueManager:
         keys: Sequence[Any],
         timestamps: Sequence[int],
         values: Sequence[float],
+        starts: Sequence[int] | None,
         seq: int,
     ) -> int:
         """Append ``indexes``' samples to the shard's batches; how many fitted."""
@@ -623,12 +682,16 @@ class QueueManager:
                 batch.refs.extend(refs[part])
                 batch.series.extend(keys[part])
                 batch.timestamps.extend(timestamps[part])
+                if starts is not None:
+                    batch.note_starts(len(batch.values), starts[part])
                 batch.values.extend(values[part])
             else:
                 picked = indexes[placed : placed + take]
                 batch.refs.extend(map(refs.__getitem__, picked))
                 batch.series.extend(map(keys.__getitem__, picked))
                 batch.timestamps.extend(map(timestamps.__getitem__, picked))
+                if starts is not None:
+                    batch.note_starts(len(batch.values), map(starts.__getitem__, picked))
                 batch.values.extend(map(values.__getitem__, picked))
             batch.count += take
             placed += take
@@ -641,6 +704,7 @@ class QueueManager:
         refs: Sequence[int],
         timestamps: Sequence[int],
         values: Sequence[float],
+        starts: Sequence[int] | None,
         seq: int,
         cutoff_ms: int | None,
     ) -> tuple[int, int, int]:
@@ -683,6 +747,8 @@ class QueueManager:
                 batch.refs.append(ref)
                 batch.series.append(key)
                 batch.timestamps.append(t)
+                if starts is not None and starts[i]:
+                    batch.note_starts(len(batch.values), (starts[i],))
                 batch.values.append(values[i])
                 batch.count += 1
                 if batch.count >= max_per_send:
@@ -755,7 +821,9 @@ class QueueManager:
             seq,
             cutoff_ms,
             lambda h: h.timestamp,
-            lambda batch, key, h: batch.histograms.append((key, h.timestamp, h.histogram)),
+            lambda batch, key, h: batch.histograms.append(
+                (key, h.timestamp, h.histogram, h.start_timestamp)
+            ),
         )
 
     # ---- delivered position --------------------------------------------------------
@@ -821,16 +889,17 @@ class QueueManager:
                 batch.timestamps,
                 batch.values,
                 exemplars=batch.exemplars,
-                histograms=batch.histograms,
+                histograms=[(key, t, h) for key, t, h, _ in batch.histograms],
             )
         else:
             body = encode.encode_write_request_v2(
                 [key[0] for key in batch.series],
                 batch.timestamps,
                 batch.values,
+                start_timestamps=batch.start_column(),
                 metadata=[key[1] for key in batch.series],
                 exemplars=[(key[0], e, key[1]) for key, e in batch.exemplars],
-                histograms=[(key[0], t, h, 0, key[1]) for key, t, h in batch.histograms],
+                histograms=[(key[0], t, h, st, key[1]) for key, t, h, st in batch.histograms],
             )
         return body
 
@@ -845,7 +914,8 @@ class QueueManager:
             return batch
         keep = [i for i, t in enumerate(batch.timestamps) if t >= cutoff]
         keep_ex = [i for i, (_, e) in enumerate(batch.exemplars) if e.timestamp >= cutoff]
-        keep_h = [i for i, (_, t, _) in enumerate(batch.histograms) if t >= cutoff]
+        keep_h = [i for i, h in enumerate(batch.histograms) if h[1] >= cutoff]
+        starts = batch.starts
         shed = _Batch(
             refs=[batch.refs[i] for i in keep],
             series=[batch.series[i] for i in keep],
@@ -857,6 +927,8 @@ class QueueManager:
             histogram_refs=[batch.histogram_refs[i] for i in keep_h],
             first_seq=batch.first_seq,
         )
+        if starts:
+            shed.note_starts(0, [starts.get(i, 0) for i in keep])
         shed.count = len(keep) + len(keep_ex) + len(keep_h)
         for kind, before, after in zip(KINDS3, batch.counts(), shed.counts(), strict=True):
             if before > after:
@@ -1044,9 +1116,7 @@ class QueueManager:
                 found = memo[id(key)] = encode.encode_series_v1(key[0])
             return found
 
-        keep_h = [
-            i for i, (_, _, h) in enumerate(batch.histograms) if h.schema != CUSTOM_BUCKETS_SCHEMA
-        ]
+        keep_h = [i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA]
         dropped = len(batch.histograms) - len(keep_h)
         if dropped:
             self.metrics.dropped("histograms", DROP_NHCB_V1).inc(dropped)
@@ -1156,15 +1226,7 @@ class QueueManager:
         max_per_send = self.settings.max_samples_per_send
         for old in batches:
             for kind_refs, adder in (
-                (
-                    old.refs,
-                    lambda b, i, o=old: (
-                        b.series.append(o.series[i]),
-                        b.timestamps.append(o.timestamps[i]),
-                        b.values.append(o.values[i]),
-                        b.refs.append(o.refs[i]),
-                    ),
-                ),
+                (old.refs, lambda b, i, o=old: _move_sample(b, i, o)),
                 (
                     old.exemplar_refs,
                     lambda b, i, o=old: (
@@ -1227,6 +1289,16 @@ class QueueManager:
 
     def out_rate(self) -> float:
         return self._data_out.rate
+
+
+def _move_sample(batch: _Batch, i: int, old: _Batch) -> None:
+    """Append sample ``i`` of ``old`` (with its start timestamp) to ``batch``."""
+    batch.series.append(old.series[i])
+    batch.timestamps.append(old.timestamps[i])
+    if old.starts and i in old.starts:
+        batch.note_starts(len(batch.values), (old.starts[i],))
+    batch.values.append(old.values[i])
+    batch.refs.append(old.refs[i])
 
 
 async def _cancel(tasks: Any) -> None:

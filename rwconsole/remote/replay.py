@@ -205,6 +205,8 @@ class WalReplaySource:
         self.summary = summary
         self.series: dict[int, Labels] = {}
         self.metadata: dict[int, MetricMetadata] = {}
+        self._metadata_set: list[int] = []
+        """Refs in the order their metadata records were read (see ``metadata_changes``)."""
         self.end: Position = resume
         self.finished = asyncio.Event()
         self.bytes_total = sum(f.size for f in files[resume[0] :]) - resume[1]
@@ -241,6 +243,10 @@ class WalReplaySource:
             except OSError as exc:
                 self.summary.damage = f"{wal_file.name}: {exc}"
                 return
+
+    def metadata_changes(self, since: int) -> tuple[int, list[int] | None]:
+        """(version, refs whose metadata was read after version ``since``), for the queue."""
+        return len(self._metadata_set), self._metadata_set[since:]
 
     async def next_chunk(self) -> Chunk:
         while not self.finished.is_set():
@@ -292,6 +298,7 @@ class WalReplaySource:
         elif isinstance(decoded, records.MetadataRecord):
             for meta in decoded.entries:
                 self.metadata[meta.ref] = meta
+                self._metadata_set.append(meta.ref)
         elif chunk is None:
             return
         elif isinstance(decoded, records.SamplesRecord):
@@ -307,6 +314,9 @@ class WalReplaySource:
 
     def _take_samples(self, decoded: records.SamplesRecord, chunk: Chunk) -> None:
         ts = decoded.timestamps
+        starts = decoded.start_timestamps
+        if starts is not None and not any(starts):
+            starts = None
         if self._filter and ts and (min(ts) < self._lo or max(ts) > self._hi):
             lo, hi = self._lo, self._hi
             keep = [lo <= t <= hi for t in ts]
@@ -315,10 +325,12 @@ class WalReplaySource:
             chunk.refs.extend(compress(decoded.refs, keep))
             chunk.timestamps.extend(compress(ts, keep))
             chunk.values.extend(compress(decoded.values, keep))
+            chunk.add_starts(kept, compress(starts, keep) if starts else None)
             return
         chunk.refs.extend(decoded.refs)
         chunk.timestamps.extend(ts)
         chunk.values.extend(decoded.values)
+        chunk.add_starts(len(ts), starts)
 
 
 _ALWAYS = frozenset({records.RecordType.SERIES, records.RecordType.METADATA})
@@ -421,6 +433,7 @@ class Replay:
             external_labels=self._external,
             relabel=(lambda labels: relabel(labels, rules)) if rules else None,
             metadata_lookup=source.metadata.get,
+            metadata_changes=source.metadata_changes,
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.options.flush_deadline,

@@ -139,8 +139,10 @@ class _Batch:
     sample_series: list[int] = field(default_factory=list)
     sample_ts: list[int] = field(default_factory=list)
     sample_values: list[float] = field(default_factory=list)
+    sample_starts: list[int] | None = None
+    """Start timestamps (0 = none) aligned with ``sample_ts``; None when no sample has one."""
     exemplars: list[tuple[int, int, float, Labels]] = field(default_factory=list)
-    histograms: list[tuple[int, int, Any]] = field(default_factory=list)
+    histograms: list[tuple[int, int, Any, int]] = field(default_factory=list)
     metadata: list[tuple[int, MetricType, str, str]] = field(default_factory=list)
     metadata_sent: int = 0
     """Metadata entries the request carried (the rest of ``metadata`` was kept from before)."""
@@ -242,11 +244,16 @@ def build_batch(
             batch.sample_series.extend([index] * len(samples))
             batch.sample_ts.extend([t for t, _ in samples])
             batch.sample_values.extend([v for _, v in samples])
+            starts = getattr(series, "start_timestamps", None)
+            if (starts and any(starts)) or batch.sample_starts is not None:
+                _add_starts(batch, len(samples), starts)
         for exemplar in series.exemplars or ():
             ex_labels, value, timestamp = exemplar_parts(exemplar)
             batch.exemplars.append((index, timestamp, value, tuple(ex_labels)))
-        for timestamp, histogram in series.histograms or ():
-            batch.histograms.append((index, timestamp, histogram))
+        histogram_starts = getattr(series, "histogram_start_timestamps", None) or ()
+        for i, (timestamp, histogram) in enumerate(series.histograms or ()):
+            st = histogram_starts[i] if i < len(histogram_starts) else 0
+            batch.histograms.append((index, timestamp, histogram, st))
         fields = _metadata_fields(getattr(series, "metadata", None))
         if fields is not None:
             batch.metadata_sent += 1
@@ -257,19 +264,33 @@ def build_batch(
     return batch
 
 
+def _add_starts(batch: _Batch, added: int, starts: Sequence[int] | None) -> None:
+    """Keep ``sample_starts`` aligned after ``added`` samples (``starts`` theirs, or None)."""
+    column = batch.sample_starts
+    if column is None:
+        column = batch.sample_starts = [0] * (len(batch.sample_ts) - added)
+    column.extend(starts if starts else [0] * added)
+
+
 def append_batch(appender: Appender, batch: _Batch) -> None:
     """Append a validated batch and commit once."""
     refs = appender.series_refs(batch.labels)
     if batch.sample_series:
-        appender.append_samples(
-            [refs[i] for i in batch.sample_series], batch.sample_ts, batch.sample_values
-        )
+        sample_refs = [refs[i] for i in batch.sample_series]
+        if batch.sample_starts is not None:
+            appender.append_samples(
+                sample_refs, batch.sample_ts, batch.sample_values, batch.sample_starts
+            )
+        else:
+            appender.append_samples(sample_refs, batch.sample_ts, batch.sample_values)
     if batch.exemplars:
         appender.append_exemplars(
             [Exemplar(refs[i], t, v, labels) for i, t, v, labels in batch.exemplars]
         )
     if batch.histograms:
-        appender.append_histograms([HistogramSample(refs[i], t, h) for i, t, h in batch.histograms])
+        appender.append_histograms(
+            [HistogramSample(refs[i], t, h, st) for i, t, h, st in batch.histograms]
+        )
     if batch.metadata:
         appender.append_metadata(
             [MetricMetadata(refs[i], kind, unit, text) for i, kind, unit, text in batch.metadata]

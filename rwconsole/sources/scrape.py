@@ -72,7 +72,14 @@ from rwconsole.sources.scrape_limits import (
 )
 from rwconsole.sources.steady import SteadyShape
 from rwconsole.sources.targets import DroppedTarget, Target, build_targets
-from rwconsole.sources.textparse import Format, ParseError, Payload, format_for, parse
+from rwconsole.sources.textparse import (
+    Format,
+    ParseError,
+    Payload,
+    format_for,
+    parse,
+    start_time_sources,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +156,8 @@ class _Parsed:
     shape: SteadyShape | None
     known: dict[str, int] | None = None
     """The refs the parse was given when they had to be rebuilt for it."""
+    start_sources: tuple[list[int], list[int]] | None = None
+    """With ``start_timestamps``: the ``_created`` sample of each sample that has one."""
 
 
 class ScrapeLoop:
@@ -340,7 +349,12 @@ class ScrapeLoop:
     def _read_steady(self, body: bytes, fmt: Format) -> list[float] | None:
         """The values alone when ``body`` has the steady shape, else None."""
         steady = self._state.steady
-        return None if steady is None else steady.shape.values(body, fmt)
+        if steady is None or steady.start_timestamps != self._start_timestamps():
+            return None  # learned under another start_timestamps setting (a reload)
+        return steady.shape.values(body, fmt)
+
+    def _start_timestamps(self) -> bool:
+        return bool(getattr(self.config, "start_timestamps", False))
 
     def _read_full(self, body: bytes, fmt: Format) -> _Parsed:
         """A full parse of ``body``, with the shape to recognise the next one.
@@ -352,7 +366,10 @@ class ScrapeLoop:
         payload = parse(body, fmt, known)
         learn = state.misses < 2 or (state.full_scrapes + 1) % _RELEARN_EVERY == 0
         shape = SteadyShape.learn(body, fmt, payload) if learn else None
-        return _Parsed(payload, shape, None if known is state.refs_kept() else known)
+        sources = None
+        if fmt is Format.OPENMETRICS and self._start_timestamps():
+            sources = start_time_sources(payload)
+        return _Parsed(payload, shape, None if known is state.refs_kept() else known, sources)
 
     def _store(self, timestamp: int, result: _Parsed | list[float] | None, duration: float) -> int:
         """Append what ``_read`` returned (None: the scrape failed); return the sample count."""
@@ -372,13 +389,19 @@ class ScrapeLoop:
         if result is None:
             self._append(timestamp, None, duration)
             return 0
-        refs = self._append(timestamp, result.payload, duration)
+        refs = self._append(timestamp, result.payload, duration, result.start_sources)
         if result.shape is not None and _metadata_settled(result.payload):
             keep = _first_occurrences(refs) if len(state.tracked) != len(refs) else None
             if keep is not None:
                 refs = list(map(refs.__getitem__, keep))
             if refs and state.tracked == set(refs):  # every sample line is tracked for staleness
-                state.steady = Steady(result.shape, refs, keep)
+                state.steady = Steady(
+                    result.shape,
+                    refs,
+                    keep,
+                    start_timestamps=self._start_timestamps(),
+                    start_sources=result.start_sources,
+                )
                 # At once rather than at the first steady scrape: what the first scrape
                 # of a target leaves is then reused by the next target's first scrape
                 # instead of all of it being live together.
@@ -425,7 +448,13 @@ class ScrapeLoop:
             await response.aclose()
         return response
 
-    def _append(self, timestamp: int, payload: Payload | None, duration: float) -> list[int]:
+    def _append(
+        self,
+        timestamp: int,
+        payload: Payload | None,
+        duration: float,
+        start_sources: tuple[list[int], list[int]] | None = None,
+    ) -> list[int]:
         """Append a full parse (None: a failed scrape); return the refs of its samples."""
         app = self._appender
         state = self._state
@@ -440,19 +469,20 @@ class ScrapeLoop:
             scraped = len(refs)
             values = payload.values
             explicit = payload.timestamps if self.config.honor_timestamps else {}
+            starts = _start_column(start_sources, values) if start_sources else None
             tracked = set(refs)
             tracked.discard(DROPPED)
             if len(tracked) != len(refs):
-                refs, values, explicit = _drop_duplicates(refs, values, explicit)
+                refs, values, explicit, starts = _drop_duplicates(refs, values, explicit, starts)
             post = len(refs)
             if refs:
                 if explicit:
                     stamps = [timestamp] * len(refs)
                     for index, ts in explicit.items():
                         stamps[index] = ts
-                    app.append_samples(refs, stamps, values)
+                    _append_samples(app, refs, stamps, values, starts)
                 else:
-                    app.append_samples(refs, timestamp, values)
+                    _append_samples(app, refs, timestamp, values, starts)
             if explicit:
                 tracked.difference_update(refs[i] for i in explicit)
             self._append_exemplars(payload, timestamp)
@@ -477,9 +507,15 @@ class ScrapeLoop:
         limit = self.limits.sample_limit
         if limit and len(steady.refs) > limit:  # a reload lowered the limit
             raise LimitExceeded("sample limit exceeded")
+        starts = _start_column(steady.start_sources, values) if steady.start_sources else None
         if steady.keep is not None:
             values = list(map(values.__getitem__, steady.keep))
-        self._append_prepared(steady, timestamp, values)
+            if starts is not None:
+                starts = list(map(starts.__getitem__, steady.keep))
+        if starts is not None:  # prepared batches carry no start timestamps
+            app.append_samples(steady.refs, timestamp, values, starts)
+        else:
+            self._append_prepared(steady, timestamp, values)
         report = [1.0, duration, float(scraped), float(len(values)), 0.0]
         app.append_samples(self._report_refs(), timestamp, report)
         app.commit()
@@ -657,13 +693,17 @@ def _metadata_settled(payload: Payload) -> bool:
 
 
 def _drop_duplicates(
-    refs: list[int], values: list[float], explicit: dict[int, int]
-) -> tuple[list[int], list[float], dict[int, int]]:
+    refs: list[int],
+    values: list[float],
+    explicit: dict[int, int],
+    starts: list[int] | None = None,
+) -> tuple[list[int], list[float], dict[int, int], list[int] | None]:
     """Keep the first sample of a series that a payload exposes more than once."""
     seen: set[int] = set()
     keep_refs: list[int] = []
     keep_values: list[float] = []
     keep_ts: dict[int, int] = {}
+    keep_starts: list[int] | None = [] if starts is not None else None
     for index, ref in enumerate(refs):
         if ref in seen or ref == DROPPED:
             continue
@@ -672,7 +712,40 @@ def _drop_duplicates(
             keep_ts[len(keep_refs)] = explicit[index]
         keep_refs.append(ref)
         keep_values.append(values[index])
-    return keep_refs, keep_values, keep_ts
+        if keep_starts is not None:
+            keep_starts.append(starts[index])  # type: ignore[index]
+    return keep_refs, keep_values, keep_ts, keep_starts
+
+
+_MAX_START_SECONDS = 9.2e15
+"""Start times beyond this many seconds do not fit an int64 of milliseconds."""
+
+
+def _start_column(
+    sources: tuple[list[int], list[int]], values: Sequence[float]
+) -> list[int] | None:
+    """Each sample's start timestamp in ms (0 = none) from its ``_created`` sample's
+    value (seconds); None when no sample has a usable one."""
+    column = [0] * len(values)
+    for index, source in zip(*sources, strict=True):
+        seconds = values[source]
+        if 0 < seconds < _MAX_START_SECONDS:  # NaN, Inf and negative values give none
+            column[index] = round(seconds * 1000)
+    return column if any(column) else None
+
+
+def _append_samples(
+    app: Appender,
+    refs: list[int],
+    timestamps: list[int] | int,
+    values: list[float],
+    starts: list[int] | None,
+) -> None:
+    """``append_samples``, with start timestamps only when there are any."""
+    if starts is None:
+        app.append_samples(refs, timestamps, values)
+    else:
+        app.append_samples(refs, timestamps, values, starts)
 
 
 # --- manager --------------------------------------------------------------------------------

@@ -157,3 +157,7 @@ class Steady:
     """Positions of the values of ``refs`` when the body repeats a series."""
     prepared: PreparedBatch | None = None
     """The appender's prepared batch of ``refs``, made at the first steady append."""
+    start_timestamps: bool = False
+    """The ``start_timestamps`` setting the shape was learned under."""
+    start_sources: tuple[list[int], list[int]] | None = None
+    """Samples with a ``_created`` sample, and its index, in body order (start timestamps)."""

@@ -211,6 +211,56 @@ def parse_series(key: str) -> Labels:
     return _labels_from_pairs(name, pairs)
 
 
+_START_FAMILIES = {
+    MetricType.COUNTER: "",
+    MetricType.HISTOGRAM: "le",
+    MetricType.SUMMARY: "quantile",
+}
+"""Family types whose samples an OpenMetrics ``_created`` sample gives a start time,
+with the label that tells a family's samples of one point apart (none for counters)."""
+
+
+def start_time_sources(payload: Payload) -> tuple[list[int], list[int]] | None:
+    """Which ``_created`` sample holds each sample's start time, in an OpenMetrics payload.
+
+    Two columns: sample indexes, and the index of the ``_created`` sample of the
+    same point (same labels but ``le``/``quantile``) of a counter, histogram or
+    summary family; None when there is none. The ``_created`` samples themselves
+    have none. Only families with a ``_created`` sample have their keys parsed.
+    """
+    samples: list[int] = []
+    sources: list[int] = []
+    keys = payload.keys
+    for family in payload.families:
+        point_label = _START_FAMILIES.get(family.type)
+        if point_label is None:
+            continue
+        created = family.name + "_created"
+        members = range(family.start, family.end)
+        if not any(_named(keys[i], created) for i in members):
+            continue
+        by_point: dict[Labels, int] = {}
+        others: list[tuple[int, Labels]] = []
+        for i in members:
+            labels = parse_series(keys[i])  # the parser accepted the key already
+            point = tuple(p for p in labels if p[0] != METRIC_NAME and p[0] != point_label)
+            if _named(keys[i], created):
+                by_point.setdefault(point, i)
+            else:
+                others.append((i, point))
+        for i, point in others:
+            source = by_point.get(point)
+            if source is not None:
+                samples.append(i)
+                sources.append(source)
+    return (samples, sources) if samples else None
+
+
+def _named(key: str, name: str) -> bool:
+    """Whether series key text ``key`` is of metric ``name``."""
+    return key.startswith(name) and (len(key) == len(name) or key[len(name)] in "{ \t")
+
+
 def _split_series(line: str) -> tuple[str, str]:
     """Split a sample line into (series key, rest) by walking its label block."""
     match = _NAME_RE.match(line)

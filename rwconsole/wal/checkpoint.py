@@ -121,14 +121,16 @@ def _filter_record(
             emit(rec.encode_series(kept))
     elif isinstance(decoded, rec.SamplesRecord):
         idx = [i for i, t in enumerate(decoded.timestamps) if t >= mint_ms]
+        starts = decoded.start_timestamps
         if idx:
-            emit(
-                rec.encode_samples(
-                    [decoded.refs[i] for i in idx],
-                    [decoded.timestamps[i] for i in idx],
-                    [decoded.values[i] for i in idx],
-                )
-            )
+            refs = [decoded.refs[i] for i in idx]
+            ts = [decoded.timestamps[i] for i in idx]
+            values = [decoded.values[i] for i in idx]
+            kept_starts = [starts[i] for i in idx] if starts else None
+            if kept_starts and any(kept_starts):
+                emit(rec.encode_samples_v2(refs, ts, values, kept_starts))
+            else:
+                emit(rec.encode_samples(refs, ts, values))
         return len(decoded.refs) - len(idx)
     elif isinstance(decoded, rec.HistogramsRecord):
         hs = [h for h in decoded.histograms if h.timestamp >= mint_ms]

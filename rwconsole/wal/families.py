@@ -44,14 +44,35 @@ class MetadataTable:
     counts the live series per value and remembers the value set last, which
     is what a listing per family (the 1.0 metadata sender) reads: its cost
     follows the number of families, not of series.
+
+    Every ``set`` is logged (the ref, under a growing version number), so a
+    reader that cached metadata per series (a 2.0 queue) asks ``changed_since``
+    which refs to look up again; the log keeps the newest ``CHANGE_LOG_SIZE``.
     """
 
-    __slots__ = ("_by_ref", "_families", "_latest")
+    __slots__ = ("_by_ref", "_changes", "_changes_base", "_families", "_latest")
+
+    CHANGE_LOG_SIZE = 1 << 16
 
     def __init__(self) -> None:
         self._by_ref: dict[int, MetricMetadata] = {}
         self._families: dict[str, dict[MetricMetadata, _Use]] = {}
         self._latest: dict[str, _Use] = {}
+        self._changes: list[int] = []
+        self._changes_base = 0
+        """The version of ``_changes[0]``."""
+
+    @property
+    def version(self) -> int:
+        """Grows by one with every ``set``."""
+        return self._changes_base + len(self._changes)
+
+    def changed_since(self, version: int) -> list[int] | None:
+        """Refs whose metadata was set after ``version``; None when the log no longer
+        reaches back that far (then any ref may have changed)."""
+        if version < self._changes_base:
+            return None
+        return self._changes[version - self._changes_base :]
 
     def get(self, ref: int) -> MetricMetadata | None:
         return self._by_ref.get(ref)
@@ -81,6 +102,12 @@ class MetadataTable:
         use.name = name
         self._latest[family_name] = use
         self._by_ref[ref] = use.value
+        changes = self._changes
+        changes.append(ref)
+        if len(changes) > self.CHANGE_LOG_SIZE:
+            half = len(changes) // 2
+            del changes[:half]
+            self._changes_base += half
 
     def remove(self, ref: int, name: str) -> None:
         """Forget series ``ref`` (metric name ``name``)."""

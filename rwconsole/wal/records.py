@@ -590,13 +590,13 @@ def _decode_histograms_v2(data: bytes) -> HistogramsRecord:
     ref = _wrap_ref(buf.varint())
     first_t = t = buf.varint()
     first_st = st = buf.varint()
-    out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float)))
+    out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float), st))
     sts.append(st)
     while buf.more():
         ref = _wrap_ref(ref + buf.varint())
         t = _wrap_i64(first_t + buf.varint())
         st = _read_st(buf, st, first_st)
-        out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float)))
+        out.append(HistogramSample(ref, t, _decode_histogram(buf, is_float), st))
         sts.append(st)
     return HistogramsRecord(code, out, sts)
 
@@ -973,12 +973,23 @@ def encode_histograms(samples: Sequence[HistogramSample]) -> list[bytes]:
     """Encode histogram samples into one record per kind (7, 8, 9, 10), in that order.
 
     All samples of one record share its header (base ref and time), so mixed
-    input is split by kind first.
+    input is split by kind first. A kind (integer or float, exponential buckets)
+    with any start timestamp goes whole into the record Prometheus 3.11+ writes
+    for it (12 or 13, which only it reads); without one the 2.42 types are
+    written. Custom-bucket histograms have no record with start timestamps.
     """
     groups: dict[int, list[HistogramSample]] = {}
     for sample in samples:
         groups.setdefault(histogram_record_type(sample.histogram), []).append(sample)
-    return [_encode_histogram_group(code, groups[code]) for code in sorted(groups)]
+    out = []
+    for code in sorted(groups):
+        group = groups[code]
+        if code in (7, 8) and any(h.start_timestamp for h in group):
+            starts = [h.start_timestamp for h in group]
+            out.append(encode_histograms_v2(group, starts, is_float=code == 8))
+        else:
+            out.append(_encode_histogram_group(code, group))
+    return out
 
 
 def _encode_histogram_group(code: int, samples: Sequence[HistogramSample]) -> bytes:

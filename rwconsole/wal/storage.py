@@ -376,15 +376,28 @@ class WalStorage:
         return ref
 
     def append_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        start_timestamps: Sequence[int] | None = None,
     ) -> None:
+        """Append samples; with any start timestamp (0 = none) the record is a
+        SamplesV2 (type 11, as Prometheus 3.11+ writes), otherwise a 2.42 type 2."""
         if not refs:
             return
+        if start_timestamps is not None and len(start_timestamps) != len(refs):
+            raise ValueError(f"{len(start_timestamps)} start timestamps for {len(refs)} samples")
         with self._lock:
             if None in map(self._labels.get, refs):
                 missing = [r for r in refs if r not in self._labels][:5]
                 raise UnknownSeriesError(f"unknown series refs {missing}")
-            self._pending_samples.append(rec.encode_samples(refs, timestamps, values))
+            if start_timestamps is not None and any(start_timestamps):
+                ts = [timestamps] * len(refs) if isinstance(timestamps, int) else timestamps
+                record = rec.encode_samples_v2(refs, ts, values, start_timestamps)
+            else:
+                record = rec.encode_samples(refs, timestamps, values)
+            self._pending_samples.append(record)
             self._pending_ts.append((refs, timestamps, self._generation))
             self._pending_count(_SAMPLES_APPENDED, len(refs))
 
@@ -672,6 +685,17 @@ class WalStorage:
         metadata, so its ``ref`` is 0.
         """
         return self._metadata.get(self._alias.get(ref, ref))
+
+    def metadata_changes(self, since: int) -> tuple[int, list[int] | None]:
+        """(current version, refs whose metadata changed after version ``since``).
+
+        The refs are None when too many changed since to list them (look all up
+        again). Version 0 is before any metadata, so ``metadata_changes(0)``
+        gives the version to start from.
+        """
+        with self._lock:
+            table = self._metadata
+            return table.version, table.changed_since(since)
 
     def metadata_families(self) -> list[tuple[str, MetricMetadata]]:
         """(metric family, metadata) of every family a live series has metadata for, sorted.

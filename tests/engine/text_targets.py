@@ -9,14 +9,18 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def text_targets(count: int, body: Callable[[str], bytes]) -> Iterator[list[str]]:
+def text_targets(
+    count: int,
+    body: Callable[[str], bytes],
+    content_type: str = "text/plain; version=0.0.4",
+) -> Iterator[list[str]]:
     """``count`` targets answering ``body(request path with query)``; yields their addresses."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             data = body(self.path)
             self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -41,7 +41,9 @@ class RecordingAppender(NoPreparedBatches):
         self.histograms: list[HistogramSample] = []
         self.metadata: list[MetricMetadata] = []
         self.commits = 0
-        self._pending: dict[str, list[Any]] = {"s": [], "e": [], "h": [], "m": []}
+        self._pending: dict[str, list[Any]] = {"s": [], "e": [], "h": [], "m": [], "st": []}
+        self.start_timestamps: dict[tuple[int, int], int] = {}
+        """Start timestamps of committed samples by (ref, timestamp), the nonzero ones."""
 
     def series_refs(self, labels: Sequence[Labels]) -> list[int]:
         refs = []
@@ -56,7 +58,11 @@ class RecordingAppender(NoPreparedBatches):
         return refs
 
     def append_samples(
-        self, refs: Sequence[int], timestamps: Sequence[int] | int, values: Sequence[float]
+        self,
+        refs: Sequence[int],
+        timestamps: Sequence[int] | int,
+        values: Sequence[float],
+        start_timestamps: Sequence[int] | None = None,
     ) -> None:
         assert len(refs) == len(values)
         if isinstance(timestamps, int):
@@ -67,6 +73,13 @@ class RecordingAppender(NoPreparedBatches):
         for ref in refs:
             assert ref in self.labels_by_ref, f"unknown ref {ref}"
         self._pending["s"].extend(zip(refs, stamps, values, strict=True))
+        if start_timestamps is not None:
+            assert len(start_timestamps) == len(refs)
+            self._pending.setdefault("st", []).extend(
+                ((ref, t), st)
+                for ref, t, st in zip(refs, stamps, start_timestamps, strict=True)
+                if st
+            )
 
     def append_exemplars(self, exemplars: Sequence[Exemplar]) -> None:
         self._pending["e"].extend(exemplars)
@@ -82,7 +95,8 @@ class RecordingAppender(NoPreparedBatches):
         self.exemplars.extend(self._pending["e"])
         self.histograms.extend(self._pending["h"])
         self.metadata.extend(self._pending["m"])
-        self._pending = {"s": [], "e": [], "h": [], "m": []}
+        self.start_timestamps.update(self._pending.get("st", ()))
+        self._pending = {"s": [], "e": [], "h": [], "m": [], "st": []}
         self.commits += 1
 
     # --- views ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import struct
@@ -259,7 +260,10 @@ def test_histogram_samples_v2_round_trip() -> None:
         decoded = rec.decode(data)
         assert isinstance(decoded, rec.HistogramsRecord)
         assert decoded.type == code
-        assert decoded.histograms == group
+        # Each decoded sample carries its start timestamp too.
+        assert decoded.histograms == [
+            dataclasses.replace(h, start_timestamp=st) for h, st in zip(group, sts, strict=True)
+        ]
         assert decoded.start_timestamps == sts
     with pytest.raises(rec.RecordDecodeError):
         rec.decode(rec.encode_histograms_v2(integer, [1] * len(integer), is_float=False)[:-2])
