@@ -328,6 +328,8 @@ def _format_item(item: tools.DumpItem, fmt: str) -> str:
             }
         else:
             obj = {"type": "histogram", **obj, "histogram": _histogram_json(item.histogram)}
+        if item.start_timestamp:
+            obj["start_timestamp"] = item.start_timestamp
         return json.dumps(obj) + "\n"
     if fmt == "openmetrics":
         name, labels = _om_labels(item.labels)
@@ -346,8 +348,9 @@ def _format_item(item: tools.DumpItem, fmt: str) -> str:
             f"schema={h.schema} {seconds}\n"
         )
     labels = format_labels(item.labels)
+    start = f" start={item.start_timestamp}" if item.start_timestamp else ""
     if item.kind == "sample":
-        return f"{labels} {_text_value(item.value)} {item.timestamp}\n"
+        return f"{labels} {_text_value(item.value)} {item.timestamp}{start}\n"
     if item.kind == "exemplar":
         return (
             f"exemplar {labels} {format_labels(item.exemplar_labels)} "
@@ -355,7 +358,10 @@ def _format_item(item: tools.DumpItem, fmt: str) -> str:
         )
     h = item.histogram
     assert h is not None
-    return f"histogram {labels} count={h.count} sum={h.sum} schema={h.schema} {item.timestamp}\n"
+    return (
+        f"histogram {labels} count={h.count} sum={h.sum} schema={h.schema} "
+        f"{item.timestamp}{start}\n"
+    )
 
 
 # ---------------------------------------------------------------------------

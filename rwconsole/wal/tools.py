@@ -266,7 +266,8 @@ class DumpItem:
     """One sample, exemplar or histogram with its series labels.
 
     ``kind`` is ``sample``, ``exemplar`` or ``histogram``; ``exemplar_labels``
-    only for exemplars, ``histogram`` only for histograms.
+    only for exemplars, ``histogram`` only for histograms; ``start_timestamp``
+    (0 = none) from the record types 11–13 that carry one.
     """
 
     kind: str
@@ -275,6 +276,7 @@ class DumpItem:
     value: float = 0.0
     exemplar_labels: Labels = ()
     histogram: Histogram | None = None
+    start_timestamp: int = 0
 
 
 def iter_dump(
@@ -324,13 +326,14 @@ def iter_dump(
                         series[ref] = labels
                         selected.pop(ref, None)
                 elif isinstance(decoded, rec.SamplesRecord):
-                    for ref, t, v in zip(
-                        decoded.refs, decoded.timestamps, decoded.values, strict=True
+                    starts = decoded.start_timestamps or [0] * len(decoded.refs)
+                    for ref, t, v, st in zip(
+                        decoded.refs, decoded.timestamps, decoded.values, starts, strict=True
                     ):
                         if lo <= t <= hi:
                             labels = wanted(ref)
                             if labels is not None:
-                                yield DumpItem("sample", labels, t, v)
+                                yield DumpItem("sample", labels, t, v, start_timestamp=st)
                 elif isinstance(decoded, rec.ExemplarsRecord):
                     for ex in decoded.exemplars:
                         if lo <= ex.timestamp <= hi:
@@ -345,7 +348,11 @@ def iter_dump(
                             labels = wanted(h.ref)
                             if labels is not None:
                                 yield DumpItem(
-                                    "histogram", labels, h.timestamp, histogram=h.histogram
+                                    "histogram",
+                                    labels,
+                                    h.timestamp,
+                                    histogram=h.histogram,
+                                    start_timestamp=h.start_timestamp,
                                 )
         except CorruptionError as exc:
             if problems is not None:

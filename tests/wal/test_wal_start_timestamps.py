@@ -127,3 +127,30 @@ def test_a_follower_chunk_keeps_the_column_aligned_across_records() -> None:
         chunk, rec.encode_histograms_v2([HistogramSample(1, 50, INT)], [9], is_float=False), None
     )
     assert chunk.histograms == [HistogramSample(1, 50, INT, 9)]
+
+
+def test_dump_shows_start_timestamps(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rwconsole.cli import main
+
+    wal, refs = _wal(tmp_path, 2)
+    wal.append_samples(refs, 1000, [1.0, 2.0])
+    wal.append_samples(refs, 2000, [3.0, 4.0], [400, 0])
+    wal.append_histograms([HistogramSample(refs[0], 2500, INT, 300)])
+    wal.commit()
+    wal.close()
+    assert main(["wal", "dump", str(tmp_path / "wal"), "--format", "json"]) == 0
+    import json
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    starts = [(d["timestamp"], d["labels"]["i"], d.get("start_timestamp")) for d in lines]
+    assert sorted(starts) == [
+        (1000, "0", None),
+        (1000, "1", None),
+        (2000, "0", 400),
+        (2000, "1", None),
+        (2500, "0", 300),
+    ]
+    assert main(["wal", "dump", str(tmp_path / "wal")]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert sum(" start=400" in line for line in text) == 1
+    assert sum(line.startswith("histogram ") and line.endswith(" start=300") for line in text) == 1
