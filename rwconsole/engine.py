@@ -39,6 +39,7 @@ from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
 from rwconsole.diskwatch import DiskWatch
+from rwconsole.http import tls
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.labels import Labels, make_labels
 from rwconsole.logcollapse import Collapser, message
@@ -283,6 +284,8 @@ class Engine:
         from rwconsole.engine_reload import define_reload_metrics
 
         self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
+        for family in (tls.RELOADS, tls.RELOAD_FAILURES):
+            self.registry.include(family)
         self.append_failures = self.registry.counter(
             "rwconsole_wal_append_failures_total",
             "Commits the WAL refused, by reason (disk_full, quota, io_error, write_error, "
