@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from rwconsole.http.credential_cache import CredentialStatus
     from rwconsole.http.server import HttpServer
     from rwconsole.remote.client import RemoteWriteClient
+    from rwconsole.sources.receiver import RemoteWriteReceiver
     from rwconsole.sources.scrape import ScrapeManager
     from rwconsole.wal.storage import PreparedSamples, TruncateReport, WalStorage
 
@@ -680,14 +681,7 @@ class Engine:
             await manager.apply(cfg.scrape)
             self.sources.append(manager)
         if cfg.receiver is not None:
-            from rwconsole.sources.receiver import RemoteWriteReceiver
-
-            try:
-                receiver = RemoteWriteReceiver.from_config(
-                    cfg.receiver, self.appender, registry=self.registry
-                )
-            except (ConnectivityConfigError, AuthError) as err:
-                raise EngineError(f"receiver: {err}") from None
+            receiver = self.make_receiver(cfg.receiver)
             try:
                 await receiver.start()
             except OSError as err:
@@ -696,6 +690,20 @@ class Engine:
                     f"{cfg.receiver.listen_address}: {err.strerror or err}"
                 ) from None
             self.sources.append(receiver)
+
+    def make_receiver(self, config: schema.ReceiverConfig) -> RemoteWriteReceiver:
+        """The ``[receiver]`` source, not started; ``EngineError`` for its TLS or auth settings."""
+        from rwconsole.sources.receiver import RemoteWriteReceiver
+
+        assert self.appender is not None
+        try:
+            return RemoteWriteReceiver.from_config(config, self.appender, registry=self.registry)
+        except (ConnectivityConfigError, AuthError) as err:
+            raise EngineError(f"receiver: {err}") from None
+
+    def check_tls_files(self) -> list[str]:
+        """Look at every TLS file in use now (a reload); one line per change or problem."""
+        return tls.check_rotated_files()
 
     def _source_status(self) -> tuple[SourceStatus, ...]:
         statuses = []
