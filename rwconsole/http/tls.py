@@ -251,6 +251,7 @@ _Stat = tuple[int, int, int, int] | None
 """(device, inode, size, mtime_ns) of a file; None when it cannot be read."""
 
 _live: weakref.WeakSet[TLSFiles] = weakref.WeakSet()
+_live_lock = threading.Lock()
 
 
 def _stat(path: str) -> _Stat:
@@ -300,18 +301,25 @@ class TLSFiles:
         self._next_check = clock() + CHECK_INTERVAL
         self.problem = ""
         """Why the files as they are now are not used ("" when they are)."""
-        _live.add(self)
+        with _live_lock:
+            _live.add(self)
 
     def current(self) -> ssl.SSLContext:
         """The context for a new connection (looks at the files when it is time)."""
         if self._clock() >= self._next_check:
-            self.check()
+            self._look(when_due=True)
         return self._context
 
     def check(self) -> str:
         """Look at the files now; a line saying what changed ("" when nothing did)."""
+        return self._look(when_due=False)
+
+    def _look(self, *, when_due: bool) -> str:
         with self._lock:
-            self._next_check = self._clock() + CHECK_INTERVAL
+            now = self._clock()
+            if when_due and now < self._next_check:
+                return ""  # another connection looked meanwhile
+            self._next_check = now + CHECK_INTERVAL
             seen = self._stats()
             if seen == self._seen:
                 return ""
@@ -325,7 +333,7 @@ class TLSFiles:
             ]
             try:
                 context = self._build()
-            except ConnectivityConfigError as exc:
+            except (ValueError, OSError) as exc:  # ConnectivityConfigError names the setting
                 self.problem = f"{exc} (changed: {', '.join(changed)})"
                 for path in changed:
                     RELOAD_FAILURES.labels(path).inc()  # type: ignore[union-attr]
@@ -449,7 +457,9 @@ def reloading_server_ssl_context(tls_config: object, *, key: str = "tls_config")
 def check_rotated_files() -> list[str]:
     """Look at every live context's files now (a config reload); one line per finding."""
     lines: dict[str, None] = {}
-    for files in list(_live):
+    with _live_lock:
+        live = list(_live)
+    for files in live:
         line = files.check()
         if line:
             lines[line] = None
