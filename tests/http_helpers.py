@@ -172,6 +172,32 @@ def point_link(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def server_file_versions(directory: Path, *pkis: Pki) -> tuple[Path, list[Path]]:
+    """A directory per PKI holding its server ``tls.crt``/``tls.key``, and a symlink
+    ``live`` at the first (switch it with ``point_link``)."""
+    versions = []
+    for index, pki in enumerate(pkis):
+        version = directory / f"v{index}"
+        version.mkdir()
+        (version / "tls.crt").write_text(Path(pki.server_cert_file).read_text())
+        (version / "tls.key").write_text(Path(pki.server_key_file).read_text())
+        versions.append(version)
+    live = directory / "live"
+    point_link(live, versions[0])
+    return live, versions
+
+
+async def peer_serial(host: str, port: int, trust: ssl.SSLContext) -> int:
+    """The serial number of the certificate a TLS server shows a new connection."""
+    _, writer = await asyncio.open_connection(host, port, ssl=trust, server_hostname="localhost")
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return cert_serial(der)
+
+
 def cert_serial(pem_or_der: str | bytes) -> int:
     """The serial number of a certificate (PEM text or DER bytes)."""
     if isinstance(pem_or_der, str):

@@ -7,7 +7,6 @@ over the old one, or a symlinked directory switched), or caught half-written.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from pathlib import Path
@@ -18,10 +17,11 @@ from http_helpers import (
     ThreadedTLSReceiver,
     cert_serial,
     endpoint,
-    make_pki,
+    peer_serial,
     point_link,
     replace_file,
     run,
+    server_file_versions,
 )
 
 from rwconsole.config.schema import ReceiverTLSConfig, TLSConfig
@@ -32,22 +32,6 @@ from rwconsole.remote.client import RemoteWriteClient
 
 pytestmark = pytest.mark.timeout(60)
 UA = "rwconsole-test"
-
-
-@pytest.fixture(scope="module")
-def old(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("old"))
-
-
-@pytest.fixture(scope="module")
-def new(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("new"))
-
-
-@pytest.fixture
-def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every new connection looks at the files (no waiting for the interval)."""
-    monkeypatch.setattr(tls, "CHECK_INTERVAL", 0.0)
 
 
 def count(family: Family, path: Path) -> float:
@@ -61,8 +45,9 @@ def ca_serials(context: ssl.SSLContext) -> list[int]:
 
 
 def test_files_are_looked_at_once_per_interval_and_read_only_when_they_look_changed(
-    old: Pki, new: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pki_pair: tuple[Pki, Pki], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    old, new = pki_pair
     ca = tmp_path / "ca.pem"
     ca.write_text(old.ca_pem)
     now = [100.0]
@@ -110,13 +95,13 @@ def test_settings_without_files_give_a_plain_context() -> None:
 
 @pytest.mark.parametrize("lean", [True, False], ids=["lean-http1", "httpx"])
 def test_client_certificate_rotates_and_a_half_written_key_keeps_the_previous_one(
-    old: Pki,
-    new: Pki,
+    pki_pair: tuple[Pki, Pki],
     tmp_path: Path,
     look_every_time: None,
     caplog: pytest.LogCaptureFixture,
     lean: bool,
 ) -> None:
+    old, new = pki_pair
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(old.server_cert_file, old.server_key_file)
     server_ctx.verify_mode = ssl.CERT_REQUIRED
@@ -172,38 +157,13 @@ def test_client_certificate_rotates_and_a_half_written_key_keeps_the_previous_on
     assert any(str(key) in line and "reloaded" in line for line in reloaded)
 
 
-async def _peer_serial(port: int, trust: ssl.SSLContext) -> int:
-    _reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, ssl=trust, server_hostname="localhost"
-    )
-    try:
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    return cert_serial(der)
-
-
-def _versions(tmp_path: Path, *pkis: Pki) -> tuple[Path, list[Path]]:
-    """One directory per PKI with its server pair, and a symlink ``live`` at the first."""
-    dirs = []
-    for index, pki in enumerate(pkis):
-        directory = tmp_path / f"v{index}"
-        directory.mkdir()
-        (directory / "server.pem").write_text(Path(pki.server_cert_file).read_text())
-        (directory / "server.key").write_text(Path(pki.server_key_file).read_text())
-        dirs.append(directory)
-    live = tmp_path / "live"
-    point_link(live, dirs[0])
-    return live, dirs
-
-
 @pytest.mark.parametrize("kind", ["receiver tls_config", "admin"])
 def test_a_server_shows_new_connections_its_rotated_certificate(
-    old: Pki, new: Pki, tmp_path: Path, look_every_time: None, kind: str
+    pki_pair: tuple[Pki, Pki], tmp_path: Path, look_every_time: None, kind: str
 ) -> None:
-    live, dirs = _versions(tmp_path, old, new)
-    cert, key = str(live / "server.pem"), str(live / "server.key")
+    old, new = pki_pair
+    live, dirs = server_file_versions(tmp_path, old, new)
+    cert, key = str(live / "tls.crt"), str(live / "tls.key")
     if kind == "admin":
         context = local.server_ssl_context(cert, key)
     else:
@@ -218,13 +178,13 @@ def test_a_server_shows_new_connections_its_rotated_certificate(
         server = HttpServer(handler, ssl_context=context)
         await server.start("127.0.0.1", 0)
         try:
-            before = await _peer_serial(server.port, trust)
+            before = await peer_serial(server.host, server.port, trust)
             point_link(live, dirs[1])
-            after = await _peer_serial(server.port, trust)
+            after = await peer_serial(server.host, server.port, trust)
             # A half-written pair in the next version: handshakes keep the last good one.
-            (dirs[0] / "server.key").write_text("-----BEGIN PRIVATE KEY-----\nMIG")
+            (dirs[0] / "tls.key").write_text("-----BEGIN PRIVATE KEY-----\nMIG")
             point_link(live, dirs[0])
-            kept = await _peer_serial(server.port, trust)
+            kept = await peer_serial(server.host, server.port, trust)
         finally:
             await server.stop()
         assert before == cert_serial(Path(old.server_cert_file).read_text())

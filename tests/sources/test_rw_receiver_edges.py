@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import AsyncIterator
@@ -10,7 +9,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_helpers import Pki, cert_serial, make_pki, point_link
+from http_helpers import (
+    Pki,
+    cert_serial,
+    make_pki,
+    peer_serial,
+    point_link,
+    server_file_versions,
+)
 from src_helpers import V1_TYPE, V2_TYPE, RecordingAppender, WireSeries, encode_v1, encode_v2
 
 from rwconsole.config.schema import ReceiverConfig, ReceiverTLSConfig
@@ -236,15 +242,7 @@ async def test_a_rotated_server_certificate_reaches_new_connections(
     new connections get the new certificate, the one opened before goes on."""
     monkeypatch.setattr(http_tls, "CHECK_INTERVAL", 0.0)  # no waiting for the next look
     rotated = make_pki(tmp_path)
-    versions = []
-    for index, source in enumerate((pki, rotated)):
-        directory = tmp_path / f"v{index}"
-        directory.mkdir()
-        (directory / "tls.crt").write_text(Path(source.server_cert_file).read_text())
-        (directory / "tls.key").write_text(Path(source.server_key_file).read_text())
-        versions.append(directory)
-    live = tmp_path / "live"
-    point_link(live, versions[0])
+    live, versions = server_file_versions(tmp_path, pki, rotated)
     rx, app, _ = await started(
         ReceiverConfig(
             tls_config=ReceiverTLSConfig(
@@ -255,21 +253,14 @@ async def test_a_rotated_server_certificate_reaches_new_connections(
     trust = ssl.create_default_context(cafile=pki.ca_file)
     trust.load_verify_locations(cafile=rotated.ca_file)
 
-    async def peer_serial() -> int:
-        _, writer = await asyncio.open_connection(rx.host, rx.port, ssl=trust)
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        writer.close()
-        await writer.wait_closed()
-        return cert_serial(der)
-
     body = encode_v1([WireSeries(A, [(1000, 1.0)])])
     later = encode_v1([WireSeries(A, [(2000, 2.0)])])
     try:
         async with httpx.AsyncClient(verify=trust) as kept:
             assert (await kept.post(rx.url, content=body, headers=V1_HEADERS)).status_code == 204
-            before = await peer_serial()
+            before = await peer_serial(rx.host, rx.port, trust)
             point_link(live, versions[1])
-            after = await peer_serial()
+            after = await peer_serial(rx.host, rx.port, trust)
             assert (await kept.post(rx.url, content=later, headers=V1_HEADERS)).status_code == 204
     finally:
         await rx.stop()

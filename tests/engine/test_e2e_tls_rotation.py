@@ -11,8 +11,6 @@ one engine and a config file.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +18,12 @@ import httpx
 import pytest
 import snappy
 from conftest import free_port, wait_until
-from http_helpers import Pki, make_pki, point_link, replace_file
+from http_helpers import Pki, point_link, replace_file, server_file_versions
+from text_targets import text_targets
 
 from rwconsole.config import schema
 from rwconsole.config.load import load_config
 from rwconsole.engine import Engine
-from rwconsole.http import tls
 from rwconsole.protocol.proto import remote_v1_pb2
 from rwconsole.sources.receiver import RemoteWriteReceiver
 
@@ -33,22 +31,6 @@ pytestmark = pytest.mark.timeout(120)
 SERIES = 50
 RECEIVED = "rwconsole_receiver_received_total"
 RETRIED = "prometheus_remote_storage_samples_retried_total"
-
-
-@pytest.fixture(scope="module")
-def old(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("old"))
-
-
-@pytest.fixture(scope="module")
-def new(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("new"))
-
-
-@pytest.fixture
-def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every new connection looks at the files (no waiting for the interval)."""
-    monkeypatch.setattr(tls, "CHECK_INTERVAL", 0.0)
 
 
 @contextlib.contextmanager
@@ -96,17 +78,10 @@ def drop_connections(relay: Engine) -> None:
 
 
 def test_sends_go_on_through_a_ca_rotation_without_a_restart_or_a_lost_sample(
-    old: Pki, new: Pki, tmp_path: Path, look_every_time: None
+    pki_pair: tuple[Pki, Pki], tmp_path: Path, look_every_time: None
 ) -> None:
-    versions = []
-    for index, pki in enumerate((old, new)):
-        directory = tmp_path / f"relay-v{index}"
-        directory.mkdir()
-        shutil.copy(pki.server_cert_file, directory / "tls.crt")
-        shutil.copy(pki.server_key_file, directory / "tls.key")
-        versions.append(directory)
-    live = tmp_path / "relay-tls"
-    point_link(live, versions[0])
+    old, new = pki_pair
+    live, versions = server_file_versions(tmp_path, old, new)
     trusted = tmp_path / "forwarder-ca.pem"
     trusted.write_text(old.ca_pem)
 
@@ -162,47 +137,31 @@ def test_sends_go_on_through_a_ca_rotation_without_a_restart_or_a_lost_sample(
     assert f'rwconsole_tls_reload_failures_total{{file="{trusted}"}}' not in exposed
 
 
-class _Target:
-    """A plain scrape target in a thread."""
-
-    def __init__(self) -> None:
-        import http.server
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = b"rotation_target 1\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-
 def _job_targets(engine: Engine, job: str) -> list[tuple[str, str]]:
     return [(t.health, t.last_error) for t in engine.snapshot().targets if t.job == job]
 
 
 def test_reload_builds_a_scrape_job_whose_tls_file_was_missing_and_reports_rotated_files(
-    old: Pki, new: Pki, tmp_path: Path
+    pki_pair: tuple[Pki, Pki], tmp_path: Path
 ) -> None:
-    target = _Target()
+    old = pki_pair[0]
     ca = tmp_path / "scrape-ca.pem"  # not there yet (the secret is mounted late)
     trusted = tmp_path / "endpoint-ca.pem"
     trusted.write_text(old.ca_pem)
     config_path = tmp_path / "rwconsole.toml"
+    with text_targets(1, lambda path: b"rotation_target 1\n") as (address,):
+        _reload_a_job_with_a_late_file(pki_pair, tmp_path, config_path, address, ca, trusted)
+
+
+def _reload_a_job_with_a_late_file(
+    pki_pair: tuple[Pki, Pki],
+    tmp_path: Path,
+    config_path: Path,
+    address: str,
+    ca: Path,
+    trusted: Path,
+) -> None:
+    old, new = pki_pair
     config_path.write_text(
         f"""
 [storage]
@@ -212,7 +171,7 @@ path = "{tmp_path / "data"}"
 job_name = "late"
 scrape_interval = "100ms"
 scrape_timeout = "100ms"
-targets = ["{target.address}"]
+targets = ["{address}"]
 
 [scrape.tls_config]
 ca_file = "{ca}"
@@ -253,10 +212,12 @@ ca_file = "{trusted}"
         assert any(str(trusted) in c and "previous ones stay in use" in c for c in report.changes)
     finally:
         engine.stop()
-        target.close()
 
 
-def test_a_receiver_restarted_by_a_reload_keeps_its_tls(old: Pki, tmp_path: Path) -> None:
+def test_a_receiver_restarted_by_a_reload_keeps_its_tls(
+    pki_pair: tuple[Pki, Pki], tmp_path: Path
+) -> None:
+    old = pki_pair[0]
     tls_config = schema.ReceiverTLSConfig(
         cert_file=old.server_cert_file, key_file=old.server_key_file
     )
