@@ -39,6 +39,7 @@ from rwconsole.config.secrets import redact_url
 from rwconsole.config.validate import queue_config_problems
 from rwconsole.datadir import DataDirLock, DataDirLocked
 from rwconsole.diskwatch import DiskWatch
+from rwconsole.http import tls
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.labels import Labels, make_labels
 from rwconsole.logcollapse import Collapser, message
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from rwconsole.http.credential_cache import CredentialStatus
     from rwconsole.http.server import HttpServer
     from rwconsole.remote.client import RemoteWriteClient
+    from rwconsole.sources.receiver import RemoteWriteReceiver
     from rwconsole.sources.scrape import ScrapeManager
     from rwconsole.wal.storage import PreparedSamples, TruncateReport, WalStorage
 
@@ -301,6 +303,8 @@ class Engine:
         from rwconsole.engine_reload import define_reload_metrics
 
         self.reload_successful, self.reload_success_time = define_reload_metrics(self.registry)
+        for family in (tls.RELOADS, tls.RELOAD_FAILURES):
+            self.registry.include(family)
         self.append_failures = self.registry.counter(
             "rwconsole_wal_append_failures_total",
             "Commits the WAL refused, by reason (disk_full, quota, io_error, write_error, "
@@ -696,14 +700,7 @@ class Engine:
             await manager.apply(cfg.scrape)
             self.sources.append(manager)
         if cfg.receiver is not None:
-            from rwconsole.sources.receiver import RemoteWriteReceiver
-
-            try:
-                receiver = RemoteWriteReceiver.from_config(
-                    cfg.receiver, self.appender, registry=self.registry
-                )
-            except (ConnectivityConfigError, AuthError) as err:
-                raise EngineError(f"receiver: {err}") from None
+            receiver = self.make_receiver(cfg.receiver)
             try:
                 await receiver.start()
             except OSError as err:
@@ -712,6 +709,20 @@ class Engine:
                     f"{cfg.receiver.listen_address}: {err.strerror or err}"
                 ) from None
             self.sources.append(receiver)
+
+    def make_receiver(self, config: schema.ReceiverConfig) -> RemoteWriteReceiver:
+        """The ``[receiver]`` source, not started; ``EngineError`` for its TLS or auth settings."""
+        from rwconsole.sources.receiver import RemoteWriteReceiver
+
+        assert self.appender is not None
+        try:
+            return RemoteWriteReceiver.from_config(config, self.appender, registry=self.registry)
+        except (ConnectivityConfigError, AuthError) as err:
+            raise EngineError(f"receiver: {err}") from None
+
+    def check_tls_files(self) -> list[str]:
+        """Look at every TLS file in use now (a reload); one line per change or problem."""
+        return tls.check_rotated_files()
 
     def _source_status(self) -> tuple[SourceStatus, ...]:
         statuses = []

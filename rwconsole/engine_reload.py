@@ -68,7 +68,7 @@ async def reload_engine(engine: Engine, source: schema.Config | str | Path | Non
     async with engine.reload_lock:
         try:
             config = await _load(engine, source)
-            diff = await _apply(engine, config)
+            diff, rebuilt = await _apply(engine, config)
         except ReloadFailed as err:
             return _failed(engine, str(err))
         except Exception as err:  # a bug must not take the running pipeline down
@@ -76,7 +76,9 @@ async def reload_engine(engine: Engine, source: schema.Config | str | Path | Non
             return _failed(engine, f"applying the new config failed: {err}")
     engine.reload_successful.set(1)
     engine.reload_success_time.set(time.time())
-    report = ReloadReport(True, tuple(diff.describe()), diff.restart_needed)
+    # Files behind unchanged settings may have changed too (rotated certificates).
+    tls_lines = await asyncio.to_thread(engine.check_tls_files)
+    report = ReloadReport(True, (*diff.describe(), *rebuilt, *tls_lines), diff.restart_needed)
     log.info("%s", report.summary())
     if diff.restart_needed:
         log.warning(
@@ -119,7 +121,10 @@ async def _load(engine: Engine, source: schema.Config | str | Path | None) -> sc
         raise ReloadFailed(f"cannot read config {err}") from None
 
 
-async def _apply(engine: Engine, new: schema.Config) -> ConfigDiff:
+async def _apply(engine: Engine, new: schema.Config) -> tuple[ConfigDiff, list[str]]:
+    """The diff applied, and lines on the scrape jobs built again after failing."""
+    from rwconsole.sources.scrape import ScrapeManager
+
     old = engine.config
     if engine.demo_receiver is not None:
         new = dataclasses.replace(new, endpoint=[*new.endpoint, *engine.demo_endpoints])
@@ -137,20 +142,41 @@ async def _apply(engine: Engine, new: schema.Config) -> ConfigDiff:
         raise
     # Sources first: the staleness markers of removed targets still reach the endpoints
     # that had their series, and not the endpoints this reload adds.
+    manager = _find(engine, ScrapeManager)
+    failed = manager.job_errors() if manager is not None else {}
     if (
         diff.scrape_jobs_changed
         or diff.targets_added
         or diff.targets_removed
         or diff.scrape_defaults
+        or failed
     ):
         await _apply_scrape(engine, target)
+    rebuilt = _rebuilt_jobs(engine, failed, set(diff.scrape_jobs_changed))
     if diff.synthetic:
         await _apply_synthetic(engine, diff.synthetic, target.synthetic)
     engine.config = target
     await _apply_endpoints(engine, diff, configs, clients, set(fresh))
     assert engine.progress is not None
     engine.progress.save(force=True)
-    return diff
+    return diff, rebuilt
+
+
+def _rebuilt_jobs(engine: Engine, failed: dict[str, str], changed: set[str]) -> list[str]:
+    """Report lines for unchanged scrape jobs that had failed to build and were built again."""
+    from rwconsole.sources.scrape import ScrapeManager
+
+    manager = _find(engine, ScrapeManager)
+    errors = manager.job_errors() if manager is not None else {}
+    lines = []
+    for name in failed:
+        if name in changed:
+            continue  # reported as changed
+        if name in errors:
+            lines.append(f"scrape job {name} built again, still failing: {errors[name]}")
+        elif manager is not None and name in manager.job_names():
+            lines.append(f"scrape job {name} built again after failing (running now)")
+    return lines
 
 
 async def _build_clients(
@@ -277,20 +303,26 @@ async def _restart_receiver(
     engine: Engine, old: schema.ReceiverConfig | None, new: schema.ReceiverConfig | None
 ) -> None:
     """Stop the receiver and listen again; on failure listen where it did and raise."""
+    from rwconsole.engine import EngineError
     from rwconsole.sources.receiver import RemoteWriteReceiver
 
     running = _find(engine, RemoteWriteReceiver)
+    receiver = None
+    if new is not None:
+        try:  # TLS files and secrets are read here, before the running one stops
+            receiver = engine.make_receiver(new)
+        except EngineError as err:
+            raise ReloadFailed(str(err)) from None
     if running is not None:
         await running.stop()
-    if new is None:
+    if new is None or receiver is None:
         _replace_source(engine, running, None)
         return
-    receiver = RemoteWriteReceiver(engine.appender, new.listen_address)
     try:
         await receiver.start()
     except OSError as err:
         if running is not None and old is not None:
-            back = RemoteWriteReceiver(engine.appender, old.listen_address)
+            back = engine.make_receiver(old)
             await back.start()
             _replace_source(engine, running, back)
         raise ReloadFailed(

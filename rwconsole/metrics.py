@@ -148,6 +148,13 @@ class Registry:
         self._families[name] = family
         return family
 
+    def include(self, family: Family) -> None:
+        """Expose ``family``, defined elsewhere (a process-wide family shared by engines)."""
+        existing = self._families.get(family.name)
+        if existing is not None and existing is not family:
+            raise ValueError(f"metric {family.name} registered twice")
+        self._families[family.name] = family
+
     def counter(self, name: str, help: str, labels: Iterable[str] = ()) -> Family:
         return self._family(name, help, "counter", labels)
 

@@ -106,3 +106,21 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         missing_requirement(f"WAL fixtures not found at {FIXTURES} (set ${FIXTURES_ENV})")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def pki_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, object]:
+    """Two test CAs with their certificates (``http_helpers.Pki``): in use, rotated to."""
+    from http_helpers import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki-old")), make_pki(
+        tmp_path_factory.mktemp("pki-new")
+    )
+
+
+@pytest.fixture
+def look_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new TLS connection looks at its certificate files (no waiting for the interval)."""
+    from rwconsole.http import tls
+
+    monkeypatch.setattr(tls, "CHECK_INTERVAL", 0.0)

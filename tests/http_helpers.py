@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import http.server
 import ipaddress
+import os
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -155,6 +156,53 @@ def make_pki(directory: Path) -> Pki:
         client_cert_file=str(directory / "client.pem"),
         client_key_file=str(directory / "client.key"),
     )
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Write ``path`` at once (a new file renamed over it), as renewal tools do."""
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def point_link(link: Path, target: Path) -> None:
+    """Make the symlink ``link`` point at ``target`` at once (Kubernetes' secret volumes)."""
+    tmp = link.with_name(f".{link.name}.new")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def server_file_versions(directory: Path, *pkis: Pki) -> tuple[Path, list[Path]]:
+    """A directory per PKI holding its server ``tls.crt``/``tls.key``, and a symlink
+    ``live`` at the first (switch it with ``point_link``)."""
+    versions = []
+    for index, pki in enumerate(pkis):
+        version = directory / f"v{index}"
+        version.mkdir()
+        (version / "tls.crt").write_text(Path(pki.server_cert_file).read_text())
+        (version / "tls.key").write_text(Path(pki.server_key_file).read_text())
+        versions.append(version)
+    live = directory / "live"
+    point_link(live, versions[0])
+    return live, versions
+
+
+async def peer_serial(host: str, port: int, trust: ssl.SSLContext) -> int:
+    """The serial number of the certificate a TLS server shows a new connection."""
+    _, writer = await asyncio.open_connection(host, port, ssl=trust, server_hostname="localhost")
+    try:
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return cert_serial(der)
+
+
+def cert_serial(pem_or_der: str | bytes) -> int:
+    """The serial number of a certificate (PEM text or DER bytes)."""
+    if isinstance(pem_or_der, str):
+        return x509.load_pem_x509_certificate(pem_or_der.encode()).serial_number
+    return x509.load_der_x509_certificate(pem_or_der).serial_number
 
 
 def server_ssl_context(
@@ -330,11 +378,18 @@ def _encode_response(response: Response) -> bytes:
 
 
 class ThreadedTLSReceiver:
-    """A blocking TLS server in a thread; unlike asyncio it sends TLS alerts on failures."""
+    """A blocking TLS server in a thread; unlike asyncio it sends TLS alerts on failures.
 
-    def __init__(self, ctx: ssl.SSLContext) -> None:
+    ``peer_serials`` holds the serial number of the client certificate of each
+    request (None without one); with ``close_connections`` every answer closes
+    its connection, so each request makes a new one.
+    """
+
+    def __init__(self, ctx: ssl.SSLContext, *, close_connections: bool = False) -> None:
         self.requests: list[Request] = []
+        self.peer_serials: list[int | None] = []
         requests = self.requests
+        serials = self.peer_serials
 
         class _Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -343,7 +398,12 @@ class ThreadedTLSReceiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 requests.append(Request("POST", self.path, list(self.headers.items()), body))
+                peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+                serials.append(int(str(peer["serialNumber"]), 16) if peer else None)
                 self.send_response(204)
+                if close_connections:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
                 self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:

@@ -2,7 +2,7 @@
 
 The admin client speaks HTTP/1.1 through httpx, over a Unix socket or TCP;
 ``admin_transport`` builds that transport with the project's TLS settings
-(``build_ssl_context``). ``server_ssl_context`` is the server side: a
+(``reloading_ssl_context``). ``server_ssl_context`` is the server side: a
 certificate and key, and a client CA when client certificates are required.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from rwconsole.http.errors import ConnectivityConfigError
-from rwconsole.http.tls import build_ssl_context
+from rwconsole.http.tls import reloading_context, reloading_ssl_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ def admin_transport(
     *, uds: str | None = None, tls: ClientTLS | None = None
 ) -> httpx.AsyncHTTPTransport:
     """httpx's transport to an admin API on the Unix socket ``uds`` or over TCP."""
-    context = build_ssl_context(tls, key="admin") if tls is not None else None
+    context = reloading_ssl_context(tls, key="admin") if tls is not None else None
     address = unix_socket_address(uds) if uds else None
     return httpx.AsyncHTTPTransport(uds=address, verify=context or True, retries=0)
 
@@ -57,7 +57,18 @@ def unix_socket_address(path: str | Path) -> str:
 
 
 def server_ssl_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
-    """The server's TLS context; ``client_ca_file`` makes client certificates mandatory."""
+    """The server's TLS context; ``client_ca_file`` makes client certificates mandatory.
+
+    New handshakes use the files as they are then (rotated files are picked up).
+    """
+    return reloading_context(
+        lambda: _server_ssl_context(cert_file, key_file, client_ca_file),
+        [cert_file, key_file, client_ca_file],
+        server_side=True,
+    )
+
+
+def _server_ssl_context(cert_file: str, key_file: str, client_ca_file: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

@@ -7,19 +7,35 @@ library's ``ssl`` module. Verification is on by default with the system trust
 store; the minimum version defaults to TLS 1.2 as in Go. PEM text for the
 client certificate or key is written to a private temporary file only for the
 moment ``load_cert_chain`` reads it, then removed.
+
+Also owns picking up rotated files: ``reloading_ssl_context`` and
+``reloading_server_ssl_context`` give a context that, when a connection is
+opened or accepted, checks (at most every ``CHECK_INTERVAL`` seconds) whether
+the ``ca_file``/``cert_file``/``key_file`` changed and then uses a context
+built from the new files. Open connections keep the context they started
+with. Files that do not load keep the last good context; that is logged once
+per change and counted in ``rwconsole_tls_reload_failures_total``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rwconsole.http.errors import ConnectivityConfigError
 from rwconsole.http.options import opt, reveal
+from rwconsole.metrics import Family
+
+log = logging.getLogger(__name__)
 
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -207,3 +223,246 @@ def build_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> 
         _load_trust(ctx, tls_config, key)
     ctx.verify_mode = mode
     return ctx
+
+
+# --- rotated files ----------------------------------------------------------------------
+
+CHECK_INTERVAL = 5.0
+"""Seconds between two looks at a context's files; a new connection may trigger one."""
+
+RELOADS = Family(
+    "rwconsole_tls_reloads_total",
+    "Changes to a TLS CA, certificate or key file that were put to use for new "
+    "connections, by the file that changed.",
+    "counter",
+    ("file",),
+)
+RELOAD_FAILURES = Family(
+    "rwconsole_tls_reload_failures_total",
+    "Changes to a TLS CA, certificate or key file that could not be used (half-written, "
+    "unreadable, a key that does not match); the previous files stay in use. By the file "
+    "that changed.",
+    "counter",
+    ("file",),
+)
+"""Process-wide (files are); every engine exposes them (``Registry.include``)."""
+
+_Stat = tuple[int, int, int, int] | None
+"""(device, inode, size, mtime_ns) of a file; None when it cannot be read."""
+
+_live: weakref.WeakSet[TLSFiles] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _stat(path: str) -> _Stat:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _digest(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return hashlib.sha256(handle.read()).digest()
+    except OSError:
+        return None
+
+
+class TLSFiles:
+    """The newest good ``SSLContext`` built from some files, rebuilt when their content changes.
+
+    ``current()`` is called when a connection is opened: at most every
+    ``CHECK_INTERVAL`` seconds it stats the files, and only when one looks
+    different (inode, size, mtime) reads and hashes them; a new content builds
+    a new context. A build that fails keeps the previous context, is logged
+    once and counted; the next change is tried again. Thread-safe (httpx opens
+    connections from worker threads).
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], ssl.SSLContext],
+        paths: Sequence[str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._build = build
+        self.paths = tuple(dict.fromkeys(p for p in paths if p))
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._alpn: list[str] | None = None
+        seen = self._stats()
+        digests = self._digests()
+        self._context = build()  # a bad file at the start is the caller's error, as before
+        self._seen = seen
+        self._good = digests
+        self._next_check = clock() + CHECK_INTERVAL
+        self.problem = ""
+        """Why the files as they are now are not used ("" when they are)."""
+        with _live_lock:
+            _live.add(self)
+
+    def current(self) -> ssl.SSLContext:
+        """The context for a new connection (looks at the files when it is time)."""
+        if self._clock() >= self._next_check:
+            self._look(when_due=True)
+        return self._context
+
+    def check(self) -> str:
+        """Look at the files now; a line saying what changed ("" when nothing did)."""
+        return self._look(when_due=False)
+
+    def _look(self, *, when_due: bool) -> str:
+        with self._lock:
+            now = self._clock()
+            if when_due and now < self._next_check:
+                return ""  # another connection looked meanwhile
+            self._next_check = now + CHECK_INTERVAL
+            seen = self._stats()
+            if seen == self._seen:
+                return ""
+            self._seen = seen
+            digests = self._digests()
+            if digests == self._good:
+                self.problem = ""  # touched, or back to the content in use
+                return ""
+            changed = [
+                p for p, new, old in zip(self.paths, digests, self._good, strict=True) if new != old
+            ]
+            try:
+                context = self._build()
+            except (ValueError, OSError) as exc:  # ConnectivityConfigError names the setting
+                self.problem = f"{exc} (changed: {', '.join(changed)})"
+                for path in changed:
+                    RELOAD_FAILURES.labels(path).inc()  # type: ignore[union-attr]
+                log.warning(
+                    "TLS files changed but cannot be used; the previous ones stay in use: %s",
+                    self.problem,
+                )
+                return f"TLS files not used (the previous ones stay in use): {self.problem}"
+            if self._alpn is not None:
+                context.set_alpn_protocols(self._alpn)
+            self._context = context
+            self._good = digests
+            self.problem = ""
+            for path in changed:
+                RELOADS.labels(path).inc()  # type: ignore[union-attr]
+            line = f"TLS files reloaded for new connections: {', '.join(changed)}"
+            log.info("%s", line)
+            return line
+
+    def set_alpn(self, protocols: list[str]) -> None:
+        """ALPN for this context and every one built later."""
+        with self._lock:
+            self._alpn = protocols
+            self._context.set_alpn_protocols(protocols)
+
+    def _stats(self) -> list[_Stat]:
+        return [_stat(path) for path in self.paths]
+
+    def _digests(self) -> list[bytes | None]:
+        return [_digest(path) for path in self.paths]
+
+
+class _ReloadingContext(ssl.SSLContext):
+    """Hands each new connection to the newest good context of its ``TLSFiles``.
+
+    asyncio and anyio start every TLS connection through ``wrap_bio``; an open
+    connection keeps the ``SSLObject`` (and context) it started with.
+    """
+
+    files: TLSFiles
+
+    def wrap_bio(
+        self,
+        incoming: Any,
+        outgoing: Any,
+        server_side: bool = False,
+        server_hostname: Any = None,
+        session: Any = None,
+    ) -> ssl.SSLObject:
+        return self.files.current().wrap_bio(
+            incoming, outgoing, server_side, server_hostname, session
+        )
+
+    def wrap_socket(
+        self,
+        sock: Any,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: Any = None,
+        session: Any = None,
+    ) -> ssl.SSLSocket:
+        return self.files.current().wrap_socket(
+            sock,
+            server_side,
+            do_handshake_on_connect,
+            suppress_ragged_eofs,
+            server_hostname,
+            session,
+        )
+
+    def set_alpn_protocols(self, alpn_protocols: Any) -> None:
+        self.files.set_alpn(list(alpn_protocols))
+
+
+def reloading_context(
+    build: Callable[[], ssl.SSLContext], paths: Sequence[str], *, server_side: bool = False
+) -> ssl.SSLContext:
+    """``build()``, rebuilt for new connections when a file in ``paths`` changes.
+
+    Without files (PEM text, system CAs) it is ``build()`` itself. Raises what
+    ``build`` raises when the files do not load now.
+    """
+    if not any(paths):
+        return build()
+    files = TLSFiles(build, paths)
+    inner = files.current()
+    outer = _ReloadingContext(ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT)
+    outer.files = files
+    # Mirrored for code that reads them; connections use the inner context's.
+    outer.minimum_version = inner.minimum_version
+    if not server_side:
+        outer.check_hostname = inner.check_hostname
+    outer.verify_mode = inner.verify_mode
+    return outer
+
+
+def _files_of(tls_config: object | None) -> list[str]:
+    """The files ``tls_config`` loads (a PEM text set beside its file wins)."""
+    return [
+        "" if opt(tls_config, "ca_pem", "") else opt(tls_config, "ca_file", ""),
+        "" if opt(tls_config, "cert_pem", "") else opt(tls_config, "cert_file", ""),
+        "" if opt(tls_config, "key_pem") else opt(tls_config, "key_file", ""),
+    ]
+
+
+def reloading_ssl_context(tls_config: object | None, *, key: str = "tls_config") -> ssl.SSLContext:
+    """``build_ssl_context`` whose new connections use rotated ``*_file`` files."""
+    return reloading_context(lambda: build_ssl_context(tls_config, key=key), _files_of(tls_config))
+
+
+def reloading_server_ssl_context(tls_config: object, *, key: str = "tls_config") -> ssl.SSLContext:
+    """``build_server_ssl_context`` whose new handshakes use rotated ``*_file`` files."""
+    return reloading_context(
+        lambda: build_server_ssl_context(tls_config, key=key),
+        _files_of(tls_config),
+        server_side=True,
+    )
+
+
+def check_rotated_files() -> list[str]:
+    """Look at every live context's files now (a config reload); one line per finding."""
+    lines: dict[str, None] = {}
+    with _live_lock:
+        live = list(_live)
+    for files in live:
+        line = files.check()
+        if line:
+            lines[line] = None
+        elif files.problem:
+            lines[f"TLS files not used (the previous ones stay in use): {files.problem}"] = None
+    return list(lines)

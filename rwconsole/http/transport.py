@@ -23,7 +23,7 @@ from rwconsole.http.http1 import HTTP1Transport, HTTP2Negotiated
 from rwconsole.http.interface import Reply, Transport, read_up_to
 from rwconsole.http.options import opt
 from rwconsole.http.proxy import ProxyPolicy, proxy_policy
-from rwconsole.http.tls import build_ssl_context
+from rwconsole.http.tls import reloading_ssl_context
 
 # Every shard may hold a connection; keep them alive between sends instead of
 # httpx's default of 20 idle connections (Go keeps idle connections 90 s).
@@ -64,7 +64,8 @@ def build_transport(
     """
     policy = proxy_policy(block, key=key)
     tls_key = f"{key}.tls_config" if key else "tls_config"
-    verify = build_ssl_context(opt(block, "tls_config"), key=tls_key)
+    # New connections (of either transport) use rotated CA, certificate and key files.
+    verify = reloading_ssl_context(opt(block, "tls_config"), key=tls_key)
     return RoutingTransport(policy, verify=verify, http2=http2, lean_http1=lean_http1)
 
 

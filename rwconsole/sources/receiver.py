@@ -31,7 +31,7 @@ from typing import Any
 
 from rwconsole.http.server import DEFAULT_MAX_BODY, HttpServer, Request, Response
 from rwconsole.http.server_auth import ServerAuth
-from rwconsole.http.tls import build_server_ssl_context
+from rwconsole.http.tls import reloading_server_ssl_context
 from rwconsole.labels import Labels, metric_name
 from rwconsole.metrics import Counter, Registry
 from rwconsole.model import (
@@ -392,7 +392,7 @@ class RemoteWriteReceiver:
         self._address = parse_listen_address(listen_address)
         self._decode = decode
         tls = getattr(config, "tls_config", None)
-        ssl_context = build_server_ssl_context(tls, key="receiver.tls_config") if tls else None
+        ssl_context = reloading_server_ssl_context(tls, key="receiver.tls_config") if tls else None
         self._tls = ssl_context is not None
         self._auth = ServerAuth(
             getattr(config, "basic_auth_users", None) or {},

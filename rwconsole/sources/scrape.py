@@ -829,7 +829,8 @@ class ScrapeManager:
         for config in configs:
             old = self._jobs.get(config.job_name)
             limits = limits_of(config, self._defaults)
-            if old is not None and old.config == config and old.limits == limits:
+            # A job that failed to build is built again: its files may be there now.
+            if old is not None and old.config == config and old.limits == limits and not old.error:
                 jobs[config.job_name] = old
             else:
                 jobs[config.job_name] = _build_job(config, limits)
@@ -962,6 +963,13 @@ class ScrapeManager:
         """Called after WAL truncation with the refs it collected."""
         for loop in self._loops.values():
             loop.forget_series(refs)
+
+    def job_names(self) -> list[str]:
+        return list(self._jobs)
+
+    def job_errors(self) -> dict[str, str]:
+        """Jobs that could not be built (settings, TLS files, discovery) → why."""
+        return {name: job.error for name, job in self._jobs.items() if job.error}
 
     def targets(self) -> list[TargetStatus]:
         statuses = [loop.status() for loop in self._loops.values()]

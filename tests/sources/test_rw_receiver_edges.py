@@ -9,11 +9,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from http_helpers import Pki, make_pki
+from http_helpers import (
+    Pki,
+    cert_serial,
+    make_pki,
+    peer_serial,
+    point_link,
+    server_file_versions,
+)
 from src_helpers import V1_TYPE, V2_TYPE, RecordingAppender, WireSeries, encode_v1, encode_v2
 
 from rwconsole.config.schema import ReceiverConfig, ReceiverTLSConfig
 from rwconsole.config.secrets import Secret
+from rwconsole.http import tls as http_tls
 from rwconsole.http.errors import ConnectivityConfigError
 from rwconsole.labels import make_labels
 from rwconsole.metrics import Registry
@@ -225,6 +233,40 @@ async def test_mutual_tls_requires_a_client_certificate(pki: Pki) -> None:
     finally:
         await rx.stop()
     assert app.series()[A] == [(1000, 1.0)]
+
+
+async def test_a_rotated_server_certificate_reaches_new_connections(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate files change under a running receiver (a Kubernetes secret volume):
+    new connections get the new certificate, the one opened before goes on."""
+    monkeypatch.setattr(http_tls, "CHECK_INTERVAL", 0.0)  # no waiting for the next look
+    rotated = make_pki(tmp_path)
+    live, versions = server_file_versions(tmp_path, pki, rotated)
+    rx, app, _ = await started(
+        ReceiverConfig(
+            tls_config=ReceiverTLSConfig(
+                cert_file=str(live / "tls.crt"), key_file=str(live / "tls.key")
+            )
+        )
+    )
+    trust = ssl.create_default_context(cafile=pki.ca_file)
+    trust.load_verify_locations(cafile=rotated.ca_file)
+
+    body = encode_v1([WireSeries(A, [(1000, 1.0)])])
+    later = encode_v1([WireSeries(A, [(2000, 2.0)])])
+    try:
+        async with httpx.AsyncClient(verify=trust) as kept:
+            assert (await kept.post(rx.url, content=body, headers=V1_HEADERS)).status_code == 204
+            before = await peer_serial(rx.host, rx.port, trust)
+            point_link(live, versions[1])
+            after = await peer_serial(rx.host, rx.port, trust)
+            assert (await kept.post(rx.url, content=later, headers=V1_HEADERS)).status_code == 204
+    finally:
+        await rx.stop()
+    assert before == cert_serial(Path(pki.server_cert_file).read_text())
+    assert after == cert_serial(Path(rotated.server_cert_file).read_text())
+    assert app.series()[A] == [(1000, 1.0), (2000, 2.0)]
 
 
 def test_bad_tls_settings_name_the_key(pki: Pki) -> None:
