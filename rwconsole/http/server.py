@@ -25,6 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from rwconsole.http.tls import release
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 32 * 1024 * 1024
@@ -289,6 +291,7 @@ class HttpServer:
 
     async def stop(self) -> None:
         await self.close_listener(drop_connections=True)
+        release(self._ssl)
 
     async def _drop_connections(self) -> None:
         for writer in list(self._writers):

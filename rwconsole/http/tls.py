@@ -454,6 +454,13 @@ def reloading_server_ssl_context(tls_config: object, *, key: str = "tls_config")
     )
 
 
+def release(context: ssl.SSLContext | None) -> None:
+    """The owner of ``context`` is closed: its files are no longer looked at by a reload."""
+    if isinstance(context, _ReloadingContext):
+        with _live_lock:
+            _live.discard(context.files)
+
+
 def check_rotated_files() -> list[str]:
     """Look at every live context's files now (a config reload); one line per finding."""
     lines: dict[str, None] = {}

@@ -23,7 +23,7 @@ from rwconsole.http.http1 import HTTP1Transport, HTTP2Negotiated
 from rwconsole.http.interface import Reply, Transport, read_up_to
 from rwconsole.http.options import opt
 from rwconsole.http.proxy import ProxyPolicy, proxy_policy
-from rwconsole.http.tls import reloading_ssl_context
+from rwconsole.http.tls import release, reloading_ssl_context
 
 # Every shard may hold a connection; keep them alive between sends instead of
 # httpx's default of 20 idle connections (Go keeps idle connections 90 s).
@@ -150,6 +150,7 @@ class RoutingTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._policy = policy
         self._http2 = http2
+        self._verify = verify
         self._httpx = HttpxTransport(policy, verify=verify, http2=http2)
         self._lean: HTTP1Transport | None = None
         if lean_http1:
@@ -211,6 +212,7 @@ class RoutingTransport(httpx.AsyncBaseTransport):
             self._lean_origins[origin] = True  # offered h2, the server chose HTTP/1.1
 
     async def aclose(self) -> None:
+        release(self._verify)
         await self._httpx.aclose()
         if self._lean is not None:
             await self._lean.aclose()

@@ -191,3 +191,38 @@ def test_a_server_shows_new_connections_its_rotated_certificate(
         assert after == kept == cert_serial(Path(new.server_cert_file).read_text())
 
     run(body)
+
+
+def test_a_closed_clients_files_are_not_reported_by_a_reload(
+    pki_pair: tuple[Pki, Pki], tmp_path: Path
+) -> None:
+    """A removed endpoint's broken CA file is no finding of the next reload; a live one is."""
+    old, _ = pki_pair
+    paths = [tmp_path / "kept.pem", tmp_path / "closed.pem"]
+    for path in paths:
+        path.write_text(old.ca_pem)
+
+    async def body() -> list[str]:
+        kept, closed = (
+            RemoteWriteClient(
+                endpoint("https://127.0.0.1:9/w", tls_config=TLSConfig(ca_file=str(p))),
+                user_agent=UA,
+            )
+            for p in paths
+        )
+        await closed.aclose()
+        for path in paths:
+            path.write_text("-----BEGIN CERTIFICATE-----\nhalf")
+        try:
+            return tls.check_rotated_files()
+        finally:
+            await kept.aclose()
+
+    lines: list[str] = []
+    run(lambda: _collect(body, lines))
+    assert any("kept.pem" in line for line in lines)
+    assert not any("closed.pem" in line for line in lines)
+
+
+async def _collect(body: object, into: list[str]) -> None:
+    into.extend(await body())  # type: ignore[operator]
