@@ -529,7 +529,14 @@ class Engine:
         start, wal_end = self._start_position(name, url, config)
         if client is None:
             client = RemoteWriteClient(config, user_agent=USER_AGENT)
-        follower = WalFollower(self.wal_dir, start, wal_end, layouts=self.wal.sample_layouts)
+        queues: list[QueueManager] = []  # the follower sizes its buffer by the queue's capacity
+        follower = WalFollower(
+            self.wal_dir,
+            start,
+            wal_end,
+            layouts=self.wal.sample_layouts,
+            shard_capacity=lambda: queues[0].settings.capacity if queues else 0,
+        )
         queue = QueueManager(
             name=name,
             url=url,
@@ -551,6 +558,7 @@ class Engine:
             protocol_reprobe_interval=config.protocol_reprobe_interval,
         )
         progress = self.progress
+        queues.append(queue)
         queue.on_delivered = lambda position, name=name: progress.set(name, position)
         metadata_sender = None
         if config.metadata_config.send:

@@ -2,12 +2,19 @@
 
 After every commit the engine offers the committed data (already in columns)
 to each follower together with the WAL positions before and after it. A
-follower that is caught up keeps the chunk in a bounded buffer — the memory
-fast path, no re-reading or decoding. A follower that is behind (a restart, an
-outage that filled the shards, a buffer overflow) ignores offers, hands over
-what it had buffered, then reads the WAL segments from there with a tail
-reader until it reaches the newest committed position, and switches back to
-memory.
+follower that is caught up keeps the chunk in a small buffer — the memory
+fast path, no re-reading or decoding. When its queue stops taking chunks (an
+outage filled the shards, a pause) or the buffer passes its bound (a few
+shards' capacity), the follower gives the buffer up and falls behind: it
+ignores offers and reads the WAL segments from the end of the last chunk it
+handed over, with a tail reader, until it reaches the newest committed
+position, and switches back to memory. So an outage holds no more than the
+bound in memory, whatever its length; the price is decoding those records
+again from the files.
+
+Readers never go past the last successful commit (``wal_end``, which the
+engine moves only when a commit succeeded): a commit the WAL refused may leave
+complete records in the file until it is cut back, and none of them is read.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -25,11 +33,25 @@ from rwconsole.wal.segment import CorruptionError, TailReader, WalRecord
 
 log = logging.getLogger("rwconsole.follower")
 
-MAX_BUFFERED_ITEMS = 2_000_000
-"""Items held in memory per follower before it falls back to reading files.
+MIN_BUFFERED_ITEMS = 100_000
+"""The least a follower's memory buffer holds before it falls back to reading files.
 
 The buffered chunks are the very lists the engine built for the commit (shared
-by every follower), so buffering costs references, not copies."""
+by every follower), but while they are buffered they stay alive: about 50
+bytes per sample."""
+
+BUFFER_SHARD_CAPACITIES = 4
+"""The buffer's bound in shard capacities (``queue_config.capacity``), if above the minimum."""
+
+STALL_SECONDS = 1.0
+"""A queue that took no chunk for this long while chunks wait in the buffer has stopped
+consuming (its shards are full): the buffer is given up at the next offer."""
+
+
+def buffer_limit(capacity: int) -> int:
+    """Items a follower buffers for a queue whose shards hold ``capacity`` each."""
+    return max(MIN_BUFFERED_ITEMS, BUFFER_SHARD_CAPACITIES * capacity)
+
 
 MAX_CHUNK_ITEMS = 20_000
 """Records read from files are merged into chunks of about this many items."""
@@ -46,7 +68,9 @@ class WalFollower:
     """A ``ChunkSource`` for ``QueueManager`` over a WAL directory.
 
     ``layouts`` (the WAL's ``sample_layouts``) lets records of prepared batches
-    decode by their known layout when reading files.
+    decode by their known layout when reading files. ``shard_capacity`` gives
+    the queue's ``capacity``, which sizes the memory buffer (``buffer_limit``).
+    ``wal_end`` is the end of the last successful commit; offers move it on.
     """
 
     def __init__(
@@ -58,8 +82,14 @@ class WalFollower:
         on_corruption: Callable[[CorruptionError], None] | None = None,
         on_skipped_segments: Callable[[list[int]], None] | None = None,
         layouts: records.SampleLayouts | None = None,
+        shard_capacity: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dir = wal_dir
+        self._shard_capacity = shard_capacity
+        self._clock = clock
+        self._taken_at = clock()
+        """When the queue last took a chunk (or began waiting for one)."""
         self._layouts = layouts
         self._handed: Position = start
         self._wal_end: Position = wal_end
@@ -72,7 +102,9 @@ class WalFollower:
         self._on_corruption = on_corruption
         self._on_skipped = on_skipped_segments
         self.fallbacks = 0
-        """How often the memory buffer overflowed and reading went back to files."""
+        """How often the follower gave its memory buffer up and went back to the files."""
+        self.items_given_up = 0
+        """Items of given-up buffers (read again from the files)."""
 
     @property
     def live(self) -> bool:
@@ -84,6 +116,21 @@ class WalFollower:
         if self._live:
             return self._wal_end
         return self._buffer[-1].end if self._buffer else self._handed
+
+    @property
+    def max_buffered_items(self) -> int:
+        """The buffer's bound now (the queue's capacity may change live)."""
+        return buffer_limit(self._shard_capacity())
+
+    @property
+    def buffered_items(self) -> int:
+        """Items of committed chunks held in the memory buffer."""
+        return self._buffered_items
+
+    @property
+    def read_ahead_bytes(self) -> int:
+        """Bytes of WAL records read from the files and not yet handed over."""
+        return sum(len(record.data) for record in self._ahead)
 
     def drop_before(self, segment: int) -> int:
         """Forget buffered chunks and read-ahead records before ``segment`` (cut from the
@@ -106,7 +153,11 @@ class WalFollower:
             self._wakeup.set()
             return
         expected = self._buffer[-1].end if self._buffer else self._handed
-        if start != expected or self._buffered_items + chunk.item_count > MAX_BUFFERED_ITEMS:
+        if (
+            start != expected
+            or self._buffered_items + chunk.item_count > self.max_buffered_items
+            or (self._buffer and self._clock() - self._taken_at >= STALL_SECONDS)
+        ):
             self._fall_back()
             return
         self._buffer.append(chunk)
@@ -114,8 +165,12 @@ class WalFollower:
         self._wakeup.set()
 
     def _fall_back(self) -> None:
-        # What is buffered stays valid and is handed over first; files are read only
-        # from its end, so a queue that fell behind does not decode it all again.
+        # The buffer is given up, not kept for the queue: through an outage it would
+        # hold its bound for as long as the receiver is down. Everything after the
+        # last chunk handed over is read from the files again, in the same order.
+        self.items_given_up += self._buffered_items
+        self._buffer.clear()
+        self._buffered_items = 0
         self._live = False
         self._reader = None
         self.fallbacks += 1
@@ -127,6 +182,7 @@ class WalFollower:
                 chunk = self._buffer.popleft()
                 self._buffered_items -= chunk.item_count
                 self._handed = chunk.end
+                self._taken_at = self._clock()
                 return chunk
             if not self._live:
                 chunk = self._read_files()
@@ -137,6 +193,7 @@ class WalFollower:
                     self._live = True
                     self._reader = None
                     continue
+            self._taken_at = self._clock()  # waiting for data: the queue consumes
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
@@ -146,7 +203,7 @@ class WalFollower:
     def _read_files(self) -> Chunk | None:
         """Read the next records from files, merged into one chunk (None if nothing new)."""
         if self._reader is None:
-            self._reader = TailReader(self._dir, self._handed)
+            self._reader = TailReader(self._dir, self._handed, limit=self._committed_end)
             self._ahead.clear()
         reader = self._reader
         if not self._ahead:
@@ -154,6 +211,9 @@ class WalFollower:
             if failed is not None:
                 return failed
         return self._merge_ahead(reader)
+
+    def _committed_end(self) -> Position:
+        return self._wal_end
 
     def _read_ahead(self, reader: TailReader) -> Chunk | None:
         """Fill the read-ahead; a chunk to hand over when a corrupt segment was skipped."""
