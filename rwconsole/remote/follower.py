@@ -111,6 +111,11 @@ class WalFollower:
         return self._live
 
     @property
+    def handed(self) -> Position:
+        """The end of the last chunk handed to the queue: what the queue has taken."""
+        return self._handed
+
+    @property
     def in_memory_until(self) -> Position:
         """What the WAL holds before this position the queue has (or has buffered) already."""
         if self._live:
