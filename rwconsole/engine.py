@@ -54,7 +54,7 @@ from rwconsole.model import (
 )
 from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
-from rwconsole.remote.follower import WalFollower
+from rwconsole.remote.follower import FollowerGauges, WalFollower
 from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
@@ -223,6 +223,7 @@ class _Endpoint:
     queue: QueueManager
     follower: WalFollower
     client: RemoteWriteClient
+    follower_gauges: FollowerGauges
     metadata_sender: MetadataSender | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
     last_counters: dict[str, float] = field(default_factory=dict)
@@ -587,6 +588,7 @@ class Engine:
             queue=queue,
             follower=follower,
             client=client,
+            follower_gauges=FollowerGauges(self.registry, name, url),
             metadata_sender=metadata_sender,
         )
 
@@ -1106,6 +1108,7 @@ class Engine:
         self._in_rate = max(0.0, total_in - self._last_in_total) / SNAPSHOT_INTERVAL
         self._last_in_total = total_in
         for endpoint in self.endpoints:
+            endpoint.follower_gauges.publish(endpoint.follower)
             m = endpoint.queue.metrics
             counters = {
                 "out": m.sent["samples"].value,

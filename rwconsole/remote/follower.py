@@ -27,7 +27,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from rwconsole.metrics import Gauge, Registry
 from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.queue_metrics import QUEUE_LABELS
 from rwconsole.wal import records
 from rwconsole.wal.segment import CorruptionError, TailReader, WalRecord
 
@@ -62,6 +64,33 @@ this many scrape records); those not yet merged into a chunk wait in memory, so 
 segment is read once rather than once per chunk."""
 
 POLL_SECONDS = 1.0
+
+
+class FollowerGauges:
+    """What a follower holds in memory, per queue, for /metrics (set by ``publish``)."""
+
+    def __init__(self, registry: Registry, remote_name: str, url: str) -> None:
+        buffered = registry.gauge(
+            "rwconsole_remote_follower_buffered_items",
+            "Committed items the queue's WAL follower holds in memory for it (the memory "
+            "fast path; bounded by max(100000, 4 x capacity), given up when the queue stops "
+            "taking them).",
+            QUEUE_LABELS,
+        )
+        ahead = registry.gauge(
+            "rwconsole_remote_follower_read_ahead_bytes",
+            "Bytes of WAL records the queue's follower read from the segments and has not "
+            "handed over yet (while behind).",
+            QUEUE_LABELS,
+        )
+        items, size = buffered.labels(remote_name, url), ahead.labels(remote_name, url)
+        assert isinstance(items, Gauge) and isinstance(size, Gauge)
+        self.buffered: Gauge = items
+        self.read_ahead: Gauge = size
+
+    def publish(self, follower: WalFollower) -> None:
+        self.buffered.set(follower.buffered_items)
+        self.read_ahead.set(follower.read_ahead_bytes)
 
 
 class WalFollower:

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from rwconsole.labels import make_labels
+from rwconsole.metrics import Registry
 from rwconsole.model import WalAppendError
 from rwconsole.remote import follower as follower_module
 from rwconsole.remote.chunks import Chunk
-from rwconsole.remote.follower import WalFollower
+from rwconsole.remote.follower import FollowerGauges, WalFollower
 from rwconsole.wal.records import SampleLayouts, encode_samples
 from rwconsole.wal.segment import HEADER_SIZE, TailReader, WalRecord
 from rwconsole.wal.storage import WalStorage
@@ -300,6 +301,36 @@ def test_records_of_a_refused_commit_are_never_read(
             assert list(zip(chunk.refs, chunk.values, strict=True)) == _expected(refs, range(4, 5))
             written = TailReader(tmp_path / "wal", start).read()
             assert len(written) == 3 and (written[-1].segment, written[-1].end) == chunk.end
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_gauges_report_the_buffer_and_the_read_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follower_module, "MAX_CHUNK_ITEMS", SERIES)
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        registry = Registry()
+        gauges = FollowerGauges(registry, "q", "http://x")
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start)
+            _commit(wal, follower, refs, 0)
+            _commit(wal, follower, refs, 1)
+            gauges.publish(follower)
+            labels = {"remote_name": "q", "url": "http://x"}
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 200
+            follower._fall_back()
+            await _take(follower, SERIES)  # one record handed over, one read ahead
+            gauges.publish(follower)
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 0
+            ahead = registry.value("rwconsole_remote_follower_read_ahead_bytes", **labels)
+            assert ahead == len(encode_samples(refs, 0, [0.0] * SERIES))
+            assert "rwconsole_remote_follower_read_ahead_bytes{" in registry.expose()
         finally:
             wal.close()
 
