@@ -72,9 +72,9 @@ class FollowerGauges:
     def __init__(self, registry: Registry, remote_name: str, url: str) -> None:
         buffered = registry.gauge(
             "rwconsole_remote_follower_buffered_items",
-            "Committed items the queue's WAL follower holds in memory for it (the memory "
-            "fast path; bounded by max(100000, 4 x capacity), given up when the queue stops "
-            "taking them).",
+            "Committed items the queue's WAL follower holds in memory for it: the memory "
+            "fast path (at most max(100000, 4 x capacity), given up when the queue stops "
+            "taking them) or, while behind, the next chunk decoded from the files.",
             QUEUE_LABELS,
         )
         ahead = registry.gauge(
@@ -89,7 +89,7 @@ class FollowerGauges:
         self.read_ahead: Gauge = size
 
     def publish(self, follower: WalFollower) -> None:
-        self.buffered.set(follower.buffered_items)
+        self.buffered.set(follower.buffered_items + follower.read_ahead_items)
         self.read_ahead.set(follower.read_ahead_bytes)
 
 
@@ -127,6 +127,9 @@ class WalFollower:
         self._live = start == wal_end
         self._reader: TailReader | None = None
         self._ahead: deque[WalRecord] = deque()
+        self._ready: Chunk | None = None
+        """The next chunk from the files, decoded while the queue was busy with the last."""
+        self._prefetching = False
         self._wakeup = asyncio.Event()
         self._on_corruption = on_corruption
         self._on_skipped = on_skipped_segments
@@ -162,6 +165,11 @@ class WalFollower:
         return self._buffered_items
 
     @property
+    def read_ahead_items(self) -> int:
+        """Items decoded from the files ahead of the queue (the next chunk), not handed over."""
+        return self._ready.item_count if self._ready is not None else 0
+
+    @property
     def read_ahead_bytes(self) -> int:
         """Bytes of WAL records read from the files and not yet handed over."""
         return sum(len(record.data) for record in self._ahead)
@@ -178,6 +186,8 @@ class WalFollower:
             dropped += len(chunk.refs)
         while self._ahead and self._ahead[0].segment < segment:
             self._ahead.popleft()
+        if self._ready is not None and self._ready.end[0] < segment:
+            self._ready = None  # read ahead too, and never spanning segments: all cut
         return dropped
 
     def offer(self, start: Position, chunk: Chunk) -> None:
@@ -207,6 +217,7 @@ class WalFollower:
         self._buffered_items = 0
         self._live = False
         self._reader = None
+        self._ready = None
         self.fallbacks += 1
         self._wakeup.set()
 
@@ -219,9 +230,12 @@ class WalFollower:
                 self._taken_at = self._clock()
                 return chunk
             if not self._live:
-                chunk = self._read_files()
+                chunk, self._ready = self._ready, None
+                if chunk is None:
+                    chunk = self._read_files()
                 if chunk is not None:
                     self._handed = chunk.end
+                    self._schedule_prefetch()
                     return chunk
                 if self._handed >= self._wal_end:
                     self._live = True
@@ -233,6 +247,31 @@ class WalFollower:
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wakeup.wait()
         raise AssertionError("unreachable")
+
+    def _schedule_prefetch(self) -> None:
+        """Decode the next chunk once the loop has run what the last one woke.
+
+        The queue places a chunk, then waits while its shard encodes and sends;
+        a prefetch that ran first would delay that send by the decoding. Going
+        round the loop once more puts it behind the shard's turn, into the time
+        the request is out (a single shard leaves the loop idle then).
+        """
+        if self._prefetching:
+            return
+        self._prefetching = True
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._prefetch)
+
+    def _prefetch(self) -> None:
+        self._prefetching = False
+        if self._live or self._ready is not None:
+            return
+        try:
+            self._ready = self._read_files()
+        except Exception:
+            # Left to the queue's own read, which raises where it is awaited.
+            log.exception("reading the WAL ahead for a queue failed; reading again")
+            self._reader = None
 
     def _read_files(self) -> Chunk | None:
         """Read the next records from files, merged into one chunk (None if nothing new)."""
@@ -270,7 +309,11 @@ class WalFollower:
         """Decode read-ahead records into one chunk of about ``MAX_CHUNK_ITEMS`` items."""
         ahead = self._ahead
         chunk: Chunk | None = None
-        while ahead and (chunk is None or chunk.item_count < MAX_CHUNK_ITEMS):
+        # A chunk never spans segments: a cut drops a decoded chunk whole (``drop_before``).
+        while ahead and (
+            chunk is None
+            or (chunk.item_count < MAX_CHUNK_ITEMS and ahead[0].segment == chunk.end[0])
+        ):
             record = ahead.popleft()
             end = (record.segment, record.end)
             if chunk is None:

@@ -319,15 +319,19 @@ def test_gauges_report_the_buffer_and_the_read_ahead(
         try:
             start = wal.position()
             follower = WalFollower(tmp_path / "wal", start, start)
-            _commit(wal, follower, refs, 0)
-            _commit(wal, follower, refs, 1)
+            for round_ in range(3):
+                _commit(wal, follower, refs, round_)
             gauges.publish(follower)
             labels = {"remote_name": "q", "url": "http://x"}
-            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 200
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 300
             follower._fall_back()
-            await _take(follower, SERIES)  # one record handed over, one read ahead
+            # One record handed over, the next decoded ahead, the third read and waiting.
+            await _take(follower, SERIES)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert follower.read_ahead_items == SERIES
             gauges.publish(follower)
-            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 0
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == SERIES
             ahead = registry.value("rwconsole_remote_follower_read_ahead_bytes", **labels)
             assert ahead == len(encode_samples(refs, 0, [0.0] * SERIES))
             assert "rwconsole_remote_follower_read_ahead_bytes{" in registry.expose()
