@@ -973,7 +973,9 @@ class Engine:
         ``eager`` folds every delivered segment (appends are failing: free
         space now). ``budget_before`` folds the segments before it whatever
         was delivered (``[wal] max_size`` with ``drop_oldest``): what no queue
-        holds in memory yet is lost, counted with ``reason="wal_size_limit"``.
+        holds in memory yet is lost, counted with ``reason="wal_size_limit"``;
+        what a queue took from the cut segments is still sent, or counted by
+        the next start if the process stops before (``_count_cut_before_restart``).
         """
         wal_cfg = self.config.wal
         now_ms = int((time.time() if now is None else now) * 1000)
