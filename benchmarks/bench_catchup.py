@@ -351,6 +351,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.set_defaults(attach=0)  # bench_forwarder's console links: none here
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
     unknown = [

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 import threading
@@ -54,7 +55,7 @@ from rwconsole.model import (
 )
 from rwconsole.remote import queue_metrics
 from rwconsole.remote.chunks import Chunk, Position
-from rwconsole.remote.follower import WalFollower
+from rwconsole.remote.follower import FollowerGauges, WalFollower
 from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
@@ -242,6 +243,7 @@ class _Endpoint:
     queue: QueueManager
     follower: WalFollower
     client: RemoteWriteClient
+    follower_gauges: FollowerGauges
     metadata_sender: MetadataSender | None = None
     history: deque[HistoryPoint] = field(default_factory=lambda: deque(maxlen=HISTORY_SECONDS))
     last_counters: dict[str, float] = field(default_factory=dict)
@@ -298,6 +300,10 @@ class Engine:
         self._last_in_total = 0.0
         self._in_rate = 0.0
         self._last_commit_end: Position = (0, 0)
+        self._cut_held: dict[str, deque[tuple[Position, int, str]]] = {}
+        """Per queue: (end, samples, drop reason) of records it took from WAL segments
+        a truncation cut, not delivered yet (they are in its memory only)."""
+        self._restart_cut_lost = 0
         self.demo_endpoints: list[schema.EndpointConfig] = []
         self.reload_lock = asyncio.Lock()
         from rwconsole.engine_reload import define_reload_metrics
@@ -505,6 +511,8 @@ class Engine:
             await self._start_demo_receiver()
         for index, endpoint_config in enumerate(self.config.endpoint):
             self.endpoints.append(self._make_endpoint(index, endpoint_config))
+        # Each endpoint lost a tail of the same cut: the disk figure counts it once.
+        self.disk_watch.samples_dropped += self._restart_cut_lost
         # The input rate ticks before the queues' first desired-shards calculation
         # (timers of equal period fire in start order), as Prometheus' storage-wide
         # rate does; the other way round the first calculation sees no input and
@@ -551,7 +559,14 @@ class Engine:
         start, wal_end = self._start_position(name, url, config)
         if client is None:
             client = RemoteWriteClient(config, user_agent=USER_AGENT)
-        follower = WalFollower(self.wal_dir, start, wal_end, layouts=self.wal.sample_layouts)
+        queues: list[QueueManager] = []  # the follower sizes its buffer by the queue's capacity
+        follower = WalFollower(
+            self.wal_dir,
+            start,
+            wal_end,
+            layouts=self.wal.sample_layouts,
+            shard_capacity=lambda: queues[0].settings.capacity if queues else 0,
+        )
         queue = QueueManager(
             name=name,
             url=url,
@@ -573,8 +588,9 @@ class Engine:
             flush_deadline=self.flush_deadline,
             protocol_reprobe_interval=config.protocol_reprobe_interval,
         )
-        progress = self.progress
-        queue.on_delivered = lambda position, name=name: progress.set(name, position)
+        queues.append(queue)
+        queue.on_delivered = functools.partial(self._on_delivered, name)
+        self._count_cut_before_restart(queue, start)
         metadata_sender = None
         if config.metadata_config.send:
             metadata_sender = MetadataSender(
@@ -595,8 +611,55 @@ class Engine:
             queue=queue,
             follower=follower,
             client=client,
+            follower_gauges=FollowerGauges(self.registry, name, url),
             metadata_sender=metadata_sender,
         )
+
+    def _on_delivered(self, name: str, position: Position) -> None:
+        assert self.progress is not None
+        self.progress.set(name, position)
+        held = self._cut_held.get(name)
+        if held:
+            while held and held[0][0] <= position:
+                held.popleft()
+            self._publish_cut_held(name)
+
+    def _publish_cut_held(self, name: str) -> None:
+        """Persist what the queue holds from truncated segments, by drop reason."""
+        assert self.progress is not None
+        counts: dict[str, int] = {}
+        for _, samples, reason in self._cut_held.get(name, ()):
+            counts[reason] = counts.get(reason, 0) + samples
+        self.progress.set_cut_undelivered(name, counts)
+
+    def _count_cut_before_restart(self, queue: QueueManager, start: Position) -> None:
+        """Count what the last run had taken from since-truncated segments and not delivered.
+
+        Those samples were in the queue's memory only: the WAL no longer holds
+        them, so resuming from the saved position cannot send them.
+        """
+        assert self.progress is not None and self.wal is not None
+        name = queue.name
+        pending = self.progress.cut_undelivered(name)
+        if not pending:
+            return
+        self.progress.set_cut_undelivered(name, {})
+        segments = [s.index for s in self.wal.segments_info()]
+        if segments and start[0] >= segments[0]:
+            return  # the saved position's segment is still there: nothing was lost
+        for reason, samples in pending.items():
+            queue.metrics.dropped("samples", reason).inc(samples)
+            log.error(
+                "endpoint %s: %d samples taken from WAL segments truncated before the restart "
+                "(%s) were not delivered and are lost",
+                name,
+                samples,
+                reason,
+                extra={"endpoint": name},
+            )
+        if self.disk_watch is not None:
+            lost = pending.get(DROP_WAL_SIZE_LIMIT, 0)
+            self._restart_cut_lost = max(self._restart_cut_lost, lost)
 
     def _start_position(
         self, name: str, url: str, config: schema.EndpointConfig
@@ -940,7 +1003,9 @@ class Engine:
         ``eager`` folds every delivered segment (appends are failing: free
         space now). ``budget_before`` folds the segments before it whatever
         was delivered (``[wal] max_size`` with ``drop_oldest``): what no queue
-        holds in memory yet is lost, counted with ``reason="wal_size_limit"``.
+        holds in memory yet is lost, counted with ``reason="wal_size_limit"``;
+        what a queue took from the cut segments is still sent, or counted by
+        the next start if the process stops before (``_count_cut_before_restart``).
         """
         wal_cfg = self.config.wal
         now_ms = int((time.time() if now is None else now) * 1000)
@@ -966,6 +1031,15 @@ class Engine:
             for name, start in starts.items()
             if start[0] < before
         }
+        # What queues took from the segments to cut and have not delivered stays in their
+        # memory and goes out; only a restart before that loses it (then it is counted).
+        held = {
+            e.queue.name: self.wal.samples_per_record(
+                e.queue.delivered_position, min(e.follower.handed, (before, 0))
+            )
+            for e in self.endpoints
+            if reason == DROP_WAL_SIZE_LIMIT and e.queue.delivered_position[0] < before
+        }
         to_free = eager or reason == DROP_WAL_SIZE_LIMIT
         report = self.wal.truncate(
             before_segment=before,
@@ -976,6 +1050,11 @@ class Engine:
         )
         self._forget_truncated_series(report)
         folded = set(report.folded_segments)
+        for name, records in held.items():
+            taken = [(end, n, reason) for end, n in records if end[0] in folded]
+            if taken:
+                self._cut_held.setdefault(name, deque()).extend(taken)
+                self._publish_cut_held(name)
         cut_from_wal = 0  # distinct WAL samples: each endpoint loses a tail of the same cut
         for endpoint in self.endpoints:
             counts = at_risk.get(endpoint.queue.name, {})
@@ -1061,6 +1140,7 @@ class Engine:
         self._in_rate = max(0.0, total_in - self._last_in_total) / SNAPSHOT_INTERVAL
         self._last_in_total = total_in
         for endpoint in self.endpoints:
+            endpoint.follower_gauges.publish(endpoint.follower)
             m = endpoint.queue.metrics
             counters = {
                 "out": m.sent["samples"].value,

@@ -2,12 +2,19 @@
 
 After every commit the engine offers the committed data (already in columns)
 to each follower together with the WAL positions before and after it. A
-follower that is caught up keeps the chunk in a bounded buffer — the memory
-fast path, no re-reading or decoding. A follower that is behind (a restart, an
-outage that filled the shards, a buffer overflow) ignores offers, hands over
-what it had buffered, then reads the WAL segments from there with a tail
-reader until it reaches the newest committed position, and switches back to
-memory.
+follower that is caught up keeps the chunk in a small buffer — the memory
+fast path, no re-reading or decoding. When its queue stops taking chunks (an
+outage filled the shards, a pause) or the buffer passes its bound (a few
+shards' capacity), the follower gives the buffer up and falls behind: it
+ignores offers and reads the WAL segments from the end of the last chunk it
+handed over, with a tail reader, until it reaches the newest committed
+position, and switches back to memory. So an outage holds no more than the
+bound in memory, whatever its length; the price is decoding those records
+again from the files.
+
+Readers never go past the last successful commit (``wal_end``, which the
+engine moves only when a commit succeeded): a commit the WAL refused may leave
+complete records in the file until it is cut back, and none of them is read.
 """
 
 from __future__ import annotations
@@ -16,20 +23,37 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 
+from rwconsole.metrics import Gauge, Registry
 from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.queue_metrics import QUEUE_LABELS
 from rwconsole.wal import records
 from rwconsole.wal.segment import CorruptionError, TailReader, WalRecord
 
 log = logging.getLogger("rwconsole.follower")
 
-MAX_BUFFERED_ITEMS = 2_000_000
-"""Items held in memory per follower before it falls back to reading files.
+MIN_BUFFERED_ITEMS = 100_000
+"""The least a follower's memory buffer holds before it falls back to reading files.
 
 The buffered chunks are the very lists the engine built for the commit (shared
-by every follower), so buffering costs references, not copies."""
+by every follower), but while they are buffered they stay alive: about 50
+bytes per sample."""
+
+BUFFER_SHARD_CAPACITIES = 4
+"""The buffer's bound in shard capacities (``queue_config.capacity``), if above the minimum."""
+
+STALL_SECONDS = 1.0
+"""A queue that took no chunk for this long while chunks wait in the buffer has stopped
+consuming (its shards are full): the buffer is given up at the next offer."""
+
+
+def buffer_limit(capacity: int) -> int:
+    """Items a follower buffers for a queue whose shards hold ``capacity`` each."""
+    return max(MIN_BUFFERED_ITEMS, BUFFER_SHARD_CAPACITIES * capacity)
+
 
 MAX_CHUNK_ITEMS = 20_000
 """Records read from files are merged into chunks of about this many items."""
@@ -42,11 +66,40 @@ segment is read once rather than once per chunk."""
 POLL_SECONDS = 1.0
 
 
+class FollowerGauges:
+    """What a follower holds in memory, per queue, for /metrics (set by ``publish``)."""
+
+    def __init__(self, registry: Registry, remote_name: str, url: str) -> None:
+        buffered = registry.gauge(
+            "rwconsole_remote_follower_buffered_items",
+            "Committed items the queue's WAL follower holds in memory for it: the memory "
+            "fast path (at most max(100000, 4 x capacity), given up when the queue stops "
+            "taking them) or, while behind, the next chunk decoded from the files.",
+            QUEUE_LABELS,
+        )
+        ahead = registry.gauge(
+            "rwconsole_remote_follower_read_ahead_bytes",
+            "Bytes of WAL records the queue's follower read from the segments and has not "
+            "handed over yet (while behind).",
+            QUEUE_LABELS,
+        )
+        items, size = buffered.labels(remote_name, url), ahead.labels(remote_name, url)
+        assert isinstance(items, Gauge) and isinstance(size, Gauge)
+        self.buffered: Gauge = items
+        self.read_ahead: Gauge = size
+
+    def publish(self, follower: WalFollower) -> None:
+        self.buffered.set(follower.buffered_items + follower.read_ahead_items)
+        self.read_ahead.set(follower.read_ahead_bytes)
+
+
 class WalFollower:
     """A ``ChunkSource`` for ``QueueManager`` over a WAL directory.
 
     ``layouts`` (the WAL's ``sample_layouts``) lets records of prepared batches
-    decode by their known layout when reading files.
+    decode by their known layout when reading files. ``shard_capacity`` gives
+    the queue's ``capacity``, which sizes the memory buffer (``buffer_limit``).
+    ``wal_end`` is the end of the last successful commit; offers move it on.
     """
 
     def __init__(
@@ -58,8 +111,14 @@ class WalFollower:
         on_corruption: Callable[[CorruptionError], None] | None = None,
         on_skipped_segments: Callable[[list[int]], None] | None = None,
         layouts: records.SampleLayouts | None = None,
+        shard_capacity: Callable[[], int] = lambda: 0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dir = wal_dir
+        self._shard_capacity = shard_capacity
+        self._clock = clock
+        self._taken_at = clock()
+        """When the queue last took a chunk (or began waiting for one)."""
         self._layouts = layouts
         self._handed: Position = start
         self._wal_end: Position = wal_end
@@ -68,15 +127,25 @@ class WalFollower:
         self._live = start == wal_end
         self._reader: TailReader | None = None
         self._ahead: deque[WalRecord] = deque()
+        self._ready: Chunk | None = None
+        """The next chunk from the files, decoded while the queue was busy with the last."""
+        self._prefetching = False
         self._wakeup = asyncio.Event()
         self._on_corruption = on_corruption
         self._on_skipped = on_skipped_segments
         self.fallbacks = 0
-        """How often the memory buffer overflowed and reading went back to files."""
+        """How often the follower gave its memory buffer up and went back to the files."""
+        self.items_given_up = 0
+        """Items of given-up buffers (read again from the files)."""
 
     @property
     def live(self) -> bool:
         return self._live
+
+    @property
+    def handed(self) -> Position:
+        """The end of the last chunk handed to the queue: what the queue has taken."""
+        return self._handed
 
     @property
     def in_memory_until(self) -> Position:
@@ -84,6 +153,26 @@ class WalFollower:
         if self._live:
             return self._wal_end
         return self._buffer[-1].end if self._buffer else self._handed
+
+    @property
+    def max_buffered_items(self) -> int:
+        """The buffer's bound now (the queue's capacity may change live)."""
+        return buffer_limit(self._shard_capacity())
+
+    @property
+    def buffered_items(self) -> int:
+        """Items of committed chunks held in the memory buffer."""
+        return self._buffered_items
+
+    @property
+    def read_ahead_items(self) -> int:
+        """Items decoded from the files ahead of the queue (the next chunk), not handed over."""
+        return self._ready.item_count if self._ready is not None else 0
+
+    @property
+    def read_ahead_bytes(self) -> int:
+        """Bytes of WAL records read from the files and not yet handed over."""
+        return sum(len(record.data) for record in self._ahead)
 
     def drop_before(self, segment: int) -> int:
         """Forget buffered chunks and read-ahead records before ``segment`` (cut from the
@@ -97,6 +186,8 @@ class WalFollower:
             dropped += len(chunk.refs)
         while self._ahead and self._ahead[0].segment < segment:
             self._ahead.popleft()
+        if self._ready is not None and self._ready.end[0] < segment:
+            self._ready = None  # read ahead too, and never spanning segments: all cut
         return dropped
 
     def offer(self, start: Position, chunk: Chunk) -> None:
@@ -106,7 +197,11 @@ class WalFollower:
             self._wakeup.set()
             return
         expected = self._buffer[-1].end if self._buffer else self._handed
-        if start != expected or self._buffered_items + chunk.item_count > MAX_BUFFERED_ITEMS:
+        if (
+            start != expected
+            or self._buffered_items + chunk.item_count > self.max_buffered_items
+            or (self._buffer and self._clock() - self._taken_at >= STALL_SECONDS)
+        ):
             self._fall_back()
             return
         self._buffer.append(chunk)
@@ -114,10 +209,15 @@ class WalFollower:
         self._wakeup.set()
 
     def _fall_back(self) -> None:
-        # What is buffered stays valid and is handed over first; files are read only
-        # from its end, so a queue that fell behind does not decode it all again.
+        # The buffer is given up, not kept for the queue: through an outage it would
+        # hold its bound for as long as the receiver is down. Everything after the
+        # last chunk handed over is read from the files again, in the same order.
+        self.items_given_up += self._buffered_items
+        self._buffer.clear()
+        self._buffered_items = 0
         self._live = False
         self._reader = None
+        self._ready = None
         self.fallbacks += 1
         self._wakeup.set()
 
@@ -127,26 +227,56 @@ class WalFollower:
                 chunk = self._buffer.popleft()
                 self._buffered_items -= chunk.item_count
                 self._handed = chunk.end
+                self._taken_at = self._clock()
                 return chunk
             if not self._live:
-                chunk = self._read_files()
+                chunk, self._ready = self._ready, None
+                if chunk is None:
+                    chunk = self._read_files()
                 if chunk is not None:
                     self._handed = chunk.end
+                    self._schedule_prefetch()
                     return chunk
                 if self._handed >= self._wal_end:
                     self._live = True
                     self._reader = None
                     continue
+            self._taken_at = self._clock()  # waiting for data: the queue consumes
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_SECONDS):
                     await self._wakeup.wait()
         raise AssertionError("unreachable")
 
+    def _schedule_prefetch(self) -> None:
+        """Decode the next chunk once the loop has run what the last one woke.
+
+        The queue places a chunk, then waits while its shard encodes and sends;
+        a prefetch that ran first would delay that send by the decoding. Going
+        round the loop once more puts it behind the shard's turn, into the time
+        the request is out (a single shard leaves the loop idle then).
+        """
+        if self._prefetching:
+            return
+        self._prefetching = True
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, self._prefetch)
+
+    def _prefetch(self) -> None:
+        self._prefetching = False
+        if self._live or self._ready is not None:
+            return
+        try:
+            self._ready = self._read_files()
+        except Exception:
+            # Left to the queue's own read, which raises where it is awaited.
+            log.exception("reading the WAL ahead for a queue failed; reading again")
+            self._reader = None
+
     def _read_files(self) -> Chunk | None:
         """Read the next records from files, merged into one chunk (None if nothing new)."""
         if self._reader is None:
-            self._reader = TailReader(self._dir, self._handed)
+            self._reader = TailReader(self._dir, self._handed, limit=self._committed_end)
             self._ahead.clear()
         reader = self._reader
         if not self._ahead:
@@ -154,6 +284,9 @@ class WalFollower:
             if failed is not None:
                 return failed
         return self._merge_ahead(reader)
+
+    def _committed_end(self) -> Position:
+        return self._wal_end
 
     def _read_ahead(self, reader: TailReader) -> Chunk | None:
         """Fill the read-ahead; a chunk to hand over when a corrupt segment was skipped."""
@@ -176,7 +309,11 @@ class WalFollower:
         """Decode read-ahead records into one chunk of about ``MAX_CHUNK_ITEMS`` items."""
         ahead = self._ahead
         chunk: Chunk | None = None
-        while ahead and (chunk is None or chunk.item_count < MAX_CHUNK_ITEMS):
+        # A chunk never spans segments: a cut drops a decoded chunk whole (``drop_before``).
+        while ahead and (
+            chunk is None
+            or (chunk.item_count < MAX_CHUNK_ITEMS and ahead[0].segment == chunk.end[0])
+        ):
             record = ahead.popleft()
             end = (record.segment, record.end)
             if chunk is None:

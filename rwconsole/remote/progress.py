@@ -4,7 +4,11 @@ One small JSON file beside the WAL holds, for each queue name, the WAL
 position up to which everything is delivered, and the (redacted) URL and
 protobuf message it was delivered to, so an entry saved under another name
 (an endpoint that got a ``name``, or a name from an earlier naming scheme)
-can be adopted. The file is replaced atomically (temp file, rename); ``save``
+can be adopted. When a WAL truncation (the size budget, ``max_keepalive_time``)
+cut segments a queue had read from but not delivered yet, the entry also holds
+how many of those samples, by drop reason, are still undelivered: they are no
+longer in the WAL, so a restart cannot send them and counts them as dropped
+instead. The file is replaced atomically (temp file, rename); ``save``
 with ``durable=True`` also fsyncs it. A missing or unreadable file means "no
 progress known" and is reported, never fatal.
 """
@@ -33,6 +37,7 @@ class ProgressStore:
         self.path = Path(directory) / FILE_NAME
         self._positions: dict[str, Position] = {}
         self._targets: dict[str, tuple[str, str]] = {}
+        self._cut: dict[str, dict[str, int]] = {}
         self._dirty = False
         self._unsynced = False
         # Saves may come from the loop and from a worker thread; the lock keeps the
@@ -47,6 +52,9 @@ class ProgressStore:
                 self._positions[name] = (int(entry["segment"]), int(entry["offset"]))
                 if "url" in entry:
                     self._targets[name] = (str(entry["url"]), str(entry.get("protobuf_message")))
+                cut = entry.get("cut_undelivered")
+                if cut:
+                    self._cut[name] = {str(reason): int(n) for reason, n in cut.items()}
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -62,9 +70,24 @@ class ProgressStore:
             self._positions[queue_name] = position
             self._dirty = True
 
+    def cut_undelivered(self, queue_name: str) -> dict[str, int]:
+        """Samples (by drop reason) the queue took from since-truncated segments and has
+        not delivered: what a restart from the saved position would lose."""
+        return dict(self._cut.get(queue_name, {}))
+
+    def set_cut_undelivered(self, queue_name: str, counts: dict[str, int]) -> None:
+        counts = {reason: n for reason, n in counts.items() if n}
+        if self._cut.get(queue_name, {}) != counts:
+            if counts:
+                self._cut[queue_name] = counts
+            else:
+                self._cut.pop(queue_name, None)
+            self._dirty = True
+
     def forget(self, queue_name: str) -> None:
         if self._positions.pop(queue_name, None) is not None:
             self._targets.pop(queue_name, None)
+            self._cut.pop(queue_name, None)
             self._dirty = True
 
     def positions(self) -> dict[str, Position]:
@@ -96,6 +119,8 @@ class ProgressStore:
         position = self._positions.pop(old)
         self._targets.pop(old, None)
         self._positions[name] = position
+        if old in self._cut:
+            self._cut[name] = self._cut.pop(old)
         self._dirty = True
         log.info(
             "endpoint %s: adopted the delivery progress saved as %r (same %s)",
@@ -119,19 +144,26 @@ class ProgressStore:
             self._dirty = False
             positions = self._positions.copy()
             targets = self._targets.copy()
-            if self._write(positions, targets, durable):
+            cut = {name: dict(counts) for name, counts in self._cut.items()}
+            if self._write(positions, targets, cut, durable):
                 self._unsynced = not durable
             else:
                 self._dirty = True
 
     def _write(
-        self, positions: dict[str, Position], targets: dict[str, tuple[str, str]], durable: bool
+        self,
+        positions: dict[str, Position],
+        targets: dict[str, tuple[str, str]],
+        cut: dict[str, dict[str, int]],
+        durable: bool,
     ) -> bool:
         queues = {}
         for name, (seg, off) in sorted(positions.items()):
             entry: dict[str, object] = {"segment": seg, "offset": off}
             if name in targets:
                 entry["url"], entry["protobuf_message"] = targets[name]
+            if cut.get(name):
+                entry["cut_undelivered"] = cut[name]
             queues[name] = entry
         payload = {"updated_unix": time.time(), "queues": queues}
         try:

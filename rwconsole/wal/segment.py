@@ -449,15 +449,27 @@ class TailReader:
     complete fragment, bad sequence, torn record in a finished segment) raises
     ``CorruptionError``; ``skip_segment()`` then moves past it. ``skipped``
     lists segment indexes that were gone (truncated) before they were read.
+
+    ``limit`` (called on every ``read``) is the end of the last commit the
+    writer reported done: nothing after it is read, in its segment or a later
+    one. Without it the reader takes every complete record in the files, also
+    those of a commit the writer is about to cut back after a failed write.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], position: Position | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        position: Position | None = None,
+        *,
+        limit: Callable[[], Position] | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.skipped: list[int] = []
         if position is None:
             segs = list_segments(self.directory)
             position = (segs[0].index, 0) if segs else (0, 0)
         self._segment, self._offset = position
+        self._limit = limit
         self._chunk = 4 * 1024 * 1024
 
     @property
@@ -471,11 +483,16 @@ class TailReader:
     def read(self, max_records: int = 100_000) -> list[WalRecord]:
         """Complete records available now (at most about ``max_records``)."""
         out: list[WalRecord] = []
+        limit = self._limit() if self._limit is not None else None
         for _ in range(100_000):  # bounded: one pass per segment or chunk
             segs = list_segments(self.directory)
             if not segs:
                 return out
             indexes = [s.index for s in segs]
+            if limit is not None:
+                indexes = [i for i in indexes if i <= limit[0]]
+                if not indexes:
+                    return out
             if self._segment not in indexes:
                 later = [i for i in indexes if i > self._segment]
                 if not later:
@@ -483,9 +500,12 @@ class TailReader:
                 self.skipped.extend(range(self._segment, later[0]))
                 self._segment, self._offset = later[0], 0
             has_next = self._segment < indexes[-1]
+            stop_at = limit[1] if limit is not None and self._segment == limit[0] else None
+            if stop_at is not None and self._offset >= stop_at:
+                return out
             path = self.directory / segment_name(self._segment)
             before = len(out)
-            at_eof = self._read_chunk(path, out, max_records, finished=has_next)
+            at_eof = self._read_chunk(path, out, max_records, finished=has_next, stop_at=stop_at)
             if len(out) >= max_records:
                 return out
             if not at_eof:
@@ -499,13 +519,23 @@ class TailReader:
         return out
 
     def _read_chunk(
-        self, path: Path, out: list[WalRecord], max_records: int, *, finished: bool
+        self,
+        path: Path,
+        out: list[WalRecord],
+        max_records: int,
+        *,
+        finished: bool,
+        stop_at: int | None = None,
     ) -> bool:
-        """Parse records from one chunk; return True when the chunk reached EOF."""
+        """Parse records from one chunk; return True when the chunk reached EOF (or
+        ``stop_at``, the committed end in this segment)."""
+        size = self._chunk
+        if stop_at is not None:
+            size = min(size, stop_at - self._offset)
         try:
             with open(path, "rb") as fh:
                 fh.seek(self._offset)
-                data = fh.read(self._chunk)
+                data = fh.read(size)
         except FileNotFoundError:
             return True
         at_eof = len(data) < self._chunk

@@ -751,6 +751,26 @@ class WalStorage:
             counts[seg.index] = total
         return counts
 
+    def samples_per_record(self, start: Position, end: Position) -> list[tuple[Position, int]]:
+        """(end position, samples) of each record after ``start`` and up to ``end``.
+
+        Records without samples (series, metadata) are left out. A segment that
+        cannot be read contributes what was read before the damage.
+        """
+        out: list[tuple[Position, int]] = []
+        for seg in list_segments(self.directory):
+            if not start[0] <= seg.index <= end[0]:
+                continue
+            offset = start[1] if seg.index == start[0] else 0
+            with contextlib.suppress(CorruptionError, OSError):
+                for record in iter_segment(seg.path, seg.index, start_offset=offset):
+                    if (seg.index, record.end) > end:
+                        break
+                    n = rec.count_samples(record.data)
+                    if n:
+                        out.append(((seg.index, record.end), n))
+        return out
+
     def metrics(self) -> dict[str, float]:
         """Self-metrics with Alloy's names (plus a few ``rwconsole_wal_*`` extras)."""
         with self._lock:

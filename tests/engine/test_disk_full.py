@@ -8,6 +8,7 @@ budget tests use an ordinary directory.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -226,6 +227,17 @@ def _dropped(engine: Engine) -> float:
     )
 
 
+def _outage_past_the_budget(engine: Engine, port: int, job: str) -> Pusher:
+    """Push while the receiver is down until the budget has cut oldest segments."""
+    wait_for_port(port)
+    pusher = Pusher(port, job)
+    for _ in range(1500):  # an outage much longer than the budget holds
+        assert pusher.push().status_code == 204
+    wait_until(lambda: _dropped(engine) > 0, timeout=20)
+    time.sleep(1.5)  # a last budget round
+    return pusher
+
+
 def test_budget_drop_oldest_counts_exactly_what_it_dropped(
     tmp_path: Path, processes: ProcessManager
 ) -> None:
@@ -235,12 +247,7 @@ def test_budget_drop_oldest_counts_exactly_what_it_dropped(
     engine = make_engine(tmp_path / "rw", vm.write_url, port, max_size=budget)
     engine.start()
     try:
-        wait_for_port(port)
-        pusher = Pusher(port, "budget")
-        for _ in range(1500):  # an outage much longer than the budget holds
-            assert pusher.push().status_code == 204
-        wait_until(lambda: _dropped(engine) > 0, timeout=20)
-        time.sleep(1.5)  # a last budget round
+        pusher = _outage_past_the_budget(engine, port, "budget")
         assert engine.wal is not None and engine.wal.size_bytes() <= budget + SEGMENT
         assert_wal_clean(tmp_path / "rw" / "wal")
         snapshot = engine.snapshot()
@@ -287,4 +294,47 @@ def test_budget_reject_keeps_everything_and_answers_503(
         wait_until(lambda: pusher.push().status_code == 204, timeout=30)
     finally:
         engine.stop()
+    assert_wal_clean(tmp_path / "rw" / "wal")
+
+
+def test_budget_cut_then_restart_delivers_or_counts_what_the_queue_held(
+    tmp_path: Path, processes: ProcessManager
+) -> None:
+    """A queue keeps what it took from segments the budget cut and sends it once the
+    receiver is back; a restart before that cannot (the WAL no longer holds them), so
+    the next start counts them in ``samples_dropped_total{reason="wal_size_limit"}``."""
+    vm = VictoriaMetrics(processes, tmp_path / "vm")
+    port = free_port()
+    budget = 4 * SEGMENT
+    engine = make_engine(tmp_path / "rw", vm.write_url, port, max_size=budget)
+    engine.start()
+    try:
+        pusher = _outage_past_the_budget(engine, port, "restart")
+        dropped_before = _dropped(engine)
+    finally:
+        engine.stop()
+    progress = json.loads((tmp_path / "rw" / "remote-progress.json").read_text())
+    held = progress["queues"]["vm"].get("cut_undelivered", {}).get("wal_size_limit", 0)
+    assert held > 0  # the queue had taken samples from cut segments and not sent them
+    sent = len(pusher.acked) * SERIES
+    restarted = make_engine(tmp_path / "rw", vm.write_url, port, max_size=budget)
+    restarted.start()
+    try:
+        assert _dropped(restarted) == held
+        vm.start()
+
+        def settled() -> dict[int, int] | None:
+            got = delivered(vm, "restart")
+            total = sum(got.values()) + dropped_before + _dropped(restarted)
+            return got if total >= sent else None
+
+        wait_until(settled, timeout=90)
+        time.sleep(1.0)
+        got = delivered(vm, "restart")
+        assert set(got.values()) <= {SERIES}  # nothing twice
+        assert sum(got.values()) + dropped_before + _dropped(restarted) == sent
+    finally:
+        restarted.stop()
+    progress = json.loads((tmp_path / "rw" / "remote-progress.json").read_text())
+    assert "cut_undelivered" not in progress["queues"]["vm"]
     assert_wal_clean(tmp_path / "rw" / "wal")

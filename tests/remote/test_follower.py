@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from pathlib import Path
 
 import pytest
 
 from rwconsole.labels import make_labels
+from rwconsole.metrics import Registry
+from rwconsole.model import WalAppendError
 from rwconsole.remote import follower as follower_module
 from rwconsole.remote.chunks import Chunk
-from rwconsole.remote.follower import WalFollower
-from rwconsole.wal.records import SampleLayouts
-from rwconsole.wal.segment import TailReader, WalRecord
+from rwconsole.remote.follower import FollowerGauges, WalFollower
+from rwconsole.wal.records import SampleLayouts, encode_samples
+from rwconsole.wal.segment import HEADER_SIZE, TailReader, WalRecord
 from rwconsole.wal.storage import WalStorage
 
 SERIES = 100
@@ -49,10 +53,25 @@ async def _take(follower: WalFollower, items: int) -> list[tuple[int, float]]:
     return got
 
 
-def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _expected(refs: list[int], rounds: range) -> list[tuple[int, float]]:
+    return [(ref, r * 1000.0 + i) for r in rounds for i, ref in enumerate(refs)]
+
+
+def test_overflow_gives_the_buffer_up_and_reads_it_again_from_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(follower_module, "MAX_BUFFERED_ITEMS", 250)
+    """Memory stays within the bound: past it the buffer is released, not kept for the
+    queue (an outage would hold it for its whole length), and what it held comes
+    from the files, in order, once."""
+    monkeypatch.setattr(follower_module, "MIN_BUFFERED_ITEMS", 250)
     decoded: list[int] = []
     decode = follower_module._decode_into
 
@@ -66,15 +85,18 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
     async def body() -> None:
         wal, refs = _wal_with_series(tmp_path)
         try:
-            follower = WalFollower(tmp_path / "wal", wal.position(), wal.position())
-            assert follower.live
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start)
+            assert follower.live and follower.max_buffered_items == 250
             for round_ in range(10):  # the third offer overflows the buffer
                 _commit(wal, follower, refs, round_)
+                assert follower.buffered_items <= 250
             assert not follower.live and follower.fallbacks == 1
+            assert follower.buffered_items == 0 and follower.items_given_up == 2 * SERIES
+            assert follower.in_memory_until == start
             got = await _take(follower, 10 * SERIES)
-            expected = [(ref, r * 1000.0 + i) for r in range(10) for i, ref in enumerate(refs)]
-            assert got == expected  # in order, nothing twice, nothing missing
-            assert sum(decoded) == 8 * SERIES  # the two buffered commits were not read again
+            assert got == _expected(refs, range(10))  # in order, nothing twice, nothing missing
+            assert sum(decoded) == 10 * SERIES  # the given-up commits were read from files
             # Caught up: back on the memory path for what comes next.
             nothing_new = asyncio.ensure_future(follower.next_chunk())
             await asyncio.sleep(0.05)
@@ -82,6 +104,72 @@ def test_overflow_hands_over_the_buffer_then_reads_only_the_rest_from_files(
             _commit(wal, follower, refs, 10)
             chunk = await asyncio.wait_for(nothing_new, 5)
             assert chunk.values[0] == 10_000.0 and follower.fallbacks == 1
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_bound_follows_the_queue_capacity(tmp_path: Path) -> None:
+    capacity = [10]
+    follower = WalFollower(tmp_path, (0, 0), (0, 0), shard_capacity=lambda: capacity[0])
+    assert follower.max_buffered_items == follower_module.MIN_BUFFERED_ITEMS
+    capacity[0] = 100_000
+    assert follower.max_buffered_items == follower_module.BUFFER_SHARD_CAPACITIES * 100_000
+
+
+def test_a_queue_that_stops_taking_chunks_releases_the_buffer(tmp_path: Path) -> None:
+    """The outage case: the queue's shards are full, its read loop takes nothing. After
+    ``STALL_SECONDS`` the next offer gives the buffer up (well under the bound), and
+    once the queue takes chunks again it gets every item from the files, in order."""
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        clock = _Clock()
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start, clock=clock)
+            first_chunk = asyncio.ensure_future(follower.next_chunk())
+            await asyncio.sleep(0)  # the queue waits for data: it is consuming
+            _commit(wal, follower, refs, 0)
+            taken = await asyncio.wait_for(first_chunk, 5)
+            assert taken.values[0] == 0.0
+            # The queue now stops taking chunks; offers pile up for a while.
+            for round_ in range(1, 4):
+                clock.now += 0.3
+                _commit(wal, follower, refs, round_)
+            assert follower.live and follower.buffered_items == 3 * SERIES
+            clock.now += follower_module.STALL_SECONDS
+            _commit(wal, follower, refs, 4)
+            assert not follower.live and follower.buffered_items == 0
+            assert follower.items_given_up == 3 * SERIES
+            assert follower.in_memory_until == taken.end
+            for round_ in range(5, 8):  # the outage goes on: nothing is held
+                clock.now += 5
+                _commit(wal, follower, refs, round_)
+                assert follower.buffered_items == 0
+            got = [(r, v) for r, v in zip(taken.refs, taken.values, strict=True)]
+            got += await _take(follower, 7 * SERIES)
+            assert got == _expected(refs, range(8))
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_a_queue_that_keeps_taking_chunks_keeps_the_memory_path(tmp_path: Path) -> None:
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        clock = _Clock()
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start, clock=clock)
+            for round_ in range(20):
+                clock.now += 10 * follower_module.STALL_SECONDS
+                _commit(wal, follower, refs, round_)
+                got = await _take(follower, SERIES)
+                assert got == _expected(refs, range(round_, round_ + 1))
+            assert follower.live and follower.fallbacks == 0
         finally:
             wal.close()
 
@@ -154,6 +242,99 @@ def test_records_read_ahead_from_a_cut_segment_are_dropped_with_it(
             assert follower.drop_before(wal.position()[0] + 1) == 0
             rest = await asyncio.wait_for(follower.next_chunk(), 5)
             assert rest.refs == [] and rest.end == wal.position()
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_records_of_a_refused_commit_are_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit whose write fails after a complete record reached the file, and whose
+    cut-back fails too (EIO on ftruncate), leaves that record readable until the next
+    commit cuts it: a follower stops at the last successful commit all the same."""
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start)
+            _commit(wal, follower, refs, 0)
+            _commit(wal, follower, refs, 1)
+            follower._fall_back()  # behind: it reads the files
+            committed = wal.position()
+            first_record = len(encode_samples(refs, 0, [0.0] * SERIES)) + HEADER_SIZE
+            calls = []
+
+            def write(fd: int, data: memoryview) -> int:
+                calls.append(len(data))
+                if len(calls) == 1:  # the refused commit's first record, whole
+                    return os.write(fd, data[:first_record])
+                raise OSError(errno.ENOSPC, "no space left on device")
+
+            def ftruncate(fd: int, length: int) -> None:
+                raise OSError(errno.EIO, "input/output error")
+
+            assert wal._writer is not None
+            wal._writer._write = write
+            monkeypatch.setattr(os, "ftruncate", ftruncate)
+            wal.append_samples(refs, 1_700_000_002_000, [2000.0 + i for i in range(SERIES)])
+            wal.append_samples(refs, 1_700_000_003_000, [3000.0 + i for i in range(SERIES)])
+            with pytest.raises(WalAppendError):
+                wal.commit()
+            assert wal.position() == committed
+            # The window: a complete record of the refused commit is in the file.
+            plain = TailReader(tmp_path / "wal", start)
+            assert len(plain.read()) == 3
+            got = await _take(follower, 2 * SERIES)
+            assert got == _expected(refs, range(2))
+            assert follower.in_memory_until == committed
+            nothing = asyncio.ensure_future(follower.next_chunk())
+            await asyncio.sleep(0.05)
+            assert not nothing.done() and follower.live
+            # The disk is back: the next commit cuts the refused record off first.
+            monkeypatch.undo()
+            wal._writer._write = os.write
+            _commit(wal, follower, refs, 4)
+            chunk = await asyncio.wait_for(nothing, 5)
+            assert list(zip(chunk.refs, chunk.values, strict=True)) == _expected(refs, range(4, 5))
+            written = TailReader(tmp_path / "wal", start).read()
+            assert len(written) == 3 and (written[-1].segment, written[-1].end) == chunk.end
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_gauges_report_the_buffer_and_the_read_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follower_module, "MAX_CHUNK_ITEMS", SERIES)
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        registry = Registry()
+        gauges = FollowerGauges(registry, "q", "http://x")
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start)
+            for round_ in range(3):
+                _commit(wal, follower, refs, round_)
+            gauges.publish(follower)
+            labels = {"remote_name": "q", "url": "http://x"}
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 300
+            follower._fall_back()
+            # One record handed over, the next decoded ahead, the third read and waiting.
+            await _take(follower, SERIES)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert follower.read_ahead_items == SERIES
+            gauges.publish(follower)
+            assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == SERIES
+            ahead = registry.value("rwconsole_remote_follower_read_ahead_bytes", **labels)
+            assert ahead == len(encode_samples(refs, 0, [0.0] * SERIES))
+            assert "rwconsole_remote_follower_read_ahead_bytes{" in registry.expose()
         finally:
             wal.close()
 

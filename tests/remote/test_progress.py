@@ -22,6 +22,20 @@ def test_round_trip(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".progress-")]
 
 
+def test_samples_held_from_cut_segments_round_trip_and_clear(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path)
+    store.set("a", (3, 32768))
+    store.set_cut_undelivered("a", {"wal_size_limit": 1200, "other": 0})
+    store.save()
+    again = ProgressStore(tmp_path)
+    assert again.cut_undelivered("a") == {"wal_size_limit": 1200}
+    assert again.cut_undelivered("b") == {}
+    again.set_cut_undelivered("a", {})
+    again.save()
+    assert ProgressStore(tmp_path).cut_undelivered("a") == {}
+    assert "cut_undelivered" not in (tmp_path / FILE_NAME).read_text()
+
+
 def test_corrupt_file_is_reported_and_ignored(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -175,6 +175,27 @@ def test_tail_reader_follows_writes_and_rotation(tmp_path: Path) -> None:
     w.close()
 
 
+def test_tail_reader_stops_at_its_limit_in_the_segment_and_before_later_ones(
+    tmp_path: Path,
+) -> None:
+    """Bytes after the limit (a commit not reported done) are not read, even when they
+    hold complete records or a later segment exists; moving the limit on reads them."""
+    w = WalWriter(tmp_path, segment_size=4 * PAGE_SIZE)
+    first = w.log([b"\x02one", b"\x02two"])
+    w.log([b"\x02three"])
+    limit = [first]
+    tail = TailReader(tmp_path, limit=lambda: limit[0])
+    assert [r.data for r in tail.read()] == [b"\x02one", b"\x02two"]
+    assert tail.read() == [] and tail.position == first
+    w.rotate()
+    after = w.log([b"\x02four"])
+    assert tail.read() == [] and tail.position == first
+    limit[0] = after
+    assert [r.data for r in tail.read()] == [b"\x02three", b"\x02four"]
+    assert tail.position == after
+    w.close()
+
+
 def test_tail_reader_waits_for_a_partially_written_record(tmp_path: Path) -> None:
     w = WalWriter(tmp_path)
     w.log([b"first"])
