@@ -19,6 +19,13 @@ Forwarders:
   agent-5000      the agent with max_samples_per_send 5000, capacity 10000
   rwconsole       ``python -m rwconsole run`` with the agent's default queue_config
   rwconsole-5000  rwconsole with max_samples_per_send 5000, capacity 10000
+  agent-2000, rwconsole-2000  Alloy's defaults (and rwconsole's): 2000 per send,
+                  capacity 10000, max_shards 50
+
+``--pin CPU`` runs every forwarder on that CPU alone (sched_setaffinity before
+exec, so its threads stay there too) and the load generator, the receiver and
+this script on the other CPUs: a forwarder's ``CPU%`` is then the share of its
+one CPU it used, and the rest of the machine cannot take CPU from it.
 
 ``--mode sequential`` runs the forwarders one after the other against a fresh
 receiver process each; ``side-by-side`` runs them at the same time (they then
@@ -78,10 +85,14 @@ AGENT_QUEUE = {
     "batch_send_deadline": 5,
 }
 BIG_BATCH_QUEUE = {**AGENT_QUEUE, "max_samples_per_send": 5000, "capacity": 10000}
+ALLOY_QUEUE = {**AGENT_QUEUE, "max_samples_per_send": 2000, "capacity": 10000, "max_shards": 50}
+"""Alloy's defaults, which are rwconsole's defaults too."""
 FORWARDERS = {
     "agent": ("agent", AGENT_QUEUE),
+    "agent-2000": ("agent", ALLOY_QUEUE),
     "agent-5000": ("agent", BIG_BATCH_QUEUE),
     "rwconsole": ("rwconsole", AGENT_QUEUE),
+    "rwconsole-2000": ("rwconsole", ALLOY_QUEUE),
     "rwconsole-5000": ("rwconsole", BIG_BATCH_QUEUE),
 }
 
@@ -109,9 +120,15 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
         self._procs: list[_Proc] = []
+        self.others: set[int] | None = None
+        """CPUs for every process but the forwarders (None: no pinning)."""
 
-    def start(self, name: str, argv: Sequence[str], **kwargs: Any) -> _Proc:
+    def start(
+        self, name: str, argv: Sequence[str], *, cpus: set[int] | None = None, **kwargs: Any
+    ) -> _Proc:
+        """Start ``argv``; on ``cpus`` if given, else on ``others`` when pinning is on."""
         log = self._log_dir / f"{name}.log"
+        affinity = cpus if cpus is not None else self.others
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 list(argv),
@@ -119,6 +136,7 @@ class Processes:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=None if affinity is None else _pinned(affinity),
                 **kwargs,
             )
         proc = _Proc(name, popen, log)
@@ -140,6 +158,13 @@ class Processes:
         for proc in reversed(list(self._procs)):
             with contextlib.suppress(Exception):
                 self.stop(proc)
+
+
+def _pinned(cpus: set[int]) -> Callable[[], None]:
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
 
 
 def free_port() -> int:
@@ -443,7 +468,8 @@ class Bench:
         # Run the rwconsole of the checkout this script belongs to, or of --baseline.
         tree = self.args.baseline if name.endswith(BASELINE_SUFFIX) else HERE.parent
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        proc = self.procs.start(name, argv, cwd=data_dir, env=env)
+        pin = {self.args.pin} if self.args.pin is not None else None
+        proc = self.procs.start(name, argv, cpus=pin, cwd=data_dir, env=env)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
         running = _Running(name, kind, proc, metrics_url, data_dir)
@@ -819,6 +845,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="N consoles' links (snapshot stream) attached to each rwconsole during the run",
     )
+    parser.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run each forwarder on this CPU alone, everything else on the other CPUs",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="a small load, about one minute")
     parser.add_argument("--null-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -846,6 +878,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.window = 40.0 if args.window is None else args.window
     if args.warmup < 0 or args.window <= 0:
         parser.error("--warmup must be >= 0 and --window > 0")
+    if args.pin is not None:
+        cpus = os.sched_getaffinity(0)
+        if args.pin not in cpus or len(cpus) < 2:
+            parser.error(f"--pin {args.pin}: needs one of {sorted(cpus)} and another CPU left")
     return args
 
 
@@ -891,11 +927,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="bench-forwarder-"))
     bench = Bench(args, workdir)
+    if args.pin is not None:
+        bench.procs.others = os.sched_getaffinity(0) - {args.pin}
+        os.sched_setaffinity(0, bench.procs.others)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs"
         f" · python {sys.version.split()[0]}"
         f" · mode {args.mode} · receiver {args.receiver} · warm-up {args.warmup:g}s"
         f" · window {args.window:g}s · work dir {workdir}"
+        + (f" · forwarders pinned to CPU {args.pin}" if args.pin is not None else "")
     )
     code = run_guarded(bench, lambda: [bench.run_load(load) for load in args.load])
     if args.json is not None:

@@ -22,11 +22,11 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, mod
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.labels import Labels
@@ -60,6 +60,7 @@ _BULK_MAX_SHARDS = 8
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
 snappy and more, against some 30 µs of loop time to hand it over)."""
+_T = TypeVar("_T")
 _Columns = tuple[Sequence[int], Sequence[Any], Sequence[int], Sequence[float]]
 """Samples still to place: refs, series keys, timestamps, values."""
 
@@ -284,6 +285,8 @@ class QueueManager:
             protocol, reprobe_interval=protocol_reprobe_interval, clock=clock
         )
         self._partial_logged = 0.0
+        self.shards_reason = ""
+        """Why desired shards is what it is (``ShardDecision.explain``), for the console."""
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -797,22 +800,35 @@ class QueueManager:
                     continue
             shard.inflight = batch
             shard.space.set()
+            busy = self.metrics.shard_busy_time
+            busy.change(1)
             try:
                 await self._send_batch(batch, shard.stop)
             except _Interrupted:
                 return
+            finally:
+                busy.change(-1)
             shard.inflight = None
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
             self._advance_delivered()
 
-    async def _encode(self, batch: _Batch, protocol: int | None = None) -> bytes:
+    async def _encode(
+        self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
+    ) -> bytes:
+        started = time.monotonic()
         body = self._serialize(batch, protocol)
         if len(body) >= _THREAD_COMPRESS_BYTES:
+            if phases is None:
+                return await asyncio.to_thread(encode.compress, body)
+            phases.on_loop(time.monotonic() - started)
             # Snappy releases the GIL: on another core the loop goes on meanwhile.
-            return await asyncio.to_thread(encode.compress, body)
-        return encode.compress(body)
+            return await phases.off_loop(asyncio.to_thread(encode.compress, body))
+        body = encode.compress(body)
+        if phases is not None:
+            phases.on_loop(time.monotonic() - started)
+        return body
 
     def _serialize(self, batch: _Batch, protocol: int | None = None) -> bytes:
         if (protocol or self.protocol) == 1:
@@ -877,7 +893,8 @@ class QueueManager:
         protocol = self._protocol_for_batch()
         if protocol != self.protocol:
             batch = self._as_v1(batch)
-        body = await self._encode(batch, protocol)
+        phases = _SendPhases(self._loop_lag)
+        body = await self._encode(batch, protocol, phases)
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
         started = time.monotonic()
@@ -892,7 +909,7 @@ class QueueManager:
             if shed is not batch:
                 batch = shed
                 if batch.count:
-                    body = await self._encode(batch, protocol)
+                    body = await self._encode(batch, protocol, phases)
             if batch.count == 0:
                 break
             if not self._resume.is_set():
@@ -905,19 +922,27 @@ class QueueManager:
             if protocol != self.negotiation.current and protocol == 2:
                 # Another shard found the receiver speaks only 1.0.
                 protocol, batch = 1, self._as_v1(batch)
-                body = await self._encode(batch, protocol)
+                body = await self._encode(batch, protocol, phases)
                 continue
             counts = batch.counts()
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.sent[kind].inc(n)
-            result = await self._client.send(
-                body,
-                protocol=protocol,
-                attempt=attempt,
-                items=batch.count,
-                retry_on_http_429=self.settings.retry_on_http_429,
-            )
+            metrics.in_flight.inc()
+            metrics.in_flight_time.change(1)
+            try:
+                result = await phases.network(
+                    self._client.send(
+                        body,
+                        protocol=protocol,
+                        attempt=attempt,
+                        items=batch.count,
+                        retry_on_http_429=self.settings.retry_on_http_429,
+                    )
+                )
+            finally:
+                metrics.in_flight.dec()
+                metrics.in_flight_time.change(-1)
             metrics.batch_duration.observe(result.duration)
             self.last_status = result.status
             if self._refuses_v2(result, protocol, batch.count):
@@ -925,7 +950,7 @@ class QueueManager:
                     if n:
                         metrics.retried[kind].inc(n)
                 protocol, batch = 1, self._as_v1(batch)
-                body = await self._encode(batch, protocol)
+                body = await self._encode(batch, protocol, phases)
                 attempt = 0
                 continue
             if result.outcome == "ok":
@@ -986,6 +1011,7 @@ class QueueManager:
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
         busy = time.monotonic() - started - waited_for_loop - not_sending
         self._data_out_duration.add(max(0.0, busy) * 1e9)
+        phases.finish(metrics, not_sending)
 
     def _send_clock(self) -> float:
         """Wall time less the loop's lateness so far: the stretch between two readings
@@ -1105,7 +1131,9 @@ class QueueManager:
                 delay_seconds=self.lag_seconds(),
             )
             if decision is None:
+                self.shards_reason = "no samples sent in the last interval: nothing to measure"
                 continue
+            self.shards_reason = decision.explain()
             self.metrics.shards_desired.set(decision.desired_raw)
             if self._should_reshard(decision.shards):
                 await self._reshard(decision.shards)
@@ -1227,6 +1255,57 @@ class QueueManager:
 
     def out_rate(self) -> float:
         return self._data_out.rate
+
+
+class _SendPhases:
+    """Where one batch's sending time went (``queue_metrics.SEND_PHASES``).
+
+    Encoding on the loop is timed directly; the loop's lateness (``LoopLag``)
+    during the send, less what that encoding itself held the loop, is
+    ``loop_wait``; compression in a worker thread and each HTTP attempt count
+    their wall time less the lateness seen meanwhile.
+    """
+
+    __slots__ = ("_lag", "_own", "_started_lag", "encoding", "sending")
+
+    def __init__(self, lag: LoopLag | None) -> None:
+        self._lag = lag
+        self._started_lag = lag.seconds() if lag is not None else 0.0
+        self._own = 0.0
+        self.encoding = 0.0
+        self.sending = 0.0
+
+    def _lateness(self) -> float:
+        return self._lag.seconds() if self._lag is not None else 0.0
+
+    async def _timed(self, step: Awaitable[_T]) -> tuple[_T, float]:
+        started, late = time.monotonic(), self._lateness()
+        result = await step
+        return result, max(0.0, (time.monotonic() - started) - (self._lateness() - late))
+
+    def on_loop(self, seconds: float) -> None:
+        """Encoding work done on the loop (it made the loop late itself)."""
+        self.encoding += seconds
+        self._own += seconds
+
+    async def off_loop(self, step: Awaitable[_T]) -> _T:
+        result, seconds = await self._timed(step)
+        self.encoding += seconds
+        return result
+
+    async def network(self, step: Awaitable[_T]) -> _T:
+        result, seconds = await self._timed(step)
+        self.sending += seconds
+        return result
+
+    def finish(self, metrics: QueueMetrics, backoff: float) -> None:
+        phase = metrics.send_phase
+        phase["encode"].inc(self.encoding)
+        phase["network"].inc(self.sending)
+        waited = self._lateness() - self._started_lag - self._own
+        phase["loop_wait"].inc(max(0.0, waited))
+        phase["backoff"].inc(max(0.0, backoff))
+        metrics.send_batches.inc()
 
 
 async def _cancel(tasks: Any) -> None:

@@ -62,6 +62,26 @@ class ShardDecision:
     """The unrounded desired shards, exported as shards_desired."""
     shards: int
     """The number of shards to run."""
+    time_per_sample: float = 0.0
+    """Seconds of sending per sample (network and receiver; loop waits excluded)."""
+    rate_needed: float = 0.0
+    """Samples per second to send: what comes in (less drops) plus the catch-up share."""
+    catchup: float = 0.0
+    """The part of ``rate_needed`` that catches up on the backlog."""
+    rule: str = ""
+    """Why ``shards`` differs from the rounded ``desired_raw`` (empty: it does not)."""
+
+    def explain(self) -> str:
+        """One line for an operator: what desired shards is made of, and what runs."""
+        needed = f"{_count(self.rate_needed)} samples/s to send"
+        if self.catchup:
+            needed += f" (incl. {_count(self.catchup)}/s catching up on the backlog)"
+        text = (
+            f"desired {self.desired_raw:.2f} = {_per_sample(self.time_per_sample)} of network "
+            f"and receiver time per sample × {needed}"
+        )
+        text += f" → {self.shards} shard{'s' if self.shards != 1 else ''}"
+        return f"{text} ({self.rule})" if self.rule else text
 
 
 def desired_shards(
@@ -84,15 +104,46 @@ def desired_shards(
     backlog_catchup = BACKLOG_CATCHUP_FRACTION * pending
     time_per_sample = out_duration / rate_out
     desired = time_per_sample * (rate_in * kept_ratio + backlog_catchup)
-    target = math.ceil(desired)
+    target = wanted = math.ceil(desired)
     low = current * (1 - SHARD_TOLERANCE)
     high = current * (1 + SHARD_TOLERANCE)
     within_tolerance = low <= target <= high
     behind = target < current and delay_seconds > MAX_DELAY_FOR_DOWNSCALE
+    rule = ""
     if within_tolerance or behind:
         target = current
+        if wanted != current:
+            rule = (
+                f"kept, within {SHARD_TOLERANCE:.0%} of the {current} running"
+                if within_tolerance
+                else f"no fewer while over {MAX_DELAY_FOR_DOWNSCALE:g}s behind"
+            )
+    if target > max_shards:
+        rule = f"capped at max_shards {max_shards}"
+    elif target < min_shards:
+        rule = f"raised to min_shards {min_shards}"
     target = max(min_shards, min(max_shards, target))
-    return ShardDecision(desired_raw=desired, shards=target)
+    return ShardDecision(
+        desired_raw=desired,
+        shards=target,
+        time_per_sample=time_per_sample,
+        rate_needed=rate_in * kept_ratio + backlog_catchup,
+        catchup=backlog_catchup,
+        rule=rule,
+    )
+
+
+def _per_sample(seconds: float) -> str:
+    micros = seconds * 1e6
+    return f"{micros:.3g} µs" if micros < 1000 else f"{micros / 1000:.3g} ms"
+
+
+def _count(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e4:
+        return f"{value / 1e3:.0f}k"
+    return f"{value:.0f}"
 
 
 LAG_PROBE_PERIOD = 0.01

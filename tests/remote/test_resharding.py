@@ -226,3 +226,24 @@ def test_loop_lag_probe_counts_blocked_time() -> None:
         assert probe._task is None
 
     asyncio.run(body())
+
+
+def test_the_decision_explains_itself() -> None:
+    # 10 ms per sample × 1000/s: 10 shards, as many as run.
+    assert decide().explain() == (
+        "desired 10.00 = 10 ms of network and receiver time per sample × 1000 samples/s "
+        "to send → 10 shards"
+    )
+    kept = decide(rate_in=1250).explain()
+    assert kept.startswith("desired 12.50 = ")
+    assert kept.endswith("→ 10 shards (kept, within 30% of the 10 running)")
+    assert (
+        decide(rate_in=200, delay_seconds=11)
+        .explain()
+        .endswith(
+            "(incl. 110/s catching up on the backlog) → 10 shards (no fewer while over 10s behind)"
+        )
+    )
+    assert "= 2.5 µs of network" in decide(rate_out_duration_ns=0.0025 * 1e9).explain()
+    assert decide(rate_in=100_000).explain().endswith("→ 50 shards (capped at max_shards 50)")
+    assert decide(rate_in=1, min_shards=3).explain().endswith("(raised to min_shards 3)")
