@@ -215,10 +215,14 @@ def machine_times() -> tuple[float, float]:
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_PHASE = re.compile(r'phase="([a-z_]+)"')
+R = "rwconsole_remote_"
+PHASES = ("encode", "loop_wait", "network", "backoff")
 
 
 def read_metrics(url: str) -> dict[str, float]:
-    """Every metric of a /metrics page, summed over its label sets."""
+    """Every metric of a /metrics page, summed over its label sets (a ``phase`` label
+    is also kept apart, as ``name:phase``)."""
     text = httpx.get(url, timeout=10).text
     totals: dict[str, float] = {}
     for line in text.splitlines():
@@ -226,8 +230,35 @@ def read_metrics(url: str) -> dict[str, float]:
         if match is None:
             continue
         with contextlib.suppress(ValueError):
-            totals[match[1]] = totals.get(match[1], 0.0) + float(match[3])
+            value = float(match[3])
+            totals[match[1]] = totals.get(match[1], 0.0) + value
+            phase = _PHASE.search(match[2] or "")
+            if phase is not None:
+                key = f"{match[1]}:{phase[1]}"
+                totals[key] = totals.get(key, 0.0) + value
     return totals
+
+
+def sending(m0: dict[str, float], m1: dict[str, float], seconds: float) -> dict[str, float]:
+    """rwconsole's send instrumentation over a window: mean requests in flight, shard
+    utilisation, batches/s and milliseconds per batch by phase (empty for the agent)."""
+    if R + "send_batches_total" not in m1:
+        return {}
+
+    def delta(name: str) -> float:
+        return m1.get(name, 0.0) - m0.get(name, 0.0)
+
+    batches = delta(R + "send_batches_total")
+    shards = m1.get(P + "shards", 0.0)
+    found = {
+        "in_flight": delta(R + "requests_in_flight_seconds_total") / seconds,
+        "shards_busy": delta(R + "shard_busy_seconds_total") / seconds / shards if shards else 0,
+        "batches_per_second": batches / seconds,
+    }
+    for phase in PHASES:
+        spent = delta(f"{R}send_phase_seconds_total:{phase}")
+        found[f"{phase}_ms"] = 1000 * spent / batches if batches else 0.0
+    return found
 
 
 def forwarded(m: dict[str, float]) -> float:
@@ -300,6 +331,7 @@ class Result:
     loadgen_cpu_percent: float = 0.0
     machine_idle_percent: float = 0.0
     agent_active_series: float | None = None
+    sending: dict[str, float] = field(default_factory=dict)
     profile_top: list[tuple[str, float, float]] = field(default_factory=list)
 
 
@@ -573,6 +605,7 @@ class Bench:
                     loadgen_cpu_percent=100.0 * loadgen_cpu / elapsed,
                     machine_idle_percent=idle_percent,
                     agent_active_series=m1.get("prometheus_agent_active_series"),
+                    sending=sending(m0, m1, elapsed),
                 )
             )
         if args.profile_dir is not None:
@@ -738,8 +771,17 @@ def print_table(results: Sequence[Result]) -> None:
                 f"note: {r.forwarder} reports {r.agent_active_series:,.0f} active series "
                 f"(expected {r.active_series:,})"
             )
+    for r in results:
+        if r.sending:
+            x = r.sending
+            print(
+                f"sending {r.forwarder}: {x['in_flight']:.2f} requests in flight (mean), shards "
+                f"busy {x['shards_busy']:.0%}, {x['batches_per_second']:.0f} batches/s; per "
+                f"batch ms: encode {x['encode_ms']:.2f}, loop wait {x['loop_wait_ms']:.2f}, "
+                f"network {x['network_ms']:.2f}, backoff {x['backoff_ms']:.2f}"
+            )
     for mode in dict.fromkeys(r.mode for r in results):
-        agents = [r for r in results if r.mode == mode and r.forwarder == "agent"]
+        agents = [r for r in results if r.mode == mode and r.forwarder.startswith("agent")]
         if not agents:
             continue
         agent = agents[0]
