@@ -273,6 +273,8 @@ class QueueManager:
         self._data_out = EwmaRate(update_interval)
         self._data_dropped = EwmaRate(update_interval)
         self._data_out_duration = EwmaRate(update_interval)
+        self._data_out_wait = EwmaRate(update_interval)
+        """Nanoseconds sends waited for the loop (``_SendPhases`` loop_wait)."""
         self._loop_lag: LoopLag | None = None
         self._reshard_disabled_until = 0.0
         self._last_send_time = 0.0
@@ -1011,7 +1013,7 @@ class QueueManager:
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
         busy = time.monotonic() - started - waited_for_loop - not_sending
         self._data_out_duration.add(max(0.0, busy) * 1e9)
-        phases.finish(metrics, not_sending)
+        self._data_out_wait.add(phases.finish(metrics, not_sending) * 1e9)
 
     def _send_clock(self) -> float:
         """Wall time less the loop's lateness so far: the stretch between two readings
@@ -1115,11 +1117,18 @@ class QueueManager:
     # ---- resharding ----------------------------------------------------------------
 
     async def _reshard_loop(self) -> None:
+        idle, wall = self._loop_idle(), time.monotonic()
         while True:
             await asyncio.sleep(self._update_interval)
             self._data_out.tick()
             self._data_dropped.tick()
             self._data_out_duration.tick()
+            self._data_out_wait.tick()
+            idle_was, wall_was = idle, wall
+            idle, wall = self._loop_idle(), time.monotonic()
+            loop_busy = None
+            if idle is not None and idle_was is not None and wall > wall_was:
+                loop_busy = max(0.0, 1.0 - (idle - idle_was) / (wall - wall_was))
             decision = desired_shards(
                 current=len(self._shards),
                 min_shards=self.settings.min_shards,
@@ -1129,6 +1138,8 @@ class QueueManager:
                 rate_dropped=self._data_dropped.rate,
                 rate_out_duration_ns=self._data_out_duration.rate,
                 delay_seconds=self.lag_seconds(),
+                rate_out_wait_ns=self._data_out_wait.rate,
+                loop_busy=loop_busy,
             )
             if decision is None:
                 self.shards_reason = "no samples sent in the last interval: nothing to measure"
@@ -1137,6 +1148,9 @@ class QueueManager:
             self.metrics.shards_desired.set(decision.desired_raw)
             if self._should_reshard(decision.shards):
                 await self._reshard(decision.shards)
+
+    def _loop_idle(self) -> float | None:
+        return self._loop_lag.idle_seconds() if self._loop_lag is not None else None
 
     def _should_reshard(self, target: int) -> bool:
         if target == len(self._shards):
@@ -1298,14 +1312,16 @@ class _SendPhases:
         self.sending += seconds
         return result
 
-    def finish(self, metrics: QueueMetrics, backoff: float) -> None:
+    def finish(self, metrics: QueueMetrics, backoff: float) -> float:
+        """Count the phases; returns the seconds the send waited for the loop."""
         phase = metrics.send_phase
         phase["encode"].inc(self.encoding)
         phase["network"].inc(self.sending)
-        waited = self._lateness() - self._started_lag - self._own
-        phase["loop_wait"].inc(max(0.0, waited))
+        waited = max(0.0, self._lateness() - self._started_lag - self._own)
+        phase["loop_wait"].inc(waited)
         phase["backoff"].inc(max(0.0, backoff))
         metrics.send_batches.inc()
+        return waited
 
 
 async def _cancel(tasks: Any) -> None:
