@@ -572,20 +572,18 @@ class QueueManager:
         (None when everything was), and the full shard that stopped it."""
         shards = self._shards
         n_shards = len(shards)
-        if n_shards == 1:
-            parts: list[Sequence[int]] = [range(len(refs))]
-        else:
-            homes = list(map(mod, refs, repeat(n_shards)))
-            parts = [
-                list(compress(range(len(refs)), map(eq, homes, repeat(s)))) for s in range(n_shards)
-            ]
+        parts = _shard_positions(refs, n_shards)
         left: list[int] = []
         blocked: _Shard | None = None
-        for shard, indexes in zip(shards, parts, strict=True):
-            placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
-            if placed < len(indexes):
-                left.extend(indexes[placed:])
-                blocked = blocked or shard
+        for shard, pieces in zip(shards, parts, strict=True):
+            for i, indexes in enumerate(pieces):
+                placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
+                if placed < len(indexes):
+                    left.extend(indexes[placed:])
+                    for rest in pieces[i + 1 :]:
+                        left.extend(rest)
+                    blocked = blocked or shard
+                    break
         if not left:
             return None, None
         if n_shards == 1:
@@ -609,8 +607,11 @@ class QueueManager:
         values: Sequence[float],
         seq: int,
     ) -> int:
-        """Append ``indexes``' samples to the shard's batches; how many fitted."""
+        """Append ``indexes``' samples to the shard's batches; how many fitted.
+
+        A ``range`` (also a strided one) is taken by slices, a list item by item."""
         contiguous = isinstance(indexes, range)
+        step = indexes.step if isinstance(indexes, range) else 1
         max_per_send = self.settings.max_samples_per_send
         placed, total = 0, len(indexes)
         while placed < total:
@@ -624,7 +625,7 @@ class QueueManager:
             take = min(max_per_send - batch.count, total - placed)
             if contiguous:
                 start = indexes[placed]
-                part = slice(start, start + take)
+                part = slice(start, start + take * step, step)
                 batch.refs.extend(refs[part])
                 batch.series.extend(keys[part])
                 batch.timestamps.extend(timestamps[part])
@@ -1269,6 +1270,47 @@ class QueueManager:
 
     def out_rate(self) -> float:
         return self._data_out.rate
+
+
+_RUN_MIN = 256
+"""Below this many samples a stretch of a chunk is split item by item."""
+
+
+def _shard_positions(refs: Sequence[int], n_shards: int) -> list[list[Sequence[int]]]:
+    """For each shard, the chunk positions of its samples (``ref % n_shards``) in order.
+
+    Where refs run consecutively (a scrape's series get consecutive refs when they
+    are created, so its commits mostly do), a shard's positions in the run are a
+    strided ``range``, taken by slices without a step per sample; elsewhere they
+    are lists picked with C-level passes, one per shard.
+    """
+    parts: list[list[Sequence[int]]] = [[] for _ in range(n_shards)]
+    if n_shards == 1:
+        parts[0].append(range(len(refs)))
+        return parts
+
+    def split(a: int, b: int) -> None:
+        first = refs[a]
+        if refs[b - 1] - first == b - 1 - a and refs[a:b] == list(range(first, first + b - a)):
+            for s in range(n_shards):
+                start = a + (s - first) % n_shards
+                if start < b:
+                    parts[s].append(range(start, b, n_shards))
+            return
+        if b - a <= _RUN_MIN:
+            homes = list(map(mod, refs[a:b], repeat(n_shards)))
+            for s in range(n_shards):
+                picked = list(compress(range(a, b), map(eq, homes, repeat(s))))
+                if picked:
+                    parts[s].append(picked)
+            return
+        middle = (a + b) // 2
+        split(a, middle)
+        split(middle, b)
+
+    if refs:
+        split(0, len(refs))
+    return parts
 
 
 class _SendPhases:

@@ -26,7 +26,7 @@ from rwconsole.protocol import encode
 from rwconsole.relabel import compile_rules, relabel
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.queue import QueueManager
+from rwconsole.remote.queue import QueueManager, _shard_positions
 from rwconsole.remote.queue_metrics import DROP_UNKNOWN_SERIES, QueueMetrics, TimeIntegral
 from rwconsole.remote.resharding import EwmaRate
 
@@ -656,3 +656,28 @@ def test_requests_in_flight_and_busy_shards_are_measured() -> None:
             assert name in exposed
 
     run(body)
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        list(range(1000, 11005)),  # one scrape's commit: consecutive refs
+        [*range(1000, 10000), *range(50, 55)],  # its report series created elsewhere
+        random.Random(7).sample(range(10**6), 5000),  # no runs at all
+        [3, 1, 2, 4, *range(10, 600), 7],  # a permutation whose ends look like a run
+    ],
+    ids=["one-run", "two-runs", "scattered", "tricky"],
+)
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 8])
+def test_shard_positions_partition_a_chunk_in_order(refs: list[int], n_shards: int) -> None:
+    parts = _shard_positions(refs, n_shards)
+    assert sorted(i for pieces in parts for piece in pieces for i in piece) == list(
+        range(len(refs))
+    )
+    for shard, pieces in enumerate(parts):
+        positions = [i for piece in pieces for i in piece]
+        assert positions == sorted(positions)  # chunk order, so per-series order holds
+        assert all(refs[i] % n_shards == shard for i in positions)
+    if n_shards > 1 and refs[:3] == [1000, 1001, 1002]:
+        # Runs of consecutive refs are strided ranges, taken by slices.
+        assert all(isinstance(pieces[0], range) for pieces in parts)
