@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -289,6 +290,9 @@ class QueueManager:
         self._partial_logged = 0.0
         self.shards_reason = ""
         """Why desired shards is what it is (``ShardDecision.explain``), for the console."""
+        self._compress_off_loop = len(os.sched_getaffinity(0)) > 1
+        """A worker thread compresses only while another CPU can run it: on one CPU it
+        would only add the hand-over and waits for the GIL to a send."""
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -822,7 +826,7 @@ class QueueManager:
     ) -> bytes:
         started = time.monotonic()
         body = self._serialize(batch, protocol)
-        if len(body) >= _THREAD_COMPRESS_BYTES:
+        if len(body) >= _THREAD_COMPRESS_BYTES and self._compress_off_loop:
             if phases is None:
                 return await asyncio.to_thread(encode.compress, body)
             phases.on_loop(time.monotonic() - started)
