@@ -554,52 +554,54 @@ class QueueManager:
                     rest_refs, rest_timestamps, rest_values, seq, cutoff_ms
                 )
                 break
-            left, blocked = self._enqueue_samples_bulk(*rest, seq)
-            if left is None or blocked is None:
+            left = await self._enqueue_samples_bulk(*rest, seq)
+            if left is None:
                 break
             rest = left
-            await self._wait_for_space(blocked)
         kept = n - dropped_series - dropped_unknown - too_old
         self.metrics.pending["samples"].dec(n - kept)
         self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
         self._count_drops("samples", dropped_series, dropped_unknown, too_old)
 
-    def _enqueue_samples_bulk(
+    async def _enqueue_samples_bulk(
         self,
         refs: Sequence[int],
         keys: Sequence[Any],
         timestamps: Sequence[int],
         values: Sequence[float],
         seq: int,
-    ) -> tuple[_Columns | None, _Shard | None]:
-        """Place samples of known series without waiting: what it could not place
-        (None when everything was), and the full shard that stopped it."""
+    ) -> _Columns | None:
+        """Place samples of known series, waiting for room in full shards: None when
+        everything is placed, or what is left when a reshard changed the shards
+        meanwhile (to be dealt out to the new ones)."""
         shards = self._shards
-        n_shards = len(shards)
-        parts = _shard_positions(refs, n_shards)
-        left: list[int] = []
-        blocked: _Shard | None = None
-        for shard, pieces in zip(shards, parts, strict=True):
-            for i, indexes in enumerate(pieces):
-                placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, seq)
-                if placed < len(indexes):
-                    left.extend(indexes[placed:])
-                    for rest in pieces[i + 1 :]:
-                        left.extend(rest)
-                    blocked = blocked or shard
-                    break
-        if not left:
-            return None, None
-        if n_shards == 1:
-            start = left[0]
-            return (refs[start:], keys[start:], timestamps[start:], values[start:]), blocked
-        left.sort()
-        return (
-            list(map(refs.__getitem__, left)),
-            list(map(keys.__getitem__, left)),
-            list(map(timestamps.__getitem__, left)),
-            list(map(values.__getitem__, left)),
-        ), blocked
+        pending = [deque(pieces) for pieces in _shard_positions(refs, len(shards))]
+        while True:
+            blocked: _Shard | None = None
+            for shard, pieces in zip(shards, pending, strict=True):
+                while pieces:
+                    piece = pieces[0]
+                    placed = self._fill_shard(shard, piece, refs, keys, timestamps, values, seq)
+                    if placed < len(piece):
+                        pieces[0] = piece[placed:]
+                        blocked = blocked or shard
+                        break
+                    pieces.popleft()
+            if blocked is None:
+                return None
+            # A blocked shard's own pieces wait where they are (no re-split per wait).
+            await self._wait_for_space(blocked)
+            if self._shards is not shards:
+                left = sorted(i for pieces in pending for piece in pieces for i in piece)
+                if len(shards) == 1:
+                    start = left[0]
+                    return refs[start:], keys[start:], timestamps[start:], values[start:]
+                return (
+                    list(map(refs.__getitem__, left)),
+                    list(map(keys.__getitem__, left)),
+                    list(map(timestamps.__getitem__, left)),
+                    list(map(values.__getitem__, left)),
+                )
 
     def _fill_shard(
         self,
