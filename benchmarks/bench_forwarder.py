@@ -19,6 +19,13 @@ Forwarders:
   agent-5000      the agent with max_samples_per_send 5000, capacity 10000
   rwconsole       ``python -m rwconsole run`` with the agent's default queue_config
   rwconsole-5000  rwconsole with max_samples_per_send 5000, capacity 10000
+  agent-2000, rwconsole-2000  Alloy's defaults (and rwconsole's): 2000 per send,
+                  capacity 10000, max_shards 50
+
+``--pin CPU`` runs every forwarder on that CPU alone (sched_setaffinity before
+exec, so its threads stay there too) and the load generator, the receiver and
+this script on the other CPUs: a forwarder's ``CPU%`` is then the share of its
+one CPU it used, and the rest of the machine cannot take CPU from it.
 
 ``--mode sequential`` runs the forwarders one after the other against a fresh
 receiver process each; ``side-by-side`` runs them at the same time (they then
@@ -78,10 +85,14 @@ AGENT_QUEUE = {
     "batch_send_deadline": 5,
 }
 BIG_BATCH_QUEUE = {**AGENT_QUEUE, "max_samples_per_send": 5000, "capacity": 10000}
+ALLOY_QUEUE = {**AGENT_QUEUE, "max_samples_per_send": 2000, "capacity": 10000, "max_shards": 50}
+"""Alloy's defaults, which are rwconsole's defaults too."""
 FORWARDERS = {
     "agent": ("agent", AGENT_QUEUE),
+    "agent-2000": ("agent", ALLOY_QUEUE),
     "agent-5000": ("agent", BIG_BATCH_QUEUE),
     "rwconsole": ("rwconsole", AGENT_QUEUE),
+    "rwconsole-2000": ("rwconsole", ALLOY_QUEUE),
     "rwconsole-5000": ("rwconsole", BIG_BATCH_QUEUE),
 }
 
@@ -109,9 +120,15 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
         self._procs: list[_Proc] = []
+        self.others: set[int] | None = None
+        """CPUs for every process but the forwarders (None: no pinning)."""
 
-    def start(self, name: str, argv: Sequence[str], **kwargs: Any) -> _Proc:
+    def start(
+        self, name: str, argv: Sequence[str], *, cpus: set[int] | None = None, **kwargs: Any
+    ) -> _Proc:
+        """Start ``argv``; on ``cpus`` if given, else on ``others`` when pinning is on."""
         log = self._log_dir / f"{name}.log"
+        affinity = cpus if cpus is not None else self.others
         with log.open("ab") as out:
             popen = subprocess.Popen(
                 list(argv),
@@ -119,6 +136,7 @@ class Processes:
                 stderr=out,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=None if affinity is None else _pinned(affinity),
                 **kwargs,
             )
         proc = _Proc(name, popen, log)
@@ -140,6 +158,13 @@ class Processes:
         for proc in reversed(list(self._procs)):
             with contextlib.suppress(Exception):
                 self.stop(proc)
+
+
+def _pinned(cpus: set[int]) -> Callable[[], None]:
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
 
 
 def free_port() -> int:
@@ -190,10 +215,14 @@ def machine_times() -> tuple[float, float]:
 
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_PHASE = re.compile(r'phase="([a-z_]+)"')
+R = "rwconsole_remote_"
+PHASES = ("encode", "loop_wait", "network", "backoff")
 
 
 def read_metrics(url: str) -> dict[str, float]:
-    """Every metric of a /metrics page, summed over its label sets."""
+    """Every metric of a /metrics page, summed over its label sets (a ``phase`` label
+    is also kept apart, as ``name:phase``)."""
     text = httpx.get(url, timeout=10).text
     totals: dict[str, float] = {}
     for line in text.splitlines():
@@ -201,8 +230,35 @@ def read_metrics(url: str) -> dict[str, float]:
         if match is None:
             continue
         with contextlib.suppress(ValueError):
-            totals[match[1]] = totals.get(match[1], 0.0) + float(match[3])
+            value = float(match[3])
+            totals[match[1]] = totals.get(match[1], 0.0) + value
+            phase = _PHASE.search(match[2] or "")
+            if phase is not None:
+                key = f"{match[1]}:{phase[1]}"
+                totals[key] = totals.get(key, 0.0) + value
     return totals
+
+
+def sending(m0: dict[str, float], m1: dict[str, float], seconds: float) -> dict[str, float]:
+    """rwconsole's send instrumentation over a window: mean requests in flight, shard
+    utilisation, batches/s and milliseconds per batch by phase (empty for the agent)."""
+    if R + "send_batches_total" not in m1:
+        return {}
+
+    def delta(name: str) -> float:
+        return m1.get(name, 0.0) - m0.get(name, 0.0)
+
+    batches = delta(R + "send_batches_total")
+    shards = m1.get(P + "shards", 0.0)
+    found = {
+        "in_flight": delta(R + "requests_in_flight_seconds_total") / seconds,
+        "shards_busy": delta(R + "shard_busy_seconds_total") / seconds / shards if shards else 0,
+        "batches_per_second": batches / seconds,
+    }
+    for phase in PHASES:
+        spent = delta(f"{R}send_phase_seconds_total:{phase}")
+        found[f"{phase}_ms"] = 1000 * spent / batches if batches else 0.0
+    return found
 
 
 def forwarded(m: dict[str, float]) -> float:
@@ -275,6 +331,7 @@ class Result:
     loadgen_cpu_percent: float = 0.0
     machine_idle_percent: float = 0.0
     agent_active_series: float | None = None
+    sending: dict[str, float] = field(default_factory=dict)
     profile_top: list[tuple[str, float, float]] = field(default_factory=list)
 
 
@@ -443,7 +500,8 @@ class Bench:
         # Run the rwconsole of the checkout this script belongs to, or of --baseline.
         tree = self.args.baseline if name.endswith(BASELINE_SUFFIX) else HERE.parent
         env = {**os.environ, "PYTHONPATH": str(tree)}
-        proc = self.procs.start(name, argv, cwd=data_dir, env=env)
+        pin = {self.args.pin} if self.args.pin is not None else None
+        proc = self.procs.start(name, argv, cpus=pin, cwd=data_dir, env=env)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
         running = _Running(name, kind, proc, metrics_url, data_dir)
@@ -547,6 +605,7 @@ class Bench:
                     loadgen_cpu_percent=100.0 * loadgen_cpu / elapsed,
                     machine_idle_percent=idle_percent,
                     agent_active_series=m1.get("prometheus_agent_active_series"),
+                    sending=sending(m0, m1, elapsed),
                 )
             )
         if args.profile_dir is not None:
@@ -712,8 +771,17 @@ def print_table(results: Sequence[Result]) -> None:
                 f"note: {r.forwarder} reports {r.agent_active_series:,.0f} active series "
                 f"(expected {r.active_series:,})"
             )
+    for r in results:
+        if r.sending:
+            x = r.sending
+            print(
+                f"sending {r.forwarder}: {x['in_flight']:.2f} requests in flight (mean), shards "
+                f"busy {x['shards_busy']:.0%}, {x['batches_per_second']:.0f} batches/s; per "
+                f"batch ms: encode {x['encode_ms']:.2f}, loop wait {x['loop_wait_ms']:.2f}, "
+                f"network {x['network_ms']:.2f}, backoff {x['backoff_ms']:.2f}"
+            )
     for mode in dict.fromkeys(r.mode for r in results):
-        agents = [r for r in results if r.mode == mode and r.forwarder == "agent"]
+        agents = [r for r in results if r.mode == mode and r.forwarder.startswith("agent")]
         if not agents:
             continue
         agent = agents[0]
@@ -819,6 +887,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N",
         help="N consoles' links (snapshot stream) attached to each rwconsole during the run",
     )
+    parser.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run each forwarder on this CPU alone, everything else on the other CPUs",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="a small load, about one minute")
     parser.add_argument("--null-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -846,6 +920,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.window = 40.0 if args.window is None else args.window
     if args.warmup < 0 or args.window <= 0:
         parser.error("--warmup must be >= 0 and --window > 0")
+    if args.pin is not None:
+        cpus = os.sched_getaffinity(0)
+        if args.pin not in cpus or len(cpus) < 2:
+            parser.error(f"--pin {args.pin}: needs one of {sorted(cpus)} and another CPU left")
     return args
 
 
@@ -891,11 +969,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="bench-forwarder-"))
     bench = Bench(args, workdir)
+    if args.pin is not None:
+        bench.procs.others = os.sched_getaffinity(0) - {args.pin}
+        os.sched_setaffinity(0, bench.procs.others)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs"
         f" · python {sys.version.split()[0]}"
         f" · mode {args.mode} · receiver {args.receiver} · warm-up {args.warmup:g}s"
         f" · window {args.window:g}s · work dir {workdir}"
+        + (f" · forwarders pinned to CPU {args.pin}" if args.pin is not None else "")
     )
     code = run_guarded(bench, lambda: [bench.run_load(load) for load in args.load])
     if args.json is not None:

@@ -1150,11 +1150,17 @@ class Engine:
                 "dropped": m.total_dropped("samples"),
                 "dur_sum": m.batch_duration.sum,
                 "dur_count": float(m.batch_duration.count),
+                "in_flight": m.in_flight_time.value,
+                "busy": m.shard_busy_time.value,
+                "batches": m.send_batches.value,
+                **{phase: m.send_phase[phase].value for phase in queue_metrics.SEND_PHASES},
             }
             last = endpoint.last_counters or counters
             delta = {k: counters[k] - last.get(k, 0.0) for k in counters}
             endpoint.last_counters = counters
             latency = delta["dur_sum"] / delta["dur_count"] if delta["dur_count"] else 0.0
+            batches = delta["batches"]
+            shards = m.shards.value
             endpoint.history.append(
                 HistoryPoint(
                     time=now,
@@ -1171,6 +1177,14 @@ class Engine:
                     pending=m.pending["samples"].value,
                     send_latency_seconds=latency,
                     accepted_per_second=delta["accepted"],
+                    requests_in_flight=delta["in_flight"] / SNAPSHOT_INTERVAL,
+                    batches_per_second=batches / SNAPSHOT_INTERVAL,
+                    send_encode_seconds=delta["encode"] / batches if batches else 0.0,
+                    send_loop_wait_seconds=delta["loop_wait"] / batches if batches else 0.0,
+                    send_network_seconds=delta["network"] / batches if batches else 0.0,
+                    shard_utilisation=min(1.0, delta["busy"] / (shards * SNAPSHOT_INTERVAL))
+                    if shards
+                    else 0.0,
                 )
             )
             if self.shard_history is not None:
@@ -1216,6 +1230,8 @@ class Engine:
                     else (),
                     protocol_state=queue.negotiation.describe(),
                     loss_at_budget_per_second=self._loss_at_budget(endpoint),
+                    requests_in_flight=int(m.in_flight.value),
+                    shards_reason=queue.shards_reason,
                 )
             )
         sources = self._source_status()

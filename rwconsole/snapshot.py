@@ -109,6 +109,18 @@ class HistoryPoint:
     accepted_per_second: float = 0.0
     """Samples the receiver accepted (``samples_out_per_second`` counts every sample
     whose sending finished, rejected ones included)."""
+    requests_in_flight: float = 0.0
+    """Mean number of remote-write requests sent and not yet answered."""
+    batches_per_second: float = 0.0
+    """Batches whose sending finished (the weights of the per-batch means below)."""
+    send_encode_seconds: float = 0.0
+    """Mean per batch: serialising and compressing it."""
+    send_loop_wait_seconds: float = 0.0
+    """Mean per batch: the event loop ran other work while the send waited for it."""
+    send_network_seconds: float = 0.0
+    """Mean per batch: its HTTP attempts, network and receiver."""
+    shard_utilisation: float = 0.0
+    """Share of the time the shards had a batch to send (0–1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +186,10 @@ class EndpointSnapshot:
     loss_at_budget_per_second: float = 0.0
     """Samples per second this endpoint would lose if the WAL reached its budget now
     (what comes in faster than it sends; 0 when the WAL has no ``drop_oldest`` budget)."""
+    requests_in_flight: int = 0
+    """Remote-write requests sent and not yet answered, now."""
+    shards_reason: str = ""
+    """What the last desired-shards calculation was made of and why that many run."""
 
 
 @dataclass(frozen=True, slots=True)

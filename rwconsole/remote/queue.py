@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, mod
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.labels import Labels
@@ -60,6 +61,7 @@ _BULK_MAX_SHARDS = 8
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
 snappy and more, against some 30 µs of loop time to hand it over)."""
+_T = TypeVar("_T")
 _Columns = tuple[Sequence[int], Sequence[Any], Sequence[int], Sequence[float], Sequence[int] | None]
 """Samples still to place: refs, series keys, timestamps, values, start timestamps (or None)."""
 
@@ -299,6 +301,8 @@ class QueueManager:
         self._data_out = EwmaRate(update_interval)
         self._data_dropped = EwmaRate(update_interval)
         self._data_out_duration = EwmaRate(update_interval)
+        self._data_out_wait = EwmaRate(update_interval)
+        """Nanoseconds sends waited for the loop (``_SendPhases`` loop_wait)."""
         self._loop_lag: LoopLag | None = None
         self._reshard_disabled_until = 0.0
         self._last_send_time = 0.0
@@ -311,6 +315,11 @@ class QueueManager:
             protocol, reprobe_interval=protocol_reprobe_interval, clock=clock
         )
         self._partial_logged = 0.0
+        self.shards_reason = ""
+        """Why desired shards is what it is (``ShardDecision.explain``), for the console."""
+        self._compress_off_loop = len(os.sched_getaffinity(0)) > 1
+        """A worker thread compresses only while another CPU can run it: on one CPU it
+        would only add the hand-over and waits for the GIL to a send."""
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -595,17 +604,16 @@ class QueueManager:
                     rest_refs, rest_timestamps, rest_values, rest_starts, seq, cutoff_ms
                 )
                 break
-            left, blocked = self._enqueue_samples_bulk(*rest, seq)
-            if left is None or blocked is None:
+            left = await self._enqueue_samples_bulk(*rest, seq)
+            if left is None:
                 break
             rest = left
-            await self._wait_for_space(blocked)
         kept = n - dropped_series - dropped_unknown - too_old
         self.metrics.pending["samples"].dec(n - kept)
         self._note_enqueued("samples", kept, max(timestamps) if kept else 0)
         self._count_drops("samples", dropped_series, dropped_unknown, too_old)
 
-    def _enqueue_samples_bulk(
+    async def _enqueue_samples_bulk(
         self,
         refs: Sequence[int],
         keys: Sequence[Any],
@@ -613,44 +621,47 @@ class QueueManager:
         values: Sequence[float],
         starts: Sequence[int] | None,
         seq: int,
-    ) -> tuple[_Columns | None, _Shard | None]:
-        """Place samples of known series without waiting: what it could not place
-        (None when everything was), and the full shard that stopped it."""
+    ) -> _Columns | None:
+        """Place samples of known series, waiting for room in full shards: None when
+        everything is placed, or what is left when a reshard changed the shards
+        meanwhile (to be dealt out to the new ones)."""
         shards = self._shards
-        n_shards = len(shards)
-        if n_shards == 1:
-            parts: list[Sequence[int]] = [range(len(refs))]
-        else:
-            homes = list(map(mod, refs, repeat(n_shards)))
-            parts = [
-                list(compress(range(len(refs)), map(eq, homes, repeat(s)))) for s in range(n_shards)
-            ]
-        left: list[int] = []
-        blocked: _Shard | None = None
-        for shard, indexes in zip(shards, parts, strict=True):
-            placed = self._fill_shard(shard, indexes, refs, keys, timestamps, values, starts, seq)
-            if placed < len(indexes):
-                left.extend(indexes[placed:])
-                blocked = blocked or shard
-        if not left:
-            return None, None
-        if n_shards == 1:
-            start = left[0]
-            return (
-                refs[start:],
-                keys[start:],
-                timestamps[start:],
-                values[start:],
-                starts[start:] if starts is not None else None,
-            ), blocked
-        left.sort()
-        return (
-            list(map(refs.__getitem__, left)),
-            list(map(keys.__getitem__, left)),
-            list(map(timestamps.__getitem__, left)),
-            list(map(values.__getitem__, left)),
-            list(map(starts.__getitem__, left)) if starts is not None else None,
-        ), blocked
+        pending = [deque(pieces) for pieces in _shard_positions(refs, len(shards))]
+        while True:
+            blocked: _Shard | None = None
+            for shard, pieces in zip(shards, pending, strict=True):
+                while pieces:
+                    piece = pieces[0]
+                    placed = self._fill_shard(
+                        shard, piece, refs, keys, timestamps, values, starts, seq
+                    )
+                    if placed < len(piece):
+                        pieces[0] = piece[placed:]
+                        blocked = blocked or shard
+                        break
+                    pieces.popleft()
+            if blocked is None:
+                return None
+            # A blocked shard's own pieces wait where they are (no re-split per wait).
+            await self._wait_for_space(blocked)
+            if self._shards is not shards:
+                left = sorted(i for pieces in pending for piece in pieces for i in piece)
+                if len(shards) == 1:
+                    start = left[0]
+                    return (
+                        refs[start:],
+                        keys[start:],
+                        timestamps[start:],
+                        values[start:],
+                        starts[start:] if starts is not None else None,
+                    )
+                return (
+                    list(map(refs.__getitem__, left)),
+                    list(map(keys.__getitem__, left)),
+                    list(map(timestamps.__getitem__, left)),
+                    list(map(values.__getitem__, left)),
+                    list(map(starts.__getitem__, left)) if starts is not None else None,
+                )
 
     def _fill_shard(
         self,
@@ -663,8 +674,11 @@ class QueueManager:
         starts: Sequence[int] | None,
         seq: int,
     ) -> int:
-        """Append ``indexes``' samples to the shard's batches; how many fitted."""
+        """Append ``indexes``' samples to the shard's batches; how many fitted.
+
+        A ``range`` (also a strided one) is taken by slices, a list item by item."""
         contiguous = isinstance(indexes, range)
+        step = indexes.step if isinstance(indexes, range) else 1
         max_per_send = self.settings.max_samples_per_send
         placed, total = 0, len(indexes)
         while placed < total:
@@ -678,7 +692,7 @@ class QueueManager:
             take = min(max_per_send - batch.count, total - placed)
             if contiguous:
                 start = indexes[placed]
-                part = slice(start, start + take)
+                part = slice(start, start + take * step, step)
                 batch.refs.extend(refs[part])
                 batch.series.extend(keys[part])
                 batch.timestamps.extend(timestamps[part])
@@ -865,22 +879,35 @@ class QueueManager:
                     continue
             shard.inflight = batch
             shard.space.set()
+            busy = self.metrics.shard_busy_time
+            busy.change(1)
             try:
                 await self._send_batch(batch, shard.stop)
             except _Interrupted:
                 return
+            finally:
+                busy.change(-1)
             shard.inflight = None
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
             self._advance_delivered()
 
-    async def _encode(self, batch: _Batch, protocol: int | None = None) -> bytes:
+    async def _encode(
+        self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
+    ) -> bytes:
+        started = time.monotonic()
         body = self._serialize(batch, protocol)
-        if len(body) >= _THREAD_COMPRESS_BYTES:
+        if len(body) >= _THREAD_COMPRESS_BYTES and self._compress_off_loop:
+            if phases is None:
+                return await asyncio.to_thread(encode.compress, body)
+            phases.on_loop(time.monotonic() - started)
             # Snappy releases the GIL: on another core the loop goes on meanwhile.
-            return await asyncio.to_thread(encode.compress, body)
-        return encode.compress(body)
+            return await phases.off_loop(asyncio.to_thread(encode.compress, body))
+        body = encode.compress(body)
+        if phases is not None:
+            phases.on_loop(time.monotonic() - started)
+        return body
 
     def _serialize(self, batch: _Batch, protocol: int | None = None) -> bytes:
         if (protocol or self.protocol) == 1:
@@ -949,7 +976,8 @@ class QueueManager:
         protocol = self._protocol_for_batch()
         if protocol != self.protocol:
             batch = self._as_v1(batch)
-        body = await self._encode(batch, protocol)
+        phases = _SendPhases(self._loop_lag)
+        body = await self._encode(batch, protocol, phases)
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
         started = time.monotonic()
@@ -964,7 +992,7 @@ class QueueManager:
             if shed is not batch:
                 batch = shed
                 if batch.count:
-                    body = await self._encode(batch, protocol)
+                    body = await self._encode(batch, protocol, phases)
             if batch.count == 0:
                 break
             if not self._resume.is_set():
@@ -977,19 +1005,27 @@ class QueueManager:
             if protocol != self.negotiation.current and protocol == 2:
                 # Another shard found the receiver speaks only 1.0.
                 protocol, batch = 1, self._as_v1(batch)
-                body = await self._encode(batch, protocol)
+                body = await self._encode(batch, protocol, phases)
                 continue
             counts = batch.counts()
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.sent[kind].inc(n)
-            result = await self._client.send(
-                body,
-                protocol=protocol,
-                attempt=attempt,
-                items=batch.count,
-                retry_on_http_429=self.settings.retry_on_http_429,
-            )
+            metrics.in_flight.inc()
+            metrics.in_flight_time.change(1)
+            try:
+                result = await phases.network(
+                    self._client.send(
+                        body,
+                        protocol=protocol,
+                        attempt=attempt,
+                        items=batch.count,
+                        retry_on_http_429=self.settings.retry_on_http_429,
+                    )
+                )
+            finally:
+                metrics.in_flight.dec()
+                metrics.in_flight_time.change(-1)
             metrics.batch_duration.observe(result.duration)
             self.last_status = result.status
             if self._refuses_v2(result, protocol, batch.count):
@@ -997,7 +1033,7 @@ class QueueManager:
                     if n:
                         metrics.retried[kind].inc(n)
                 protocol, batch = 1, self._as_v1(batch)
-                body = await self._encode(batch, protocol)
+                body = await self._encode(batch, protocol, phases)
                 attempt = 0
                 continue
             if result.outcome == "ok":
@@ -1058,6 +1094,7 @@ class QueueManager:
         waited_for_loop = lag.seconds() - lag_started if lag is not None else 0.0
         busy = time.monotonic() - started - waited_for_loop - not_sending
         self._data_out_duration.add(max(0.0, busy) * 1e9)
+        self._data_out_wait.add(phases.finish(metrics, not_sending) * 1e9)
 
     def _send_clock(self) -> float:
         """Wall time less the loop's lateness so far: the stretch between two readings
@@ -1159,11 +1196,18 @@ class QueueManager:
     # ---- resharding ----------------------------------------------------------------
 
     async def _reshard_loop(self) -> None:
+        idle, wall = self._loop_idle(), time.monotonic()
         while True:
             await asyncio.sleep(self._update_interval)
             self._data_out.tick()
             self._data_dropped.tick()
             self._data_out_duration.tick()
+            self._data_out_wait.tick()
+            idle_was, wall_was = idle, wall
+            idle, wall = self._loop_idle(), time.monotonic()
+            loop_busy = None
+            if idle is not None and idle_was is not None and wall > wall_was:
+                loop_busy = max(0.0, 1.0 - (idle - idle_was) / (wall - wall_was))
             decision = desired_shards(
                 current=len(self._shards),
                 min_shards=self.settings.min_shards,
@@ -1173,12 +1217,19 @@ class QueueManager:
                 rate_dropped=self._data_dropped.rate,
                 rate_out_duration_ns=self._data_out_duration.rate,
                 delay_seconds=self.lag_seconds(),
+                rate_out_wait_ns=self._data_out_wait.rate,
+                loop_busy=loop_busy,
             )
             if decision is None:
+                self.shards_reason = "no samples sent in the last interval: nothing to measure"
                 continue
+            self.shards_reason = decision.explain()
             self.metrics.shards_desired.set(decision.desired_raw)
             if self._should_reshard(decision.shards):
                 await self._reshard(decision.shards)
+
+    def _loop_idle(self) -> float | None:
+        return self._loop_lag.idle_seconds() if self._loop_lag is not None else None
 
     def _should_reshard(self, target: int) -> bool:
         if target == len(self._shards):
@@ -1299,6 +1350,100 @@ def _move_sample(batch: _Batch, i: int, old: _Batch) -> None:
         batch.note_starts(len(batch.values), (old.starts[i],))
     batch.values.append(old.values[i])
     batch.refs.append(old.refs[i])
+
+
+_RUN_MIN = 256
+"""Below this many samples a stretch of a chunk is split item by item."""
+
+
+def _shard_positions(refs: Sequence[int], n_shards: int) -> list[list[Sequence[int]]]:
+    """For each shard, the chunk positions of its samples (``ref % n_shards``) in order.
+
+    Where refs run consecutively (a scrape's series get consecutive refs when they
+    are created, so its commits mostly do), a shard's positions in the run are a
+    strided ``range``, taken by slices without a step per sample; elsewhere they
+    are lists picked with C-level passes, one per shard.
+    """
+    parts: list[list[Sequence[int]]] = [[] for _ in range(n_shards)]
+    if n_shards == 1:
+        parts[0].append(range(len(refs)))
+        return parts
+
+    def split(a: int, b: int) -> None:
+        first = refs[a]
+        if refs[b - 1] - first == b - 1 - a and refs[a:b] == list(range(first, first + b - a)):
+            for s in range(n_shards):
+                start = a + (s - first) % n_shards
+                if start < b:
+                    parts[s].append(range(start, b, n_shards))
+            return
+        if b - a <= _RUN_MIN:
+            homes = list(map(mod, refs[a:b], repeat(n_shards)))
+            for s in range(n_shards):
+                picked = list(compress(range(a, b), map(eq, homes, repeat(s))))
+                if picked:
+                    parts[s].append(picked)
+            return
+        middle = (a + b) // 2
+        split(a, middle)
+        split(middle, b)
+
+    if refs:
+        split(0, len(refs))
+    return parts
+
+
+class _SendPhases:
+    """Where one batch's sending time went (``queue_metrics.SEND_PHASES``).
+
+    Encoding on the loop is timed directly; the loop's lateness (``LoopLag``)
+    during the send, less what that encoding itself held the loop, is
+    ``loop_wait``; compression in a worker thread and each HTTP attempt count
+    their wall time less the lateness seen meanwhile.
+    """
+
+    __slots__ = ("_lag", "_own", "_started_lag", "encoding", "sending")
+
+    def __init__(self, lag: LoopLag | None) -> None:
+        self._lag = lag
+        self._started_lag = lag.seconds() if lag is not None else 0.0
+        self._own = 0.0
+        self.encoding = 0.0
+        self.sending = 0.0
+
+    def _lateness(self) -> float:
+        return self._lag.seconds() if self._lag is not None else 0.0
+
+    async def _timed(self, step: Awaitable[_T]) -> tuple[_T, float]:
+        started, late = time.monotonic(), self._lateness()
+        result = await step
+        return result, max(0.0, (time.monotonic() - started) - (self._lateness() - late))
+
+    def on_loop(self, seconds: float) -> None:
+        """Encoding work done on the loop (it made the loop late itself)."""
+        self.encoding += seconds
+        self._own += seconds
+
+    async def off_loop(self, step: Awaitable[_T]) -> _T:
+        result, seconds = await self._timed(step)
+        self.encoding += seconds
+        return result
+
+    async def network(self, step: Awaitable[_T]) -> _T:
+        result, seconds = await self._timed(step)
+        self.sending += seconds
+        return result
+
+    def finish(self, metrics: QueueMetrics, backoff: float) -> float:
+        """Count the phases; returns the seconds the send waited for the loop."""
+        phase = metrics.send_phase
+        phase["encode"].inc(self.encoding)
+        phase["network"].inc(self.sending)
+        waited = max(0.0, self._lateness() - self._started_lag - self._own)
+        phase["loop_wait"].inc(waited)
+        phase["backoff"].inc(max(0.0, backoff))
+        metrics.send_batches.inc()
+        return waited
 
 
 async def _cancel(tasks: Any) -> None:

@@ -4,9 +4,17 @@ Names, types and labels follow Alloy's ``prometheus.remote_write`` (which uses
 Prometheus' queue manager): per-queue families carry ``remote_name`` and
 ``url``; ``*_dropped_total`` adds ``reason``. ``QueueMetrics`` holds the
 children of one queue so the hot path increments attributes, not dict lookups.
+
+The ``rwconsole_remote_*`` families are this project's own: how a queue's
+sends spend their time (``SEND_PHASES``), how many requests are in flight and
+how busy the shards are (``TimeIntegral``: level × seconds, whose rate is the
+mean level).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from rwconsole.metrics import Counter, Gauge, Histogram, Registry
 
@@ -22,6 +30,48 @@ DROP_HISTOGRAMS_DISABLED = "native_histograms_disabled"
 DROP_WAL_TRUNCATED = "wal_truncated_max_keepalive"
 PROTOCOL_METRIC = "rwconsole_remote_write_protocol"
 PARTIAL_WRITES_METRIC = "rwconsole_remote_write_partial_writes_total"
+IN_FLIGHT_METRIC = "rwconsole_remote_requests_in_flight"
+IN_FLIGHT_SECONDS_METRIC = "rwconsole_remote_requests_in_flight_seconds_total"
+SHARD_BUSY_METRIC = "rwconsole_remote_shard_busy_seconds_total"
+SEND_PHASE_METRIC = "rwconsole_remote_send_phase_seconds_total"
+SEND_BATCHES_METRIC = "rwconsole_remote_send_batches_total"
+SEND_PHASES = ("encode", "loop_wait", "network", "backoff")
+"""Where a batch's sending time goes: ``encode`` (serialising and compressing it),
+``loop_wait`` (the event loop ran other work while the send waited for a turn),
+``network`` (the HTTP attempts: network and receiver), ``backoff`` (retry sleeps
+and pauses)."""
+
+
+class TimeIntegral(Counter):
+    """A counter of level × seconds: how many things were busy, summed over time.
+
+    ``change`` moves the level; ``value`` is read lazily, so the time since the
+    last change counts too. Its rate is the mean level over the rate's window
+    (requests in flight, busy shards).
+    """
+
+    __slots__ = ("_clock", "_done", "_since", "level")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._done = 0.0
+        self._since = clock()
+        self.level = 0
+
+    def change(self, delta: int) -> None:
+        now = self._clock()
+        self._done += self.level * (now - self._since)
+        self._since = now
+        self.level += delta
+
+    @property  # type: ignore[override]
+    def value(self) -> float:
+        return self._done + self.level * (self._clock() - self._since)
+
+    @value.setter
+    def value(self, _: float) -> None:
+        """Counter.__init__ sets a value; the integral starts at 0 regardless."""
 
 
 def _define(registry: Registry) -> None:
@@ -109,6 +159,35 @@ def _define(registry: Registry) -> None:
         (*QUEUE_LABELS, "kind"),
     )
     registry.gauge(
+        IN_FLIGHT_METRIC,
+        "Remote-write requests sent and not yet answered.",
+        QUEUE_LABELS,
+    )
+    registry.counter(
+        IN_FLIGHT_SECONDS_METRIC,
+        "Requests in flight integrated over time; its rate is the mean number in flight.",
+        QUEUE_LABELS,
+    )
+    registry.counter(
+        SHARD_BUSY_METRIC,
+        "Seconds the queue's shards spent on a batch (encoding, waiting, sending, backing "
+        "off), summed over shards; its rate divided by the shards is their utilisation.",
+        QUEUE_LABELS,
+    )
+    registry.counter(
+        SEND_PHASE_METRIC,
+        "Wall time of finished batch sends by phase: encode (serialise and compress), "
+        "loop_wait (the event loop ran other work while the send waited for it), network "
+        "(HTTP attempts: network and receiver), backoff (retry sleeps and pauses).",
+        (*QUEUE_LABELS, "phase"),
+    )
+    registry.counter(
+        SEND_BATCHES_METRIC,
+        "Batches whose sending finished (sent, or given up as non-recoverable); "
+        "divides the send phase seconds into means per batch.",
+        QUEUE_LABELS,
+    )
+    registry.gauge(
         f"{PREFIX}highest_timestamp_in_seconds",
         "Highest timestamp that has come into the remote storage via the WAL, in seconds.",
     )
@@ -170,6 +249,36 @@ class QueueMetrics:
         self.shards_max = gauge("shards_max")
         self.shards_min = gauge("shards_min")
         self.max_samples_per_send = gauge("max_samples_per_send")
+        self.in_flight = self._labelled_gauge(IN_FLIGHT_METRIC)
+        self.in_flight_time = self._integral(IN_FLIGHT_SECONDS_METRIC)
+        self.shard_busy_time = self._integral(SHARD_BUSY_METRIC)
+        self.send_phase: dict[str, Counter] = {}
+        for phase in SEND_PHASES:
+            found = self._labelled(SEND_PHASE_METRIC, phase)
+            assert isinstance(found, Counter)
+            self.send_phase[phase] = found
+        batches = registry.get(SEND_BATCHES_METRIC)
+        assert batches is not None
+        found_batches = batches.labels(*self._key)
+        assert isinstance(found_batches, Counter)
+        self.send_batches = found_batches
+
+    def _labelled_gauge(self, name: str) -> Gauge:
+        family = self._registry.get(name)
+        assert family is not None
+        found = family.labels(*self._key)
+        assert isinstance(found, Gauge)
+        return found
+
+    def _integral(self, name: str) -> TimeIntegral:
+        family = self._registry.get(name)
+        assert family is not None
+        existing = family.children.get(self._key)
+        if isinstance(existing, TimeIntegral):
+            return existing
+        integral = TimeIntegral()
+        family.children[self._key] = integral
+        return integral
 
     def dropped(self, kind: str, reason: str) -> Counter:
         family = self._registry.get(f"{PREFIX}{kind}_dropped_total")

@@ -56,6 +56,43 @@ def average_rate(history: Sequence[Any], name: str, window: float) -> float:
     return sum(getattr(p, name) for p in points) / len(points)
 
 
+@dataclass(frozen=True, slots=True)
+class SendBreakdown:
+    """How an endpoint's sends spent their time over a window (means per batch)."""
+
+    in_flight: float
+    """Mean requests in flight."""
+    batches_per_second: float
+    utilisation: float
+    """Share of the time the shards had a batch (0–1)."""
+    encode: float
+    loop_wait: float
+    network: float
+
+
+def send_breakdown(history: Sequence[Any], window: float) -> SendBreakdown | None:
+    """The send phases over the newest ``window`` seconds, weighted by batches (None: no
+    batch finished in the window)."""
+    if not history:
+        return None
+    points = window_points(history, max(window, 1.0) - 0.5, history[-1].time)
+    batches = sum(p.batches_per_second for p in points)
+    if batches <= 0:
+        return None
+
+    def per_batch(name: str) -> float:
+        return sum(getattr(p, name) * p.batches_per_second for p in points) / batches
+
+    return SendBreakdown(
+        in_flight=sum(p.requests_in_flight for p in points) / len(points),
+        batches_per_second=batches / len(points),
+        utilisation=sum(p.shard_utilisation for p in points) / len(points),
+        encode=per_batch("send_encode_seconds"),
+        loop_wait=per_batch("send_loop_wait_seconds"),
+        network=per_batch("send_network_seconds"),
+    )
+
+
 def average_latency(history: Sequence[Any]) -> float | None:
     """Mean send latency over the seconds in which requests completed (None if none did)."""
     values = [p.send_latency_seconds for p in history if p.send_latency_seconds > 0]

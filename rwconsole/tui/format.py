@@ -46,6 +46,16 @@ def seconds(value: float) -> str:
     return format_duration(round(value))
 
 
+def millis(value: float) -> str:
+    """A short duration in milliseconds with 2 significant digits: ``"0.42ms"``, ``"31ms"``."""
+    if value <= 0:
+        return "0ms"
+    ms = value * 1000
+    if ms >= 1000:
+        return seconds(value)
+    return f"{ms:.2g}ms" if ms < 10 else f"{ms:.0f}ms"
+
+
 def duration_field(value: float) -> str:
     """A queue_config duration exactly as it is written in the config file."""
     return format_duration(value)

@@ -8,6 +8,7 @@ real.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -26,8 +27,8 @@ from rwconsole.protocol import encode
 from rwconsole.relabel import compile_rules, relabel
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.client import RemoteWriteClient
-from rwconsole.remote.queue import QueueManager
-from rwconsole.remote.queue_metrics import DROP_UNKNOWN_SERIES, QueueMetrics
+from rwconsole.remote.queue import QueueManager, _shard_positions
+from rwconsole.remote.queue_metrics import DROP_UNKNOWN_SERIES, QueueMetrics, TimeIntegral
 from rwconsole.remote.resharding import EwmaRate
 
 NOW_MS = int(time.time() * 1000)
@@ -151,10 +152,12 @@ def test_everything_arrives_in_order_across_shards(shards: int) -> None:
     run(body)
 
 
+@pytest.mark.parametrize("cpus", [2, 1])
 def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, cpus: int
 ) -> None:
-    """Bodies over the threshold go to snappy in a worker thread; small ones stay."""
+    """Bodies over the threshold go to snappy in a worker thread when another CPU can
+    run it; small ones, and every one on a single CPU, stay on the loop."""
     threads: list[bool] = []
     compress = encode.compress
 
@@ -163,6 +166,7 @@ def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
         return compress(body)
 
     monkeypatch.setattr(encode, "compress", recording)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
 
     async def body(receiver: DemoReceiver) -> None:
         h = Harness(
@@ -184,22 +188,28 @@ def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
         assert sum(s.samples for s in per_series.values()) == expected + small + 5
 
     run(body)
-    assert False in threads  # the 2000-sample bodies (about 150 KB) in a worker thread
+    # The 2000-sample bodies (about 150 KB) in a worker thread, if there is a CPU for it.
+    assert (False in threads) is (cpus > 1)
     assert threads[-1] is True  # the 5-sample body on the loop
 
 
 ENCODE_SECONDS = 0.3
 
 
+def _slow_down(monkeypatch: pytest.MonkeyPatch, name: str, seconds: float) -> None:
+    """Make ``encode.<name>`` block its thread ``seconds`` longer per call."""
+    real = getattr(encode, name)
+
+    def slow(*args: object, **kwargs: object) -> bytes:
+        time.sleep(seconds)
+        return real(*args, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(encode, name, slow)
+
+
 def test_encoding_time_is_not_counted_as_the_receivers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Desired shards read send time as the receiver's: a slow encode must not add to it."""
-    compress = encode.compress
-
-    def slow(body: bytes) -> bytes:
-        time.sleep(ENCODE_SECONDS)
-        return compress(body)
-
-    monkeypatch.setattr(encode, "compress", slow)
+    _slow_down(monkeypatch, "compress", ENCODE_SECONDS)
 
     async def body(receiver: DemoReceiver) -> None:
         h = Harness(receiver, QueueConfig(max_samples_per_send=50, batch_send_deadline=0.05))
@@ -211,6 +221,15 @@ def test_encoding_time_is_not_counted_as_the_receivers(monkeypatch: pytest.Monke
         # the encode time alone, which counting it would reach however fast the
         # HTTP part is; that part (ms on loopback, more on a busy machine) gets all of it.
         assert 0 < h.queue._data_out_duration._pending < 3 * ENCODE_SECONDS * 1e9
+        # The same split for the console: encoding blocks the loop itself, which is the
+        # encode phase, not waiting for the loop.
+        m = h.queue.metrics
+        phase = {name: counter.value for name, counter in m.send_phase.items()}
+        assert m.send_batches.value == 3
+        assert phase["encode"] >= 3 * ENCODE_SECONDS
+        assert phase["loop_wait"] < 3 * ENCODE_SECONDS / 2
+        assert phase["network"] > 0 and phase["backoff"] == 0
+        assert m.in_flight.value == 0
 
     run(body)
 
@@ -580,3 +599,90 @@ def test_accepted_counts_only_what_the_receiver_took() -> None:
         assert "accepted" not in h.registry.expose()
 
     run(body)
+
+
+def test_time_integral_counts_level_times_seconds() -> None:
+    now = [100.0]
+    integral = TimeIntegral(clock=lambda: now[0])
+    integral.change(1)
+    now[0] += 2.0
+    integral.change(1)  # 2 in flight from here
+    now[0] += 0.5
+    assert integral.value == pytest.approx(3.0)  # read lazily: the open stretch counts
+    integral.change(-2)
+    now[0] += 10.0
+    assert integral.value == pytest.approx(3.0)
+    assert integral.level == 0
+
+
+RECEIVER_DELAY = 0.4
+
+
+def test_requests_in_flight_and_busy_shards_are_measured() -> None:
+    """Two shards waiting on a slow receiver: 2 in flight, and the wait is network time."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("latency", delay=RECEIVER_DELAY)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=2,
+                max_shards=2,
+                max_samples_per_send=25,
+                batch_send_deadline=0.05,
+                capacity=50,
+            ),
+        )
+        m = h.queue.metrics
+        started = time.monotonic()
+        h.queue.start()
+        expected = h.push_rounds(2)
+        await eventually(lambda: m.in_flight.value == 2)
+        receiver.set_fault("ok")
+        await eventually(h.delivered_everything(expected))
+        await h.queue.stop(5)
+        elapsed = time.monotonic() - started
+        assert m.in_flight.value == 0
+        assert m.in_flight_time.level == 0 and m.shard_busy_time.level == 0
+        # Both first requests waited out the delay (started before the fault was lifted).
+        assert m.in_flight_time.value >= 2 * RECEIVER_DELAY * 0.9
+        assert m.send_phase["network"].value >= 2 * RECEIVER_DELAY * 0.9
+        # A shard is busy from taking a batch to finishing it: that covers its requests.
+        assert m.in_flight_time.value <= m.shard_busy_time.value <= 2 * elapsed
+        assert m.send_batches.value >= 4
+        exposed = h.registry.expose()
+        for name in (
+            "rwconsole_remote_requests_in_flight{",
+            "rwconsole_remote_requests_in_flight_seconds_total{",
+            "rwconsole_remote_shard_busy_seconds_total{",
+            'rwconsole_remote_send_phase_seconds_total{remote_name="test"',
+            "rwconsole_remote_send_batches_total{",
+        ):
+            assert name in exposed
+
+    run(body)
+
+
+@pytest.mark.parametrize(
+    "refs",
+    [
+        list(range(1000, 11005)),  # one scrape's commit: consecutive refs
+        [*range(1000, 10000), *range(50, 55)],  # its report series created elsewhere
+        random.Random(7).sample(range(10**6), 5000),  # no runs at all
+        [3, 1, 2, 4, *range(10, 600), 7],  # a permutation whose ends look like a run
+    ],
+    ids=["one-run", "two-runs", "scattered", "tricky"],
+)
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 8])
+def test_shard_positions_partition_a_chunk_in_order(refs: list[int], n_shards: int) -> None:
+    parts = _shard_positions(refs, n_shards)
+    assert sorted(i for pieces in parts for piece in pieces for i in piece) == list(
+        range(len(refs))
+    )
+    for shard, pieces in enumerate(parts):
+        positions = [i for piece in pieces for i in piece]
+        assert positions == sorted(positions)  # chunk order, so per-series order holds
+        assert all(refs[i] % n_shards == shard for i in positions)
+    if n_shards > 1 and refs[:3] == [1000, 1001, 1002]:
+        # Runs of consecutive refs are strided ranges, taken by slices.
+        assert all(isinstance(pieces[0], range) for pieces in parts)

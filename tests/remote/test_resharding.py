@@ -226,3 +226,69 @@ def test_loop_lag_probe_counts_blocked_time() -> None:
         assert probe._task is None
 
     asyncio.run(body())
+
+
+def test_the_decision_explains_itself() -> None:
+    # 10 ms per sample × 1000/s: 10 shards, as many as run.
+    assert decide().explain() == (
+        "desired 10.00 = (10 ms of network and receiver) per sample × 1000 samples/s "
+        "to send → 10 shards"
+    )
+    kept = decide(rate_in=1250).explain()
+    assert kept.startswith("desired 12.50 = ")
+    assert kept.endswith("→ 10 shards (kept, within 30% of the 10 running)")
+    assert (
+        decide(rate_in=200, delay_seconds=11)
+        .explain()
+        .endswith(
+            "(incl. 110/s catching up on the backlog) → 10 shards (no fewer while over 10s behind)"
+        )
+    )
+    assert "= (2.5 µs of network" in decide(rate_out_duration_ns=0.0025 * 1e9).explain()
+    assert decide(rate_in=100_000).explain().endswith("→ 50 shards (capped at max_shards 50)")
+    assert decide(rate_in=1, min_shards=3).explain().endswith("(raised to min_shards 3)")
+
+
+def test_waits_for_the_loop_count_only_while_the_loop_has_cpu_to_spare() -> None:
+    # 0.5 ms of network per sample and 2 ms waiting for the loop, 1000 samples/s.
+    waits = dict(current=1, rate_out_duration_ns=0.5e9, rate_out_wait_ns=2e9)
+    assert decide(**waits).shards == 1  # not measured: Prometheus' formula
+    spare = decide(**waits, loop_busy=0.5)
+    assert spare.desired_raw == pytest.approx(2.5)
+    assert spare.shards == 3
+    assert spare.explain() == (
+        "desired 2.50 = (500 µs of network and receiver + 2 ms waiting for the loop) per "
+        "sample × 1000 samples/s to send; loop busy 50% → 3 shards"
+    )
+    # A busy loop: more shards would not help, and the waits hold what runs.
+    busy = decide(**waits, loop_busy=0.95)
+    assert busy.shards == 1
+    assert busy.explain().endswith(
+        "loop busy 95% → 1 shard (the loop is busy 95%: more shards would not help, "
+        "fewer might hurt)"
+    )
+    assert decide(**{**waits, "current": 3}, loop_busy=0.95).shards == 3
+    # Waits alone ask for at most LOOP_WAIT_MAX_SHARDS; a slow receiver for more.
+    assert (
+        decide(current=1, rate_out_duration_ns=0.5e9, rate_out_wait_ns=50e9, loop_busy=0.1).shards
+        == 8
+    )
+    assert decide(current=10, rate_out_wait_ns=50e9, loop_busy=0.1).shards == 10
+
+
+def test_loop_lag_probe_measures_the_loops_idle_time() -> None:
+    async def body() -> None:
+        probe = LoopLag.acquire()
+        idle = probe.idle_seconds()
+        assert idle is not None
+        await asyncio.sleep(0.3)  # idle: the loop waits in its selector
+        assert probe.idle_seconds() - idle > 0.2
+        idle = probe.idle_seconds()
+        time.sleep(0.2)  # busy
+        await asyncio.sleep(0)
+        assert probe.idle_seconds() - idle < 0.05
+        await probe.release()
+        assert probe.idle_seconds() is None
+        assert "select" not in vars(asyncio.get_running_loop()._selector)  # type: ignore[attr-defined]
+
+    asyncio.run(body())

@@ -37,6 +37,12 @@ def _history(phase: float, failing: bool) -> tuple[HistoryPoint, ...]:
                 pending=4000.0 if failing and i > SECONDS - 200 else 200.0 + 50 * wave,
                 send_latency_seconds=0.040 + 0.01 * wave,
                 accepted_per_second=max(0.0, out - failed),
+                requests_in_flight=0.0 if down else 1.2 + 0.4 * wave,
+                batches_per_second=0.0 if down else 4.0,
+                send_encode_seconds=0.0031,
+                send_loop_wait_seconds=0.0012 + 0.0004 * wave,
+                send_network_seconds=0.036 + 0.01 * wave,
+                shard_utilisation=1.0 if down else 0.55 + 0.2 * wave,
             )
         )
     return tuple(points)
@@ -82,6 +88,14 @@ def _endpoint(
         live=not failing,
         history=history,
         samples_accepted=1_234_567.0 - 480.0,
+        requests_in_flight=3 if failing else 1,
+        shards_reason=(
+            "desired 5.60 = 2.8 ms of network and receiver time per sample × 2000 samples/s to "
+            "send (incl. 150/s catching up on the backlog) → 5 shards (capped at max_shards 5)"
+            if failing
+            else "desired 2.00 = 1 ms of network and receiver time per sample × 2000 samples/s "
+            "to send → 2 shards"
+        ),
     )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from textual.widgets import DataTable, Static
 
 from rwconsole.snapshot import CredentialsSnapshot
 from rwconsole.tui.app import ConsoleApp
+from rwconsole.tui.screens.endpoints import detail_markup
 from tests.tui.recorded import recorded_snapshot
 
 pytestmark = pytest.mark.anyio
@@ -76,3 +78,32 @@ async def test_credential_expiry_is_counted_from_the_snapshot_time() -> None:
         await pilot.pause(0.2)
         detail = str(app.screen.query_one("#endpoint-detail", Static).render())
         assert "(in 10m)" in detail and "expired" not in detail
+
+
+def _plain(markup: str) -> str:
+    return re.sub(r"\[/?[$a-z][^\]]*\]", "", markup)
+
+
+async def test_the_detail_says_where_sends_spend_their_time_and_why_those_shards() -> None:
+    snap = recorded_snapshot()
+    healthy, failing = snap.endpoints
+    text = _plain(detail_markup(healthy, now=snap.time, window=10.0))
+    assert "in flight 1.1 (mean) · shards busy 48% · 4 batches/s" in text
+    assert "per batch: encode 3.1ms, waiting for the loop 1.1ms, network+receiver 32ms" in text
+    assert "(10s avg)" in text
+    assert "shards: desired 2.00 = 1 ms of network and receiver time per sample" in text
+    # The receiver is down: no batch finished in the window, the shards are all busy.
+    text = _plain(detail_markup(failing, now=snap.time, window=10.0))
+    assert "in flight 3 · no batch sent in the last 10s" in text
+    assert "(capped at max_shards 5)" in text
+    # A peer's metrics carry none of this: nothing is claimed for it.
+    text = detail_markup(healthy, read_only=True, now=snap.time)
+    assert "in flight" not in text and "shards:" not in text
+
+
+async def test_saturated_shards_are_marked() -> None:
+    snap = recorded_snapshot()
+    endpoint = snap.endpoints[0]
+    busy = tuple(dataclasses.replace(p, shard_utilisation=0.95) for p in endpoint.history)
+    markup = detail_markup(dataclasses.replace(endpoint, history=busy), now=snap.time)
+    assert "shards busy [$warning]95%[/]" in markup

@@ -13,6 +13,7 @@ from textual.widgets.data_table import ColumnKey
 
 from rwconsole.snapshot import CredentialsSnapshot, EndpointSnapshot, Snapshot
 from rwconsole.tui import format as fmt
+from rwconsole.tui.estimates import send_breakdown
 from rwconsole.tui.markup import escape
 from rwconsole.tui.screens.base import ConsoleScreen, highlighted_key
 from rwconsole.tui.widgets.status import out_rate, status_markup, window_label
@@ -32,6 +33,8 @@ COLUMNS = (
     ("dropped", "Dropped"),
     ("lag", "Lag"),
 )
+SATURATED_SHARDS = 0.9
+"""Shards busy this share of the time or more: more requests in flight could help."""
 _STATUS_STYLE = {"healthy": "green", "retrying": "yellow", "failing": "red", "paused": "magenta"}
 
 
@@ -68,9 +71,14 @@ def _proto_cell(endpoint: EndpointSnapshot) -> str | Text:
 
 
 def detail_markup(
-    endpoint: EndpointSnapshot, *, read_only: bool = False, now: float | None = None
+    endpoint: EndpointSnapshot,
+    *,
+    read_only: bool = False,
+    now: float | None = None,
+    window: float = 10.0,
 ) -> str:
-    """The detail panel; credential expiry is counted from ``now`` (the snapshot's time)."""
+    """The detail panel; credential expiry is counted from ``now`` (the snapshot's time),
+    the send breakdown is averaged over ``window`` seconds."""
     q = endpoint.queue_config
     wal = (
         f"WAL read {fmt.position(endpoint.read_position)}  delivered "
@@ -92,6 +100,8 @@ def detail_markup(
         f"{fmt.number(endpoint.histograms_total)} histograms, {fmt.size(endpoint.bytes_total)}",
         "queue_config: " + escape(fmt.queue_config(q)),
     ]
+    if not read_only:
+        lines.extend(sending_markup(endpoint, window))
     if endpoint.protocol_state and endpoint.protocol_state != _configured(endpoint):
         lines.append(f"[$warning]sending remote write {escape(endpoint.protocol_state)}[/]")
     if endpoint.last_status:
@@ -104,6 +114,32 @@ def detail_markup(
         when = fmt.clock(endpoint.last_error_time) if endpoint.last_error_time else "?"
         lines.append(f"[$error]last error at {when}: {escape(endpoint.last_error)}[/]")
     return "\n".join(lines)
+
+
+def sending_markup(endpoint: EndpointSnapshot, window: float) -> list[str]:
+    """Requests in flight, shard utilisation, where a batch's time goes, and why desired
+    shards is what it is."""
+    lines = []
+    phases = send_breakdown(endpoint.history, window)
+    if phases is None:
+        lines.append(
+            f"in flight {endpoint.requests_in_flight} · [dim]no batch sent in the last "
+            f"{fmt.duration_field(window)}[/]"
+        )
+    else:
+        busy = f"{phases.utilisation:.0%}"
+        if phases.utilisation >= SATURATED_SHARDS:
+            busy = f"[$warning]{busy}[/]"
+        lines.append(
+            f"in flight {fmt.number(round(phases.in_flight, 1))} (mean) · shards busy {busy} · "
+            f"{fmt.number(round(phases.batches_per_second, 1))} batches/s · per batch: "
+            f"encode {fmt.millis(phases.encode)}, waiting for the loop "
+            f"{fmt.millis(phases.loop_wait)}, network+receiver {fmt.millis(phases.network)} "
+            f"({window_label(window).removeprefix('/s ').strip('()') or 'last second'})"
+        )
+    if endpoint.shards_reason:
+        lines.append(f"shards: {escape(endpoint.shards_reason)}")
+    return lines
 
 
 def credentials_markup(status: CredentialsSnapshot, now: float) -> str:
@@ -183,7 +219,12 @@ class EndpointsScreen(ConsoleScreen):
         name = self._highlighted()
         endpoint = snapshot.endpoint(name) if name else None
         text = (
-            detail_markup(endpoint, read_only=snapshot.read_only, now=snapshot.time)
+            detail_markup(
+                endpoint,
+                read_only=snapshot.read_only,
+                now=snapshot.time,
+                window=snapshot.rate_window_seconds,
+            )
             if endpoint
             else "[dim]no endpoints[/]"
         )
