@@ -998,8 +998,10 @@ class Engine:
 
         Segments are folded into a checkpoint only below every endpoint's
         delivered position, unless their data is older than max_keepalive_time;
-        then unsent samples in them are lost, counted per endpoint in
-        ``*_samples_dropped_total{reason="wal_truncated_max_keepalive"}`` and logged.
+        then unsent samples in them that no queue holds in memory are lost,
+        counted per endpoint in
+        ``*_samples_dropped_total{reason="wal_truncated_max_keepalive"}`` and logged
+        (what a queue holds is still sent, or counted by the next start).
         ``eager`` folds every delivered segment (appends are failing: free
         space now). ``budget_before`` folds the segments before it whatever
         was delivered (``[wal] max_size`` with ``drop_oldest``): what no queue
@@ -1019,26 +1021,30 @@ class Engine:
             needed = min((self._first_needed(e, current) for e in self.endpoints), default=current)
         before = max(needed, self._segments_older_than(floor, needed))
         reason = queue_metrics.DROP_WAL_TRUNCATED
-        starts = {e.queue.name: e.queue.delivered_position for e in self.endpoints}
         if budget_before is not None and budget_before > before:
             before = budget_before
             reason = DROP_WAL_SIZE_LIMIT
-            # Counted in two parts: from where each queue's memory ends in the files here,
-            # and what it buffered from the cut segments with ``drop_before`` below.
-            starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
+        # Lost is what no queue holds in memory yet: from where each queue's memory ends
+        # in the files. For a budget cut, what a follower buffered from the cut segments
+        # is dropped too (``drop_before`` below counts it); an age cut leaves memory alone.
+        starts = {e.queue.name: e.follower.in_memory_until for e in self.endpoints}
         at_risk = {
             name: self._samples_per_segment(start, before)
             for name, start in starts.items()
             if start[0] < before
         }
-        # What queues took from the segments to cut and have not delivered stays in their
+        # What queues hold from the segments to cut and have not delivered stays in their
         # memory and goes out; only a restart before that loses it (then it is counted).
         held = {
             e.queue.name: self.wal.samples_per_record(
-                e.queue.delivered_position, min(e.follower.handed, (before, 0))
+                e.queue.delivered_position,
+                min(
+                    e.follower.handed if reason == DROP_WAL_SIZE_LIMIT else starts[e.queue.name],
+                    (before, 0),
+                ),
             )
             for e in self.endpoints
-            if reason == DROP_WAL_SIZE_LIMIT and e.queue.delivered_position[0] < before
+            if e.queue.delivered_position[0] < before
         }
         to_free = eager or reason == DROP_WAL_SIZE_LIMIT
         report = self.wal.truncate(
