@@ -459,8 +459,11 @@ def relabel(labels: Labels, rules: Sequence[Rule]) -> Labels | None:
         action = rule.action
         if action in (LABELMAP, LABELDROP, LABELKEEP):
             snapshot = labels if current is None else sorted(current.items())
+            memo = rule.memo
             for name, value in snapshot:
-                outcome = _outcome(rule, name)
+                outcome = memo.get(name)
+                if outcome is None:
+                    outcome = _outcome(rule, name)
                 if action == LABELMAP:
                     if not outcome:
                         continue

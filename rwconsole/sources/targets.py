@@ -22,6 +22,7 @@ hands it to the next one: a refresh that finds the targets it found before
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,8 +179,8 @@ def _populate(config: Any, discovered: Labels, rules: Sequence[Rule]) -> Target 
     if "/" in address:
         return f"{address!r} is not a valid hostname"
     try:
-        interval = parse_duration(labels.get(INTERVAL_LABEL, ""))
-        timeout = parse_duration(labels.get(TIMEOUT_LABEL, ""))
+        interval = _duration(labels.get(INTERVAL_LABEL, ""))
+        timeout = _duration(labels.get(TIMEOUT_LABEL, ""))
     except DurationError as exc:
         return f"invalid scrape interval or timeout label: {exc}"
     if interval <= 0:
@@ -210,7 +211,25 @@ def _populate(config: Any, discovered: Labels, rules: Sequence[Rule]) -> Target 
     )
 
 
+_DURATIONS: dict[str, float] = {}
+"""Interval and timeout labels parsed before: every target of a job has the same few."""
+
+
+def _duration(text: str) -> float:
+    seconds = _DURATIONS.get(text)
+    if seconds is None:
+        seconds = parse_duration(text)  # raises before anything is kept
+        if len(_DURATIONS) >= 256:
+            _DURATIONS.clear()
+        _DURATIONS[text] = seconds
+    return seconds
+
+
 def _params(config: Any, labels: Labels) -> tuple[tuple[str, str], ...]:
+    if not config.params:
+        first = bisect_left(labels, (PARAM_PREFIX,))  # labels are sorted by name
+        if first == len(labels) or not labels[first][0].startswith(PARAM_PREFIX):
+            return ()
     params = {name: list(values) for name, values in config.params.items()}
     for name, value in labels:
         if name.startswith(PARAM_PREFIX):
