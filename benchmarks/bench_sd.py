@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -207,9 +208,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         discoverer = FileDiscoverer([str(directory / f"*.{args.format}")], 300.0)
         read_cpu, groups = best_cpu(args.repeat, lambda: asyncio.run(discoverer.refresh()))
         build_cpu, made = best_cpu(args.repeat, lambda: build_targets(config, groups, rules))
-        again_cpu, _ = best_cpu(
-            args.repeat, lambda: build_targets(config, groups, rules, made.made)
-        )
+        # A tree from before build_targets took its previous result (run with another
+        # checkout on PYTHONPATH to compare) has no ``made``.
+        previous = getattr(made, "made", None)
+        again_cpu = math.nan
+        if previous is not None:
+            again_cpu, _ = best_cpu(
+                args.repeat, lambda: build_targets(config, groups, rules, previous)
+            )
         print(f"\npieces, best of {args.repeat} (CPU s):")
         print(f"  FileDiscoverer.refresh   {read_cpu:7.3f}   {len(groups):,} groups")
         print(
