@@ -27,6 +27,14 @@ exec, so its threads stay there too) and the load generator, the receiver and
 this script on the other CPUs: a forwarder's ``CPU%`` is then the share of its
 one CPU it used, and the rest of the machine cannot take CPU from it.
 
+Variants, appended to a name, so one run compares a forwarder with and without
+a setting (e.g. ``--forwarders rwconsole,rwconsole+attach2 --mode side-by-side``):
+  +attachN        (rwconsole) N consoles' links attached during the run, whatever ``--attach`` says
+  +mrelabel3      three ``metric_relabel_configs`` rules that keep every series: a keep on
+                  ``__name__`` matching ``.+``, a replace writing ``instance`` to itself, a
+                  labeldrop of a label no series has
+``@base`` goes last (``rwconsole-5000+mrelabel3@base``).
+
 ``--mode sequential`` runs the forwarders one after the other against a fresh
 receiver process each; ``side-by-side`` runs them at the same time (they then
 compete for the CPUs; each forwarder carries an external label ``forwarder``
@@ -98,6 +106,52 @@ FORWARDERS = {
 
 BASELINE_SUFFIX = "@base"
 """``rwconsole@base`` runs the rwconsole of ``--baseline DIR`` with the same settings."""
+
+# Three metric relabelling rules of three kinds that keep every series and change no label.
+KEEP_ALL_METRIC_RELABEL: tuple[dict[str, Any], ...] = (
+    {"source_labels": ["__name__"], "regex": ".+", "action": "keep"},
+    {"source_labels": ["instance"], "target_label": "instance", "action": "replace"},
+    {"regex": "bench_absent_label", "action": "labeldrop"},
+)
+
+
+@dataclass(frozen=True)
+class ForwarderName:
+    """A ``--forwarders`` entry: ``BASE[+attachN][+mrelabel3][@base]``."""
+
+    text: str
+    base: str
+    attach: int | None = None
+    """Consoles attached to this forwarder (None: ``--attach``)."""
+    metric_relabel: bool = False
+    baseline: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> ForwarderName:
+        """The parsed name (``ValueError`` saying what is wrong)."""
+        rest, baseline = text, text.endswith(BASELINE_SUFFIX)
+        rest = rest.removesuffix(BASELINE_SUFFIX)
+        base, *variants = rest.split("+")
+        if base not in FORWARDERS:
+            raise ValueError(f"{text}: unknown forwarder {base!r}")
+        attach: int | None = None
+        relabel = False
+        for variant in variants:
+            if match := re.fullmatch(r"attach(\d+)", variant):
+                attach = int(match[1])
+            elif variant == "mrelabel3":
+                relabel = True
+            else:
+                raise ValueError(f"{text}: unknown variant +{variant} (+attachN, +mrelabel3)")
+        kind = FORWARDERS[base][0]
+        if kind == "agent" and (baseline or attach is not None):
+            raise ValueError(f"{text}: {BASELINE_SUFFIX} and +attachN apply to rwconsole only")
+        return cls(text, base, attach, relabel, baseline)
+
+    @property
+    def plain(self) -> str:
+        """The name without variants (what a variant's ratio is taken against)."""
+        return self.base + (BASELINE_SUFFIX if self.baseline else "")
 
 
 class BenchError(Exception):
@@ -440,7 +494,8 @@ class Bench:
     def start_forwarder(
         self, name: str, load: Load, targets: list[str], write_url: str
     ) -> _Running:
-        kind, queue = FORWARDERS[name.removesuffix(BASELINE_SUFFIX)]
+        spec = ForwarderName.parse(name)
+        kind, queue = FORWARDERS[spec.base]
         data_dir = self._dir(name)
         port = free_port()
         timeout = min(load.interval, 10.0)
@@ -458,7 +513,13 @@ class Bench:
                             "external_labels": {"forwarder": name},
                         },
                         "scrape_configs": [
-                            {"job_name": "loadgen", "static_configs": [{"targets": targets}]}
+                            {
+                                "job_name": "loadgen",
+                                "static_configs": [{"targets": targets}],
+                                "metric_relabel_configs": list(
+                                    KEEP_ALL_METRIC_RELABEL if spec.metric_relabel else ()
+                                ),
+                            }
                         ],
                         "remote_write": [
                             {
@@ -495,10 +556,11 @@ class Bench:
                 f"[endpoint.queue_config]\n{queue_lines}\n\n"
                 f'[[scrape]]\njob_name = "loadgen"\ntargets = [{target_list}]\n'
                 f'scrape_interval = "{load.interval:g}s"\nscrape_timeout = "{timeout:g}s"\n'
+                + (_toml_metric_relabel(KEEP_ALL_METRIC_RELABEL) if spec.metric_relabel else "")
             )
             argv = [sys.executable, "-m", "rwconsole", "run", "--config", str(config)]
         # Run the rwconsole of the checkout this script belongs to, or of --baseline.
-        tree = self.args.baseline if name.endswith(BASELINE_SUFFIX) else HERE.parent
+        tree = self.args.baseline if spec.baseline else HERE.parent
         env = {**os.environ, "PYTHONPATH": str(tree)}
         pin = {self.args.pin} if self.args.pin is not None else None
         proc = self.procs.start(name, argv, cpus=pin, cwd=data_dir, env=env)
@@ -511,7 +573,7 @@ class Bench:
                 self.procs.start(
                     f"{name}-console{i}", [sys.executable, "-c", ATTACH_CLIENT, socket], env=env
                 )
-                for i in range(self.args.attach)
+                for i in range(self.args.attach if spec.attach is None else spec.attach)
             ]
         return running
 
@@ -555,6 +617,10 @@ class Bench:
                     lag_max[r.name] = max(lag_max[r.name], lag_seconds(read_metrics(r.metrics_url)))
         elapsed = time.monotonic() - t0
         end_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        for r in running:
+            for console in r.consoles:
+                if console.popen.poll() is not None:
+                    raise BenchError(f"{console.name} exited during the run:\n{tail(console.log)}")
         receiver_cpu = cpu_seconds(receiver.popen.pid) - other_cpu[0]
         loadgen_cpu = _tree_cpu(loadgen.popen.pid) - other_cpu[1]
         idle1, total1 = machine_times()
@@ -679,6 +745,15 @@ class Bench:
         print_table([r for r in self.results if r.load == str(load)])
 
 
+def _toml_metric_relabel(rules: Sequence[dict[str, Any]]) -> str:
+    """``[[scrape.metric_relabel_configs]]`` tables for ``rules`` (strings and string lists)."""
+    out = []
+    for rule in rules:
+        out.append("\n[[scrape.metric_relabel_configs]]")
+        out.extend(f"{key} = {json.dumps(value)}" for key, value in rule.items())
+    return "\n".join(out) + "\n"
+
+
 def print_background_cpu(seconds: float = 3.0) -> None:
     """The machine's CPU use over ``seconds``, before a benchmark starts its forwarders."""
     idle0, total0 = machine_times()
@@ -796,6 +871,18 @@ def print_table(results: Sequence[Result]) -> None:
                 f"out/s {_ratio(r.out_per_second, agent.out_per_second)}"
             )
     for r in results:
+        plain = ForwarderName.parse(r.forwarder).plain
+        if plain == r.forwarder:
+            continue
+        for other in results:
+            if other.mode == r.mode and other.forwarder == plain:
+                print(
+                    f"ratio {r.forwarder}/{plain} ({r.mode}): "
+                    f"CPU/sample {_ratio(r.cpu_us_per_sample, other.cpu_us_per_sample)}, "
+                    f"RSS/series {_ratio(r.rss_bytes_per_series, other.rss_bytes_per_series)}, "
+                    f"out/s {_ratio(r.out_per_second, other.out_per_second)}"
+                )
+    for r in results:
         if r.profile_top:
             print(f"\nprofile of {r.forwarder} ({r.load}), top functions by own CPU share:")
             print(f"  {'self%':>6} {'incl%':>6}  function")
@@ -865,7 +952,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         help="KxS@SECONDS: K targets of S series scraped every SECONDS (repeat to step up)",
     )
-    parser.add_argument("--forwarders", default="agent,rwconsole", help=", ".join(FORWARDERS))
+    parser.add_argument(
+        "--forwarders",
+        default="agent,rwconsole",
+        help=", ".join(FORWARDERS) + "; variants +attachN, +mrelabel3 and @base (see above)",
+    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -900,14 +991,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.null_receiver is not None:
         return args
     names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
-    unknown = [n for n in names if n.removesuffix(BASELINE_SUFFIX) not in FORWARDERS]
-    if unknown or not names:
-        parser.error(f"--forwarders: unknown {unknown}; choose from {', '.join(FORWARDERS)}")
-    based = [n for n in names if n.endswith(BASELINE_SUFFIX)]
+    if not names:
+        parser.error(f"--forwarders: none given; choose from {', '.join(FORWARDERS)}")
+    if len(set(names)) != len(names):
+        parser.error("--forwarders: a name is given twice")
+    specs = []
+    for n in names:
+        try:
+            specs.append(ForwarderName.parse(n))
+        except ValueError as err:
+            parser.error(f"--forwarders: {err}; choose from {', '.join(FORWARDERS)}")
+    based = [s.text for s in specs if s.baseline]
     if based and (args.baseline is None or not (args.baseline / "rwconsole").is_dir()):
         parser.error(f"{', '.join(based)} need --baseline DIR, a checkout holding rwconsole/")
-    if any(FORWARDERS[n.removesuffix(BASELINE_SUFFIX)][0] == "agent" for n in based):
-        parser.error(f"{BASELINE_SUFFIX} applies to rwconsole forwarders only")
     args.forwarders = names
     if args.quick:
         args.load = args.load or [Load(10, 2000, 1.0)]

@@ -14,7 +14,9 @@ inside the rule; ``compile_rules`` raises ``RelabelConfigError`` for the first
 one, with the rule's ``index``. ``relabel(labels, rules)`` takes a plain
 ``Labels`` value and returns the new ``Labels``, the same object when nothing
 changed, or None when the series is dropped; callers cache the result per
-series.
+series. Each rule also remembers, for a bounded number of texts, what its regex
+made of a label name or source value, so the names every target or series
+shares are matched once.
 
 Semantics follow Prometheus' relabelling as Alloy runs it: regexes are RE2
 (``google-re2``) anchored as ``^(?s:…)$``; ``$`` templates follow Go's
@@ -106,6 +108,8 @@ class Rule:
     replacement: str
     action: str
     pattern: Any = field(repr=False, compare=False)  # compiled anchored re2 regex
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """What the rule made of a text it matched before (see ``_outcome``)."""
 
 
 # --- checking and compiling --------------------------------------------------
@@ -410,6 +414,44 @@ def _set(current: dict[str, str], name: str, value: str) -> None:
         current.pop(name, None)
 
 
+MEMO_LIMIT = 1024
+"""Texts a rule remembers its outcome for; the memo starts over when full, so a
+rule that sees ever new values (addresses, request ids) holds no more than this."""
+
+
+def _outcome(rule: Rule, text: str) -> Any:
+    """What ``rule`` makes of ``text`` (a label name for labelmap/labeldrop/labelkeep,
+    the joined source value otherwise), computed once per text.
+
+    labelmap: the new label name ("" for none); labeldrop/labelkeep, keep/drop:
+    whether the regex matches; replace: (target label, value) or None. Regex
+    matches cost microseconds each through the RE2 binding, and the same label
+    names, and often the same values, come back for every target or series.
+    """
+    memo = rule.memo
+    try:
+        return memo[text]
+    except KeyError:
+        pass
+    m = rule.pattern.match(text)
+    action = rule.action
+    result: Any
+    if action == LABELMAP:
+        result = "" if m is None else expand(rule.replacement, text, m)
+    elif action == REPLACE:
+        result = None
+        if m is not None:
+            target = expand(rule.target_label, text, m)
+            if is_valid_label_name(target):
+                result = (target, expand(rule.replacement, text, m))
+    else:
+        result = m is not None
+    if len(memo) >= MEMO_LIMIT:
+        memo.clear()
+    memo[text] = result
+    return result
+
+
 def relabel(labels: Labels, rules: Sequence[Rule]) -> Labels | None:
     """Apply ``rules`` in order; None when the series is dropped."""
     current: dict[str, str] | None = None  # created on the first change
@@ -417,39 +459,35 @@ def relabel(labels: Labels, rules: Sequence[Rule]) -> Labels | None:
         action = rule.action
         if action in (LABELMAP, LABELDROP, LABELKEEP):
             snapshot = labels if current is None else sorted(current.items())
-            match_name = rule.pattern.match
+            memo = rule.memo
             for name, value in snapshot:
-                m = match_name(name)
+                outcome = memo.get(name)
+                if outcome is None:
+                    outcome = _outcome(rule, name)
                 if action == LABELMAP:
-                    if m is None:
-                        continue
-                    new_name = expand(rule.replacement, name, m)
-                    if not new_name:
+                    if not outcome:
                         continue
                     if current is None:
                         current = dict(labels)
-                    current[new_name] = value
-                elif (m is not None) == (action == LABELDROP):
+                    current[outcome] = value
+                elif outcome == (action == LABELDROP):
                     if current is None:
                         current = dict(labels)
                     del current[name]
             continue
         value = _source_value(rule, labels, current)
         if action == REPLACE:
-            m = rule.pattern.match(value)
-            if m is None:
-                continue
-            target = expand(rule.target_label, value, m)
-            if not is_valid_label_name(target):
+            replaced = _outcome(rule, value)
+            if replaced is None:
                 continue
             if current is None:
                 current = dict(labels)
-            _set(current, target, expand(rule.replacement, value, m))
+            _set(current, replaced[0], replaced[1])
         elif action == KEEP:
-            if rule.pattern.match(value) is None:
+            if not _outcome(rule, value):
                 return None
         elif action == DROP:
-            if rule.pattern.match(value) is not None:
+            if _outcome(rule, value):
                 return None
         elif action in (KEEPEQUAL, DROPEQUAL):
             if current is None:

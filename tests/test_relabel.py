@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rwconsole.labels import make_labels
 from rwconsole.relabel import (
+    MEMO_LIMIT,
     RelabelConfigError,
     compile_regex,
     compile_rules,
@@ -347,6 +348,43 @@ def test_relabel_cases(rules, given, expected) -> None:
     labels = make_labels(given)
     result = relabel(labels, compile_rules(rules))
     assert result == (None if expected is None else make_labels(expected))
+
+
+@pytest.mark.parametrize(
+    ("rules", "given", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_rules_that_saw_a_text_before_give_the_same_result(rules, given, expected) -> None:
+    compiled = compile_rules(rules)
+    other = make_labels({**BASE, "unrelated": "x"})
+    first = relabel(make_labels(given), compiled)
+    relabel(other, compiled)  # the memo now also holds another label set's texts
+    assert relabel(make_labels(given), compiled) == first
+    assert first == (None if expected is None else make_labels(expected))
+
+
+def test_a_rule_memo_stays_bounded_and_right_over_ever_new_values() -> None:
+    rules = compile_rules(
+        [
+            {
+                "source_labels": ["id"],
+                "regex": "(.*)7",
+                "target_label": "seven",
+                "replacement": "$1",
+            },
+            {"source_labels": ["id"], "regex": ".*3", "action": "drop"},
+            {"regex": "id", "action": "labeldrop"},
+        ]
+    )
+    for i in range(3 * MEMO_LIMIT):
+        result = relabel(make_labels({"__name__": "m", "id": str(i)}), rules)
+        if str(i).endswith("3"):
+            assert result is None
+        elif str(i).endswith("7"):
+            assert result == make_labels({"__name__": "m", "seven": str(i)[:-1]})
+        else:
+            assert result == make_labels({"__name__": "m"})
+    assert all(0 < len(rule.memo) <= MEMO_LIMIT for rule in rules)
+    assert set(rules[2].memo) == {"__name__", "id", "seven"}  # label names, not values
 
 
 def test_unchanged_labels_keep_their_identity() -> None:

@@ -71,7 +71,7 @@ from rwconsole.sources.scrape_limits import (
     limits_of,
 )
 from rwconsole.sources.steady import SteadyShape
-from rwconsole.sources.targets import DroppedTarget, Target, build_targets
+from rwconsole.sources.targets import DroppedTarget, Made, Target, build_targets
 from rwconsole.sources.textparse import (
     Format,
     ParseError,
@@ -769,6 +769,8 @@ class _Job:
     discovered: list[TargetGroup] = field(default_factory=list)
     """The groups the job's discovery (other than its static groups) delivered last."""
     dropped: list[DroppedTarget] = field(default_factory=list)
+    made: Made = field(default_factory=dict)
+    """What the job's last target groups made (``build_targets`` reuses it)."""
     forced_error: str = ""
     """Set while the job has more targets than its ``target_limit``."""
 
@@ -862,7 +864,8 @@ class ScrapeManager:
         job = self._jobs.get(job_name)
         if job is None:
             return
-        made = build_targets(job.config, groups, job.target_rules)
+        made = build_targets(job.config, groups, job.target_rules, job.made)
+        job.made = made.made
         job.dropped = made.dropped
         limit = job.limits.target_limit
         count = len(made.active)
@@ -871,7 +874,8 @@ class ScrapeManager:
             if limit and count > limit
             else ""
         )
-        wanted = {(job_name, t.identity): t for t in made.active}
+        pairs = zip(made.identities, made.active, strict=True)
+        wanted = {(job_name, identity): target for identity, target in pairs}
         for key in [k for k in self._loops if k[0] == job_name and k not in wanted]:
             await self._loops.pop(key).stop(stale=True)
         for key in [k for k in self._broken if k[0] == job_name and k not in wanted]:

@@ -13,10 +13,16 @@ to the address. Labels starting with ``__`` never reach the series: they
 shape the URL (``__scheme__``, ``__address__``, ``__metrics_path__``,
 ``__param_*``) and the schedule (``__scrape_interval__``,
 ``__scrape_timeout__``).
+
+A target is a pure function of the job's config, its rules and the discovered
+labels, so a job keeps what its last delivery made (``TargetSet.made``) and
+hands it to the next one: a refresh that finds the targets it found before
+(every ``refresh_interval`` of a file or HTTP SD does) relabels none of them.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,35 +90,59 @@ class DroppedTarget:
     """``relabel_configs[i] (action)`` for a rule that dropped it, else the error."""
 
 
+Made = dict[Labels, tuple[Target, Labels] | str]
+"""Discovered labels → the target made of them with its identity, or why it is dropped."""
+
+
 @dataclass(slots=True)
 class TargetSet:
     """What one job's groups resolve to."""
 
     active: list[Target] = field(default_factory=list)
     dropped: list[DroppedTarget] = field(default_factory=list)
+    identities: list[Labels] = field(default_factory=list)
+    """``Target.identity`` of each active target, in the same order."""
+    made: Made = field(default_factory=dict)
+    """What each discovered label set of these groups made (for the next ``build_targets``)."""
 
 
-def build_targets(config: Any, groups: Sequence[TargetGroup], rules: Sequence[Rule]) -> TargetSet:
-    """The active (deduplicated, in discovery order) and dropped targets of a job."""
+def build_targets(
+    config: Any,
+    groups: Sequence[TargetGroup],
+    rules: Sequence[Rule],
+    previous: Made | None = None,
+) -> TargetSet:
+    """The active (deduplicated, in discovery order) and dropped targets of a job.
+
+    ``previous`` is the ``made`` of the job's last call with the same config and
+    rules: label sets found there are not relabelled again.
+    """
     result = TargetSet()
+    made_now = result.made
+    known = previous or {}
     seen: set[Labels] = set()
     defaults = _defaults(config)
+    params = [(PARAM_PREFIX + name, values[0]) for name, values in config.params.items() if values]
     for group in groups:
         for target in group.targets:
             merged = {**config.labels, **group.labels, **target}
             for name, value in defaults:
                 if not merged.get(name):
                     merged[name] = value
-            for name, values in config.params.items():
-                if values:  # set, not defaulted, as Prometheus does
-                    merged[PARAM_PREFIX + name] = values[0]
+            merged.update(params)  # set, not defaulted, as Prometheus does
             discovered = make_labels(merged)
-            made = _populate(config, discovered, rules)
+            made = made_now.get(discovered) or known.get(discovered)
+            if made is None:
+                made = _populate(config, discovered, rules)
+                if not isinstance(made, str):
+                    made = (made, made.identity)
+            made_now[discovered] = made
             if isinstance(made, str):
                 result.dropped.append(DroppedTarget(config.job_name, discovered, made))
-            elif made.identity not in seen:
-                seen.add(made.identity)
-                result.active.append(made)
+            elif made[1] not in seen:
+                seen.add(made[1])
+                result.active.append(made[0])
+                result.identities.append(made[1])
     return result
 
 
@@ -149,8 +179,8 @@ def _populate(config: Any, discovered: Labels, rules: Sequence[Rule]) -> Target 
     if "/" in address:
         return f"{address!r} is not a valid hostname"
     try:
-        interval = parse_duration(labels.get(INTERVAL_LABEL, ""))
-        timeout = parse_duration(labels.get(TIMEOUT_LABEL, ""))
+        interval = _duration(labels.get(INTERVAL_LABEL, ""))
+        timeout = _duration(labels.get(TIMEOUT_LABEL, ""))
     except DurationError as exc:
         return f"invalid scrape interval or timeout label: {exc}"
     if interval <= 0:
@@ -181,7 +211,25 @@ def _populate(config: Any, discovered: Labels, rules: Sequence[Rule]) -> Target 
     )
 
 
+_DURATIONS: dict[str, float] = {}
+"""Interval and timeout labels parsed before: every target of a job has the same few."""
+
+
+def _duration(text: str) -> float:
+    seconds = _DURATIONS.get(text)
+    if seconds is None:
+        seconds = parse_duration(text)  # raises before anything is kept
+        if len(_DURATIONS) >= 256:
+            _DURATIONS.clear()
+        _DURATIONS[text] = seconds
+    return seconds
+
+
 def _params(config: Any, labels: Labels) -> tuple[tuple[str, str], ...]:
+    if not config.params:
+        first = bisect_left(labels, (PARAM_PREFIX,))  # labels are sorted by name
+        if first == len(labels) or not labels[first][0].startswith(PARAM_PREFIX):
+            return ()
     params = {name: list(values) for name, values in config.params.items()}
     for name, value in labels:
         if name.startswith(PARAM_PREFIX):

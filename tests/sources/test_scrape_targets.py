@@ -149,3 +149,28 @@ def test_the_sample_shard_config_splits_targets_over_its_instances() -> None:
         assert {d.reason for d in made.dropped} == {"relabel_configs[1] (keep)"}
         kept += [t.instance for t in made.active]
     assert sorted(kept) == sorted(t["__address__"] for t in group.targets)
+
+
+def test_targets_found_again_are_reused_and_new_ones_relabelled() -> None:
+    config = job()
+    shard = rules(
+        {"source_labels": ["__address__"], "modulus": 2,
+         "target_label": "__tmp_hash", "action": "hashmod"},
+        {"source_labels": ["__tmp_hash"], "regex": "0", "action": "keep"},
+        {"source_labels": ["__address__"], "regex": "([^:]+):.*", "target_label": "host"},
+    )  # fmt: skip
+    first_group = TargetGroup("g", [{"__address__": f"10.0.0.{i}:9100"} for i in range(40)])
+    first = build_targets(config, [first_group], shard)
+    assert first.active and first.dropped
+    assert first.identities == [t.identity for t in first.active]
+    moved = TargetGroup("g", [*first_group.targets[:30], {"__address__": "10.9.9.9:1"}])
+    again = build_targets(config, [moved], shard, first.made)
+    fresh = build_targets(config, [moved], shard)
+    assert again.active == fresh.active and again.dropped == fresh.dropped
+    assert again.identities == fresh.identities
+    kept = {t.discovered: t for t in first.active}
+    reused = [t for t in again.active if t.discovered in kept]
+    assert reused and all(t is kept[t.discovered] for t in reused)  # not relabelled again
+    assert all(dict(t.labels)["host"] == t.instance.split(":")[0] for t in again.active)
+    # only what these groups made is handed on: gone targets are forgotten
+    assert set(again.made) == set(fresh.made) and len(again.made) == 31
