@@ -44,6 +44,7 @@ from rwconsole.remote.queue_metrics import (
     QueueMetrics,
 )
 from rwconsole.remote.resharding import (
+    BULK_MAX_SHARDS,
     SHARD_UPDATE_INTERVAL,
     EwmaRate,
     LoopLag,
@@ -56,8 +57,6 @@ KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 _MISSING = object()
-_BULK_MAX_SHARDS = 8
-"""Up to this many shards a chunk is split by shard with C-level passes, one per shard."""
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
 snappy and more, against some 30 µs of loop time to hand it over)."""
@@ -598,7 +597,7 @@ class QueueManager:
         while True:
             # The shards are looked up afresh after each wait: a reshard may have
             # happened meanwhile.
-            if needs_decision or len(self._shards) > _BULK_MAX_SHARDS:
+            if needs_decision or len(self._shards) > BULK_MAX_SHARDS:
                 rest_refs, _, rest_timestamps, rest_values, rest_starts = rest
                 dropped_series, dropped_unknown, too_old = await self._enqueue_samples_each(
                     rest_refs, rest_timestamps, rest_values, rest_starts, seq, cutoff_ms

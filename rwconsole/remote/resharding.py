@@ -34,9 +34,9 @@ MAX_DELAY_FOR_DOWNSCALE = 10.0
 LOOP_SPARE = 0.85
 """The event loop has CPU to spare while its thread is busy less than this share of
 the time: a send's waits for the loop are then worth covering with more shards."""
-LOOP_WAIT_MAX_SHARDS = 8
-"""Loop waits alone never ask for more shards than this (the queue splits chunks by
-shard in C-level passes up to 8 shards, sample by sample beyond)."""
+BULK_MAX_SHARDS = 8
+"""Up to this many shards the queue splits a chunk by shard in C-level passes (sample by
+sample beyond); loop waits alone never ask for more shards than this."""
 
 
 class EwmaRate:
@@ -121,7 +121,7 @@ def desired_shards(
     Prometheus reads it. ``rate_out_wait_ns`` is the time sends waited for the
     event loop: a shard sends one batch at a time, so while the loop has CPU to
     spare (``loop_busy`` below ``LOOP_SPARE``) those waits need more shards
-    just as a slow receiver does (up to ``LOOP_WAIT_MAX_SHARDS``). A loop that
+    just as a slow receiver does (up to ``BULK_MAX_SHARDS``). A loop that
     is busy gains nothing from more shards: the waits then neither add shards
     nor take any away.
     """
@@ -139,7 +139,7 @@ def desired_shards(
     if loop_busy is not None and wait_per_sample > 0:
         with_waits = (time_per_sample + wait_per_sample) * needed
         if loop_busy < LOOP_SPARE:
-            desired = max(desired, min(with_waits, LOOP_WAIT_MAX_SHARDS))
+            desired = max(desired, min(with_waits, BULK_MAX_SHARDS))
         elif desired < current:
             desired = min(with_waits, current)
             rule = f"the loop is busy {loop_busy:.0%}: more shards would not help, fewer might hurt"

@@ -268,7 +268,7 @@ def test_waits_for_the_loop_count_only_while_the_loop_has_cpu_to_spare() -> None
         "fewer might hurt)"
     )
     assert decide(**{**waits, "current": 3}, loop_busy=0.95).shards == 3
-    # Waits alone ask for at most LOOP_WAIT_MAX_SHARDS; a slow receiver for more.
+    # Waits alone ask for at most BULK_MAX_SHARDS; a slow receiver for more.
     assert (
         decide(current=1, rate_out_duration_ns=0.5e9, rate_out_wait_ns=50e9, loop_busy=0.1).shards
         == 8
