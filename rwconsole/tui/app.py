@@ -24,7 +24,10 @@ from textual.screen import Screen
 from rwconsole.snapshot import EMPTY_SNAPSHOT, EngineControl, Snapshot
 from rwconsole.tui import themes as theme_files
 from rwconsole.tui.markup import escape
+from rwconsole.tui.textual_fixes import apply_all as apply_textual_fixes
 from rwconsole.wal.offload import ToolProcess
+
+apply_textual_fixes()
 
 WINDOWS: tuple[tuple[str, float], ...] = (
     ("1m", 60.0),
