@@ -1068,6 +1068,9 @@ class Engine:
             if folded and reason == DROP_WAL_SIZE_LIMIT:
                 # Buffered data of the cut goes too: the WAL size, not memory, is the budget.
                 lost += endpoint.follower.drop_before(max(folded) + 1)
+            elif folded:
+                # Counted as lost above: it must not go out after all.
+                endpoint.follower.drop_read_ahead_before(max(folded) + 1)
             if not lost:
                 continue
             endpoint.queue.metrics.dropped("samples", reason).inc(lost)

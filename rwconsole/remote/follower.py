@@ -184,11 +184,17 @@ class WalFollower:
             self._buffered_items -= chunk.item_count
             self._handed = chunk.end
             dropped += len(chunk.refs)
+        self.drop_read_ahead_before(segment)
+        return dropped
+
+    def drop_read_ahead_before(self, segment: int) -> None:
+        """Forget read-ahead records and the decoded next chunk before ``segment`` (an age
+        cut keeps the buffer, which the queue still sends; the read-ahead lies after
+        ``in_memory_until``, where the caller counts the cut as lost)."""
         while self._ahead and self._ahead[0].segment < segment:
             self._ahead.popleft()
         if self._ready is not None and self._ready.end[0] < segment:
-            self._ready = None  # read ahead too, and never spanning segments: all cut
-        return dropped
+            self._ready = None  # never spanning segments: all cut
 
     def offer(self, start: Position, chunk: Chunk) -> None:
         """Called after each commit, on the engine's loop, with the committed data."""

@@ -242,6 +242,12 @@ def test_records_read_ahead_from_a_cut_segment_are_dropped_with_it(
             assert follower.drop_before(wal.position()[0] + 1) == 0
             rest = await asyncio.wait_for(follower.next_chunk(), 5)
             assert rest.refs == [] and rest.end == wal.position()
+            # An age cut keeps the buffer but drops the read-ahead the same way.
+            again = WalFollower(tmp_path / "wal", start, wal.position())
+            assert (await asyncio.wait_for(again.next_chunk(), 5)).end == first.end
+            again.drop_read_ahead_before(wal.position()[0] + 1)
+            rest = await asyncio.wait_for(again.next_chunk(), 5)
+            assert rest.refs == [] and rest.end == wal.position()
         finally:
             wal.close()
 
