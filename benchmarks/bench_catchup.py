@@ -351,6 +351,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-seconds", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="run each rwconsole and agent on this CPU alone, everything else on the others",
+    )
     parser.set_defaults(attach=0)  # bench_forwarder's console links: none here
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
@@ -364,6 +370,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"forwarders named NAME{BASELINE_SUFFIX} need --baseline DIR")
     if args.outage <= 0 or args.steady < 2 or args.warmup < 0:
         parser.error("--outage must be > 0, --steady >= 2 and --warmup >= 0")
+    if args.pin is not None:
+        cpus = os.sched_getaffinity(0)
+        if args.pin not in cpus or len(cpus) < 2:
+            parser.error(f"--pin {args.pin}: needs one of {sorted(cpus)} and another CPU left")
     args.forwarders = names
     args.receiver = "null"
     return args
@@ -373,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-catchup-"))
     bench = CatchupBench(args, workdir)
+    if args.pin is not None:
+        bench.procs.others = os.sched_getaffinity(0) - {args.pin}
+        os.sched_setaffinity(0, bench.procs.others)
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')} · {os.cpu_count()} CPUs · python "
         f"{sys.version.split()[0]} · outage {args.outage:g}s (receiver process stopped) · "

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import gc
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -60,6 +61,8 @@ from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
+from rwconsole.remote.spool import Spool, SpoolBudget
+from rwconsole.remote.spool import clear_directory as clear_spool_directory
 from rwconsole.shardhistory import ShardHistory
 from rwconsole.snapshot import (
     EMPTY_SNAPSHOT,
@@ -269,6 +272,9 @@ class Engine:
         self.config_path = Path(config_path) if config_path else None
         self.data_dir = Path(data_dir if data_dir is not None else config.storage.path)
         self.wal_dir = self.data_dir / "wal"
+        self.spool_dir = self.data_dir / "spool"
+        self.spool_budget = SpoolBudget(0, 0)
+        self._spools_made = 0
         self.flush_deadline = flush_deadline
         self.serve_metrics = serve_metrics
         self.registry = Registry()
@@ -506,6 +512,7 @@ class Engine:
         self._last_commit_end = self.wal.position()
         self.progress = ProgressStore(self.data_dir)
         self.shard_history = ShardHistory(self.data_dir)
+        self.spool_budget = self._make_spool_budget(cfg.wal)
         self.appender = _FanoutAppender(self)
         if cfg.demo.enabled:
             await self._start_demo_receiver()
@@ -545,6 +552,23 @@ class Engine:
             len(self.endpoints),
             len(self.sources),
         )
+
+    def _make_spool_budget(self, wal: schema.WALConfig) -> SpoolBudget:
+        """The spools' shared budget; spool files of an earlier run are removed (what
+        they held is undelivered in the WAL and read from there)."""
+        removed = clear_spool_directory(self.spool_dir)
+        if removed:
+            log.info("removed %d spool file(s) of the previous run", removed)
+        try:
+            stat = os.statvfs(self.data_dir)
+            total = stat.f_blocks * stat.f_frsize
+        except OSError:
+            total = 0
+        return SpoolBudget(wal.spool_max_size, max(2 * wal.segment_size, total // 10))
+
+    def _new_spool(self) -> Spool:
+        self._spools_made += 1
+        return Spool(self.spool_dir / f"queue-{self._spools_made}.spool", self.spool_budget)
 
     def _make_endpoint(
         self,
@@ -587,6 +611,7 @@ class Engine:
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.flush_deadline,
             protocol_reprobe_interval=config.protocol_reprobe_interval,
+            spool=self._new_spool(),
         )
         queues.append(queue)
         queue.on_delivered = functools.partial(self._on_delivered, name)

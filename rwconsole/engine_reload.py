@@ -156,6 +156,7 @@ async def _apply(engine: Engine, new: schema.Config) -> tuple[ConfigDiff, list[s
     if diff.synthetic:
         await _apply_synthetic(engine, diff.synthetic, target.synthetic)
     engine.config = target
+    engine.spool_budget.max_bytes = target.wal.spool_max_size
     await _apply_endpoints(engine, diff, configs, clients, set(fresh))
     assert engine.progress is not None
     engine.progress.save(force=True)

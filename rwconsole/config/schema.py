@@ -341,6 +341,14 @@ class WALConfig:
         '"20GB"; at least two segments; 0 = unlimited (rwconsole extra).',
         kind="size",
     )
+    spool_max_size: int = _field(
+        1024 * 1024 * 1024,
+        "Disk for request bodies encoded ahead while an endpoint is behind (all endpoints "
+        "together; a copy of WAL data that always leaves free at least as much as it uses, "
+        '2 segments and 10 % of the filesystem), bytes or a size like "1GiB"; 0 = off '
+        "(rwconsole extra).",
+        kind="size",
+    )
     on_full: str = _field(
         "drop_oldest",
         'At max_size: "drop_oldest" truncates the oldest segments even if undelivered '

@@ -39,6 +39,7 @@ from rwconsole.remote.queue_metrics import (
     DROP_DROPPED_SERIES,
     DROP_HISTOGRAMS_DISABLED,
     DROP_NHCB_V1,
+    DROP_SPOOL_UNREADABLE,
     DROP_TOO_OLD,
     DROP_UNKNOWN_SERIES,
     QueueMetrics,
@@ -50,6 +51,7 @@ from rwconsole.remote.resharding import (
     LoopLag,
     desired_shards,
 )
+from rwconsole.remote.spool import Spool, SpoolError, SpoolRef
 
 log = logging.getLogger("rwconsole.queue")
 
@@ -103,6 +105,11 @@ class _Batch:
     starts: dict[int, int] | None = None
     """Start timestamps of float samples by index in ``values``, the nonzero ones only:
     None (nothing to keep) is the common case, and costs nothing per sample."""
+    spooled: SpoolRef | None = None
+    """Where the batch's encoded body is parked (``_park``); its columns are then empty
+    and ``parked`` holds its counts and timestamp span."""
+    parked: tuple[tuple[int, int, int], int, int] | None = None
+    """(counts, lowest timestamp, highest timestamp) of a parked batch."""
 
     def note_starts(self, first: int, starts: Iterable[int]) -> None:
         """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
@@ -123,15 +130,21 @@ class _Batch:
         return column
 
     def counts(self) -> tuple[int, int, int]:
+        if self.parked is not None:
+            return self.parked[0]
         return len(self.values), len(self.exemplars), len(self.histograms)
 
     def lowest_timestamp(self) -> int:
+        if self.parked is not None:
+            return self.parked[1]
         candidates = [min(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
         candidates += [h[1] for h in self.histograms]
         return min(candidates) if candidates else 0
 
     def highest_timestamp(self) -> int:
+        if self.parked is not None:
+            return self.parked[2]
         candidates = [max(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
         candidates += [h[1] for h in self.histograms]
@@ -166,6 +179,8 @@ class _Shard:
         "inflight",
         "max_full",
         "max_per_send",
+        "park",
+        "parked",
         "partial",
         "space",
         "stop",
@@ -173,11 +188,16 @@ class _Shard:
         "wakeup",
     )
 
-    def __init__(self, max_per_send: int, capacity: int) -> None:
+    def __init__(
+        self, max_per_send: int, capacity: int, park: Callable[[_Batch], bool] | None = None
+    ) -> None:
         self.max_per_send = max_per_send
         self.max_full = max(1, capacity // max_per_send)
         self.partial = _Batch()
         self.full: deque[_Batch] = deque()
+        self.parked: deque[_Batch] = deque()
+        """Full batches whose bodies wait in the spool: all newer than those in ``full``."""
+        self.park = park
         self.inflight: _Batch | None = None
         self.done = 0
         self.flushing = False
@@ -188,17 +208,30 @@ class _Shard:
         self.task: asyncio.Task[None] | None = None
 
     def seal(self) -> bool:
-        """Move a full partial batch to the full queue if there is room."""
-        if self.partial.count >= self.max_per_send and len(self.full) < self.max_full:
+        """Move a full partial batch to the full queue if there is room, else park it
+        in the spool if the queue has one that takes it.
+
+        Once a batch is parked, the next ones are parked too until the parked ones
+        are sent, so batches leave in the order they were built."""
+        if self.partial.count < self.max_per_send:
+            return False
+        if not self.parked and len(self.full) < self.max_full:
             self.full.append(self.partial)
-            self.partial = _Batch()
-            self.wakeup.set()
-            return True
-        return False
+        elif self.park is not None and self.park(self.partial):
+            self.parked.append(self.partial)
+        else:
+            return False
+        self.partial = _Batch()
+        self.wakeup.set()
+        return True
 
     def take(self, include_partial: bool) -> _Batch | None:
         if self.full:
             batch = self.full.popleft()
+            self.seal()
+            return batch
+        if self.parked:
+            batch = self.parked.popleft()
             self.seal()
             return batch
         if include_partial and self.partial.count:
@@ -212,6 +245,8 @@ class _Shard:
             return self.inflight.first_seq
         if self.full:
             return self.full[0].first_seq
+        if self.parked:
+            return self.parked[0].first_seq
         if self.partial.count:
             return self.partial.first_seq
         return None
@@ -220,6 +255,7 @@ class _Shard:
         """Every unfinished batch, oldest first."""
         batches = [self.inflight] if self.inflight is not None else []
         batches.extend(self.full)
+        batches.extend(self.parked)
         if self.partial.count:
             batches.append(self.partial)
         return batches
@@ -252,6 +288,7 @@ class QueueManager:
         update_interval: float = SHARD_UPDATE_INTERVAL,
         clock: Callable[[], float] = time.time,
         protocol_reprobe_interval: float = 3600.0,
+        spool: Spool | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -286,6 +323,12 @@ class QueueManager:
         self._dropped_series = 0
         """How many values of ``_series`` are None."""
         self._shards: list[_Shard] = []
+        self._legacy: list[_Shard] = []
+        """Shards replaced while they held parked batches: they send all they hold, in
+        order, and the shards that replaced them start sending only after them."""
+        self._spool = spool
+        self._park_estimate = 0
+        """Size of the last parked body: what the next one is checked against first."""
         self._tasks: list[asyncio.Task[None]] = []
         # (sequence, end position) of chunks not yet known to be delivered.
         self._marks: deque[tuple[int, Position]] = deque()
@@ -350,10 +393,11 @@ class QueueManager:
         if read_task is not None:
             await self._stop_reading(read_task, until)
         self._reading_seq = None
-        for shard in self._shards:
+        every = [*self._legacy, *self._shards]
+        for shard in every:
             shard.flushing = True
             shard.wakeup.set()
-        tasks = [s.task for s in self._shards if s.task is not None]
+        tasks = [s.task for s in every if s.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, until - loop.time()))
             await _cancel(pending)
@@ -368,6 +412,10 @@ class QueueManager:
             await self._loop_lag.release()
             self._loop_lag = None
         self._advance_delivered()
+        if self._spool is not None:
+            # What is parked and unsent stays undelivered in the WAL for the next start.
+            self._spool.close()
+            self._publish_spool()
 
     async def _stop_reading(self, read_task: asyncio.Task[None], until: float) -> None:
         """End the read loop at a chunk boundary (within the deadline).
@@ -391,10 +439,12 @@ class QueueManager:
 
     def _new_shards(self, n: int) -> list[_Shard]:
         s = self.settings
-        shards = [_Shard(s.max_samples_per_send, s.capacity) for _ in range(n)]
+        park = self._park if self._spool is not None else None
+        shards = [_Shard(s.max_samples_per_send, s.capacity, park) for _ in range(n)]
+        before = [shard.task for shard in self._legacy if shard.task is not None]
         for i, shard in enumerate(shards):
             shard.task = asyncio.create_task(
-                self._run_shard(shard), name=f"queue-{self.name}-shard-{i}"
+                self._run_shard(shard, before), name=f"queue-{self.name}-shard-{i}"
             )
         self.metrics.shards.set(n)
         return shards
@@ -839,12 +889,80 @@ class QueueManager:
             ),
         )
 
+    # ---- the spool -----------------------------------------------------------------
+
+    def _park(self, batch: _Batch) -> bool:
+        """Encode a full batch now and park its body in the spool (a full shard's next
+        batch, instead of stopping the reader): whether the spool took it.
+
+        Only 1.0 bodies without ``sample_age_limit`` are parked: a parked body cannot
+        be shed item by item or turned into the other protocol."""
+        spool = self._spool
+        if (
+            spool is None
+            or self.protocol != 1
+            or self.negotiation.current != 1
+            or self.settings.sample_age_limit > 0
+            or self._stopped
+        ):
+            return False
+        if self._park_estimate and not spool.has_room(self._park_estimate):
+            self.metrics.spool_refused.inc()
+            return False
+        body = encode.compress(self._serialize(batch, 1))
+        self._park_estimate = len(body)
+        ref = spool.put(body)
+        if ref is None:
+            self.metrics.spool_refused.inc()
+            return False
+        batch.parked = (batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp())
+        batch.spooled = ref
+        batch.refs, batch.series, batch.timestamps, batch.values = [], [], [], []
+        batch.exemplars, batch.exemplar_refs = [], []
+        batch.histograms, batch.histogram_refs = [], []
+        batch.starts = None
+        self._publish_spool()
+        return True
+
+    def _publish_spool(self) -> None:
+        spool = self._spool
+        if spool is not None:
+            self.metrics.spool_bytes.set(spool.size)
+            self.metrics.spool_batches.set(spool.waiting)
+
+    def _drop_unreadable(self, batch: _Batch, err: SpoolError) -> None:
+        """A parked body that cannot be read back: counted as dropped, loudly."""
+        counts = batch.counts()
+        self._log.error(
+            "queue %s: dropping %d samples, %d exemplars, %d histograms: %s",
+            self.name,
+            *counts,
+            err,
+        )
+        for kind, n in zip(KINDS3, counts, strict=True):
+            if n:
+                self.metrics.dropped(kind, DROP_SPOOL_UNREADABLE).inc(n)
+                self.metrics.pending[kind].dec(n)
+
+    def _holds_parked(self) -> bool:
+        if self._legacy:
+            return True
+        return any(
+            shard.parked or (shard.inflight is not None and shard.inflight.spooled is not None)
+            for shard in self._shards
+        )
+
+    def spooled(self) -> tuple[int, int]:
+        """(bytes, batches) of the spool."""
+        spool = self._spool
+        return (spool.size, spool.waiting) if spool is not None else (0, 0)
+
     # ---- delivered position --------------------------------------------------------
 
     def _advance_delivered(self) -> None:
         """Move the delivered position to the last chunk with no unfinished item."""
         low = self._reading_seq if self._reading_seq is not None else self._next_seq
-        for shard in self._shards:
+        for shard in (*self._legacy, *self._shards) if self._legacy else self._shards:
             oldest = shard.oldest_seq()
             if oldest is not None and oldest < low:
                 low = oldest
@@ -858,7 +976,9 @@ class QueueManager:
 
     # ---- sending -------------------------------------------------------------------
 
-    async def _run_shard(self, shard: _Shard) -> None:
+    async def _run_shard(self, shard: _Shard, after: Sequence[asyncio.Task[None]] = ()) -> None:
+        if after and not await _wait_all_or(after, shard.stop):
+            return
         last_send = time.monotonic()
         while not shard.stop.is_set():
             batch = shard.take(include_partial=shard.flushing)
@@ -887,6 +1007,9 @@ class QueueManager:
             finally:
                 busy.change(-1)
             shard.inflight = None
+            if batch.spooled is not None and self._spool is not None:
+                self._spool.done(batch.spooled)
+                self._publish_spool()
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
@@ -896,6 +1019,11 @@ class QueueManager:
         self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
     ) -> bytes:
         started = time.monotonic()
+        if batch.spooled is not None and self._spool is not None:
+            body = self._spool.get(batch.spooled)
+            if phases is not None:
+                phases.on_loop(time.monotonic() - started)
+            return body
         body = self._serialize(batch, protocol)
         if len(body) >= _THREAD_COMPRESS_BYTES and self._compress_off_loop:
             if phases is None:
@@ -932,7 +1060,9 @@ class QueueManager:
     def _shed_too_old(self, batch: _Batch) -> _Batch:
         """Drop items older than sample_age_limit from a batch that waited too long."""
         limit = self.settings.sample_age_limit
-        if limit <= 0:
+        if limit <= 0 or batch.spooled is not None:
+            # A parked body goes whole: parking is off while a limit is set, so only
+            # batches parked before a live change to it get here.
             return batch
         cutoff = int((self._clock() - limit) * 1000)
         lowest = batch.lowest_timestamp()
@@ -976,7 +1106,11 @@ class QueueManager:
         if protocol != self.protocol:
             batch = self._as_v1(batch)
         phases = _SendPhases(self._loop_lag)
-        body = await self._encode(batch, protocol, phases)
+        try:
+            body = await self._encode(batch, protocol, phases)
+        except SpoolError as err:
+            self._drop_unreadable(batch, err)
+            return
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
         started = time.monotonic()
@@ -1233,6 +1367,11 @@ class QueueManager:
     def _should_reshard(self, target: int) -> bool:
         if target == len(self._shards):
             return False
+        if self._holds_parked():
+            # Parked bodies stay with the shard that built them: more shards would only
+            # wait for the parked ones to go first.
+            self.shards_reason += "; not resharding while encoded batches wait in the spool"
+            return False
         now = time.monotonic()
         if now - self._last_send_time > RESHARD_DISABLED_NO_SEND_SECONDS:
             return False
@@ -1250,6 +1389,9 @@ class QueueManager:
         an unfinished item.
         """
         async with self._reshard_lock:
+            if self._holds_parked():
+                self._reshard_behind_parked(n)
+                return
             self._gate.clear()
             try:
                 old = self._shards
@@ -1269,6 +1411,37 @@ class QueueManager:
             finally:
                 self._gate.set()
             self._log.info("queue %s: resharded from %d to %d shards", self.name, len(old), n)
+
+    def _reshard_behind_parked(self, n: int) -> None:
+        """Reshard while shards hold parked batches, which cannot be dealt out again.
+
+        The old shards send everything they hold (in flight, full, parked, the
+        partial batch) in order and stop; the ``n`` new ones take what is read from
+        now on and start sending once every old shard is done, so each series'
+        items still leave in order. The reader is not held up meanwhile (new
+        shards fill, and park, as usual).
+        """
+        old = self._shards
+        for shard in old:
+            shard.flushing = True
+            shard.wakeup.set()
+            shard.space.set()
+            if shard.task is not None:
+                shard.task.add_done_callback(lambda _, s=shard: self._retire(s))
+        self._legacy.extend(old)
+        self._shards = self._new_shards(n)
+        self._log.info(
+            "queue %s: resharding from %d to %d shards behind %d encoded batches in the spool",
+            self.name,
+            len(old),
+            n,
+            sum(len(shard.parked) for shard in old),
+        )
+
+    def _retire(self, shard: _Shard) -> None:
+        with contextlib.suppress(ValueError):
+            self._legacy.remove(shard)
+        self._advance_delivered()
 
     def _redistribute(self, batches: list[_Batch]) -> None:
         shards = self._shards
@@ -1443,6 +1616,21 @@ class _SendPhases:
         phase["backoff"].inc(max(0.0, backoff))
         metrics.send_batches.inc()
         return waited
+
+
+async def _wait_all_or(tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event) -> bool:
+    """Wait until every task is done (True) or ``stop`` is set (False)."""
+    pending: set[asyncio.Future[Any]] = {task for task in tasks if not task.done()}
+    if not pending:
+        return not stop.is_set()
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        while pending and not stop.is_set():
+            _, left = await asyncio.wait({*pending, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            pending = left - {stopping}
+    finally:
+        stopping.cancel()
+    return not stop.is_set()
 
 
 async def _cancel(tasks: Any) -> None:

@@ -35,6 +35,10 @@ IN_FLIGHT_SECONDS_METRIC = "rwconsole_remote_requests_in_flight_seconds_total"
 SHARD_BUSY_METRIC = "rwconsole_remote_shard_busy_seconds_total"
 SEND_PHASE_METRIC = "rwconsole_remote_send_phase_seconds_total"
 SEND_BATCHES_METRIC = "rwconsole_remote_send_batches_total"
+SPOOL_BYTES_METRIC = "rwconsole_remote_spool_bytes"
+SPOOL_BATCHES_METRIC = "rwconsole_remote_spool_batches"
+SPOOL_REFUSED_METRIC = "rwconsole_remote_spool_refused_total"
+DROP_SPOOL_UNREADABLE = "spool_unreadable"
 SEND_PHASES = ("encode", "loop_wait", "network", "backoff")
 """Where a batch's sending time goes: ``encode`` (serialising and compressing it),
 ``loop_wait`` (the event loop ran other work while the send waited for a turn),
@@ -188,6 +192,23 @@ def _define(registry: Registry) -> None:
         QUEUE_LABELS,
     )
     registry.gauge(
+        SPOOL_BYTES_METRIC,
+        "Bytes of the queue's spool file: request bodies encoded ahead while the queue is "
+        "behind, waiting to be sent (a copy of WAL data; the WAL keeps it until delivered).",
+        QUEUE_LABELS,
+    )
+    registry.gauge(
+        SPOOL_BATCHES_METRIC,
+        "Encoded batches waiting in the queue's spool.",
+        QUEUE_LABELS,
+    )
+    registry.counter(
+        SPOOL_REFUSED_METRIC,
+        "Batches the spool did not take (its size budget, the free-space reserve, a write "
+        "error): the queue then waits for room, reading the rest from the WAL later.",
+        QUEUE_LABELS,
+    )
+    registry.gauge(
         f"{PREFIX}highest_timestamp_in_seconds",
         "Highest timestamp that has come into the remote storage via the WAL, in seconds.",
     )
@@ -252,6 +273,13 @@ class QueueMetrics:
         self.in_flight = self._labelled_gauge(IN_FLIGHT_METRIC)
         self.in_flight_time = self._integral(IN_FLIGHT_SECONDS_METRIC)
         self.shard_busy_time = self._integral(SHARD_BUSY_METRIC)
+        self.spool_bytes = self._labelled_gauge(SPOOL_BYTES_METRIC)
+        self.spool_batches = self._labelled_gauge(SPOOL_BATCHES_METRIC)
+        refused_family = self._registry.get(SPOOL_REFUSED_METRIC)
+        assert refused_family is not None
+        refused = refused_family.labels(*self._key)
+        assert isinstance(refused, Counter)
+        self.spool_refused: Counter = refused
         self.send_phase: dict[str, Counter] = {}
         for phase in SEND_PHASES:
             found = self._labelled(SEND_PHASE_METRIC, phase)

@@ -1,0 +1,181 @@
+"""Request bodies encoded ahead while an endpoint is behind, parked in a file.
+
+While a queue cannot send as fast as it reads (the receiver is down or slow),
+its shards fill up and would stop the reader; the backlog would then wait in
+the WAL and be read, decoded, placed, encoded and compressed during the drain,
+while the receiver could take more. With a spool, a full shard parks its next
+batches instead: the queue encodes and compresses each once, when it is built,
+and the body waits here; the drain only reads and sends it.
+
+A spool is a cache of WAL data, never the only copy: a queue's delivered
+position stays before a parked batch until it is delivered, so a restart (the
+engine empties the spool directory at start) reads those records from the WAL
+again, as without a spool.
+
+One append-only file per queue; a frame is a 4-byte length, a 4-byte CRC32
+and the body. The file is emptied (truncated) when no frame in it is waiting.
+``SpoolBudget``, shared by the spools of one engine, bounds their total size
+and keeps the filesystem's free space above a reserve and above what the
+spools use: encoding ahead must never take the room the WAL needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+log = logging.getLogger("rwconsole.spool")
+
+_HEADER = struct.Struct("<II")
+
+
+class SpoolError(Exception):
+    """A parked body could not be read back (file error, short read, CRC mismatch)."""
+
+
+class SpoolRef(NamedTuple):
+    offset: int
+    length: int
+
+
+class SpoolBudget:
+    """Bytes all spools of an engine may use, and the free space they must leave.
+
+    A write is admitted while the spools stay within ``max_bytes`` and the
+    filesystem keeps at least ``reserve_bytes`` free and at least as much as the
+    spools then use: on a filling disk, the spools never take more than half of
+    what was free, and the WAL keeps the rest.
+    """
+
+    def __init__(self, max_bytes: int, reserve_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.reserve_bytes = reserve_bytes
+        self.used = 0
+
+    def admit(self, fd: int, size: int) -> bool:
+        """Whether ``size`` more bytes fit in the budget and above the reserve."""
+        if self.used + size > self.max_bytes:
+            return False
+        try:
+            stat = os.fstatvfs(fd)
+        except OSError:
+            return False
+        free_after = stat.f_bavail * stat.f_frsize - size
+        return free_after >= max(self.reserve_bytes, self.used + size)
+
+
+class Spool:
+    """One queue's parked request bodies, in one file."""
+
+    def __init__(self, path: str | os.PathLike[str], budget: SpoolBudget) -> None:
+        self.path = Path(path)
+        self._budget = budget
+        self._fd: int | None = None
+        self._end = 0
+        self.waiting = 0
+        """Frames put and not yet done."""
+        self.last_error = ""
+
+    @property
+    def size(self) -> int:
+        """Bytes of the file (what it takes on disk)."""
+        return self._end
+
+    def has_room(self, size: int) -> bool:
+        """Whether a body of about ``size`` bytes would be taken now."""
+        if self._budget.used + size > self._budget.max_bytes:
+            return False
+        try:
+            return self._budget.admit(self._open(), size + _HEADER.size)
+        except OSError:
+            return False
+
+    def put(self, body: bytes) -> SpoolRef | None:
+        """Append ``body``; None when the budget, the reserve or the disk refuse it."""
+        frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
+        if self._budget.used + len(frame) > self._budget.max_bytes:
+            return None
+        try:
+            fd = self._open()
+            if not self._budget.admit(fd, len(frame)):
+                return None
+            written = os.pwrite(fd, frame, self._end)
+        except OSError as err:
+            self._note_error(f"cannot write to {self.path}: {err}")
+            return None
+        if written != len(frame):
+            # A short write leaves nothing usable; the next frame overwrites it.
+            self._note_error(f"short write to {self.path} ({written} of {len(frame)} bytes)")
+            return None
+        ref = SpoolRef(self._end, len(frame))
+        self._end += len(frame)
+        self._budget.used += len(frame)
+        self.waiting += 1
+        return ref
+
+    def get(self, ref: SpoolRef) -> bytes:
+        """The body parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
+        if self._fd is None:
+            raise SpoolError(f"{self.path} is closed")
+        try:
+            frame = os.pread(self._fd, ref.length, ref.offset)
+        except OSError as err:
+            raise SpoolError(f"cannot read {self.path} at offset {ref.offset}: {err}") from err
+        if len(frame) != ref.length:
+            raise SpoolError(
+                f"short read from {self.path} at offset {ref.offset}: "
+                f"{len(frame)} of {ref.length} bytes"
+            )
+        length, crc = _HEADER.unpack_from(frame)
+        body = frame[_HEADER.size :]
+        if length != len(body) or zlib.crc32(body) != crc:
+            raise SpoolError(f"{self.path}: frame at offset {ref.offset} fails its CRC check")
+        return body
+
+    def done(self, ref: SpoolRef) -> None:
+        """The frame at ``ref`` is finished with; the file empties when none waits."""
+        self.waiting -= 1
+        if self.waiting == 0 and self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            self._budget.used -= self._end
+            self._end = 0
+
+    def close(self) -> None:
+        """Release the budget and remove the file."""
+        self._budget.used -= self._end
+        self._end = 0
+        self.waiting = 0
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        return self._fd
+
+    def _note_error(self, message: str) -> None:
+        if message != self.last_error:
+            log.warning("spool: %s; batches wait in memory and the WAL instead", message)
+        self.last_error = message
+
+
+def clear_directory(directory: str | os.PathLike[str]) -> int:
+    """Remove spool files left by an earlier run; how many were removed."""
+    removed = 0
+    with contextlib.suppress(FileNotFoundError):
+        for path in Path(directory).glob("*.spool"):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed += 1
+    return removed

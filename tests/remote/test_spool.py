@@ -1,0 +1,263 @@
+"""The spool: request bodies encoded ahead while an endpoint is behind.
+
+The file-level tests use a real file; the queue-level ones run the real queue,
+encoder, HTTP client and a loopback receiver that counts every sample per
+series, out-of-order ones and duplicates included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+from test_queue import NOW_MS, Harness, assert_in_order, run
+from waits import eventually
+
+from rwconsole.config.schema import QueueConfig
+from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.remote.spool import Spool, SpoolBudget, SpoolError, clear_directory
+
+BIG = 1 << 40
+
+
+def test_bodies_come_back_whole_and_the_file_empties_when_none_waits(tmp_path: Path) -> None:
+    budget = SpoolBudget(BIG, 0)
+    spool = Spool(tmp_path / "q.spool", budget)
+    bodies = [os.urandom(n) for n in (1, 700, 65_536)]
+    refs = [spool.put(body) for body in bodies]
+    assert all(ref is not None for ref in refs)
+    assert [spool.get(ref) for ref in refs if ref] == bodies
+    assert spool.waiting == 3 and budget.used == spool.size == (tmp_path / "q.spool").stat().st_size
+    for ref in refs[:2]:
+        assert ref is not None
+        spool.done(ref)
+    assert spool.size > 0, "a frame still waits: the file stays"
+    assert refs[2] is not None
+    spool.done(refs[2])
+    assert spool.size == 0 and budget.used == 0
+    assert (tmp_path / "q.spool").stat().st_size == 0
+    spool.close()
+    assert not (tmp_path / "q.spool").exists()
+
+
+def test_a_damaged_frame_is_reported_with_file_and_offset(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+    first, second = spool.put(b"a" * 100), spool.put(b"b" * 100)
+    assert first is not None and second is not None
+    with open(tmp_path / "q.spool", "r+b") as f:
+        f.seek(second.offset + 20)
+        f.write(b"X")
+    assert spool.get(first) == b"a" * 100
+    with pytest.raises(SpoolError, match=rf"q\.spool: frame at offset {second.offset} fails"):
+        spool.get(second)
+    spool.close()
+
+
+def test_the_budget_and_the_free_space_reserve_refuse_bodies(tmp_path: Path) -> None:
+    small = SpoolBudget(250, 0)
+    a, b = Spool(tmp_path / "a.spool", small), Spool(tmp_path / "b.spool", small)
+    assert a.put(b"x" * 100) is not None
+    assert b.put(b"y" * 100) is not None
+    assert not b.has_room(100)
+    assert b.put(b"z" * 100) is None, "the budget is shared by all spools"
+    stat = os.statvfs(tmp_path)
+    free = stat.f_bavail * stat.f_frsize
+    reserved = Spool(tmp_path / "c.spool", SpoolBudget(BIG, free))
+    assert not reserved.has_room(10)
+    assert reserved.put(b"x" * 10) is None
+    for spool in (a, b, reserved):
+        spool.close()
+    assert small.used == 0
+
+
+def test_files_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "queue-1.spool").write_bytes(b"old")
+    (tmp_path / "keep.txt").write_text("not a spool")
+    assert clear_directory(tmp_path) == 1
+    assert clear_directory(tmp_path / "missing") == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def assert_each_series(receiver: DemoReceiver, samples: int) -> None:
+    """Each of the 50 series got ``samples`` samples, none out of order."""
+    per_series = receiver.series()
+    assert len(per_series) == 50
+    for labels, stats in per_series.items():
+        assert stats.out_of_order == 0, labels
+        assert stats.samples == samples, (labels, stats.samples)
+
+
+def _settings(**changes: object) -> QueueConfig:
+    base: dict[str, object] = {
+        "min_shards": 2,
+        "max_shards": 2,
+        "max_samples_per_send": 20,
+        "capacity": 40,
+        "batch_send_deadline": 0.02,
+        "min_backoff": 0.02,
+        "max_backoff": 0.1,
+    }
+    base.update(changes)
+    return QueueConfig(**base)  # type: ignore[arg-type]
+
+
+def _harness(
+    receiver: DemoReceiver, tmp_path: Path, budget: SpoolBudget | None, **settings: object
+) -> tuple[Harness, Spool | None]:
+    spool = Spool(tmp_path / "q.spool", budget) if budget is not None else None
+    return Harness(receiver, _settings(**settings), spool=spool), spool
+
+
+def _read_everything(h: Harness) -> bool:
+    return h.queue.read_position == (0, h.source.position)
+
+
+@pytest.mark.parametrize("spooled", [True, False])
+def test_an_outage_is_read_and_encoded_ahead_then_drained_in_order(
+    tmp_path: Path, spooled: bool
+) -> None:
+    rounds = 30
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0) if spooled else None)
+        h.queue.start()
+        expected = h.push_rounds(rounds)
+        await eventually(lambda: h.metric("samples_retried_total") > 0)
+        if spooled:
+            assert spool is not None
+            await eventually(lambda: _read_everything(h))
+            # Two shards hold 2 x 40 in memory (and a partial each); the rest is parked.
+            assert spool.waiting >= (expected - 2 * 60) // 20
+            assert (
+                h.registry.value(
+                    "rwconsole_remote_spool_batches", remote_name="test", url=receiver.url
+                )
+                == spool.waiting
+            )
+            assert h.queue.delivered_position == (0, 0)
+        else:
+            await asyncio.sleep(0.5)
+            assert not _read_everything(h), "without a spool a full queue stops the reader"
+        await receiver.up()
+        await eventually(h.delivered_everything(expected), timeout=30)
+        await h.queue.stop(5)
+        assert_in_order(receiver, rounds, 50)
+        assert receiver.stats().samples == expected, "nothing sent twice"
+        if spool is not None:
+            assert spool.waiting == 0 and spool.size == 0
+            assert not (tmp_path / "q.spool").exists(), "a stopped queue removes its spool"
+
+    run(body)
+
+
+def test_resharding_and_retuning_behind_parked_batches_keep_order(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0), max_shards=10)
+        assert spool is not None
+        h.queue.start()
+        expected = h.push_rounds(10)
+        await eventually(lambda: _read_everything(h) and spool.waiting > 5)
+        await h.queue._reshard(5)
+        assert h.queue.shard_count == 5
+        expected += h.push_rounds(10, start_ms=NOW_MS + 10_000)
+        await h.queue.apply_settings(_settings(min_shards=6, max_shards=10, max_samples_per_send=7))
+        assert h.queue.shard_count == 6
+        expected += h.push_rounds(10, start_ms=NOW_MS + 20_000)
+        await eventually(lambda: _read_everything(h))
+        assert h.queue.delivered_position == (0, 0)
+        await receiver.up()
+        await eventually(h.delivered_everything(expected), timeout=30)
+        await h.queue.stop(5)
+        assert_each_series(receiver, 30)
+        assert receiver.stats().samples == expected
+        assert spool.size == 0
+
+    run(body)
+
+
+def test_a_full_spool_stops_the_reader_and_nothing_is_lost(tmp_path: Path) -> None:
+    rounds = 30
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        budget = SpoolBudget(BIG, 0)
+        h, spool = _harness(receiver, tmp_path, budget)
+        assert spool is not None
+        h.queue.start()
+        expected = h.push_rounds(5)
+        await eventually(lambda: spool.waiting >= 1 and _read_everything(h))
+        frame = spool.size // spool.waiting
+        budget.max_bytes = budget.used + 2 * frame + frame // 2  # room for two more
+        parked = spool.waiting
+        expected += h.push_rounds(rounds - 5, start_ms=NOW_MS + 5000)
+        await eventually(lambda: h.queue.metrics.spool_refused.value > 0)
+        await asyncio.sleep(0.3)
+        assert not _read_everything(h)
+        assert spool.waiting <= parked + 2
+        await receiver.up()
+        await eventually(h.delivered_everything(expected), timeout=30)
+        await h.queue.stop(5)
+        assert_each_series(receiver, rounds)
+        assert receiver.stats().samples == expected
+
+    run(body)
+
+
+def test_a_stop_during_an_outage_keeps_parked_batches_undelivered(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0))
+        assert spool is not None
+        h.queue.start()
+        h.push_rounds(20)
+        await eventually(lambda: _read_everything(h) and spool.waiting > 0)
+        await h.queue.stop(0.2)
+        assert h.queue.delivered_position == (0, 0)
+        assert not (tmp_path / "q.spool").exists()
+        assert receiver.stats().samples == 0
+
+    run(body)
+
+
+def test_an_unreadable_parked_body_is_counted_as_dropped(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0), min_shards=1, max_shards=1)
+        assert spool is not None
+        h.queue.start()
+        expected = h.push_rounds(10)
+        await eventually(lambda: _read_everything(h) and spool.waiting > 2)
+        with open(tmp_path / "q.spool", "r+b") as f:
+            f.seek(12)  # inside the first parked body
+            f.write(b"\xff\xff")
+        await receiver.up()
+        dropped = lambda: h.metric(  # noqa: E731
+            "samples_dropped_total", reason="spool_unreadable"
+        )
+        await eventually(lambda: receiver.stats().samples + dropped() >= expected, timeout=30)
+        await eventually(h.delivered_everything(expected - int(dropped())), timeout=30)
+        await h.queue.stop(5)
+        assert dropped() == 20, "the one damaged body of 20 samples, no more"
+        assert receiver.stats().samples == expected - 20
+
+    run(body)
+
+
+def test_no_parking_for_remote_write_2_or_with_a_sample_age_limit(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        for kwargs, settings in (({"protocol": 2}, {}), ({}, {"sample_age_limit": 3600.0})):
+            spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+            h = Harness(receiver, _settings(**settings), spool=spool, **kwargs)
+            h.queue.start()
+            h.push_rounds(20)
+            await eventually(lambda h=h: h.metric("samples_retried_total") > 0)
+            await asyncio.sleep(0.3)
+            assert spool.waiting == 0 and not _read_everything(h), (kwargs, settings)
+            await h.queue.stop(0.1)
+
+    run(body)
