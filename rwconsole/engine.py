@@ -61,7 +61,7 @@ from rwconsole.remote.metadata import MetadataSender
 from rwconsole.remote.progress import ProgressStore
 from rwconsole.remote.queue import QueueManager
 from rwconsole.remote.resharding import SHARD_UPDATE_INTERVAL, EwmaRate
-from rwconsole.remote.spool import Spool, SpoolBudget
+from rwconsole.remote.spool import Spool, SpoolBudget, budget_bytes
 from rwconsole.remote.spool import clear_directory as clear_spool_directory
 from rwconsole.shardhistory import ShardHistory
 from rwconsole.snapshot import (
@@ -564,7 +564,7 @@ class Engine:
             total = stat.f_blocks * stat.f_frsize
         except OSError:
             total = 0
-        return SpoolBudget(wal.spool_max_size, max(2 * wal.segment_size, total // 10))
+        return SpoolBudget(budget_bytes(wal), max(2 * wal.segment_size, total // 10))
 
     def _new_spool(self) -> Spool:
         self._spools_made += 1
@@ -1266,6 +1266,8 @@ class Engine:
                     loss_at_budget_per_second=self._loss_at_budget(endpoint),
                     requests_in_flight=int(m.in_flight.value),
                     shards_reason=queue.shards_reason,
+                    spool_batches=int(m.spool_batches.value),
+                    spool_bytes=int(m.spool_bytes.value),
                 )
             )
         sources = self._source_status()

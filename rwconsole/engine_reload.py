@@ -34,6 +34,7 @@ from rwconsole.config.errors import ConfigError, ConfigFileError
 from rwconsole.labels import make_labels
 from rwconsole.metrics import Gauge, Registry
 from rwconsole.reload import ConfigDiff, diff_configs, effective
+from rwconsole.remote.spool import budget_bytes
 from rwconsole.snapshot import ReloadReport
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ async def _apply(engine: Engine, new: schema.Config) -> tuple[ConfigDiff, list[s
     if diff.synthetic:
         await _apply_synthetic(engine, diff.synthetic, target.synthetic)
     engine.config = target
-    engine.spool_budget.max_bytes = target.wal.spool_max_size
+    engine.spool_budget.max_bytes = budget_bytes(target.wal)
     await _apply_endpoints(engine, diff, configs, clients, set(fresh))
     assert engine.progress is not None
     engine.progress.save(force=True)

@@ -190,6 +190,10 @@ class EndpointSnapshot:
     """Remote-write requests sent and not yet answered, now."""
     shards_reason: str = ""
     """What the last desired-shards calculation was made of and why that many run."""
+    spool_batches: int = 0
+    """Batches encoded ahead and waiting in the endpoint's spool (``rwconsole.remote.spool``)."""
+    spool_bytes: int = 0
+    """Size of the endpoint's spool file."""
 
 
 @dataclass(frozen=True, slots=True)

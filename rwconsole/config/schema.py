@@ -345,8 +345,8 @@ class WALConfig:
         1024 * 1024 * 1024,
         "Disk for request bodies encoded ahead while an endpoint is behind (all endpoints "
         "together; a copy of WAL data that always leaves free at least as much as it uses, "
-        '2 segments and 10 % of the filesystem), bytes or a size like "1GiB"; 0 = off '
-        "(rwconsole extra).",
+        '2 segments and 10 % of the filesystem), bytes or a size like "1GiB"; 0 = off; '
+        "off as well with max_size, whose bytes hold more samples in the WAL (rwconsole extra).",
         kind="size",
     )
     on_full: str = _field(

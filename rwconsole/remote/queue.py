@@ -58,6 +58,10 @@ log = logging.getLogger("rwconsole.queue")
 KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
+DRAIN_SHARDS = BULK_MAX_SHARDS
+"""Shards a queue widens to (within max_shards) before it parks its first batch: a
+parked batch stays with the shard that built it, so this is how many requests the
+drain can have in flight."""
 _MISSING = object()
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
@@ -329,6 +333,8 @@ class QueueManager:
         self._spool = spool
         self._park_estimate = 0
         """Size of the last parked body: what the next one is checked against first."""
+        self._widening: asyncio.Task[None] | None = None
+        """The reshard to ``DRAIN_SHARDS`` that comes before parking, while it runs."""
         self._tasks: list[asyncio.Task[None]] = []
         # (sequence, end position) of chunks not yet known to be delivered.
         self._marks: deque[tuple[int, Position]] = deque()
@@ -350,6 +356,8 @@ class QueueManager:
         self._last_send_time = 0.0
         self._last_ok_wall = 0.0
         self._retrying = 0
+        self._recovered = asyncio.Event()
+        """Set (and replaced) when a send succeeds while others wait to retry."""
         self._first_enqueued_s = 0.0
         self._stopped = False
         self._reading_stopped = False
@@ -386,6 +394,8 @@ class QueueManager:
         if self._stopped:
             return
         self._stopped = True
+        if self._widening is not None:
+            await _cancel([self._widening])
         loop = asyncio.get_running_loop()
         until = loop.time() + (self.flush_deadline if deadline is None else deadline)
         read_task, *others = self._tasks or [None]
@@ -906,6 +916,11 @@ class QueueManager:
             or self._stopped
         ):
             return False
+        if not self._holds_parked():
+            lanes = min(self.settings.max_shards, DRAIN_SHARDS)
+            if len(self._shards) < lanes or not self._widened():
+                self._widen(lanes)
+                return False
         if self._park_estimate and not spool.has_room(self._park_estimate):
             self.metrics.spool_refused.inc()
             return False
@@ -923,6 +938,16 @@ class QueueManager:
         batch.starts = None
         self._publish_spool()
         return True
+
+    def _widen(self, n: int) -> None:
+        """Reshard to ``n`` shards in the background (the reader waits meanwhile)."""
+        if self._widening is None or self._widening.done():
+            self._widening = asyncio.create_task(
+                self._reshard(max(n, len(self._shards))), name=f"queue-{self.name}-widen"
+            )
+
+    def _widened(self) -> bool:
+        return self._widening is None or self._widening.done()
 
     def _publish_spool(self) -> None:
         spool = self._spool
@@ -1194,7 +1219,10 @@ class QueueManager:
             self._retrying += 1
             slept_at = self._send_clock()
             try:
-                await _wait_or_stop(stop, stop, sleep)
+                # Another shard's success ends a backoff (the receiver is back), not a
+                # wait the receiver asked for with Retry-After.
+                wake = stop if result.retry_after else self._recovered
+                await _wait_or_stop(wake, stop, sleep)
             finally:
                 self._retrying -= 1
                 not_sending += self._send_clock() - slept_at
@@ -1218,6 +1246,9 @@ class QueueManager:
             if result.outcome == "ok":
                 self._last_send_time = time.monotonic()
                 self._last_ok_wall = self._clock()
+                if self._retrying:
+                    self._recovered.set()
+                    self._recovered = asyncio.Event()
         for kind, n in zip(KINDS3, batch.counts(), strict=True):
             if n:
                 metrics.pending[kind].dec(n)

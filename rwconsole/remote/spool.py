@@ -29,6 +29,8 @@ import zlib
 from pathlib import Path
 from typing import NamedTuple
 
+from rwconsole.config.schema import WALConfig
+
 log = logging.getLogger("rwconsole.spool")
 
 _HEADER = struct.Struct("<II")
@@ -41,6 +43,13 @@ class SpoolError(Exception):
 class SpoolRef(NamedTuple):
     offset: int
     length: int
+
+
+def budget_bytes(wal: WALConfig) -> int:
+    """The spools' budget: none under a WAL disk budget (``max_size``), whose bytes are
+    better spent on the WAL, which holds several times more samples per byte than
+    encoded request bodies do."""
+    return 0 if wal.max_size else wal.spool_max_size
 
 
 class SpoolBudget:

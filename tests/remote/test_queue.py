@@ -322,6 +322,36 @@ def test_backoff_after_an_outage_is_not_counted_as_the_receivers_time() -> None:
     run(body)
 
 
+def test_a_success_ends_the_other_shards_backoff() -> None:
+    """A shard backing off for 20 s retries as soon as another shard's send succeeds."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=2,
+                max_shards=2,
+                max_samples_per_send=10,
+                batch_send_deadline=0.02,
+                min_backoff=20.0,
+                max_backoff=20.0,
+            ),
+            series=10,
+        )
+        h.queue.start()
+        even, odd = [2, 4, 6, 8, 10], [1, 3, 5, 7, 9]  # shard 0's series, shard 1's
+        h.source.push(even, [NOW_MS] * 5, [0.0] * 5)
+        await eventually(lambda: h.queue.status() == "retrying")
+        await receiver.up()
+        h.source.push(odd, [NOW_MS] * 5, [0.0] * 5)
+        await eventually(h.delivered_everything(10), timeout=10)
+        await h.queue.stop(1)
+        assert len(receiver.series()) == 10
+
+    run(body)
+
+
 def test_400_is_not_retried_and_is_counted_as_failed() -> None:
     async def body(receiver: DemoReceiver) -> None:
         receiver.set_fault("bad_request", reason="out of bounds")

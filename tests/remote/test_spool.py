@@ -17,6 +17,7 @@ from waits import eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.remote.queue import DRAIN_SHARDS
 from rwconsole.remote.spool import Spool, SpoolBudget, SpoolError, clear_directory
 
 BIG = 1 << 40
@@ -149,6 +150,25 @@ def test_an_outage_is_read_and_encoded_ahead_then_drained_in_order(
         if spool is not None:
             assert spool.waiting == 0 and spool.size == 0
             assert not (tmp_path / "q.spool").exists(), "a stopped queue removes its spool"
+
+    run(body)
+
+
+def test_a_queue_widens_to_the_drain_shards_before_it_parks(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0), min_shards=1, max_shards=50)
+        assert spool is not None
+        h.queue.start()
+        expected = h.push_rounds(30)
+        await eventually(lambda: _read_everything(h))
+        assert h.queue.shard_count == DRAIN_SHARDS
+        assert spool.waiting > 0
+        await receiver.up()
+        await eventually(h.delivered_everything(expected), timeout=30)
+        await h.queue.stop(5)
+        assert_in_order(receiver, 30, 50)
+        assert receiver.stats().samples == expected
 
     run(body)
 

@@ -101,6 +101,15 @@ async def test_the_detail_says_where_sends_spend_their_time_and_why_those_shards
     assert "in flight" not in text and "shards:" not in text
 
 
+async def test_the_detail_shows_what_waits_in_the_spool() -> None:
+    snap = recorded_snapshot()
+    endpoint = snap.endpoints[1]
+    assert "spool" not in detail_markup(endpoint, now=snap.time)
+    spooling = dataclasses.replace(endpoint, spool_batches=1234, spool_bytes=48 * 1024 * 1024)
+    text = _plain(detail_markup(spooling, now=snap.time))
+    assert "1.23k batches encoded ahead in the spool (48.0 MiB)" in text
+
+
 async def test_saturated_shards_are_marked() -> None:
     snap = recorded_snapshot()
     endpoint = snap.endpoints[0]

@@ -87,6 +87,11 @@ def detail_markup(
     )
     if read_only:
         wal = f"WAL segment being read: {endpoint.read_position[0]} (offsets are not exposed)"
+    elif endpoint.spool_batches:
+        wal += (
+            f" · {fmt.number(endpoint.spool_batches)} batches encoded ahead in the spool "
+            f"({fmt.size(endpoint.spool_bytes)})"
+        )
     lines = [
         f"[b]{escape(endpoint.name)}[/b]  {status_markup(endpoint.status)}  "
         f"{escape(endpoint.url)}"
