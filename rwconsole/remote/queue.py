@@ -21,18 +21,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from operator import eq, mod
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
-from rwconsole.protocol import encode
+from rwconsole.protocol import decode, encode
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.negotiation import VERSION_NAMES, ProtocolNegotiation
 from rwconsole.remote.queue_metrics import (
@@ -58,6 +59,9 @@ log = logging.getLogger("rwconsole.queue")
 KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
+PARK_AFTER_LAG_SECONDS = 10.0
+"""Lag from which a full shard parks batches rather than stopping the reader: a burst
+that fills a shard for a moment is no outage and is not worth a spool."""
 DRAIN_SHARDS = BULK_MAX_SHARDS
 """Shards a queue widens to (within max_shards) before it parks its first batch: a
 parked batch stays with the shard that built it, so this is how many requests the
@@ -92,6 +96,15 @@ class ChunkSource(Protocol):
         ...
 
 
+class _Parked(NamedTuple):
+    """A parked batch's counts (``KINDS3``), timestamp span and body's protocol."""
+
+    counts: tuple[int, int, int]
+    lowest: int
+    highest: int
+    protocol: int
+
+
 @dataclass
 class _Batch:
     refs: list[int] = field(default_factory=list)
@@ -111,9 +124,8 @@ class _Batch:
     None (nothing to keep) is the common case, and costs nothing per sample."""
     spooled: SpoolRef | None = None
     """Where the batch's encoded body is parked (``_park``); its columns are then empty
-    and ``parked`` holds its counts and timestamp span."""
-    parked: tuple[tuple[int, int, int], int, int] | None = None
-    """(counts, lowest timestamp, highest timestamp) of a parked batch."""
+    and ``parked`` holds what the rest of the queue asks of them."""
+    parked: _Parked | None = None
 
     def note_starts(self, first: int, starts: Iterable[int]) -> None:
         """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
@@ -135,12 +147,12 @@ class _Batch:
 
     def counts(self) -> tuple[int, int, int]:
         if self.parked is not None:
-            return self.parked[0]
+            return self.parked.counts
         return len(self.values), len(self.exemplars), len(self.histograms)
 
     def lowest_timestamp(self) -> int:
         if self.parked is not None:
-            return self.parked[1]
+            return self.parked.lowest
         candidates = [min(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
         candidates += [h[1] for h in self.histograms]
@@ -148,7 +160,7 @@ class _Batch:
 
     def highest_timestamp(self) -> int:
         if self.parked is not None:
-            return self.parked[2]
+            return self.parked.highest
         candidates = [max(self.timestamps)] if self.timestamps else []
         candidates += [e.timestamp for _, e in self.exemplars]
         candidates += [h[1] for h in self.histograms]
@@ -293,6 +305,7 @@ class QueueManager:
         clock: Callable[[], float] = time.time,
         protocol_reprobe_interval: float = 3600.0,
         spool: Spool | None = None,
+        park_after_lag: float = PARK_AFTER_LAG_SECONDS,
     ) -> None:
         self.name = name
         self.url = url
@@ -331,6 +344,7 @@ class QueueManager:
         """Shards replaced while they held parked batches: they send all they hold, in
         order, and the shards that replaced them start sending only after them."""
         self._spool = spool
+        self._park_after_lag = park_after_lag
         self._park_estimate = 0
         """Size of the last parked body: what the next one is checked against first."""
         self._widening: asyncio.Task[None] | None = None
@@ -356,6 +370,7 @@ class QueueManager:
         self._last_send_time = 0.0
         self._last_ok_wall = 0.0
         self._retrying = 0
+        self._jitter = random.Random()
         self._recovered = asyncio.Event()
         """Set (and replaced) when a send succeeds while others wait to retry."""
         self._first_enqueued_s = 0.0
@@ -589,10 +604,14 @@ class QueueManager:
         self._dropped_series += 1
 
     async def _wait_for_space(self, shard: _Shard) -> None:
+        """Wait until ``shard`` took a batch; with a spool, at most a second, so a reader
+        held up by an outage tries again to park once the lag has grown."""
         self.metrics.enqueue_retries.inc()
         shard.space.clear()
         shard.wakeup.set()
-        await shard.space.wait()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0 if self._spool is not None else None):
+                await shard.space.wait()
         await self._gate.wait()
 
     async def _enqueue_chunk(self, chunk: Chunk, seq: int) -> None:
@@ -905,15 +924,15 @@ class QueueManager:
         """Encode a full batch now and park its body in the spool (a full shard's next
         batch, instead of stopping the reader): whether the spool took it.
 
-        Only 1.0 bodies without ``sample_age_limit`` are parked: a parked body cannot
-        be shed item by item or turned into the other protocol."""
+        Nothing is parked while ``sample_age_limit`` is set: a parked body is not
+        shed item by item. A body goes in the protocol negotiated now; a 2.0 body
+        that meets a receiver speaking only 1.0 is decoded again (``_unparked``)."""
         spool = self._spool
         if (
             spool is None
-            or self.protocol != 1
-            or self.negotiation.current != 1
             or self.settings.sample_age_limit > 0
             or self._stopped
+            or (not self._holds_parked() and self.lag_seconds() < self._park_after_lag)
         ):
             return False
         if not self._holds_parked():
@@ -924,13 +943,16 @@ class QueueManager:
         if self._park_estimate and not spool.has_room(self._park_estimate):
             self.metrics.spool_refused.inc()
             return False
-        body = encode.compress(self._serialize(batch, 1))
+        protocol = self.negotiation.current
+        body = encode.compress(self._serialize(batch, protocol))
         self._park_estimate = len(body)
         ref = spool.put(body)
         if ref is None:
             self.metrics.spool_refused.inc()
             return False
-        batch.parked = (batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp())
+        batch.parked = _Parked(
+            batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp(), protocol
+        )
         batch.spooled = ref
         batch.refs, batch.series, batch.timestamps, batch.values = [], [], [], []
         batch.exemplars, batch.exemplar_refs = [], []
@@ -1029,6 +1051,8 @@ class QueueManager:
                 await self._send_batch(batch, shard.stop)
             except _Interrupted:
                 return
+            except SpoolError as err:
+                self._drop_unreadable(batch, err)
             finally:
                 busy.change(-1)
             shard.inflight = None
@@ -1120,6 +1144,8 @@ class QueueManager:
     async def _send_batch(self, batch: _Batch, stop: asyncio.Event) -> None:
         """Send one batch until it succeeds or fails for good (retrying forever).
 
+        A parked batch whose body cannot be read back raises ``SpoolError``.
+
         ``stop`` interrupts it between attempts (while paused or backing off),
         never during an HTTP attempt, so a reshard does not send a batch twice.
         """
@@ -1128,14 +1154,12 @@ class QueueManager:
         backoff = self.settings.min_backoff
         attempt = 0
         protocol = self._protocol_for_batch()
-        if protocol != self.protocol:
-            batch = self._as_v1(batch)
         phases = _SendPhases(self._loop_lag)
-        try:
-            body = await self._encode(batch, protocol, phases)
-        except SpoolError as err:
-            self._drop_unreadable(batch, err)
-            return
+        if batch.parked is not None and not (batch.parked.protocol == 2 and protocol == 1):
+            protocol = batch.parked.protocol  # as parked (a 1.0 body is taken by all)
+        elif protocol != self.protocol:
+            batch = self._as_v1(batch)
+        body = await self._encode(batch, protocol, phases)
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
         started = time.monotonic()
@@ -1208,7 +1232,12 @@ class QueueManager:
                     self.last_error,
                 )
                 break
-            sleep = result.retry_after if result.retry_after and result.retry_after > 0 else backoff
+            asked = result.retry_after if result.retry_after and result.retry_after > 0 else 0.0
+            # Between half and all of the backoff (never under min_backoff): shards that
+            # fail together (an outage) spread out over the interval, so one of them finds
+            # the receiver back soon and its success ends the others' wait.
+            low = max(self.settings.min_backoff, backoff / 2)
+            sleep = asked or low + (backoff - low) * self._jitter.random()
             self._reshard_disabled_until = time.monotonic() + 2 * sleep
             self._log.warning(
                 "queue %s: recoverable error, retrying in %.3fs: %s",
@@ -1221,7 +1250,7 @@ class QueueManager:
             try:
                 # Another shard's success ends a backoff (the receiver is back), not a
                 # wait the receiver asked for with Retry-After.
-                wake = stop if result.retry_after else self._recovered
+                wake = stop if asked else self._recovered
                 await _wait_or_stop(wake, stop, sleep)
             finally:
                 self._retrying -= 1
@@ -1229,7 +1258,7 @@ class QueueManager:
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:
                     metrics.retried[kind].inc(n)
-            backoff = min(2 * sleep, self.settings.max_backoff)
+            backoff = min(2 * (asked or backoff), self.settings.max_backoff)
             attempt += 1
         if result is not None:
             metrics.bytes_total.inc(len(body))
@@ -1309,6 +1338,8 @@ class QueueManager:
         Native histograms with custom buckets have no 1.0 form: they are dropped
         and counted as Prometheus counts them.
         """
+        if batch.spooled is not None:
+            batch = self._unparked(batch)
         memo: dict[int, bytes] = {}
 
         def v1(key: Any) -> bytes:
@@ -1334,6 +1365,37 @@ class QueueManager:
             count=batch.count - dropped,
             first_seq=batch.first_seq,
         )
+
+    def _unparked(self, batch: _Batch) -> _Batch:
+        """A parked 2.0 batch as columns again, decoded from its body (rare: the receiver
+        turned out to speak only 1.0 after the batch was parked); raises SpoolError."""
+        assert self._spool is not None and batch.spooled is not None
+        try:
+            request = decode.decode_message(
+                decode.decompress(self._spool.get(batch.spooled)), encode.PROTOBUF_MESSAGE_V2
+            )
+        except (decode.InvalidRequest, ValueError) as err:
+            raise SpoolError(f"a parked 2.0 body does not decode: {err}") from err
+        columns = _Batch(first_seq=batch.first_seq)
+        for series in request.series:
+            key = (series.labels, series.metadata)
+            starts = series.start_timestamps
+            if any(starts):
+                columns.note_starts(len(columns.values), starts)
+            for t, v in series.samples:
+                columns.series.append(key)
+                columns.timestamps.append(t)
+                columns.values.append(v)
+            columns.exemplars.extend((key, e) for e in series.exemplars)
+            hstarts = series.histogram_start_timestamps or [0] * len(series.histograms)
+            columns.histograms.extend(
+                (key, t, h, st) for (t, h), st in zip(series.histograms, hstarts, strict=True)
+            )
+        columns.refs = [0] * len(columns.values)
+        columns.exemplar_refs = [0] * len(columns.exemplars)
+        columns.histogram_refs = [0] * len(columns.histograms)
+        columns.count = sum(columns.counts())
+        return columns
 
     def _note_partial(self, result: SendResultLike, counts: tuple[int, int, int]) -> None:
         """Count (and log, at most once a minute) what a 2xx did not confirm."""

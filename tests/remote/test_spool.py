@@ -12,12 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
+import test_protocol_fallback as fallback
 from test_queue import NOW_MS, Harness, assert_in_order, run
 from waits import eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
-from rwconsole.remote.queue import DRAIN_SHARDS
+from rwconsole.remote.queue import DRAIN_SHARDS, PARK_AFTER_LAG_SECONDS
 from rwconsole.remote.spool import Spool, SpoolBudget, SpoolError, clear_directory
 
 BIG = 1 << 40
@@ -108,7 +109,7 @@ def _harness(
     receiver: DemoReceiver, tmp_path: Path, budget: SpoolBudget | None, **settings: object
 ) -> tuple[Harness, Spool | None]:
     spool = Spool(tmp_path / "q.spool", budget) if budget is not None else None
-    return Harness(receiver, _settings(**settings), spool=spool), spool
+    return Harness(receiver, _settings(**settings), spool=spool, park_after_lag=0.0), spool
 
 
 def _read_everything(h: Harness) -> bool:
@@ -267,17 +268,65 @@ def test_an_unreadable_parked_body_is_counted_as_dropped(tmp_path: Path) -> None
     run(body)
 
 
-def test_no_parking_for_remote_write_2_or_with_a_sample_age_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("settings", "park_after_lag"),
+    [({"sample_age_limit": 3600.0}, 0.0), ({}, PARK_AFTER_LAG_SECONDS)],
+    ids=["sample_age_limit", "lag_under_the_threshold"],
+)
+def test_no_parking_with_a_sample_age_limit_or_without_lag(
+    tmp_path: Path, settings: dict[str, float], park_after_lag: float
+) -> None:
     async def body(receiver: DemoReceiver) -> None:
         await receiver.down()
-        for kwargs, settings in (({"protocol": 2}, {}), ({}, {"sample_age_limit": 3600.0})):
-            spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
-            h = Harness(receiver, _settings(**settings), spool=spool, **kwargs)
-            h.queue.start()
-            h.push_rounds(20)
-            await eventually(lambda h=h: h.metric("samples_retried_total") > 0)
-            await asyncio.sleep(0.3)
-            assert spool.waiting == 0 and not _read_everything(h), (kwargs, settings)
-            await h.queue.stop(0.1)
+        spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+        h = Harness(receiver, _settings(**settings), spool=spool, park_after_lag=park_after_lag)
+        h.queue.start()
+        h.push_rounds(20)
+        await eventually(lambda: h.queue.status() == "retrying")
+        await asyncio.sleep(0.3)
+        assert h.queue.lag_seconds() < PARK_AFTER_LAG_SECONDS
+        assert spool.waiting == 0 and not _read_everything(h)
+        await h.queue.stop(0.1)
 
     run(body)
+
+
+def test_parked_2_0_bodies_go_out_as_1_0_when_the_receiver_speaks_only_1_0(
+    tmp_path: Path,
+) -> None:
+    """The receiver is down while 2.0 bodies are parked, and comes back speaking only 1.0:
+    each parked body is decoded and sent again as 1.0, in order, once."""
+    rounds = 40
+
+    async def body() -> None:
+        receiver = fallback.Receiver("v1-only-415")
+        await receiver.server.start("127.0.0.1", 0)
+        port = receiver.server.port
+        await receiver.server.stop()
+        source = fallback.Source()
+        spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+        queue, registry = fallback.make_queue(receiver, source, spool=spool, park_after_lag=0.0)
+        queue.settings = _settings(max_samples_per_send=10, capacity=20, max_shards=4)
+        queue.start()
+        try:
+            for r in range(rounds):
+                source.push_round(r)
+            await eventually(lambda: queue.read_position == (0, rounds) and spool.waiting > 4)
+            assert queue.negotiation.current == 2
+            await receiver.server.start("127.0.0.1", port)
+            await eventually(lambda: queue.delivered_position == (0, rounds), timeout=30)
+        finally:
+            await queue.stop(5.0)
+            await receiver.server.stop()
+        assert queue.negotiation.current == 1
+        for labels, samples in receiver.samples.items():
+            assert [v for _, v in samples] == [float(r) for r in range(rounds)], labels
+        assert len(receiver.samples) == fallback.N_SERIES
+        assert all(protocol == 1 for protocol, n in receiver.requests if n)
+        failed = registry.value(
+            "prometheus_remote_storage_samples_failed_total", remote_name="v2", url=queue.url
+        )
+        assert failed == 0
+        assert spool.size == 0
+
+    asyncio.run(body())
