@@ -935,14 +935,16 @@ class QueueManager:
             or (not self._holds_parked() and self.lag_seconds() < self._park_after_lag)
         ):
             return False
+        if not spool.enabled:
+            return False
+        if not spool.has_room(self._park_estimate):
+            self.metrics.spool_refused.inc()
+            return False
         if not self._holds_parked():
             lanes = min(self.settings.max_shards, DRAIN_SHARDS)
             if len(self._shards) < lanes or not self._widened():
                 self._widen(lanes)
                 return False
-        if self._park_estimate and not spool.has_room(self._park_estimate):
-            self.metrics.spool_refused.inc()
-            return False
         protocol = self.negotiation.current
         body = encode.compress(self._serialize(batch, protocol))
         self._park_estimate = len(body)
@@ -998,11 +1000,6 @@ class QueueManager:
             shard.parked or (shard.inflight is not None and shard.inflight.spooled is not None)
             for shard in self._shards
         )
-
-    def spooled(self) -> tuple[int, int]:
-        """(bytes, batches) of the spool."""
-        spool = self._spool
-        return (spool.size, spool.waiting) if spool is not None else (0, 0)
 
     # ---- delivered position --------------------------------------------------------
 

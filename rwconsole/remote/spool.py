@@ -91,6 +91,11 @@ class Spool:
         self.last_error = ""
 
     @property
+    def enabled(self) -> bool:
+        """Whether the budget allows any spool at all (``spool_max_size`` > 0)."""
+        return self._budget.max_bytes > 0
+
+    @property
     def size(self) -> int:
         """Bytes of the file (what it takes on disk)."""
         return self._end

@@ -332,6 +332,9 @@ def test_truncation_keeps_what_a_stalled_endpoint_needs(tmp_path: Path) -> None:
             truncate_frequency=3600.0,
             min_keepalive_time=0.001,
             max_keepalive_time=28800.0,
+            # The paused queue must stop taking chunks: with a spool it would park them
+            # all, and a truncation would find nothing lost.
+            spool_max_size=0,
         ),
     )
     engine = Engine(config, flush_deadline=2.0)

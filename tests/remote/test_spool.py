@@ -291,6 +291,24 @@ def test_no_parking_with_a_sample_age_limit_or_without_lag(
     run(body)
 
 
+def test_a_spool_turned_off_neither_parks_nor_widens(tmp_path: Path) -> None:
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(0, 0), min_shards=1, max_shards=50)
+        assert spool is not None
+        h.queue.start()
+        h.push_rounds(20)
+        await eventually(lambda: h.queue.status() == "retrying")
+        await asyncio.sleep(0.5)
+        assert h.queue.shard_count == 1
+        assert spool.waiting == 0 and not _read_everything(h)
+        assert h.queue.metrics.spool_refused.value == 0
+        assert not (tmp_path / "q.spool").exists()
+        await h.queue.stop(0.1)
+
+    run(body)
+
+
 def test_parked_2_0_bodies_go_out_as_1_0_when_the_receiver_speaks_only_1_0(
     tmp_path: Path,
 ) -> None:
