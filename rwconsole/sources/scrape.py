@@ -274,9 +274,14 @@ class ScrapeLoop:
         timeout = self.target.timeout
         try:
             if not error:
-                # The timeout bounds the whole scrape: fetch, decompression and parse.
+                # The timeout bounds fetching and decompressing the body. The parse is
+                # not abandoned at the deadline: a full parse in a worker thread cannot
+                # be stopped, so abandoning it would only throw its CPU away, and the
+                # next scrape would pay it again (with many large new targets, every
+                # scrape queued behind the others' parses and none got through).
                 async with asyncio.timeout(timeout):
-                    result = await self._fetch_and_read()
+                    body, content_type = await self._fetch()
+                result = await self._read(body, content_type)
         except TimeoutError:
             error = f"scrape timed out after {timeout:g}s"
         except ParseError as exc:
@@ -330,8 +335,7 @@ class ScrapeLoop:
             self._on_result(up, parse_error)
         return up
 
-    async def _fetch_and_read(self) -> _Parsed | list[float]:
-        body, content_type = await self._fetch()
+    async def _read(self, body: bytes, content_type: str) -> _Parsed | list[float]:
         fmt = format_for(content_type)
         # A steady body only has its values converted: quicker on the loop than
         # the hand-over to a thread, which would hold the GIL all the same.

@@ -14,6 +14,7 @@ import math
 import random
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -562,6 +563,30 @@ async def test_large_steady_body_is_read_on_the_loop(twins: Twins) -> None:
     assert not await twins.scrape(third + 'big_extra{pad="y"} 1\n')  # a new layout
     assert full_reads == [False]
     twins.assert_same()
+
+
+@pytest.mark.anyio
+async def test_a_full_parse_that_outlasts_the_timeout_is_kept() -> None:
+    """The timeout bounds the fetch; a parse in the worker thread cannot be stopped, so
+    its result is used rather than thrown away and paid for again by the next scrape."""
+    first, second = large_bodies(2)
+    async with started_twins(scrape_timeout=0.5) as twins:
+        read = twins.fast._read_full
+        reads: list[bool] = []
+
+        def slow(body: bytes, fmt: Format) -> object:
+            reads.append(threading.current_thread() is threading.main_thread())
+            time.sleep(1.5)  # three times the timeout
+            return read(body, fmt)
+
+        twins.fast._read_full = slow  # type: ignore[method-assign]
+        assert not await twins.scrape(first)
+        status = twins.fast.status()
+        assert (status.health, status.last_error, status.series) == ("up", "", 12000)
+        assert status.last_duration >= 1.5
+        assert await twins.scrape(second)  # the shape learned by the slow parse is used
+        assert reads == [False]
+        twins.assert_same()
 
 
 @pytest.mark.anyio
