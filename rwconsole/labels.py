@@ -36,6 +36,11 @@ def make_labels(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> Labels:
     Empty values are dropped (an empty value means the label is absent); a
     repeated name raises ``DuplicateLabelError``.
     """
+    if type(pairs) is dict:
+        # Names are unique already: no check for repeats (this runs per new series).
+        if "" in pairs.values():
+            return tuple(sorted((name, value) for name, value in pairs.items() if value != ""))
+        return tuple(sorted(pairs.items()))
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     result = sorted((name, value) for name, value in items if value != "")
     for (left, _), (right, _) in pairwise(result):

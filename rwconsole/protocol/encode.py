@@ -119,6 +119,7 @@ def _field_prefix(table: list[bytes], field: int, length: int) -> bytes:
 
 
 _LEN1 = _prefix_table(1)
+_LEN2 = _prefix_table(2)
 _LEN5 = _prefix_table(5)
 
 _pack_double = struct.Struct("<d").pack
@@ -215,8 +216,17 @@ def encode_labels_v1(labels: Labels) -> bytes:
     """The repeated ``labels`` fields (field 1) of a v1 TimeSeries or Exemplar."""
     out = []
     for name, value in labels:
-        body = _string_field(1, name) + _string_field(2, value)
-        out.append(_message_field(1, body))
+        # Inlined field writers: this runs once per label of every new series.
+        raw_name = name.encode()
+        raw_value = value.encode()
+        if len(raw_name) < _TABLE_SIZE and len(raw_value) < _TABLE_SIZE:
+            body = (_LEN1[len(raw_name)] + raw_name if raw_name else b"") + (
+                _LEN2[len(raw_value)] + raw_value if raw_value else b""
+            )
+        else:
+            body = _string_field(1, name) + _string_field(2, value)
+        size = len(body)
+        out.append((_LEN1[size] if size < _TABLE_SIZE else _field_prefix(_LEN1, 1, size)) + body)
     return b"".join(out)
 
 

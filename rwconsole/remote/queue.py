@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import compress, filterfalse, repeat
 from operator import eq, mod
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -661,12 +661,21 @@ class QueueManager:
         # Looked up once per chunk: a chunk blocked by a full shard goes on after each
         # sent batch, and looking its remainder up again each time would cost more
         # than placing it.
+        series = self._series
         keys: list[Any] = []
         try:
-            keys = list(map(self._series.__getitem__, refs))
+            keys = list(map(series.__getitem__, refs))
             unknown = False
         except KeyError:
-            unknown = True
+            # New series (a target's first scrapes create thousands at once): resolved
+            # here, and the chunk still goes in bulk unless one is unknown or dropped.
+            for ref in dict.fromkeys(filterfalse(series.__contains__, refs)):
+                self._resolve(ref)
+            try:
+                keys = list(map(series.__getitem__, refs))
+                unknown = False
+            except KeyError:
+                unknown = True
         needs_decision = (
             unknown
             or (self._dropped_series > 0 and None in keys)

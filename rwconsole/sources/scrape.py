@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import weakref
 import zlib
@@ -97,7 +98,8 @@ REPORT_NAMES = (
     "scrape_series_added",
 )
 _THREAD_PARSE_BYTES = 512 * 1024
-"""Payloads larger than this are fully parsed in a worker thread so the loop stays responsive.
+"""Payloads larger than this are fully parsed in a worker thread so the loop stays responsive
+(when the process may use more than one CPU).
 
 One at a time per event loop: the parse holds the GIL, so running several at once
 gains nothing, while each full parse briefly needs a few KB per series of its target
@@ -201,6 +203,10 @@ class ScrapeLoop:
         self._status = TargetStatus(config.job_name, target.instance, target.full_url)
         self._stopped = False
         self._forgets = 0
+        # With one CPU a worker thread parses no faster: it only takes the GIL from
+        # the loop in 5 ms slices, and every loop iteration (each send, each read)
+        # waits for one, so the queue starves while a new target is parsed.
+        self._parse_off_loop = len(os.sched_getaffinity(0)) > 1
 
     @property
     def url(self) -> str:
@@ -274,9 +280,14 @@ class ScrapeLoop:
         timeout = self.target.timeout
         try:
             if not error:
-                # The timeout bounds the whole scrape: fetch, decompression and parse.
+                # The timeout bounds fetching and decompressing the body. The parse is
+                # not abandoned at the deadline: a full parse in a worker thread cannot
+                # be stopped, so abandoning it would only throw its CPU away, and the
+                # next scrape would pay it again (with many large new targets, every
+                # scrape queued behind the others' parses and none got through).
                 async with asyncio.timeout(timeout):
-                    result = await self._fetch_and_read()
+                    body, content_type = await self._fetch()
+                result = await self._read(body, content_type)
         except TimeoutError:
             error = f"scrape timed out after {timeout:g}s"
         except ParseError as exc:
@@ -330,13 +341,12 @@ class ScrapeLoop:
             self._on_result(up, parse_error)
         return up
 
-    async def _fetch_and_read(self) -> _Parsed | list[float]:
-        body, content_type = await self._fetch()
+    async def _read(self, body: bytes, content_type: str) -> _Parsed | list[float]:
         fmt = format_for(content_type)
         # A steady body only has its values converted: quicker on the loop than
         # the hand-over to a thread, which would hold the GIL all the same.
         result: _Parsed | list[float] | None = self._read_steady(body, fmt)
-        if result is None and len(body) > _THREAD_PARSE_BYTES:
+        if result is None and len(body) > _THREAD_PARSE_BYTES and self._parse_off_loop:
             async with _read_gate():
                 forgets = self._forgets
                 result = await asyncio.to_thread(self._read_full, body, fmt)

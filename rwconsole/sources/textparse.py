@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 import re
 from collections.abc import Container
 from dataclasses import dataclass, field
@@ -96,7 +97,14 @@ def format_for(content_type: str | None) -> Format:
 _NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _PAIR_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\\n]|\\.)*)"[ \t]*(,?)[ \t]*')
+_NAME_OF = operator.itemgetter(0)
 _ESCAPE_RE = re.compile(r"\\(.)")
+_PLAIN_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"'
+_PLAIN_KEY_RE = re.compile(
+    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)\{{((?:{_PLAIN_PAIR}(?:,{_PLAIN_PAIR})*,?)?)\}}"
+)
+"""A series key without whitespace or escapes in its label block: the usual one."""
+_PLAIN_PAIRS_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*)"')
 _LABEL_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
 
 _TEXT_TYPES = {
@@ -191,6 +199,18 @@ def _labels_from_pairs(name: str, pairs: list[tuple[str, str]]) -> Labels:
 
 def parse_series(key: str) -> Labels:
     """Labels of a series key text such as ``up{job="x"}``; raises ValueError."""
+    plain = _PLAIN_KEY_RE.fullmatch(key)
+    if plain is not None:
+        # All pairs in one C-level pass; what the general path below would return.
+        block = plain.group(2)
+        pairs = _PLAIN_PAIRS_RE.findall(block)
+        if '=""' in block:
+            pairs = [pair for pair in pairs if pair[1]]
+        pairs.append((METRIC_NAME, plain.group(1)))
+        if len(set(map(_NAME_OF, pairs))) == len(pairs):
+            pairs.sort()
+            return tuple(pairs)
+        # a repeated name: the general path says which
     match = _NAME_RE.match(key)
     if match is None:
         if key.startswith("{") or not key:

@@ -172,9 +172,15 @@ def _uvarint_bytes(value: int) -> bytes:
     return bytes(out)
 
 
+_UVARINT_SMALL = [_uvarint_bytes(n) for n in range(1 << 14)]
+"""Varints of the values below 2**14 (lengths, counts): looked up, not built."""
+
+
 def uvarint(value: int) -> bytes:
     if value < 0:
         raise ValueError("uvarint of a negative number")
+    if value < 16384:
+        return _UVARINT_SMALL[value]
     return _uvarint_bytes(value)
 
 
@@ -737,13 +743,14 @@ def count_samples(data: bytes) -> int:
 
 def encode_labels(labels: Labels) -> bytes:
     parts = [uvarint(len(labels))]
-    for name, value in labels:
+    small = _UVARINT_SMALL
+    for name, value in labels:  # once per label of every new series: lengths looked up
         raw_name = name.encode()
         raw_value = value.encode()
-        parts.append(uvarint(len(raw_name)))
-        parts.append(raw_name)
-        parts.append(uvarint(len(raw_value)))
-        parts.append(raw_value)
+        if len(raw_name) < 16384 and len(raw_value) < 16384:
+            parts += (small[len(raw_name)], raw_name, small[len(raw_value)], raw_value)
+        else:
+            parts += (uvarint(len(raw_name)), raw_name, uvarint(len(raw_value)), raw_value)
     return b"".join(parts)
 
 

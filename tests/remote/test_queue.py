@@ -152,6 +152,45 @@ def test_everything_arrives_in_order_across_shards(shards: int) -> None:
     run(body)
 
 
+def test_a_chunk_of_new_series_goes_in_bulk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New series are resolved for the whole chunk first; the item-by-item path is
+    only for chunks with an unknown or a dropped series."""
+    each: list[int] = []
+    original = QueueManager._enqueue_samples_each
+
+    async def counted(self: QueueManager, refs: list[int], *args: object) -> object:
+        each.append(len(refs))
+        return await original(self, refs, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QueueManager, "_enqueue_samples_each", counted)
+
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=3,
+                max_shards=3,
+                max_samples_per_send=37,
+                batch_send_deadline=0.05,
+                capacity=100,
+            ),
+            series=300,
+        )
+        h.queue.start()
+        expected = h.push_rounds(5)
+        await eventually(h.delivered_everything(expected))
+        assert each == []
+        h.source.push([10_001], [NOW_MS + 9000], [1.0])  # unknown: item by item
+        await eventually(lambda: h.queue.delivered_position == (0, 6))
+        await h.queue.stop(5)
+        assert each == [1]
+        assert_in_order(receiver, 5, 300)
+        assert h.metric("samples_total") == expected
+        assert h.metric("samples_pending") == 0
+
+    run(body)
+
+
 @pytest.mark.parametrize("cpus", [2, 1])
 def test_large_batches_are_compressed_off_the_loop_and_arrive_whole(
     monkeypatch: pytest.MonkeyPatch, cpus: int

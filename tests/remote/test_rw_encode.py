@@ -115,7 +115,18 @@ def test_header_constants() -> None:
     assert (VERSION_V1, VERSION_V2) == ("0.1.0", "2.0.0")
 
 
-@pytest.mark.parametrize("labels", [UP, UNICODE, (), (("a", "x" * 20000),)])
+@pytest.mark.parametrize(
+    "labels",
+    [
+        UP,
+        UNICODE,
+        (),
+        (("a", "x" * 20000),),
+        (("a", "x" * 16380),),  # each part below the prefix table, the pair above it
+        (("a", "x" * 16383), ("b" * 16383, "y")),
+        (("", "v"), ("n", "")),
+    ],
+)
 def test_v1_labels_match_protobuf(labels) -> None:
     series = remote_v1_pb2.TimeSeries()
     for name, value in labels:

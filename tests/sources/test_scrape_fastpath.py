@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import random
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -562,6 +564,53 @@ async def test_large_steady_body_is_read_on_the_loop(twins: Twins) -> None:
     assert not await twins.scrape(third + 'big_extra{pad="y"} 1\n')  # a new layout
     assert full_reads == [False]
     twins.assert_same()
+
+
+@pytest.mark.anyio
+async def test_with_one_cpu_a_large_body_is_parsed_on_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker thread on the same CPU only takes the GIL from the loop in slices."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    first, second, third = large_bodies(3)
+    async with started_twins() as twins:
+        read = twins.fast._read_full
+        on_loop: list[bool] = []
+
+        def recording(body: bytes, fmt: Format) -> object:
+            on_loop.append(threading.current_thread() is threading.main_thread())
+            return read(body, fmt)
+
+        twins.fast._read_full = recording  # type: ignore[method-assign]
+        assert not await twins.scrape(first)
+        assert await twins.scrape(second)
+        assert not await twins.scrape(third + 'big_extra{pad="y"} 1\n')
+        assert on_loop == [True, True]
+        twins.assert_same()
+
+
+@pytest.mark.anyio
+async def test_a_full_parse_that_outlasts_the_timeout_is_kept() -> None:
+    """The timeout bounds the fetch; a parse in the worker thread cannot be stopped, so
+    its result is used rather than thrown away and paid for again by the next scrape."""
+    first, second = large_bodies(2)
+    async with started_twins(scrape_timeout=0.5) as twins:
+        read = twins.fast._read_full
+        reads: list[bool] = []
+
+        def slow(body: bytes, fmt: Format) -> object:
+            reads.append(threading.current_thread() is threading.main_thread())
+            time.sleep(1.5)  # three times the timeout
+            return read(body, fmt)
+
+        twins.fast._read_full = slow  # type: ignore[method-assign]
+        assert not await twins.scrape(first)
+        status = twins.fast.status()
+        assert (status.health, status.last_error, status.series) == ("up", "", 12000)
+        assert status.last_duration >= 1.5
+        assert await twins.scrape(second)  # the shape learned by the slow parse is used
+        assert reads == [False]
+        twins.assert_same()
 
 
 @pytest.mark.anyio

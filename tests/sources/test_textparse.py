@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rwconsole.model import MetricType
+from rwconsole.sources import textparse
 from rwconsole.sources.textparse import (
     Format,
     ParseError,
@@ -241,6 +244,43 @@ def test_parse_series_and_format_for() -> None:
     assert format_for("text/plain; version=0.0.4") is TEXT
     assert format_for("") is TEXT
     assert format_for(None) is TEXT
+
+
+def _outcome(key: str) -> object:
+    try:
+        return parse_series(key)
+    except ValueError as exc:
+        return str(exc)
+
+
+def _general(key: str) -> object:
+    """What ``parse_series`` gives for ``key`` without the plain-key shortcut."""
+    with mock.patch.object(textparse, "_PLAIN_KEY_RE", re.compile(r"(?!)")):
+        return _outcome(key)
+
+
+_KEY_PIECES = st.sampled_from(
+    ['a="1"', 'b=""', 'a="x"', '__name__="n"', 'c="a b,c}"', 'z="=\'"', ",", ",,", "=", '"']
+)
+
+
+@given(st.sampled_from(["m", "m:x_total", "_a", "9x", ""]), st.lists(_KEY_PIECES, max_size=6))
+@settings(max_examples=400, deadline=None)
+def test_the_plain_key_shortcut_gives_what_the_general_path_gives(
+    name: str, pieces: list[str]
+) -> None:
+    for block in ("".join(pieces), ",".join(pieces)):
+        key = f"{name}{{{block}}}"
+        assert _outcome(key) == _general(key), key
+
+
+def test_plain_keys_drop_empty_values_and_report_repeated_names() -> None:
+    assert parse_series('m{b="",a="1",}') == (("__name__", "m"), ("a", "1"))
+    assert parse_series('m{a="",a="1"}') == (("__name__", "m"), ("a", "1"))
+    with pytest.raises(ValueError, match="repeated label name 'a'"):
+        parse_series('m{a="1",a="2"}')
+    with pytest.raises(ValueError, match="repeated label name '__name__'"):
+        parse_series('m{__name__="m"}')
 
 
 _LINE_PIECES = st.sampled_from(

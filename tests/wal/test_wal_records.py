@@ -38,8 +38,19 @@ def test_series_round_trip() -> None:
         (1, (("__name__", "up"), ("job", "node"))),
         (2**63 + 5, (("__name__", "ünï"), ("a", "x" * 300))),
         (7, ()),
+        (8, (("a", "x" * 16383), ("b" * 16384, "é" * 9000))),  # around the varint table's end
     ]
     assert rec.decode(rec.encode_series(series)) == rec.SeriesRecord(series)
+
+
+def test_uvarint_table_matches_the_encoding() -> None:
+    for value in (0, 1, 127, 128, 300, 16383, 16384, 2**35, 2**64 - 1):
+        out, rest = bytearray(), value
+        while rest >= 0x80:
+            out.append((rest & 0x7F) | 0x80)
+            rest >>= 7
+        out.append(rest)
+        assert rec.uvarint(value) == bytes(out)
 
 
 @pytest.mark.parametrize(
