@@ -982,6 +982,22 @@ class QueueManager:
     def _widened(self) -> bool:
         return self._widening is None or self._widening.done()
 
+    def _note_recovered(self) -> None:
+        """Log the first success after failures, and what waits to go out."""
+        failing_since = self._failing_since()
+        spool = self._spool
+        waiting = f"; {spool.waiting} batches wait in the spool" if spool and spool.waiting else ""
+        self._log.info(
+            "queue %s: the receiver accepts again after %.1fs of failures%s",
+            self.name,
+            failing_since,
+            waiting,
+        )
+
+    def _failing_since(self) -> float:
+        """Seconds since the last success, when failures followed it."""
+        return max(0.0, self._clock() - self._last_ok_wall) if self._last_ok_wall else 0.0
+
     def _publish_spool(self) -> None:
         spool = self._spool
         if spool is not None:
@@ -1280,6 +1296,8 @@ class QueueManager:
                     metrics.accepted[kind].inc(n - lost)
             if result.outcome == "ok":
                 self._last_send_time = time.monotonic()
+                if self.last_error_time > self._last_ok_wall:
+                    self._note_recovered()
                 self._last_ok_wall = self._clock()
                 if self._retrying:
                     self._recovered.set()
