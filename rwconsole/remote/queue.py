@@ -62,6 +62,9 @@ RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 PARK_AFTER_LAG_SECONDS = 10.0
 """Lag from which a full shard parks batches rather than stopping the reader: a burst
 that fills a shard for a moment is no outage and is not worth a spool."""
+PROBE_SECONDS = 0.5
+"""How soon one shard tries again after an attempt nothing answered (the receiver is
+down): the others back off as usual and are woken by its first success."""
 DRAIN_SHARDS = BULK_MAX_SHARDS
 """Shards a queue widens to (within max_shards) before it parks its first batch: a
 parked batch stays with the shard that built it, so this is how many requests the
@@ -371,6 +374,8 @@ class QueueManager:
         self._last_ok_wall = 0.0
         self._retrying = 0
         self._jitter = random.Random()
+        self._probing = False
+        """Whether a shard waits ``PROBE_SECONDS`` rather than its backoff (see ``_send_batch``)."""
         self._recovered = asyncio.Event()
         """Set (and replaced) when a send succeeds while others wait to retry."""
         self._first_enqueued_s = 0.0
@@ -1260,6 +1265,14 @@ class QueueManager:
             # the receiver back soon and its success ends the others' wait.
             low = max(self.settings.min_backoff, backoff / 2)
             sleep = asked or low + (backoff - low) * self._jitter.random()
+            probing = not asked and result.status is None and not self._probing
+            if probing and sleep > PROBE_SECONDS:
+                # Nothing answered (refused, reset, timed out): costs the receiver nothing,
+                # so one shard at a time tries again soon, and its success wakes the rest.
+                sleep = PROBE_SECONDS
+                self._probing = True
+            else:
+                probing = False
             self._reshard_disabled_until = time.monotonic() + 2 * sleep
             self._log.warning(
                 "queue %s: recoverable error, retrying in %.3fs: %s",
@@ -1276,6 +1289,8 @@ class QueueManager:
                 await _wait_or_stop(wake, stop, sleep)
             finally:
                 self._retrying -= 1
+                if probing:
+                    self._probing = False
                 not_sending += self._send_clock() - slept_at
             for kind, n in zip(KINDS3, counts, strict=True):
                 if n:

@@ -365,7 +365,7 @@ def test_a_success_ends_the_other_shards_backoff() -> None:
     """A shard backing off for 20 s retries as soon as another shard's send succeeds."""
 
     async def body(receiver: DemoReceiver) -> None:
-        await receiver.down()
+        receiver.set_fault("error_5xx", status=503)  # answered: no probing
         h = Harness(
             receiver,
             QueueConfig(
@@ -382,8 +382,37 @@ def test_a_success_ends_the_other_shards_backoff() -> None:
         even, odd = [2, 4, 6, 8, 10], [1, 3, 5, 7, 9]  # shard 0's series, shard 1's
         h.source.push(even, [NOW_MS] * 5, [0.0] * 5)
         await eventually(lambda: h.queue.status() == "retrying")
-        await receiver.up()
+        receiver.set_fault("ok")
         h.source.push(odd, [NOW_MS] * 5, [0.0] * 5)
+        await eventually(h.delivered_everything(10), timeout=10)
+        await h.queue.stop(1)
+        assert len(receiver.series()) == 10
+
+    run(body)
+
+
+def test_one_shard_probes_a_receiver_that_does_not_answer() -> None:
+    """Refused connections: one shard tries again within PROBE_SECONDS, not after its
+    20 s backoff, and its success ends the other shard's backoff."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=2,
+                max_shards=2,
+                max_samples_per_send=10,
+                batch_send_deadline=0.02,
+                min_backoff=20.0,
+                max_backoff=20.0,
+            ),
+            series=10,
+        )
+        h.queue.start()
+        h.source.push(list(range(1, 11)), [NOW_MS] * 10, [0.0] * 10)
+        await eventually(lambda: h.queue._retrying == 2)
+        await receiver.up()
         await eventually(h.delivered_everything(10), timeout=10)
         await h.queue.stop(1)
         assert len(receiver.series()) == 10
