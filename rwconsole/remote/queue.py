@@ -60,8 +60,8 @@ KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 PARK_AFTER_LAG_SECONDS = 10.0
-"""Lag from which a full shard parks batches rather than stopping the reader: a burst
-that fills a shard for a moment is no outage and is not worth a spool."""
+"""Lag from which a full shard of a failing queue parks batches rather than stopping
+the reader: a burst that fills a shard for a moment is no outage."""
 PROBE_SECONDS = 0.5
 """How soon one shard tries again after an attempt nothing answered (the receiver is
 down): the others back off as usual and are woken by its first success."""
@@ -552,6 +552,10 @@ class QueueManager:
             self._reading_seq = None
             self.read_position = chunk.end
             self._advance_delivered()
+            if self._spool is not None and self._spool.waiting:
+                # Chunks come without a pause while the queue parks them: the shards'
+                # sends get a turn of the loop after each.
+                await asyncio.sleep(0)
 
     def _resolve(self, ref: int) -> Any:
         labels = self._lookup(ref)
@@ -946,7 +950,7 @@ class QueueManager:
             spool is None
             or self.settings.sample_age_limit > 0
             or self._stopped
-            or (not self._holds_parked() and self.lag_seconds() < self._park_after_lag)
+            or (not self._holds_parked() and not self._worth_parking())
         ):
             return False
         if not spool.enabled:
@@ -976,6 +980,14 @@ class QueueManager:
         batch.starts = None
         self._publish_spool()
         return True
+
+    def _worth_parking(self) -> bool:
+        """Whether to start parking: the receiver does not accept (its last answer was a
+        failure) and the queue lags ``park_after_lag``. A queue behind because the loop
+        is out of CPU does not park: parking would take the reader's backpressure away
+        and spend the CPU the sends need on encoding ahead."""
+        failing = self.last_error_time > self._last_ok_wall or self._retrying > 0
+        return failing and self.lag_seconds() >= self._park_after_lag
 
     def _widen(self, n: int) -> None:
         """Reshard to ``n`` shards in the background (the reader waits meanwhile)."""
