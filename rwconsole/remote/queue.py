@@ -100,8 +100,10 @@ class ChunkSource(Protocol):
 
 
 class _Parked(NamedTuple):
-    """A parked batch's counts (``KINDS3``), timestamp span and body's protocol."""
+    """Where a parked batch's body is, its counts (``KINDS3``), timestamp span and the
+    body's protocol."""
 
+    ref: SpoolRef
     counts: tuple[int, int, int]
     lowest: int
     highest: int
@@ -125,10 +127,9 @@ class _Batch:
     starts: dict[int, int] | None = None
     """Start timestamps of float samples by index in ``values``, the nonzero ones only:
     None (nothing to keep) is the common case, and costs nothing per sample."""
-    spooled: SpoolRef | None = None
-    """Where the batch's encoded body is parked (``_park``); its columns are then empty
-    and ``parked`` holds what the rest of the queue asks of them."""
     parked: _Parked | None = None
+    """Set when the batch's encoded body is parked in the spool (``_park``); its columns
+    are then empty and this holds what the rest of the queue asks of them."""
 
     def note_starts(self, first: int, starts: Iterable[int]) -> None:
         """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
@@ -946,21 +947,18 @@ class QueueManager:
         shed item by item. A body goes in the protocol negotiated now; a 2.0 body
         that meets a receiver speaking only 1.0 is decoded again (``_unparked``)."""
         spool = self._spool
-        if (
-            spool is None
-            or self.settings.sample_age_limit > 0
-            or self._stopped
-            or (not self._holds_parked() and not self._worth_parking())
-        ):
+        if spool is None or not spool.enabled or self.settings.sample_age_limit > 0:
             return False
-        if not spool.enabled:
+        starting = not self._holds_parked()
+        if self._stopped or (starting and not self._worth_parking()):
             return False
         if not spool.has_room(self._park_estimate):
             self.metrics.spool_refused.inc()
             return False
-        if not self._holds_parked():
+        if starting:
             lanes = min(self.settings.max_shards, DRAIN_SHARDS)
-            if len(self._shards) < lanes or not self._widened():
+            widening = self._widening is not None and not self._widening.done()
+            if len(self._shards) < lanes or widening:
                 self._widen(lanes)
                 return False
         protocol = self.negotiation.current
@@ -971,9 +969,8 @@ class QueueManager:
             self.metrics.spool_refused.inc()
             return False
         batch.parked = _Parked(
-            batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp(), protocol
+            ref, batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp(), protocol
         )
-        batch.spooled = ref
         batch.refs, batch.series, batch.timestamps, batch.values = [], [], [], []
         batch.exemplars, batch.exemplar_refs = [], []
         batch.histograms, batch.histogram_refs = [], []
@@ -996,24 +993,16 @@ class QueueManager:
                 self._reshard(max(n, len(self._shards))), name=f"queue-{self.name}-widen"
             )
 
-    def _widened(self) -> bool:
-        return self._widening is None or self._widening.done()
-
     def _note_recovered(self) -> None:
         """Log the first success after failures, and what waits to go out."""
-        failing_since = self._failing_since()
         spool = self._spool
         waiting = f"; {spool.waiting} batches wait in the spool" if spool and spool.waiting else ""
-        self._log.info(
-            "queue %s: the receiver accepts again after %.1fs of failures%s",
-            self.name,
-            failing_since,
-            waiting,
+        since = (
+            f"{max(0.0, self._clock() - self._last_ok_wall):.1f}s of failures"
+            if self._last_ok_wall
+            else "failures since the start"
         )
-
-    def _failing_since(self) -> float:
-        """Seconds since the last success, when failures followed it."""
-        return max(0.0, self._clock() - self._last_ok_wall) if self._last_ok_wall else 0.0
+        self._log.info("queue %s: the receiver accepts again after %s%s", self.name, since, waiting)
 
     def _publish_spool(self) -> None:
         spool = self._spool
@@ -1039,7 +1028,7 @@ class QueueManager:
         if self._legacy:
             return True
         return any(
-            shard.parked or (shard.inflight is not None and shard.inflight.spooled is not None)
+            shard.parked or (shard.inflight is not None and shard.inflight.parked is not None)
             for shard in self._shards
         )
 
@@ -1095,8 +1084,8 @@ class QueueManager:
             finally:
                 busy.change(-1)
             shard.inflight = None
-            if batch.spooled is not None and self._spool is not None:
-                self._spool.done(batch.spooled)
+            if batch.parked is not None and self._spool is not None:
+                self._spool.done(batch.parked.ref)
                 self._publish_spool()
             last_send = time.monotonic()
             shard.done += batch.count
@@ -1107,8 +1096,8 @@ class QueueManager:
         self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
     ) -> bytes:
         started = time.monotonic()
-        if batch.spooled is not None and self._spool is not None:
-            body = self._spool.get(batch.spooled)
+        if batch.parked is not None and self._spool is not None:
+            body = self._spool.get(batch.parked.ref)
             if phases is not None:
                 phases.on_loop(time.monotonic() - started)
             return body
@@ -1148,7 +1137,7 @@ class QueueManager:
     def _shed_too_old(self, batch: _Batch) -> _Batch:
         """Drop items older than sample_age_limit from a batch that waited too long."""
         limit = self.settings.sample_age_limit
-        if limit <= 0 or batch.spooled is not None:
+        if limit <= 0 or batch.parked is not None:
             # A parked body goes whole: parking is off while a limit is set, so only
             # batches parked before a live change to it get here.
             return batch
@@ -1389,7 +1378,7 @@ class QueueManager:
         Native histograms with custom buckets have no 1.0 form: they are dropped
         and counted as Prometheus counts them.
         """
-        if batch.spooled is not None:
+        if batch.parked is not None:
             batch = self._unparked(batch)
         memo: dict[int, bytes] = {}
 
@@ -1420,10 +1409,10 @@ class QueueManager:
     def _unparked(self, batch: _Batch) -> _Batch:
         """A parked 2.0 batch as columns again, decoded from its body (rare: the receiver
         turned out to speak only 1.0 after the batch was parked); raises SpoolError."""
-        assert self._spool is not None and batch.spooled is not None
+        assert self._spool is not None and batch.parked is not None
         try:
             request = decode.decode_message(
-                decode.decompress(self._spool.get(batch.spooled)), encode.PROTOBUF_MESSAGE_V2
+                decode.decompress(self._spool.get(batch.parked.ref)), encode.PROTOBUF_MESSAGE_V2
             )
         except (decode.InvalidRequest, ValueError) as err:
             raise SpoolError(f"a parked 2.0 body does not decode: {err}") from err
