@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from rwconsole.metrics import Gauge, Registry
+from rwconsole.metrics import Counter, Gauge, Registry
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.queue_metrics import QUEUE_LABELS
 from rwconsole.wal import records
@@ -83,14 +83,37 @@ class FollowerGauges:
             "handed over yet (while behind).",
             QUEUE_LABELS,
         )
+        fallbacks = registry.counter(
+            "rwconsole_remote_follower_fallbacks_total",
+            "Times the queue's WAL follower gave its memory buffer up and went back to "
+            "reading the WAL segments (the queue stopped taking chunks, or fell behind "
+            "by more than the buffer holds).",
+            QUEUE_LABELS,
+        )
+        reread = registry.counter(
+            "rwconsole_remote_follower_items_reread_total",
+            "Items of given-up memory buffers, read and decoded again from the WAL segments.",
+            QUEUE_LABELS,
+        )
         items, size = buffered.labels(remote_name, url), ahead.labels(remote_name, url)
         assert isinstance(items, Gauge) and isinstance(size, Gauge)
+        given_up, again = fallbacks.labels(remote_name, url), reread.labels(remote_name, url)
+        assert isinstance(given_up, Counter) and isinstance(again, Counter)
         self.buffered: Gauge = items
         self.read_ahead: Gauge = size
+        self.fallbacks: Counter = given_up
+        self.items_reread: Counter = again
+        self._seen: tuple[WalFollower | None, int, int] = (None, 0, 0)
 
     def publish(self, follower: WalFollower) -> None:
         self.buffered.set(follower.buffered_items + follower.read_ahead_items)
         self.read_ahead.set(follower.read_ahead_bytes)
+        seen, fallbacks, items = self._seen
+        if seen is not follower:  # a new follower (the queue was rebuilt) counts from 0
+            fallbacks = items = 0
+        self.fallbacks.inc(follower.fallbacks - fallbacks)
+        self.items_reread.inc(follower.items_given_up - items)
+        self._seen = (follower, follower.fallbacks, follower.items_given_up)
 
 
 class WalFollower:

@@ -330,7 +330,17 @@ def test_gauges_report_the_buffer_and_the_read_ahead(
             gauges.publish(follower)
             labels = {"remote_name": "q", "url": "http://x"}
             assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 300
+            assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 0
             follower._fall_back()
+            gauges.publish(follower)
+            gauges.publish(follower)  # publishing twice counts the fallback once
+            assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 1
+            assert registry.value("rwconsole_remote_follower_items_reread_total", **labels) == 300
+            # A follower built anew (the queue was rebuilt) adds to the counters.
+            other = WalFollower(tmp_path / "wal", start, start)
+            other._fall_back()
+            gauges.publish(other)
+            assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 2
             # One record handed over, the next decoded ahead, the third read and waiting.
             await _take(follower, SERIES)
             for _ in range(3):

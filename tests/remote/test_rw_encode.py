@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import struct
 
 import pytest
@@ -355,3 +356,25 @@ def test_compress_uses_snappy_block_format() -> None:
     assert not packed.startswith(b"\xff\x06\x00\x00sNaPpY")
     assert snappy.uncompress(packed) == body
     assert len(packed) < len(body) / 3
+
+
+@pytest.mark.parametrize(
+    "run_timestamps",
+    [
+        (1_700_000_000_000, 1_700_000_001_000, 1_700_000_002_000),
+        (1_700_000_000_000, 0, 1_700_000_002_000),  # one run the keys are not laid out for
+        (1_700_000_000_000, 2**42, 1),
+    ],
+)
+def test_v1_long_runs_with_zeros_and_long_keys_byte_identical(run_timestamps) -> None:
+    """Batches from scrapes: long runs of one timestamp each, packed as one format."""
+    rng = random.Random(7)
+    labels, ts, values = [], [], []
+    for run, timestamp in enumerate(run_timestamps):
+        for i in range(60):
+            blob = "y" * rng.choice((1, 40, 600))  # keys on both sides of the code table
+            labels.append(make_labels({"__name__": f"m{run}", "i": str(i), "blob": blob}))
+            ts.append(timestamp)
+            values.append(rng.choice((0.0, -0.0, 1.5, float(i), STALE_NAN)))
+    body = encode_write_request_v1([encode_series_v1(lab) for lab in labels], ts, values)
+    assert body == reference_v1(labels, ts, values).SerializeToString()
