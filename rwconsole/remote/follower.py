@@ -3,14 +3,14 @@
 After every commit the engine offers the committed data (already in columns)
 to each follower together with the WAL positions before and after it. A
 follower that is caught up keeps the chunk in a small buffer — the memory
-fast path, no re-reading or decoding. When its queue stops taking chunks (an
-outage filled the shards, a pause) or the buffer passes its bound (a few
-shards' capacity), the follower gives the buffer up and falls behind: it
-ignores offers and reads the WAL segments from the end of the last chunk it
-handed over, with a tail reader, until it reaches the newest committed
-position, and switches back to memory. So an outage holds no more than the
-bound in memory, whatever its length; the price is decoding those records
-again from the files.
+fast path, no re-reading or decoding. When the buffer would pass its bound (a
+few shards' capacity: the queue takes chunks more slowly than they come), the
+follower falls behind: it still hands over what it buffered, then ignores
+offers and reads the WAL segments from there, with a tail reader, until it
+reaches the newest committed position, and switches back to memory. When its
+queue stops taking chunks altogether (an outage filled the shards, a pause),
+it gives the buffer up as well, so an outage holds nothing in memory whatever
+its length; the price is decoding those records again from the files.
 
 Readers never go past the last successful commit (``wal_end``, which the
 engine moves only when a commit succeeded): a commit the WAL refused may leave
@@ -47,7 +47,8 @@ BUFFER_SHARD_CAPACITIES = 4
 
 STALL_SECONDS = 1.0
 """A queue that took no chunk for this long while chunks wait in the buffer has stopped
-consuming (its shards are full): the buffer is given up at the next offer."""
+consuming (its shards are full): the buffer is given up at the next offer (a queue
+that only takes chunks more slowly than they come keeps it)."""
 
 
 def buffer_limit(capacity: int) -> int:
@@ -226,24 +227,28 @@ class WalFollower:
             self._wakeup.set()
             return
         expected = self._buffer[-1].end if self._buffer else self._handed
+        stalled = bool(self._buffer) and self._clock() - self._taken_at >= STALL_SECONDS
         if (
-            start != expected
+            stalled
+            or start != expected
             or self._buffered_items + chunk.item_count > self.max_buffered_items
-            or (self._buffer and self._clock() - self._taken_at >= STALL_SECONDS)
         ):
-            self._fall_back()
+            self._fall_back(give_up=stalled)
             return
         self._buffer.append(chunk)
         self._buffered_items += chunk.item_count
         self._wakeup.set()
 
-    def _fall_back(self) -> None:
-        # The buffer is given up, not kept for the queue: through an outage it would
-        # hold its bound for as long as the receiver is down. Everything after the
-        # last chunk handed over is read from the files again, in the same order.
-        self.items_given_up += self._buffered_items
-        self._buffer.clear()
-        self._buffered_items = 0
+    def _fall_back(self, *, give_up: bool) -> None:
+        # A queue that is only slower than the commits takes the buffer soon: reading
+        # it again from the files would cost it more CPU just when it is behind. A
+        # queue that stopped taking chunks would hold the buffer for as long as its
+        # receiver is down: given up, everything after the last chunk handed over is
+        # read from the files again, in the same order.
+        if give_up:
+            self.items_given_up += self._buffered_items
+            self._buffer.clear()
+            self._buffered_items = 0
         self._live = False
         self._reader = None
         self._ready = None
@@ -293,8 +298,8 @@ class WalFollower:
 
     def _prefetch(self) -> None:
         self._prefetching = False
-        if self._live or self._ready is not None:
-            return
+        if self._live or self._ready is not None or self._buffer:
+            return  # the files are read from the buffer's end, once it is handed over
         try:
             self._ready = self._read_files()
         except Exception:

@@ -13,7 +13,7 @@ from rwconsole.labels import make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import WalAppendError
 from rwconsole.remote import follower as follower_module
-from rwconsole.remote.chunks import Chunk
+from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.follower import FollowerGauges, WalFollower
 from rwconsole.wal.records import SampleLayouts, encode_samples
 from rwconsole.wal.segment import HEADER_SIZE, TailReader, WalRecord
@@ -22,7 +22,8 @@ from rwconsole.wal.storage import WalStorage
 SERIES = 100
 
 
-def _commit(wal: WalStorage, follower: WalFollower, refs: list[int], round_: int) -> None:
+def _commit(wal: WalStorage, follower: WalFollower, refs: list[int], round_: int) -> Position:
+    """Append and commit one round, offer it to ``follower``; the WAL position after it."""
     start = wal.position()
     values = [round_ * 1000.0 + i for i in range(len(refs))]
     wal.append_samples(refs, 1_700_000_000_000 + round_ * 1000, values)
@@ -34,6 +35,7 @@ def _commit(wal: WalStorage, follower: WalFollower, refs: list[int], round_: int
         values=values,
     )
     follower.offer(start, chunk)
+    return chunk.end
 
 
 def _wal_with_series(tmp_path: Path) -> tuple[WalStorage, list[int]]:
@@ -65,12 +67,13 @@ def _expected(refs: list[int], rounds: range) -> list[tuple[int, float]]:
     return [(ref, r * 1000.0 + i) for r in rounds for i, ref in enumerate(refs)]
 
 
-def test_overflow_gives_the_buffer_up_and_reads_it_again_from_files(
+def test_overflow_hands_the_buffer_over_and_reads_the_rest_from_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Memory stays within the bound: past it the buffer is released, not kept for the
-    queue (an outage would hold it for its whole length), and what it held comes
-    from the files, in order, once."""
+    """Memory stays within the bound: past it the follower stops buffering and reads
+    what comes next from the files. What it buffered is still handed over from
+    memory (the queue is only slower than the commits, and takes it soon): every
+    item arrives in order, once, and none of them is decoded twice."""
     monkeypatch.setattr(follower_module, "MIN_BUFFERED_ITEMS", 250)
     decoded: list[int] = []
     decode = follower_module._decode_into
@@ -88,15 +91,17 @@ def test_overflow_gives_the_buffer_up_and_reads_it_again_from_files(
             start = wal.position()
             follower = WalFollower(tmp_path / "wal", start, start)
             assert follower.live and follower.max_buffered_items == 250
-            for round_ in range(10):  # the third offer overflows the buffer
+            _commit(wal, follower, refs, 0)
+            kept_until = _commit(wal, follower, refs, 1)
+            for round_ in range(2, 10):  # the third offer overflows the buffer
                 _commit(wal, follower, refs, round_)
                 assert follower.buffered_items <= 250
             assert not follower.live and follower.fallbacks == 1
-            assert follower.buffered_items == 0 and follower.items_given_up == 2 * SERIES
-            assert follower.in_memory_until == start
+            assert follower.buffered_items == 2 * SERIES and follower.items_given_up == 0
+            assert follower.in_memory_until == kept_until
             got = await _take(follower, 10 * SERIES)
             assert got == _expected(refs, range(10))  # in order, nothing twice, nothing missing
-            assert sum(decoded) == 10 * SERIES  # the given-up commits were read from files
+            assert sum(decoded) == 8 * SERIES  # only the commits after the bound, from files
             # Caught up: back on the memory path for what comes next.
             nothing_new = asyncio.ensure_future(follower.next_chunk())
             await asyncio.sleep(0.05)
@@ -104,6 +109,37 @@ def test_overflow_gives_the_buffer_up_and_reads_it_again_from_files(
             _commit(wal, follower, refs, 10)
             chunk = await asyncio.wait_for(nothing_new, 5)
             assert chunk.values[0] == 10_000.0 and follower.fallbacks == 1
+            assert sum(decoded) == 8 * SERIES
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
+def test_a_read_ahead_due_when_the_buffer_is_kept_waits_for_it(tmp_path: Path) -> None:
+    """A read-ahead scheduled while behind that runs only after the follower caught
+    up and fell behind again (keeping its buffer) must not read from the files what
+    the buffer holds: the files are read from the buffer's end."""
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start)
+            follower._fall_back(give_up=True)
+            _commit(wal, follower, refs, 0)
+            first = await follower.next_chunk()  # from the files; a read-ahead is due
+            got = list(zip(first.refs, first.values, strict=True))
+            follower._live = True  # caught up before the read-ahead had its turn
+            for round_ in (1, 2):
+                _commit(wal, follower, refs, round_)
+            assert follower.buffered_items == 2 * SERIES
+            follower._fall_back(give_up=False)  # behind again, the buffer kept
+            _commit(wal, follower, refs, 3)  # not buffered: read from the files later
+            for _ in range(3):
+                await asyncio.sleep(0)  # the read-ahead's turn
+            got += await _take(follower, 3 * SERIES)
+            assert got == _expected(refs, range(4))
         finally:
             wal.close()
 
@@ -268,7 +304,7 @@ def test_records_of_a_refused_commit_are_never_read(
             follower = WalFollower(tmp_path / "wal", start, start)
             _commit(wal, follower, refs, 0)
             _commit(wal, follower, refs, 1)
-            follower._fall_back()  # behind: it reads the files
+            follower._fall_back(give_up=True)  # behind: it reads the files
             committed = wal.position()
             first_record = len(encode_samples(refs, 0, [0.0] * SERIES)) + HEADER_SIZE
             calls = []
@@ -331,14 +367,14 @@ def test_gauges_report_the_buffer_and_the_read_ahead(
             labels = {"remote_name": "q", "url": "http://x"}
             assert registry.value("rwconsole_remote_follower_buffered_items", **labels) == 300
             assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 0
-            follower._fall_back()
+            follower._fall_back(give_up=True)
             gauges.publish(follower)
             gauges.publish(follower)  # publishing twice counts the fallback once
             assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 1
             assert registry.value("rwconsole_remote_follower_items_reread_total", **labels) == 300
             # A follower built anew (the queue was rebuilt) adds to the counters.
             other = WalFollower(tmp_path / "wal", start, start)
-            other._fall_back()
+            other._fall_back(give_up=True)
             gauges.publish(other)
             assert registry.value("rwconsole_remote_follower_fallbacks_total", **labels) == 2
             # One record handed over, the next decoded ahead, the third read and waiting.
