@@ -62,7 +62,7 @@ RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 PARK_AFTER_LAG_SECONDS = 10.0
 """Lag from which a full shard of a failing queue parks batches rather than stopping
 the reader: a burst that fills a shard for a moment is no outage."""
-PROBE_SECONDS = 0.5
+PROBE_SECONDS = 0.1
 """How soon one shard tries again after an attempt nothing answered (the receiver is
 down): the others back off as usual and are woken by its first success."""
 DRAIN_SHARDS = BULK_MAX_SHARDS
