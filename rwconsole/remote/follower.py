@@ -86,14 +86,15 @@ class FollowerGauges:
         )
         fallbacks = registry.counter(
             "rwconsole_remote_follower_fallbacks_total",
-            "Times the queue's WAL follower gave its memory buffer up and went back to "
-            "reading the WAL segments (the queue stopped taking chunks, or fell behind "
-            "by more than the buffer holds).",
+            "Times the queue's WAL follower fell behind and went back to reading the WAL "
+            "segments (the queue took chunks more slowly than they came, or stopped "
+            "taking them).",
             QUEUE_LABELS,
         )
         reread = registry.counter(
             "rwconsole_remote_follower_items_reread_total",
-            "Items of given-up memory buffers, read and decoded again from the WAL segments.",
+            "Items of memory buffers given up because the queue stopped taking chunks, "
+            "read and decoded again from the WAL segments.",
             QUEUE_LABELS,
         )
         items, size = buffered.labels(remote_name, url), ahead.labels(remote_name, url)
@@ -158,7 +159,7 @@ class WalFollower:
         self._on_corruption = on_corruption
         self._on_skipped = on_skipped_segments
         self.fallbacks = 0
-        """How often the follower gave its memory buffer up and went back to the files."""
+        """How often the follower fell behind and went back to the files."""
         self.items_given_up = 0
         """Items of given-up buffers (read again from the files)."""
 
@@ -224,10 +225,12 @@ class WalFollower:
         """Called after each commit, on the engine's loop, with the committed data."""
         self._wal_end = chunk.end
         if not self._live:
+            if self._stalled():
+                self._give_up_buffer()  # kept when it fell behind, and now not taken
             self._wakeup.set()
             return
         expected = self._buffer[-1].end if self._buffer else self._handed
-        stalled = bool(self._buffer) and self._clock() - self._taken_at >= STALL_SECONDS
+        stalled = self._stalled()
         if (
             stalled
             or start != expected
@@ -246,14 +249,21 @@ class WalFollower:
         # receiver is down: given up, everything after the last chunk handed over is
         # read from the files again, in the same order.
         if give_up:
-            self.items_given_up += self._buffered_items
-            self._buffer.clear()
-            self._buffered_items = 0
+            self._give_up_buffer()
         self._live = False
         self._reader = None
         self._ready = None
         self.fallbacks += 1
         self._wakeup.set()
+
+    def _stalled(self) -> bool:
+        """Chunks wait in the buffer and the queue took none for ``STALL_SECONDS``."""
+        return bool(self._buffer) and self._clock() - self._taken_at >= STALL_SECONDS
+
+    def _give_up_buffer(self) -> None:
+        self.items_given_up += self._buffered_items
+        self._buffer.clear()
+        self._buffered_items = 0
 
     async def next_chunk(self) -> Chunk:
         for _ in iter(int, 1):  # runs until a chunk is available; each pass waits or reads

@@ -193,6 +193,38 @@ def test_a_queue_that_stops_taking_chunks_releases_the_buffer(tmp_path: Path) ->
     asyncio.run(body())
 
 
+def test_a_kept_buffer_is_given_up_once_the_queue_stops_taking_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind by more than the bound, the follower keeps what it buffered; when the
+    queue then stops taking chunks (an outage), the next offer after
+    ``STALL_SECONDS`` gives it up, so the outage holds nothing in memory."""
+    monkeypatch.setattr(follower_module, "MIN_BUFFERED_ITEMS", 250)
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        clock = _Clock()
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start, clock=clock)
+            for round_ in range(3):  # the third offer passes the bound
+                _commit(wal, follower, refs, round_)
+            assert not follower.live and follower.buffered_items == 2 * SERIES
+            clock.now += follower_module.STALL_SECONDS / 2
+            _commit(wal, follower, refs, 3)
+            assert follower.buffered_items == 2 * SERIES  # slow, not stopped: kept
+            clock.now += follower_module.STALL_SECONDS
+            _commit(wal, follower, refs, 4)
+            assert follower.buffered_items == 0 and follower.items_given_up == 2 * SERIES
+            assert follower.in_memory_until == start
+            got = await _take(follower, 5 * SERIES)
+            assert got == _expected(refs, range(5))
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
 def test_a_queue_that_keeps_taking_chunks_keeps_the_memory_path(tmp_path: Path) -> None:
     async def body() -> None:
         wal, refs = _wal_with_series(tmp_path)
