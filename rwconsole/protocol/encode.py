@@ -350,7 +350,9 @@ def _pack_samples_v1(
                     zero = _ZERO_HEADS[key] = (head, f"{len(head)}s0s{_KEY_TAIL}s")
                 fields[3 * index], codes[index] = zero
                 fields[3 * index + 1] = b""
-    return struct.pack("<" + "".join(codes), *fields)
+    # A Struct of its own, not ``struct.pack``: the module would cache the compiled
+    # format, which no later batch repeats (100 of them hold tens of MB).
+    return struct.Struct("<" + "".join(codes)).pack(*fields)
 
 
 def _sample_code(key_length: int) -> str:
