@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import random
-import tracemalloc
 import struct
+import tracemalloc
 
 import pytest
 import snappy
