@@ -828,14 +828,24 @@ class FixedRefsSamples:
     lays the fixed bytes (type, base ref, varints) over the pads. Costs about
     50 bytes per ref (the Struct's codes and the fixed bytes).
 
-    Its ``decode`` reads such records back: unpacked by the same ``Struct``
-    and accepted when encoding the result gives the record back, byte for
-    byte. Handed to ``decode_samples`` in a ``SampleLayouts``, reading back
-    what a live scrape wrote (a queue catching up from the files) costs one
-    ``unpack`` instead of a varint walk.
+    Its ``decode`` reads such records back: accepted when every byte outside
+    the timestamp and the values is the layout's own (one integer AND), then
+    unpacked by the same ``Struct``. Handed to ``decode_samples`` in a
+    ``SampleLayouts``, reading back what a live scrape wrote (a queue catching
+    up from the files) costs one ``unpack`` instead of a varint walk.
     """
 
-    __slots__ = ("__weakref__", "_fixed", "_refs", "_size", "_struct", "count", "key")
+    __slots__ = (
+        "__weakref__",
+        "_fixed",
+        "_fixed_mask",
+        "_prefix_sizes",
+        "_refs",
+        "_size",
+        "_struct",
+        "count",
+        "key",
+    )
 
     def __init__(self, refs: Sequence[int]) -> None:
         if not refs:
@@ -849,6 +859,10 @@ class FixedRefsSamples:
         self._size = self._struct.size
         fixed = b"".join([b"\x02", _U64.pack(base), _ZERO8, _ZERO8.join(prefixes), _ZERO8])
         self._fixed = int.from_bytes(fixed, "big")
+        self._prefix_sizes = bytes(map(len, prefixes))
+        self._fixed_mask: int | None = None
+        """All ones over the fixed bytes, zeros where the timestamp and values go (made
+        on the first ``decode``: most layouts are never read back)."""
         self.count = len(refs)
         self.key = (self._size, base)
         """(record size, base ref): what ``SampleLayouts`` finds it by."""
@@ -863,9 +877,15 @@ class FixedRefsSamples:
         """``data`` decoded if it is a record ``encode`` could have written, else None."""
         if len(data) != self._size:
             return None
-        timestamp, *values = self._struct.unpack(data)
-        if self.encode(timestamp, values) != data:
+        mask = self._fixed_mask
+        if mask is None:
+            ones = map(_ONES.__getitem__, self._prefix_sizes)
+            layout = b"".join([b"\xff" * 9, _ZERO8, _ZERO8.join(ones), _ZERO8])
+            mask = self._fixed_mask = int.from_bytes(layout, "big")
+        # Every byte outside the timestamp and the values must be the layout's own.
+        if int.from_bytes(data, "big") & mask != self._fixed:
             return None
+        timestamp, *values = self._struct.unpack(data)
         return SamplesRecord(list(self._refs), [timestamp] * self.count, values)
 
 
@@ -899,6 +919,7 @@ class SampleLayouts:
 
 
 _ZERO8 = bytes(8)
+_ONES = [b"\xff" * size for size in range(12)]
 _PAD_THEN_VALUE = [f"{size}xd" for size in range(12)]
 """Struct codes per prefix size: skip the varints (at most 10 bytes, then the zero byte)."""
 _CHUNK_STRUCTS: dict[int, struct.Struct] = {}

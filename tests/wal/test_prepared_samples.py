@@ -426,3 +426,39 @@ def test_a_prepared_batch_lends_its_layout_to_readers_of_its_wal(
         assert decoded == rec.decode_samples(record)
         del batch
         assert len(wal.sample_layouts) == 0
+
+
+@pytest.mark.parametrize("refs", [[5, 6, 7], [100, 40, 300, 101], list(range(1000, 1300))])
+def test_layout_decode_accepts_its_own_records_byte_for_byte(refs: list[int]) -> None:
+    """Every byte outside the timestamp and the values is checked: a record of the
+    same size and base ref whose ref deltas differ is not decoded by the layout."""
+    layout = rec.FixedRefsSamples(refs)
+    values = [float(i) + 0.5 for i in range(len(refs))]
+    data = layout.encode(1_700_000_000_000, values)
+    decoded = layout.decode(data)
+    assert decoded is not None
+    assert (decoded.refs, decoded.values) == (refs, values)
+    assert decoded.timestamps == [1_700_000_000_000] * len(refs)
+    changed_value = bytearray(data)
+    changed_value[-8] ^= 0x40  # the last value's first byte
+    other = layout.decode(bytes(changed_value))
+    assert other is not None and other.values[:-1] == values[:-1]
+    assert other.values[-1] != values[-1]
+    for position in range(len(data)):
+        if 9 <= position < 17 or _in_a_value(refs, position):
+            continue  # the base timestamp or a value
+        changed = bytearray(data)
+        changed[position] ^= 0x01
+        assert layout.decode(bytes(changed)) is None, position
+
+
+def _in_a_value(refs: list[int], position: int) -> bool:
+    """Whether byte ``position`` of ``refs``' record lies in one of its 8-byte values."""
+    offset = 17
+    base = refs[0]
+    for ref in refs:
+        offset += len(rec._varints([ref - base], zero_suffix=True)[0])
+        if offset <= position < offset + 8:
+            return True
+        offset += 8
+    return False
