@@ -286,84 +286,61 @@ def _float_samples_v1(
     timestamps: Sequence[int],
     values: Sequence[float],
 ) -> None:
-    """One TimeSeries per sample, the whole batch in one ``struct`` pack.
-
-    Each sample is three fields of one format: its series key, its value and
-    its timestamp's tail. Batches from scrapes hold runs of equal timestamps,
-    so the tails are laid out run by run; a batch whose timestamps do not fit
-    the keys' layout (0, or before 1971) goes sample by sample.
-    """
+    """One TimeSeries per sample; batches from scrapes go run by run of equal timestamps."""
     count = len(values)
     if count == 0:
         return
-    first = timestamps[0]
-    if timestamps.count(first) == count:
-        tail = _timestamp_tail(first)
-        if len(tail) != _KEY_TAIL:
-            _float_samples_each_v1(out, series_keys, timestamps, values)
-            return
-        tails: Sequence[bytes] = [tail] * count
-    else:
-        runs = [(timestamp, len(list(run))) for timestamp, run in groupby(timestamps)]
-        if len(runs) * _MIN_RUN > count:
-            _float_samples_each_v1(out, series_keys, timestamps, values)
-            return
-        tails = []
-        for timestamp, length in runs:
-            tail = _timestamp_tail(timestamp)
-            if len(tail) != _KEY_TAIL:
-                _float_samples_each_v1(out, series_keys, timestamps, values)
-                return
-            tails.extend(repeat(tail, length))
-    out.append(_pack_samples_v1(series_keys, tails, values))
+    if timestamps.count(timestamps[0]) == count:
+        _float_run_v1(out, series_keys, timestamps[0], values)
+        return
+    runs = [(timestamp, len(list(run))) for timestamp, run in groupby(timestamps)]
+    if len(runs) * _MIN_RUN > count:
+        _float_samples_each_v1(out, series_keys, timestamps, values)
+        return
+    start = 0
+    for timestamp, length in runs:
+        end = start + length
+        _float_run_v1(out, series_keys[start:end], timestamp, values[start:end])
+        start = end
 
 
-def _pack_samples_v1(
-    series_keys: Sequence[bytes], tails: Sequence[bytes], values: Sequence[float]
-) -> bytes:
-    """Samples whose tails are all ``_KEY_TAIL`` long: one format, one pack, no object
-    per sample. Only +0.0 values (which proto3 omits, so their TimeSeries is
-    shorter) are patched one by one."""
-    count = len(values)
-    lengths = list(map(len, series_keys))
-    if max(lengths) >= len(_SAMPLE_CODES):
-        _SAMPLE_CODES.extend(map(_sample_code, range(len(_SAMPLE_CODES), max(lengths) + 1)))
-    codes = list(map(_SAMPLE_CODES.__getitem__, lengths))
-    fields: list[object] = [b""] * (3 * count)
-    fields[0::3] = series_keys
-    fields[1::3] = values
-    fields[2::3] = tails
-    if 0.0 in values:
-        index = -1
-        while True:
-            try:
-                index = values.index(0.0, index + 1)  # also finds -0.0, which is kept
-            except ValueError:
-                break
-            if _pack_double(values[index]) == _ZERO_DOUBLE:
-                key = series_keys[index]
-                zero = _ZERO_HEADS.get(key)
-                if zero is None:
-                    if len(_ZERO_HEADS) >= _ZERO_HEADS_MAX:
-                        _ZERO_HEADS.clear()
-                    head = _zero_sample_parts(key, tails[index])[0]
-                    zero = _ZERO_HEADS[key] = (head, f"{len(head)}s0s{_KEY_TAIL}s")
-                fields[3 * index], codes[index] = zero
-                fields[3 * index + 1] = b""
-    # A Struct of its own, not ``struct.pack``: the module would cache the compiled
-    # format, which no later batch repeats (100 of them hold tens of MB).
-    return struct.Struct("<" + "".join(codes)).pack(*fields)
+def _float_run_v1(
+    out: list[bytes], series_keys: Sequence[bytes], timestamp: int, values: Sequence[float]
+) -> None:
+    """Samples sharing a timestamp: each is its series key and its value packed with
+    the timestamp, interleaved by one C-level ``chain``; only +0.0 values (which
+    proto3 omits, so their TimeSeries is shorter) are patched one by one."""
+    tail = _timestamp_tail(timestamp)
+    if len(tail) != _KEY_TAIL:  # a timestamp the keys are not laid out for: rare
+        _float_samples_each_v1(out, series_keys, repeat(timestamp), values)
+        return
+    packed = list(map(_pack_value_tail, values, repeat(tail)))
+    if 0.0 not in values:
+        out.extend(chain.from_iterable(zip(series_keys, packed, strict=True)))
+        return
+    keys = list(series_keys)
+    zero_sample = _ZERO_DOUBLE + tail
+    index = -1
+    while True:
+        try:
+            index = values.index(0.0, index + 1)  # also finds -0.0, which is kept
+        except ValueError:
+            break
+        if packed[index] == zero_sample:
+            key = keys[index]
+            head = _ZERO_HEADS.get(key)
+            if head is None:
+                if len(_ZERO_HEADS) >= _ZERO_HEADS_MAX:
+                    _ZERO_HEADS.clear()
+                head = _ZERO_HEADS[key] = _zero_sample_parts(key, tail)[0]
+            keys[index] = head
+            packed[index] = tail
+    out.extend(chain.from_iterable(zip(keys, packed, strict=True)))
 
 
-def _sample_code(key_length: int) -> str:
-    return f"{key_length}sd{_KEY_TAIL}s"
-
-
-_SAMPLE_CODES: list[str] = list(map(_sample_code, range(512)))
-"""The ``struct`` code of one sample (key, value, timestamp tail) by its key's length."""
-_ZERO_HEADS: dict[bytes, tuple[bytes, str]] = {}
-"""A +0.0 sample's TimeSeries up to its timestamp and its ``struct`` code, by series key
-(counters that stay at zero are common); emptied at ``_ZERO_HEADS_MAX`` entries."""
+_ZERO_HEADS: dict[bytes, bytes] = {}
+"""A +0.0 sample's TimeSeries up to its timestamp (the part before ``tail``), by series
+key: counters that stay at zero are common. Emptied at ``_ZERO_HEADS_MAX`` entries."""
 _ZERO_HEADS_MAX = 32_768
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import struct
-import tracemalloc
 
 import pytest
 import snappy
@@ -379,25 +378,3 @@ def test_v1_long_runs_with_zeros_and_long_keys_byte_identical(run_timestamps) ->
             values.append(rng.choice((0.0, -0.0, 1.5, float(i), STALE_NAN)))
     body = encode_write_request_v1([encode_series_v1(lab) for lab in labels], ts, values)
     assert body == reference_v1(labels, ts, values).SerializeToString()
-
-
-def test_v1_batches_leave_no_compiled_formats_behind() -> None:
-    """Each batch's struct format is its own; none may stay cached after the call
-    (``struct.pack`` keeps 100 compiled formats: tens of MB at 5,000 samples)."""
-    rng = random.Random(3)
-    keys = [
-        encode_series_v1(make_labels({"__name__": "m", "i": "x" * rng.randrange(1, 60)}))
-        for _ in range(6000)
-    ]
-    values = [float(i + 1) for i in range(6000)]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for start in range(0, 1000, 10):  # 100 batches, each of its own format
-            encode_write_request_v1(
-                keys[start : start + 5000], [1_700_000_000_000] * 5000, values[:5000]
-            )
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 2 * 2**20
