@@ -340,8 +340,9 @@ def _float_run_v1(
 
 _ZERO_HEADS: dict[bytes, bytes] = {}
 """A +0.0 sample's TimeSeries up to its timestamp (the part before ``tail``), by series
-key: counters that stay at zero are common. Emptied at ``_ZERO_HEADS_MAX`` entries."""
-_ZERO_HEADS_MAX = 32_768
+key: counters that stay at zero are common. Emptied at ``_ZERO_HEADS_MAX`` entries, so
+it holds at most that many heads (about the size of a key each: a few MB)."""
+_ZERO_HEADS_MAX = 16_384
 
 
 def _zero_sample_parts(key: bytes, tail: bytes) -> tuple[bytes, bytes]:

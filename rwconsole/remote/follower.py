@@ -162,6 +162,9 @@ class WalFollower:
         """How often the follower fell behind and went back to the files."""
         self.items_given_up = 0
         """Items of given-up buffers (read again from the files)."""
+        self._cut_before = 0
+        """Segments before this one were cut from the WAL (``drop_before`` and
+        ``drop_read_ahead_before`` say so): what the buffer holds from them is kept."""
 
     @property
     def live(self) -> bool:
@@ -203,6 +206,7 @@ class WalFollower:
         """Forget buffered chunks and read-ahead records before ``segment`` (cut from the
         WAL); returns the buffered chunks' samples. Read-ahead records lie after
         ``in_memory_until``, so the caller counted them with the rest of the cut."""
+        self._cut_before = max(self._cut_before, segment)
         dropped = 0
         while self._buffer and self._buffer[0].end[0] < segment:
             chunk = self._buffer.popleft()
@@ -216,6 +220,7 @@ class WalFollower:
         """Forget read-ahead records and the decoded next chunk before ``segment`` (an age
         cut keeps the buffer, which the queue still sends; the read-ahead lies after
         ``in_memory_until``, where the caller counts the cut as lost)."""
+        self._cut_before = max(self._cut_before, segment)
         while self._ahead and self._ahead[0].segment < segment:
             self._ahead.popleft()
         if self._ready is not None and self._ready.end[0] < segment:
@@ -261,9 +266,18 @@ class WalFollower:
         return bool(self._buffer) and self._clock() - self._taken_at >= STALL_SECONDS
 
     def _give_up_buffer(self) -> None:
-        self.items_given_up += self._buffered_items
-        self._buffer.clear()
-        self._buffered_items = 0
+        # Chunks that start in a segment a truncation already cut cannot be read again:
+        # they stay (the cut counted them as held by the queue, to go out).
+        start, kept = self._handed, 0
+        for chunk in self._buffer:
+            if start[0] >= self._cut_before:
+                break
+            start = chunk.end
+            kept += 1
+        while len(self._buffer) > kept:
+            chunk = self._buffer.pop()
+            self._buffered_items -= chunk.item_count
+            self.items_given_up += chunk.item_count
 
     async def next_chunk(self) -> Chunk:
         for _ in iter(int, 1):  # runs until a chunk is available; each pass waits or reads

@@ -1274,7 +1274,10 @@ class QueueManager:
                 self._probing = True
             else:
                 probing = False
-            self._reshard_disabled_until = time.monotonic() + 2 * sleep
+            # The longest wait of any shard counts: a probe's short one must not end it.
+            self._reshard_disabled_until = max(
+                self._reshard_disabled_until, time.monotonic() + 2 * sleep
+            )
             self._log.warning(
                 "queue %s: recoverable error, retrying in %.3fs: %s",
                 self.name,

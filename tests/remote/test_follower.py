@@ -225,6 +225,31 @@ def test_a_kept_buffer_is_given_up_once_the_queue_stops_taking_chunks(
     asyncio.run(body())
 
 
+def test_a_stalled_queue_keeps_what_a_truncation_already_cut(tmp_path: Path) -> None:
+    """An age cut leaves buffered chunks of the cut segments to the queue (counted as
+    held, to go out). If the queue then stalls, those chunks cannot be read again
+    from the files, so giving the buffer up keeps them; the rest is given up."""
+
+    async def body() -> None:
+        wal, refs = _wal_with_series(tmp_path)
+        clock = _Clock()
+        try:
+            start = wal.position()
+            follower = WalFollower(tmp_path / "wal", start, start, clock=clock)
+            for round_ in range(3):
+                _commit(wal, follower, refs, round_)
+            follower.drop_read_ahead_before(start[0] + 1)  # an age cut of this segment
+            clock.now += follower_module.STALL_SECONDS
+            _commit(wal, follower, refs, 3)
+            assert follower.buffered_items == 3 * SERIES and follower.items_given_up == 0
+            got = await _take(follower, 4 * SERIES)
+            assert got == _expected(refs, range(4))
+        finally:
+            wal.close()
+
+    asyncio.run(body())
+
+
 def test_a_queue_that_keeps_taking_chunks_keeps_the_memory_path(tmp_path: Path) -> None:
     async def body() -> None:
         wal, refs = _wal_with_series(tmp_path)
