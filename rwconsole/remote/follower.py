@@ -206,7 +206,6 @@ class WalFollower:
         """Forget buffered chunks and read-ahead records before ``segment`` (cut from the
         WAL); returns the buffered chunks' samples. Read-ahead records lie after
         ``in_memory_until``, so the caller counted them with the rest of the cut."""
-        self._cut_before = max(self._cut_before, segment)
         dropped = 0
         while self._buffer and self._buffer[0].end[0] < segment:
             chunk = self._buffer.popleft()

@@ -839,7 +839,6 @@ class FixedRefsSamples:
         "__weakref__",
         "_fixed",
         "_fixed_mask",
-        "_prefix_sizes",
         "_refs",
         "_size",
         "_struct",
@@ -859,7 +858,6 @@ class FixedRefsSamples:
         self._size = self._struct.size
         fixed = b"".join([b"\x02", _U64.pack(base), _ZERO8, _ZERO8.join(prefixes), _ZERO8])
         self._fixed = int.from_bytes(fixed, "big")
-        self._prefix_sizes = bytes(map(len, prefixes))
         self._fixed_mask: int | None = None
         """All ones over the fixed bytes, zeros where the timestamp and values go (made
         on the first ``decode``: most layouts are never read back)."""
@@ -879,9 +877,9 @@ class FixedRefsSamples:
             return None
         mask = self._fixed_mask
         if mask is None:
-            ones = map(_ONES.__getitem__, self._prefix_sizes)
-            layout = b"".join([b"\xff" * 9, _ZERO8, _ZERO8.join(ones), _ZERO8])
-            mask = self._fixed_mask = int.from_bytes(layout, "big")
+            # All ones packed into the timestamp and every value leave the pads at zero.
+            packed = self._struct.pack(-1, *[_ALL_ONES_DOUBLE] * self.count)
+            mask = self._fixed_mask = ~int.from_bytes(packed, "big") & ((1 << 8 * self._size) - 1)
         # Every byte outside the timestamp and the values must be the layout's own.
         if int.from_bytes(data, "big") & mask != self._fixed:
             return None
@@ -919,7 +917,8 @@ class SampleLayouts:
 
 
 _ZERO8 = bytes(8)
-_ONES = [b"\xff" * size for size in range(12)]
+_ALL_ONES_DOUBLE: float = struct.unpack(">d", b"\xff" * 8)[0]
+"""A NaN whose 64 bits are all ones (``struct`` packs a double's bits as they are)."""
 _PAD_THEN_VALUE = [f"{size}xd" for size in range(12)]
 """Struct codes per prefix size: skip the varints (at most 10 bytes, then the zero byte)."""
 _CHUNK_STRUCTS: dict[int, struct.Struct] = {}

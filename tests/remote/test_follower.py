@@ -228,7 +228,7 @@ def test_a_kept_buffer_is_given_up_once_the_queue_stops_taking_chunks(
 def test_a_stalled_queue_keeps_what_a_truncation_already_cut(tmp_path: Path) -> None:
     """An age cut leaves buffered chunks of the cut segments to the queue (counted as
     held, to go out). If the queue then stalls, those chunks cannot be read again
-    from the files, so giving the buffer up keeps them; the rest is given up."""
+    from the files, so giving the buffer up keeps them."""
 
     async def body() -> None:
         wal, refs = _wal_with_series(tmp_path)

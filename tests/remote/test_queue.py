@@ -361,23 +361,25 @@ def test_backoff_after_an_outage_is_not_counted_as_the_receivers_time() -> None:
     run(body)
 
 
+def _two_shards_backing_off_20s(receiver: DemoReceiver) -> Harness:
+    """Two shards over 10 series, 10 per send, each failed send backing off 20 s."""
+    config = QueueConfig(
+        min_shards=2,
+        max_shards=2,
+        max_samples_per_send=10,
+        batch_send_deadline=0.02,
+        min_backoff=20.0,
+        max_backoff=20.0,
+    )
+    return Harness(receiver, config, series=10)
+
+
 def test_a_success_ends_the_other_shards_backoff() -> None:
     """A shard backing off for 20 s retries as soon as another shard's send succeeds."""
 
     async def body(receiver: DemoReceiver) -> None:
         receiver.set_fault("error_5xx", status=503)  # answered: no probing
-        h = Harness(
-            receiver,
-            QueueConfig(
-                min_shards=2,
-                max_shards=2,
-                max_samples_per_send=10,
-                batch_send_deadline=0.02,
-                min_backoff=20.0,
-                max_backoff=20.0,
-            ),
-            series=10,
-        )
+        h = _two_shards_backing_off_20s(receiver)
         h.queue.start()
         even, odd = [2, 4, 6, 8, 10], [1, 3, 5, 7, 9]  # shard 0's series, shard 1's
         h.source.push(even, [NOW_MS] * 5, [0.0] * 5)
@@ -397,18 +399,7 @@ def test_one_shard_probes_a_receiver_that_does_not_answer() -> None:
 
     async def body(receiver: DemoReceiver) -> None:
         await receiver.down()
-        h = Harness(
-            receiver,
-            QueueConfig(
-                min_shards=2,
-                max_shards=2,
-                max_samples_per_send=10,
-                batch_send_deadline=0.02,
-                min_backoff=20.0,
-                max_backoff=20.0,
-            ),
-            series=10,
-        )
+        h = _two_shards_backing_off_20s(receiver)
         h.queue.start()
         h.source.push(list(range(1, 11)), [NOW_MS] * 10, [0.0] * 10)
         await eventually(lambda: h.queue._retrying == 2)
