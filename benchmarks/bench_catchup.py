@@ -10,15 +10,22 @@ receiver (``bench_forwarder.py``'s sink) on a fixed port, the forwarder
 scraping the load, a warm-up, a steady window, then the receiver **process is
 stopped** for ``--outage`` seconds (connections are refused, as when a
 receiver is down or restarting) and started again on the same port. The
-script polls the forwarder's /metrics and /proc every half second until its
-lag is back under two scrape intervals.
+script polls the forwarder's /metrics and /proc every ``--poll`` seconds
+(0.1 by default: a drain takes a few seconds, so polls half a second apart
+would round it to their spacing) until its backlog is back under two scrape
+intervals' worth of samples.
 
 Reported per forwarder:
   backlog        samples taken in while the receiver was down
-  drain s        receiver up -> lag under 2 intervals on two polls in a row (rwconsole, agent: the
-                 lag of ``bench_forwarder.lag_seconds``; vmagent: its persistent
-                 queue's pending bytes, converted to samples at the bytes per
-                 sample it wrote during the outage, under 2 intervals' worth)
+  drain s        receiver up -> the first of two polls in a row whose backlog is
+                 under 2 intervals' worth of samples. The backlog of rwconsole
+                 and the agent: the larger of the lag of
+                 ``bench_forwarder.lag_seconds`` (times the offered rate) and
+                 ``samples_pending`` (the lag follows the highest timestamp any
+                 shard sent, so it can read zero while other shards still hold
+                 parked batches); vmagent: its persistent queue's pending bytes,
+                 converted to samples at the bytes per sample it wrote during
+                 the outage
   drain/s        samples taken in from the outage's start until drained, divided
                  by the drain time (what had to go out while draining)
   ×ingest        drain/s / steady ingest rate
@@ -78,7 +85,6 @@ from bench_forwarder import (
 )
 
 VMAGENT = "vmagent"
-POLL_SECONDS = 0.5
 VM_IN = "vmagent_remotewrite_global_rows_pushed_before_relabel_total"
 VM_PENDING = "vmagent_remotewrite_pending_data_bytes"
 VM_WRITTEN = "vm_persistentqueue_bytes_written_total"
@@ -204,9 +210,9 @@ class CatchupBench(Bench):
             if running.kind == VMAGENT:
                 pending = m.get(VM_PENDING, 0.0) * per_byte[0]
                 return _Sample(time.monotonic(), m.get(VM_IN, 0.0), pending, rss_bytes(pid), None)
-            lag = lag_seconds(m) * load.offered
+            backlog = max(lag_seconds(m) * load.offered, m.get(P + "samples_pending", 0.0))
             return _Sample(
-                time.monotonic(), m.get(P + "samples_in_total", 0.0), lag, rss_bytes(pid),
+                time.monotonic(), m.get(P + "samples_in_total", 0.0), backlog, rss_bytes(pid),
                 m.get(P + "shards"),
             )  # fmt: skip
 
@@ -222,7 +228,7 @@ class CatchupBench(Bench):
                     out.append(sample())
                     if until is not None and until(out):
                         break
-                time.sleep(POLL_SECONDS)
+                time.sleep(args.poll)
             return out
 
         try:
@@ -257,10 +263,12 @@ class CatchupBench(Bench):
         finally:
             self.stop_forwarder(running)
             self.procs.stop(receiver)
-        end = drain[-1]
+        last = drain[-1]
         drained = len(drain) > 1 and all(s.lag_samples < limit for s in drain[-2:])
+        end = drain[-2] if drained else last  # the second poll only confirms the first
         seconds = end.t - up_at
         cleared = end.samples_in - down.samples_in
+        cleared_by_last = last.samples_in - down.samples_in
         rate = cleared / seconds if seconds > 0 else math.nan
         shards = [s.shards for s in steady + outage + drain if s.shards is not None]
         return CatchupResult(
@@ -275,8 +283,8 @@ class CatchupBench(Bench):
             rss_steady=max(s.rss for s in steady),
             rss_outage=max(s.rss for s in outage),
             rss_drain=max(s.rss for s in drain),
-            cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, end.t - up_at),
-            cpu_us_per_sample_drain=1e6 * (cpu1 - cpu0) / cleared if cleared else math.nan,
+            cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, last.t - up_at),
+            cpu_us_per_sample_drain=1e6 * (cpu1 - cpu0) / max(1.0, cleared_by_last),
             machine_idle_percent_drain=100.0 * (idle1 - idle0) / max(1.0, total1 - total0),
             shards_max=max(shards) if shards else None,
             drained=drained,
@@ -346,6 +354,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--steady", type=float, default=15.0, help="seconds before the outage")
     parser.add_argument("--drain-timeout", type=float, default=300.0)
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between polls")
     parser.add_argument("--loadgen-procs", type=int, default=0)
     parser.add_argument("--profile-dir", type=Path, help="py-spy rwconsole's drain, save here")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
