@@ -3,7 +3,7 @@
 Usage:
   python benchmarks/bench_catchup.py [--load 50x2000@1] [--outage 121] \\
       [--forwarders rwconsole,agent,vmagent] [--warmup 30] [--steady 15] \\
-      [--drain-timeout 300] [--baseline DIR] [--json FILE]
+      [--drain-timeout 300] [--poll 0.1] [--pin CPU] [--baseline DIR] [--json FILE]
 
 For each forwarder in turn (one at a time, same load generator): a null
 receiver (``bench_forwarder.py``'s sink) on a fixed port, the forwarder
