@@ -114,7 +114,7 @@ class CatchupResult:
 class _Sample:
     t: float
     samples_in: float
-    lag_samples: float
+    backlog_samples: float
     rss: int
     shards: float | None
 
@@ -252,11 +252,12 @@ class CatchupBench(Bench):
             cpu0, (idle0, total0) = cpu_seconds(pid), machine_times()
             profile = self.start_profile(running)
             limit = 2 * load.interval * load.offered
+
+            def drained_by(out: list[_Sample]) -> bool:
+                return len(out) > 1 and all(s.backlog_samples < limit for s in out[-2:])
+
             # Two polls in a row: vmagent's pending bytes can read 0 for a moment.
-            drain = poll(
-                args.drain_timeout,
-                lambda out: len(out) > 1 and all(s.lag_samples < limit for s in out[-2:]),
-            )
+            drain = poll(args.drain_timeout, drained_by)
             cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
             if profile is not None:
                 self.print_profile(profile)
@@ -264,7 +265,7 @@ class CatchupBench(Bench):
             self.stop_forwarder(running)
             self.procs.stop(receiver)
         last = drain[-1]
-        drained = len(drain) > 1 and all(s.lag_samples < limit for s in drain[-2:])
+        drained = drained_by(drain)
         end = drain[-2] if drained else last  # the second poll only confirms the first
         seconds = end.t - up_at
         cleared = end.samples_in - down.samples_in
@@ -379,6 +380,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"forwarders named NAME{BASELINE_SUFFIX} need --baseline DIR")
     if args.outage <= 0 or args.steady < 2 or args.warmup < 0:
         parser.error("--outage must be > 0, --steady >= 2 and --warmup >= 0")
+    if not args.poll > 0:
+        parser.error(f"--poll {args.poll:g}: must be more than 0 seconds")
     if args.pin is not None:
         cpus = os.sched_getaffinity(0)
         if args.pin not in cpus or len(cpus) < 2:
