@@ -612,6 +612,7 @@ class Engine:
             flush_deadline=self.flush_deadline,
             protocol_reprobe_interval=config.protocol_reprobe_interval,
             spool=self._new_spool(),
+            delivered_ahead=self.progress.delivered_ahead(name),
         )
         queues.append(queue)
         queue.on_delivered = functools.partial(self._on_delivered, name)
@@ -714,6 +715,7 @@ class Engine:
                 extra=extra,
             )
             saved = wal_end
+            self.progress.set_delivered_ahead(name, None)
         if saved is not None:
             start = saved
             if saved != wal_end:
@@ -887,7 +889,9 @@ class Engine:
         )
         if self.progress is not None:
             for endpoint in self.endpoints:
-                self.progress.set(endpoint.queue.name, endpoint.queue.delivered_position)
+                queue = endpoint.queue
+                self.progress.set(queue.name, queue.delivered_position)
+                self.progress.set_delivered_ahead(queue.name, queue.delivered_ahead)
             self.progress.save(force=True)
         if self.shard_history is not None:
             self.shard_history.save()

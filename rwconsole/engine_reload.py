@@ -264,6 +264,7 @@ async def _stop_endpoint(engine: Engine, endpoint: _Endpoint) -> None:
     await queue.stop(engine.flush_deadline)
     assert engine.progress is not None
     engine.progress.set(queue.name, queue.delivered_position)
+    engine.progress.set_delivered_ahead(queue.name, queue.delivered_ahead)
     with contextlib.suppress(Exception):
         await endpoint.client.aclose()
     queue.metrics.unregister()

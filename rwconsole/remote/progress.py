@@ -8,7 +8,10 @@ can be adopted. When a WAL truncation (the size budget, ``max_keepalive_time``)
 cut segments a queue had read from but not delivered yet, the entry also holds
 how many of those samples, by drop reason, are still undelivered: they are no
 longer in the WAL, so a restart cannot send them and counts them as dropped
-instead. The file is replaced atomically (temp file, rename); ``save``
+instead. After a stop that left items delivered beyond the position (a batch
+can end inside a record, and shards finish independently) the entry also holds
+them (``rwconsole.remote.ahead``) until the position passes them, so the next
+start skips them. The file is replaced atomically (temp file, rename); ``save``
 with ``durable=True`` also fsyncs it. A missing or unreadable file means "no
 progress known" and is reported, never fatal.
 """
@@ -25,6 +28,7 @@ import time
 from collections.abc import Collection
 from pathlib import Path
 
+from rwconsole.remote.ahead import DeliveredAhead
 from rwconsole.remote.chunks import Position
 
 log = logging.getLogger("rwconsole.progress")
@@ -38,6 +42,7 @@ class ProgressStore:
         self._positions: dict[str, Position] = {}
         self._targets: dict[str, tuple[str, str]] = {}
         self._cut: dict[str, dict[str, int]] = {}
+        self._ahead: dict[str, DeliveredAhead] = {}
         self._dirty = False
         self._unsynced = False
         # Saves may come from the loop and from a worker thread; the lock keeps the
@@ -55,11 +60,24 @@ class ProgressStore:
                 cut = entry.get("cut_undelivered")
                 if cut:
                     self._cut[name] = {str(reason): int(n) for reason, n in cut.items()}
+                if "delivered_ahead" in entry:
+                    self._load_ahead(name, entry["delivered_ahead"])
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             log.error(
                 "cannot read delivery progress from %s (%s); starting without it", self.path, err
+            )
+
+    def _load_ahead(self, name: str, data: object) -> None:
+        try:
+            self._ahead[name] = DeliveredAhead.from_json(data)
+        except ValueError as err:
+            log.error(
+                "%s: queues.%s.delivered_ahead: %s; the items it records are sent again",
+                self.path,
+                name,
+                err,
             )
 
     def get(self, queue_name: str) -> Position | None:
@@ -68,6 +86,26 @@ class ProgressStore:
     def set(self, queue_name: str, position: Position) -> None:
         if self._positions.get(queue_name) != position:
             self._positions[queue_name] = position
+            self._dirty = True
+            ahead = self._ahead.get(queue_name)
+            if ahead is not None and position >= ahead.until:
+                del self._ahead[queue_name]
+
+    def delivered_ahead(self, queue_name: str) -> DeliveredAhead | None:
+        """Items delivered beyond the saved position before the last stop (a fresh copy:
+        the queue that takes it counts it down)."""
+        ahead = self._ahead.get(queue_name)
+        return None if ahead is None else DeliveredAhead(ahead.until).merged(ahead)
+
+    def set_delivered_ahead(self, queue_name: str, ahead: DeliveredAhead | None) -> None:
+        position = self._positions.get(queue_name)
+        if ahead is not None and (position is None or position >= ahead.until):
+            ahead = None
+        if ahead is None:
+            if self._ahead.pop(queue_name, None) is not None:
+                self._dirty = True
+        else:
+            self._ahead[queue_name] = ahead
             self._dirty = True
 
     def cut_undelivered(self, queue_name: str) -> dict[str, int]:
@@ -88,6 +126,7 @@ class ProgressStore:
         if self._positions.pop(queue_name, None) is not None:
             self._targets.pop(queue_name, None)
             self._cut.pop(queue_name, None)
+            self._ahead.pop(queue_name, None)
             self._dirty = True
 
     def positions(self) -> dict[str, Position]:
@@ -121,6 +160,8 @@ class ProgressStore:
         self._positions[name] = position
         if old in self._cut:
             self._cut[name] = self._cut.pop(old)
+        if old in self._ahead:
+            self._ahead[name] = self._ahead.pop(old)
         self._dirty = True
         log.info(
             "endpoint %s: adopted the delivery progress saved as %r (same %s)",
@@ -145,7 +186,8 @@ class ProgressStore:
             positions = self._positions.copy()
             targets = self._targets.copy()
             cut = {name: dict(counts) for name, counts in self._cut.items()}
-            if self._write(positions, targets, cut, durable):
+            ahead = {name: entry.to_json() for name, entry in self._ahead.copy().items()}
+            if self._write(positions, targets, cut, ahead, durable):
                 self._unsynced = not durable
             else:
                 self._dirty = True
@@ -155,6 +197,7 @@ class ProgressStore:
         positions: dict[str, Position],
         targets: dict[str, tuple[str, str]],
         cut: dict[str, dict[str, int]],
+        ahead: dict[str, dict[str, object]],
         durable: bool,
     ) -> bool:
         queues = {}
@@ -164,6 +207,8 @@ class ProgressStore:
                 entry["url"], entry["protobuf_message"] = targets[name]
             if cut.get(name):
                 entry["cut_undelivered"] = cut[name]
+            if name in ahead:
+                entry["delivered_ahead"] = ahead[name]
             queues[name] = entry
         payload = {"updated_unix": time.time(), "queues": queues}
         try:

@@ -34,6 +34,7 @@ from rwconsole.config.schema import QueueConfig
 from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
 from rwconsole.protocol import decode, encode
+from rwconsole.remote.ahead import AheadLog, BatchItems, DeliveredAhead, pack_items, unpack_items
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.negotiation import VERSION_NAMES, ProtocolNegotiation
 from rwconsole.remote.queue_metrics import (
@@ -101,7 +102,7 @@ class ChunkSource(Protocol):
 
 class _Parked(NamedTuple):
     """Where a parked batch's body is, its counts (``KINDS3``), timestamp span and the
-    body's protocol."""
+    body's protocol. The frame also holds the batch's items (``ahead.pack_items``)."""
 
     ref: SpoolRef
     counts: tuple[int, int, int]
@@ -124,6 +125,8 @@ class _Batch:
     count: int = 0
     first_seq: int = 0
     """Sequence number of the chunk of the batch's first item (a lower bound for all)."""
+    last_seq: int = 0
+    """Sequence number of the newest chunk the batch took from (an upper bound for all)."""
     starts: dict[int, int] | None = None
     """Start timestamps of float samples by index in ``values``, the nonzero ones only:
     None (nothing to keep) is the common case, and costs nothing per sample."""
@@ -148,6 +151,14 @@ class _Batch:
         for i, st in self.starts.items():
             column[i] = st
         return column
+
+    def items(self) -> BatchItems:
+        """Which WAL items the batch holds (not for a parked batch: its frame has them)."""
+        return (
+            (self.refs, self.timestamps),
+            (self.exemplar_refs, [e.timestamp for _, e in self.exemplars]),
+            (self.histogram_refs, [h[1] for h in self.histograms]),
+        )
 
     def counts(self) -> tuple[int, int, int]:
         if self.parked is not None:
@@ -310,6 +321,7 @@ class QueueManager:
         protocol_reprobe_interval: float = 3600.0,
         spool: Spool | None = None,
         park_after_lag: float = PARK_AFTER_LAG_SECONDS,
+        delivered_ahead: DeliveredAhead | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -322,6 +334,9 @@ class QueueManager:
         self.read_position: Position = start_position
         self.delivered_position: Position = start_position
         self.on_delivered: Callable[[Position], None] | None = None
+        self.delivered_ahead: DeliveredAhead | None = None
+        """Set at stop: the items finished beyond ``delivered_position`` (with what was
+        still to skip of the ``delivered_ahead`` it started with), or None."""
         self.last_error = ""
         self.last_error_time = 0.0
         self.last_status: int | None = None
@@ -356,6 +371,19 @@ class QueueManager:
         self._tasks: list[asyncio.Task[None]] = []
         # (sequence, end position) of chunks not yet known to be delivered.
         self._marks: deque[tuple[int, Position]] = deque()
+        self._ahead: AheadLog[SpoolRef] = AheadLog()
+        """Batches finished beyond the delivered position (a parked one by its frame)."""
+        self._skipping = (
+            delivered_ahead
+            if delivered_ahead is not None and start_position < delivered_ahead.until
+            else None
+        )
+        """Items delivered before a stop, skipped while reading up to its ``until``."""
+        self._skipped = 0
+        self._read_end_seen: Position = start_position
+        """End of the last chunk taken from the source (placed whole or not)."""
+        self._parked_waiting = 0
+        """Parked batches not yet finished."""
         self._next_seq = 1
         self._reading_seq: int | None = None
         self._resume = asyncio.Event()
@@ -443,9 +471,11 @@ class QueueManager:
             await self._loop_lag.release()
             self._loop_lag = None
         self._advance_delivered()
+        self._collect_delivered_ahead()
         if self._spool is not None:
             # What is parked and unsent stays undelivered in the WAL for the next start.
             self._spool.close()
+            self._parked_waiting = 0
             self._publish_spool()
 
     async def _stop_reading(self, read_task: asyncio.Task[None], until: float) -> None:
@@ -543,6 +573,9 @@ class QueueManager:
     async def _read_loop(self) -> None:
         while not self._reading_stopped:
             chunk = await self._source.next_chunk()
+            if self._skipping is not None:
+                chunk = self._skip_delivered(chunk, self._skipping)
+            self._read_end_seen = chunk.end
             seq = self._next_seq
             self._next_seq += 1
             self._reading_seq = seq
@@ -553,10 +586,27 @@ class QueueManager:
             self._reading_seq = None
             self.read_position = chunk.end
             self._advance_delivered()
-            if self._spool is not None and self._spool.waiting:
+            if self._parked_waiting:
                 # Chunks come without a pause while the queue parks them: the shards'
                 # sends get a turn of the loop after each.
                 await asyncio.sleep(0)
+
+    def _skip_delivered(self, chunk: Chunk, skipping: DeliveredAhead) -> Chunk:
+        """``chunk`` without the items delivered before the stop this queue resumes from."""
+        if self.read_position < skipping.until:
+            chunk, skipped = skipping.skip(chunk)
+            self._skipped += skipped
+            if chunk.end < skipping.until:
+                return chunk
+        # What is left lay in chunks before the saved position: a batch's items are kept
+        # until the position passes its newest chunk.
+        self._log.info(
+            "queue %s: skipped %d items delivered before the restart beyond its saved position",
+            self.name,
+            self._skipped,
+        )
+        self._skipping = None
+        return chunk
 
     def _resolve(self, ref: int) -> Any:
         labels = self._lookup(ref)
@@ -786,6 +836,7 @@ class QueueManager:
                 batch = shard.partial
             if not batch.count:
                 batch.first_seq = seq
+            batch.last_seq = seq
             take = min(max_per_send - batch.count, total - placed)
             if contiguous:
                 start = indexes[placed]
@@ -855,6 +906,7 @@ class QueueManager:
                     batch = shard.partial
                 if not batch.count:
                     batch.first_seq = seq
+                batch.last_seq = seq
                 batch.refs.append(ref)
                 batch.series.append(key)
                 batch.timestamps.append(t)
@@ -905,6 +957,7 @@ class QueueManager:
             batch = shard.partial
             if not batch.count:
                 batch.first_seq = seq
+            batch.last_seq = seq
             add(batch, key, item)
             getattr(batch, refs_attr).append(item.ref)
             batch.count += 1
@@ -964,10 +1017,15 @@ class QueueManager:
         protocol = self.negotiation.current
         body = encode.compress(self._serialize(batch, protocol))
         self._park_estimate = len(body)
-        ref = spool.put(body)
+        try:
+            items = pack_items(batch.items())
+        except OverflowError:
+            items = b""  # a timestamp step beyond int64: the batch could be sent twice
+        ref = spool.put(body, items)
         if ref is None:
             self.metrics.spool_refused.inc()
             return False
+        self._parked_waiting += 1
         batch.parked = _Parked(
             ref, batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp(), protocol
         )
@@ -995,8 +1053,8 @@ class QueueManager:
 
     def _note_recovered(self) -> None:
         """Log the first success after failures, and what waits to go out."""
-        spool = self._spool
-        waiting = f"; {spool.waiting} batches wait in the spool" if spool and spool.waiting else ""
+        parked = self._parked_waiting
+        waiting = f"; {parked} batches wait in the spool" if parked else ""
         since = (
             f"{max(0.0, self._clock() - self._last_ok_wall):.1f}s of failures"
             if self._last_ok_wall
@@ -1008,7 +1066,7 @@ class QueueManager:
         spool = self._spool
         if spool is not None:
             self.metrics.spool_bytes.set(spool.size)
-            self.metrics.spool_batches.set(spool.waiting)
+            self.metrics.spool_batches.set(self._parked_waiting)
 
     def _drop_unreadable(self, batch: _Batch, err: SpoolError) -> None:
         """A parked body that cannot be read back: counted as dropped, loudly."""
@@ -1042,12 +1100,54 @@ class QueueManager:
             if oldest is not None and oldest < low:
                 low = oldest
         marks = self._marks
-        advanced = False
+        if not marks or marks[0][0] >= low:
+            return
         while marks and marks[0][0] < low:
-            self.delivered_position = marks.popleft()[1]
-            advanced = True
-        if advanced and self.on_delivered is not None:
+            seq, self.delivered_position = marks.popleft()
+        if self._ahead:
+            self._release(self._ahead.prune(seq))
+        if self.on_delivered is not None:
             self.on_delivered(self.delivered_position)
+
+    def _note_finished(self, batch: _Batch) -> None:
+        """Keep a finished batch's items until the delivered position passes them: a stop
+        before then hands them on (``delivered_ahead``), so a restart skips them."""
+        # Every chunk the batch took from has a sequence number below this one.
+        bound = batch.last_seq + 1 if batch.last_seq else self._next_seq
+        if batch.parked is None:
+            self._ahead.add(bound, batch.items())
+            return
+        self._parked_waiting -= 1
+        self._ahead.add(bound, token=batch.parked.ref)
+        self._publish_spool()
+
+    def _release(self, refs: list[SpoolRef]) -> None:
+        if refs and self._spool is not None:
+            for ref in refs:
+                self._spool.done(ref)
+            self._publish_spool()
+
+    def _collect_delivered_ahead(self) -> None:
+        """At stop: what was finished beyond the delivered position, for the next start."""
+        ahead, _ = self._ahead.collect(self._read_end_seen, self._parked_items)
+        still = self._skipping
+        if still is not None and still.total():
+            ahead = ahead.merged(still)
+        self.delivered_ahead = ahead if ahead.total() else None
+
+    def _parked_items(self, ref: SpoolRef) -> BatchItems | None:
+        if self._spool is None:
+            return None
+        try:
+            return unpack_items(self._spool.get_extra(ref))
+        except (SpoolError, ValueError) as err:
+            self._log.warning(
+                "queue %s: which items a sent parked batch held cannot be read back (%s); "
+                "they are sent again after a restart",
+                self.name,
+                err,
+            )
+            return None
 
     # ---- sending -------------------------------------------------------------------
 
@@ -1084,9 +1184,7 @@ class QueueManager:
             finally:
                 busy.change(-1)
             shard.inflight = None
-            if batch.parked is not None and self._spool is not None:
-                self._spool.done(batch.parked.ref)
-                self._publish_spool()
+            self._note_finished(batch)
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
@@ -1612,6 +1710,7 @@ class QueueManager:
                         batch.first_seq = old.first_seq
                     else:
                         batch.first_seq = min(batch.first_seq, old.first_seq)
+                    batch.last_seq = max(batch.last_seq, old.last_seq)
                     adder(batch, i)
                     batch.count += 1
         for shard in shards:

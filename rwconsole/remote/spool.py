@@ -12,8 +12,11 @@ position stays before a parked batch until it is delivered, so a restart (the
 engine empties the spool directory at start) reads those records from the WAL
 again, as without a spool.
 
-One append-only file per queue; a frame is a 4-byte length, a 4-byte CRC32
-and the body. The file is emptied (truncated) when no frame in it is waiting.
+One append-only file per queue. A frame is a header (the body's length and
+CRC32, then an extra part's) followed by the body and the extra part: the
+queue keeps there which items the body holds (``rwconsole.remote.ahead``),
+read back only if a stop comes before the delivered position passes them. The
+file is emptied (truncated) when no frame in it is waiting.
 ``SpoolBudget``, shared by the spools of one engine, bounds their total size
 and keeps the filesystem's free space above a reserve and above what the
 spools use: encoding ahead must never take the room the WAL needs.
@@ -33,7 +36,8 @@ from rwconsole.config.schema import WALConfig
 
 log = logging.getLogger("rwconsole.spool")
 
-_HEADER = struct.Struct("<II")
+_HEADER = struct.Struct("<IIII")
+FRAME_HEADER_SIZE = _HEADER.size
 
 
 class SpoolError(Exception):
@@ -109,9 +113,11 @@ class Spool:
         except OSError:
             return False
 
-    def put(self, body: bytes) -> SpoolRef | None:
-        """Append ``body``; None when the budget, the reserve or the disk refuse it."""
-        frame = _HEADER.pack(len(body), zlib.crc32(body)) + body
+    def put(self, body: bytes, extra: bytes = b"") -> SpoolRef | None:
+        """Append ``body`` and ``extra``; None when the budget, the reserve or the disk
+        refuse them."""
+        header = _HEADER.pack(len(body), zlib.crc32(body), len(extra), zlib.crc32(extra))
+        frame = b"".join((header, body, extra))
         if self._budget.used + len(frame) > self._budget.max_bytes:
             return None
         try:
@@ -134,6 +140,13 @@ class Spool:
 
     def get(self, ref: SpoolRef) -> bytes:
         """The body parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
+        return self._read(ref, extra=False)
+
+    def get_extra(self, ref: SpoolRef) -> bytes:
+        """The extra part parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
+        return self._read(ref, extra=True)
+
+    def _read(self, ref: SpoolRef, *, extra: bool) -> bytes:
         if self._fd is None:
             raise SpoolError(f"{self.path} is closed")
         try:
@@ -145,11 +158,20 @@ class Spool:
                 f"short read from {self.path} at offset {ref.offset}: "
                 f"{len(frame)} of {ref.length} bytes"
             )
-        length, crc = _HEADER.unpack_from(frame)
-        body = frame[_HEADER.size :]
-        if length != len(body) or zlib.crc32(body) != crc:
-            raise SpoolError(f"{self.path}: frame at offset {ref.offset} fails its CRC check")
-        return body
+        body_length, body_crc, extra_length, extra_crc = _HEADER.unpack_from(frame)
+        if _HEADER.size + body_length + extra_length != len(frame):
+            raise SpoolError(
+                f"{self.path}: frame at offset {ref.offset} says {body_length} + {extra_length} "
+                f"bytes, holds {len(frame) - _HEADER.size}"
+            )
+        start = _HEADER.size + (body_length if extra else 0)
+        part = frame[start : start + (extra_length if extra else body_length)]
+        if zlib.crc32(part) != (extra_crc if extra else body_crc):
+            what = "extra part" if extra else "body"
+            raise SpoolError(
+                f"{self.path}: frame at offset {ref.offset} fails its CRC check ({what})"
+            )
+        return part
 
     def done(self, ref: SpoolRef) -> None:
         """The frame at ``ref`` is finished with; the file empties when none waits."""

@@ -8,6 +8,7 @@ duplicates included; the WAL on disk says how many samples there were.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import threading
@@ -102,6 +103,79 @@ def test_clean_restart_resends_nothing(tmp_path: Path) -> None:
         finally:
             engine.stop()
         assert received == in_wal, f"{received - in_wal} samples re-sent"
+    finally:
+        receiver.close()
+
+
+def _samples_before(wal_dir: Path, position: tuple[int, int]) -> int:
+    return sum(
+        count_samples(record.data)
+        for segment in list_segments(wal_dir)
+        for record in iter_segment(segment.path, segment.index)
+        if (record.segment, record.end) <= position
+    )
+
+
+def test_a_restart_while_the_receiver_refuses_resends_nothing(tmp_path: Path) -> None:
+    """One shard sends 333 samples at a time from records of 2,000: when the receiver
+    starts refusing, the last batch it took ended inside a record. The stop saves
+    what was delivered beyond the position, and the next start skips it."""
+    receiver = ThreadReceiver()
+    url = receiver.receiver.url
+    data = tmp_path / "data"
+
+    def config(synthetic: bool) -> schema.Config:
+        queue = schema.QueueConfig(
+            min_shards=1,
+            max_shards=1,
+            max_samples_per_send=333,
+            batch_send_deadline=0.2,
+            min_backoff=0.05,
+            max_backoff=0.2,
+        )
+        return schema.Config(
+            endpoint=[schema.EndpointConfig(url=url, queue_config=queue)],
+            storage=schema.StorageConfig(path=str(data)),
+            synthetic=schema.SyntheticConfig(series=2000, metrics=10, interval=0.1)
+            if synthetic
+            else None,
+        )
+
+    try:
+        engine = Engine(config(synthetic=True), serve_metrics=False)
+        engine.start()
+        try:
+            wait_until(lambda: receiver.samples > 20_000, timeout=60)
+            receiver.receiver.set_fault("error_5xx", status=503)
+            retried = engine.registry.total("prometheus_remote_storage_samples_retried_total")
+            wait_until(
+                lambda: (
+                    engine.registry.total("prometheus_remote_storage_samples_retried_total")
+                    > retried
+                    and engine.registry.total("rwconsole_remote_requests_in_flight") == 0
+                ),
+                timeout=60,
+            )
+        finally:
+            engine.stop()
+        received = receiver.samples
+        (entry,) = json.loads((data / "remote-progress.json").read_text())["queues"].values()
+        before = _samples_before(data / "wal", (entry["segment"], entry["offset"]))
+        ahead = entry.get("delivered_ahead", {}).get("items", 0)
+        # Kept whole until the position passes the batch's newest record: the batch
+        # that straddles the position hands on also what lies before it.
+        assert received - before <= ahead < received - before + 333
+        receiver.receiver.set_fault("ok")
+        engine = Engine(config(synthetic=False), serve_metrics=False)
+        engine.start()
+        try:
+            in_wal = wal_samples(data / "wal")
+            again = settled(lambda: receiver.samples, in_wal)
+        finally:
+            engine.stop()
+        assert again == in_wal, f"{again - in_wal} samples sent twice (or lost if < 0)"
+        saved = json.loads((data / "remote-progress.json").read_text())["queues"]
+        assert "delivered_ahead" not in next(iter(saved.values()))
     finally:
         receiver.close()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import pytest
 
+from rwconsole.remote.ahead import DeliveredAhead
+from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.progress import FILE_NAME, ProgressStore
 
 
@@ -76,3 +79,43 @@ def test_a_file_where_the_directory_should_be_is_reported(
     blocker.unlink()
     store.save()
     assert ProgressStore(blocker / "sub").get("a") == (1, 2)
+
+
+def test_items_delivered_ahead_round_trip_until_the_position_passes_them(tmp_path: Path) -> None:
+    store = ProgressStore(tmp_path)
+    store.set("a", (3, 100))
+    ahead = DeliveredAhead.of((3, 900), [(([1, 2], [10, 10]), ([], []), ([], []))])
+    store.set_delivered_ahead("a", ahead)
+    store.save()
+    again = ProgressStore(tmp_path)
+    loaded = again.delivered_ahead("a")
+    assert loaded is not None and loaded.until == (3, 900)
+    assert loaded.counts[0] == {(1, 10): 1, (2, 10): 1}
+    loaded.skip(Chunk(end=(3, 900), refs=[1], timestamps=[10], values=[0.0]))
+    assert again.delivered_ahead("a").total() == 2, "a queue counts down its own copy"
+    again.set("a", (3, 500))
+    assert again.delivered_ahead("a") is not None
+    again.set("a", (3, 900))
+    assert again.delivered_ahead("a") is None, "the position passed them"
+    again.save()
+    assert "delivered_ahead" not in (tmp_path / FILE_NAME).read_text()
+    again.set_delivered_ahead("a", ahead)
+    assert again.delivered_ahead("a") is None, "none at or before the position"
+
+
+def test_damaged_items_delivered_ahead_are_reported_and_the_position_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ProgressStore(tmp_path)
+    store.set("a", (3, 100))
+    store.set_delivered_ahead("a", DeliveredAhead.of((3, 900), [(([1], [10]), ([], []), ([], []))]))
+    store.save()
+    path = tmp_path / FILE_NAME
+    data = json.loads(path.read_text())
+    data["queues"]["a"]["delivered_ahead"]["items"] = 7
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.ERROR, logger="rwconsole.progress"):
+        again = ProgressStore(tmp_path)
+    assert again.get("a") == (3, 100)
+    assert again.delivered_ahead("a") is None
+    assert "queues.a.delivered_ahead: items: says 7, the columns hold 1" in caplog.text

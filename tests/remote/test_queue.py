@@ -80,7 +80,7 @@ class Harness:
             metrics=QueueMetrics(self.registry, "test", receiver.url),
             data_in=EwmaRate(),
             highest_timestamp_in=lambda: NOW_MS / 1000,
-            start_position=(0, 0),
+            start_position=kwargs.pop("start_position", (0, 0)),  # type: ignore[arg-type]
             flush_deadline=5.0,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -101,6 +101,17 @@ class Harness:
             self.receiver.stats().samples >= expected
             and self.queue.delivered_position == (0, self.source.position)
         )
+
+
+async def refuse_from_now_on(h: Harness) -> None:
+    """Make the receiver answer 503, and return once a request was refused and none
+    taken under the fault before is in flight: what it counted is what it took."""
+    h.receiver.set_fault("error_5xx", status=503)
+    retried = h.metric("samples_retried_total")
+    in_flight = lambda: h.registry.value(  # noqa: E731
+        "rwconsole_remote_requests_in_flight", remote_name="test", url=h.receiver.url
+    )
+    await eventually(lambda: h.metric("samples_retried_total") > retried and in_flight() == 0)
 
 
 def run(test: Callable[[DemoReceiver], Awaitable[None]]) -> None:
@@ -513,6 +524,57 @@ def test_resharding_under_load_loses_and_reorders_nothing() -> None:
             assert stats.out_of_order == 0, labels
             assert stats.samples == 50, labels
         assert h.metric("samples_failed_total") == 0
+
+    run(body)
+
+
+def test_a_stop_while_the_receiver_refuses_hands_on_what_was_delivered_ahead() -> None:
+    """One chunk of 2,000 samples, sent 500 at a time: the receiver takes the first
+    batches, then refuses. The delivered position cannot pass the chunk, so the
+    queue hands on what it delivered of it, and a queue started from the same
+    position skips exactly that: every sample arrives once."""
+    rounds = 40
+
+    async def body(receiver: DemoReceiver) -> None:
+        settings = QueueConfig(
+            min_shards=1,
+            max_shards=1,
+            max_samples_per_send=500,
+            capacity=2000,
+            batch_send_deadline=0.05,
+            min_backoff=0.02,
+            max_backoff=0.1,
+        )
+        h = Harness(receiver, settings)
+        refs = sorted(h.series)
+        columns = (
+            [ref for _ in range(rounds) for ref in refs],
+            [NOW_MS + r * 1000 for r in range(rounds) for _ in refs],
+            [float(r) for r in range(rounds) for _ in refs],
+        )
+        receiver.set_fault("latency", delay=0.2)
+        h.queue.start()
+        h.source.push(*columns)
+        await eventually(lambda: receiver.stats().samples >= 1000)
+        await refuse_from_now_on(h)
+        await h.queue.stop(0.2)
+        delivered = receiver.stats().samples
+        assert 1000 <= delivered < 2000
+        assert h.queue.delivered_position == (0, 0), "the chunk is not delivered whole"
+        ahead = h.queue.delivered_ahead
+        assert ahead is not None and ahead.until == (0, 1)
+        assert ahead.total() == delivered
+
+        receiver.set_fault("ok")
+        again = Harness(receiver, settings, delivered_ahead=ahead)
+        again.queue.start()
+        again.source.push(*columns)  # read again from the saved position
+        await eventually(again.delivered_everything(rounds * len(refs)))
+        await again.queue.stop(5)
+        assert receiver.stats().samples == rounds * len(refs), "nothing twice"
+        assert_in_order(receiver, rounds, len(refs))
+        assert again.queue.delivered_ahead is None
+        assert again.metric("samples_total") == rounds * len(refs) - delivered
 
     run(body)
 

@@ -13,13 +13,19 @@ from pathlib import Path
 
 import pytest
 import test_protocol_fallback as fallback
-from test_queue import NOW_MS, Harness, assert_in_order, run
+from test_queue import NOW_MS, Harness, assert_in_order, refuse_from_now_on, run
 from waits import eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
 from rwconsole.remote.queue import DRAIN_SHARDS, PARK_AFTER_LAG_SECONDS
-from rwconsole.remote.spool import Spool, SpoolBudget, SpoolError, clear_directory
+from rwconsole.remote.spool import (
+    FRAME_HEADER_SIZE,
+    Spool,
+    SpoolBudget,
+    SpoolError,
+    clear_directory,
+)
 
 BIG = 1 << 40
 
@@ -245,6 +251,62 @@ def test_a_stop_during_an_outage_keeps_parked_batches_undelivered(tmp_path: Path
     run(body)
 
 
+def test_a_stop_in_the_middle_of_a_drain_hands_on_the_parked_batches_delivered(
+    tmp_path: Path,
+) -> None:
+    """Parked batches drain on two shards; the receiver refuses again and the queue
+    stops. What the shards delivered beyond the position (read back from the
+    spool's frames) is handed on, and a restart from the position sends every
+    sample once."""
+    rounds = 30
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0))
+        assert spool is not None
+        h.queue.start()
+        expected = h.push_rounds(rounds)
+        await eventually(lambda: _read_everything(h) and spool.waiting > 20)
+        await receiver.up()
+        receiver.set_fault("latency", delay=0.05)
+        # Past what the shards held in memory (2 × 80 samples): parked batches.
+        await eventually(lambda: receiver.stats().samples >= 600, timeout=30)
+        await refuse_from_now_on(h)
+        await h.queue.stop(0.2)
+        delivered = receiver.stats().samples
+        position = h.queue.delivered_position
+        ahead = h.queue.delivered_ahead
+        assert ahead is not None
+        # A batch is kept until the position passes its newest chunk: some of what it
+        # hands on can lie before the position.
+        beyond = sum(
+            n for (_, ts), n in ahead.counts[0].items() if ts >= NOW_MS + 1000 * position[1]
+        )
+        assert delivered == 50 * position[1] + beyond, "the position and what is ahead"
+        assert max(ts for _, ts in ahead.counts[0]) >= NOW_MS + 4000, "parked batches ahead"
+
+        receiver.set_fault("ok")
+        again = Harness(
+            receiver,
+            _settings(),
+            spool=Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0)),
+            park_after_lag=0.0,
+            start_position=position,
+            delivered_ahead=ahead,
+        )
+        again.queue.start()
+        again.source.position = position[1]
+        refs = sorted(again.series)
+        for r in range(position[1], rounds):
+            again.source.push(refs, [NOW_MS + r * 1000] * len(refs), [float(r)] * len(refs))
+        await eventually(again.delivered_everything(expected), timeout=30)
+        await again.queue.stop(5)
+        assert receiver.stats().samples == expected, "nothing twice"
+        assert_each_series(receiver, rounds)
+
+    run(body)
+
+
 def test_an_unreadable_parked_body_is_counted_as_dropped(tmp_path: Path) -> None:
     async def body(receiver: DemoReceiver) -> None:
         await receiver.down()
@@ -254,7 +316,7 @@ def test_an_unreadable_parked_body_is_counted_as_dropped(tmp_path: Path) -> None
         expected = h.push_rounds(10)
         await eventually(lambda: _read_everything(h) and spool.waiting > 2)
         with open(tmp_path / "q.spool", "r+b") as f:
-            f.seek(12)  # inside the first parked body
+            f.seek(FRAME_HEADER_SIZE + 4)  # inside the first parked body
             f.write(b"\xff\xff")
         await receiver.up()
         dropped = lambda: h.metric(  # noqa: E731
