@@ -124,6 +124,9 @@ class DeliveredAhead:
                     into[key] = into.get(key, 0) + n
         return merged
 
+    def copy(self) -> DeliveredAhead:
+        return DeliveredAhead(self.until).merged(self)
+
     def total(self) -> int:
         return sum(sum(counts.values()) for counts in self.counts)
 

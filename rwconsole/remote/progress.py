@@ -95,7 +95,7 @@ class ProgressStore:
         """Items delivered beyond the saved position before the last stop (a fresh copy:
         the queue that takes it counts it down)."""
         ahead = self._ahead.get(queue_name)
-        return None if ahead is None else DeliveredAhead(ahead.until).merged(ahead)
+        return None if ahead is None else ahead.copy()
 
     def set_delivered_ahead(self, queue_name: str, ahead: DeliveredAhead | None) -> None:
         position = self._positions.get(queue_name)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ from rwconsole.labels import Labels, make_labels
 from rwconsole.metrics import Registry
 from rwconsole.model import MetricMetadata
 from rwconsole.remote import queue_metrics
+from rwconsole.remote.ahead import DeliveredAhead
 from rwconsole.remote.chunks import Chunk, Position
 from rwconsole.remote.queue import QueueManager, SendResultLike
 from rwconsole.remote.resharding import EwmaRate
@@ -48,6 +50,8 @@ from rwconsole.wal.segment import (
 PROGRESS_VERSION = 1
 MAX_CHUNK_ITEMS = 20_000
 _SAVE_INTERVAL = 0.5
+
+log = logging.getLogger("rwconsole.replay")
 _MIN_TIME = -(1 << 63)
 _MAX_TIME = (1 << 63) - 1
 _DROP_REASONS = (
@@ -139,8 +143,38 @@ def load_progress(path: Path, files: list[WalFile]) -> tuple[Position, bool]:
     return (names.index(name), offset), bool(raw.get("finished"))
 
 
+def load_delivered_ahead(path: Path, files: list[WalFile]) -> DeliveredAhead | None:
+    """Items the last run delivered beyond its saved position (``rwconsole.remote.ahead``).
+
+    A damaged entry is reported and left out: those items are sent again, nothing
+    is lost."""
+    try:
+        entry = json.loads(path.read_text()).get("delivered_ahead")
+    except (OSError, ValueError, AttributeError):
+        return None  # load_progress reports an unreadable file
+    if entry is None:
+        return None
+    try:
+        if not isinstance(entry, dict):
+            raise ValueError(f"expected an object, not {type(entry).__name__}")
+        until = entry.get("until")
+        names = [f.name for f in files]
+        if not (isinstance(until, list) and len(until) == 2 and until[0] in names):
+            raise ValueError(f"until: expected [a file of the WAL, offset], not {until!r}")
+        return DeliveredAhead.from_json({**entry, "until": [names.index(until[0]), until[1]]})
+    except ValueError as err:
+        log.warning("%s: delivered_ahead: %s; the items it records are sent again", path, err)
+        return None
+
+
 def save_progress(
-    path: Path, files: list[WalFile], position: Position, *, finished: bool, wal_dir: Path
+    path: Path,
+    files: list[WalFile],
+    position: Position,
+    *,
+    finished: bool,
+    wal_dir: Path,
+    ahead: DeliveredAhead | None = None,
 ) -> None:
     """Write the progress atomically (a temporary file renamed over the old one)."""
     index, offset = position
@@ -152,6 +186,11 @@ def save_progress(
         "finished": finished,
         "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if ahead is not None and position < ahead.until and ahead.until[0] < len(files):
+        data["delivered_ahead"] = {
+            **ahead.to_json(),
+            "until": [files[ahead.until[0]].name, ahead.until[1]],
+        }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
@@ -393,6 +432,10 @@ class Replay:
         else:
             resume, done = load_progress(progress_path, self.files)
         self.summary.already_done = done
+        ahead = None if options.restart else load_delivered_ahead(progress_path, self.files)
+        self._ahead = ahead if ahead is not None and resume < ahead.until else None
+        """Items the last run delivered beyond ``resume``: skipped, and kept in the
+        progress file until the position passes them."""
         self.source = WalReplaySource(self.files, resume, options, self.summary)
         self._external = make_labels(external_labels or {})
         self._user_agent = user_agent
@@ -437,6 +480,7 @@ class Replay:
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.options.flush_deadline,
+            delivered_ahead=self._ahead.copy() if self._ahead is not None else None,
         )
         queue.on_delivered = self._delivered
         queue.start()
@@ -473,6 +517,7 @@ class Replay:
             position,
             finished=finished and not summary.damage,
             wal_dir=self.wal_dir,
+            ahead=queue.delivered_ahead,
         )
 
     async def _wait_for_end(self, queue: QueueManager) -> None:
@@ -492,5 +537,10 @@ class Replay:
             self._last_save = now
             with contextlib.suppress(OSError):  # the final save reports a failure
                 save_progress(
-                    self.progress_path, self.files, position, finished=False, wal_dir=self.wal_dir
+                    self.progress_path,
+                    self.files,
+                    position,
+                    finished=False,
+                    wal_dir=self.wal_dir,
+                    ahead=self._ahead,
                 )

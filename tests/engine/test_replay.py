@@ -229,6 +229,71 @@ def test_a_resumed_source_hands_out_only_what_follows_the_resume(wal_copy: Path)
     assert 0 < sent < 11692
 
 
+class _RefusingAfter(_Receiver):
+    """Takes ``accept`` requests, then answers 503 to each until told otherwise."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+        self.refused = 0
+
+    def _handle(self, request: Request) -> Response:
+        if self.accept <= 0:
+            self.refused += 1
+            return Response(503, [], b"refusing")
+        self.accept -= 1
+        return super()._handle(request)
+
+
+def test_a_replay_stopped_while_the_receiver_refuses_resumes_without_sending_twice(
+    wal_copy: Path,
+) -> None:
+    """One shard sends 70 samples at a time, so the last batch taken ends inside a
+    record: the progress file keeps what was delivered beyond its position, and
+    the resumed replay skips it."""
+
+    async def main() -> list[tuple[object, int]]:
+        receiver = _RefusingAfter(accept=9)
+        await receiver.server.start()
+        try:
+            endpoint = EndpointConfig(
+                url=receiver.server.url + "/api/v1/write",
+                queue_config=QueueConfig(
+                    min_shards=1,
+                    max_shards=1,
+                    max_samples_per_send=70,
+                    batch_send_deadline=0.05,
+                    min_backoff=0.01,
+                    max_backoff=0.05,
+                ),
+            )
+            progress = wal_copy.parent / "progress.json"
+            wal = tools.resolve_wal_dir(wal_copy)
+            first = Replay(wal, endpoint, progress, ReplayOptions(flush_deadline=0.5))
+            running = asyncio.create_task(first.run())
+            for _ in range(500):
+                if receiver.refused:
+                    break
+                await asyncio.sleep(0.01)
+            first.stop()
+            summary = await asyncio.wait_for(running, 30)
+            assert summary.interrupted and len(receiver.samples) == 9 * 70
+            saved = json.loads(progress.read_text())
+            assert saved["delivered_ahead"]["items"] > 0
+            receiver.accept = 1 << 30
+            second = Replay(wal, endpoint, progress, ReplayOptions())
+            summary = await asyncio.wait_for(second.run(), 60)
+            assert summary.ok, summary
+            assert "delivered_ahead" not in json.loads(progress.read_text())
+        finally:
+            await receiver.server.aclose()
+        return receiver.samples
+
+    samples = asyncio.run(main())
+    assert len(samples) == len(set(samples)) == 11692, "every sample once"
+    assert set(samples) == _expected(wal_copy)
+
+
 def test_progress_file_errors_name_the_key(wal_copy: Path, tmp_path: Path) -> None:
     files = wal_files(wal_copy / "wal")
     bad = tmp_path / "p.json"
