@@ -715,8 +715,8 @@ class Engine:
                 extra=extra,
             )
             saved = wal_end
-            self.progress.set_delivered_ahead(name, None)
         if saved is not None:
+            self._check_delivered_ahead(name, saved, wal_end)
             start = saved
             if saved != wal_end:
                 log.info(
@@ -753,6 +753,26 @@ class Engine:
                     )
         self.progress.set(name, start)
         return start, wal_end
+
+    def _check_delivered_ahead(self, name: str, saved: Position, wal_end: Position) -> None:
+        """Forget the items saved as delivered beyond ``saved`` unless the WAL still holds
+        the records they came from: after a lost WAL tail or a truncation past the
+        saved position, other records would be read where they lay."""
+        assert self.progress is not None and self.wal is not None
+        ahead = self.progress.delivered_ahead(name)
+        if ahead is None:
+            return
+        segments = [s.index for s in self.wal.segments_info()]
+        if ahead.until > wal_end or not segments or saved[0] < segments[0]:
+            log.warning(
+                "endpoint %s: the WAL no longer holds the records up to %s that %d items "
+                "delivered before the restart came from; they are not skipped",
+                name,
+                ahead.until,
+                ahead.total(),
+                extra={"endpoint": name},
+            )
+            self.progress.set_delivered_ahead(name, None)
 
     async def _start_demo_receiver(self) -> None:
         from rwconsole.demo.receiver import DemoReceiver

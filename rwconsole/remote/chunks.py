@@ -21,6 +21,8 @@ from rwconsole.model import Exemplar, HistogramSample
 from rwconsole.wal.segment import Position
 
 START: Position = (0, 0)
+ITEM_KINDS = ("samples", "exemplars", "histograms")
+"""The kinds of item a chunk holds, in the order counts and columns of them are kept."""
 
 
 @dataclass(slots=True)

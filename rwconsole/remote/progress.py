@@ -42,7 +42,9 @@ class ProgressStore:
         self._positions: dict[str, Position] = {}
         self._targets: dict[str, tuple[str, str]] = {}
         self._cut: dict[str, dict[str, int]] = {}
-        self._ahead: dict[str, DeliveredAhead] = {}
+        self._ahead: dict[str, tuple[DeliveredAhead, dict[str, object]]] = {}
+        """Queue name -> items delivered beyond its position, and their saved form (made
+        once: the set does not change while it is kept)."""
         self._dirty = False
         self._unsynced = False
         # Saves may come from the loop and from a worker thread; the lock keeps the
@@ -71,7 +73,7 @@ class ProgressStore:
 
     def _load_ahead(self, name: str, data: object) -> None:
         try:
-            self._ahead[name] = DeliveredAhead.from_json(data)
+            ahead = DeliveredAhead.from_json(data)
         except ValueError as err:
             log.error(
                 "%s: queues.%s.delivered_ahead: %s; the items it records are sent again",
@@ -79,6 +81,8 @@ class ProgressStore:
                 name,
                 err,
             )
+            return
+        self._ahead[name] = (ahead, ahead.to_json())
 
     def get(self, queue_name: str) -> Position | None:
         return self._positions.get(queue_name)
@@ -87,17 +91,19 @@ class ProgressStore:
         if self._positions.get(queue_name) != position:
             self._positions[queue_name] = position
             self._dirty = True
-            ahead = self._ahead.get(queue_name)
-            if ahead is not None and position >= ahead.until:
+            kept = self._ahead.get(queue_name)
+            if kept is not None and position >= kept[0].until:
                 del self._ahead[queue_name]
 
     def delivered_ahead(self, queue_name: str) -> DeliveredAhead | None:
         """Items delivered beyond the saved position before the last stop (a fresh copy:
         the queue that takes it counts it down)."""
-        ahead = self._ahead.get(queue_name)
-        return None if ahead is None else ahead.copy()
+        kept = self._ahead.get(queue_name)
+        return None if kept is None else kept[0].copy()
 
     def set_delivered_ahead(self, queue_name: str, ahead: DeliveredAhead | None) -> None:
+        """Keep (None: forget) the items a stopped queue delivered beyond its position,
+        until the position passes ``ahead.until``; set the position first."""
         position = self._positions.get(queue_name)
         if ahead is not None and (position is None or position >= ahead.until):
             ahead = None
@@ -105,7 +111,7 @@ class ProgressStore:
             if self._ahead.pop(queue_name, None) is not None:
                 self._dirty = True
         else:
-            self._ahead[queue_name] = ahead
+            self._ahead[queue_name] = (ahead, ahead.to_json())
             self._dirty = True
 
     def cut_undelivered(self, queue_name: str) -> dict[str, int]:
@@ -186,7 +192,7 @@ class ProgressStore:
             positions = self._positions.copy()
             targets = self._targets.copy()
             cut = {name: dict(counts) for name, counts in self._cut.items()}
-            ahead = {name: entry.to_json() for name, entry in self._ahead.copy().items()}
+            ahead = {name: saved for name, (_, saved) in self._ahead.copy().items()}
             if self._write(positions, targets, cut, ahead, durable):
                 self._unsynced = not durable
             else:

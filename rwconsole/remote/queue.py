@@ -35,7 +35,7 @@ from rwconsole.labels import Labels
 from rwconsole.model import CUSTOM_BUCKETS_SCHEMA
 from rwconsole.protocol import decode, encode
 from rwconsole.remote.ahead import AheadLog, BatchItems, DeliveredAhead, pack_items, unpack_items
-from rwconsole.remote.chunks import Chunk, Position
+from rwconsole.remote.chunks import ITEM_KINDS, Chunk, Position
 from rwconsole.remote.negotiation import VERSION_NAMES, ProtocolNegotiation
 from rwconsole.remote.queue_metrics import (
     DROP_DROPPED_SERIES,
@@ -57,7 +57,6 @@ from rwconsole.remote.spool import Spool, SpoolError, SpoolRef
 
 log = logging.getLogger("rwconsole.queue")
 
-KINDS3 = ("samples", "exemplars", "histograms")
 
 RESHARD_DISABLED_NO_SEND_SECONDS = 10.0
 PARK_AFTER_LAG_SECONDS = 10.0
@@ -101,7 +100,7 @@ class ChunkSource(Protocol):
 
 
 class _Parked(NamedTuple):
-    """Where a parked batch's body is, its counts (``KINDS3``), timestamp span and the
+    """Where a parked batch's body is, its counts (``ITEM_KINDS``), timestamp span and the
     body's protocol. The frame also holds the batch's items (``ahead.pack_items``)."""
 
     ref: SpoolRef
@@ -373,18 +372,23 @@ class QueueManager:
         self._marks: deque[tuple[int, Position]] = deque()
         self._ahead: AheadLog[SpoolRef] = AheadLog()
         """Batches finished beyond the delivered position (a parked one by its frame)."""
-        self._skipping = (
+        self._resumed_ahead = (
             delivered_ahead
             if delivered_ahead is not None and start_position < delivered_ahead.until
             else None
         )
-        """Items delivered before a stop, skipped while reading up to its ``until``."""
+        """Items delivered before the stop this queue resumes from: handed on whole at a
+        stop before the position passes them (what is skipped is not delivered again)."""
+        self._skipping = self._resumed_ahead.copy() if self._resumed_ahead is not None else None
+        """What of ``_resumed_ahead`` is still to skip, while reading up to its ``until``."""
         self._skipped = 0
         self._read_end_seen: Position = start_position
         """End of the last chunk taken from the source (placed whole or not)."""
         self._parked_waiting = 0
         """Parked batches not yet finished."""
         self._next_seq = 1
+        self._delivered_seq = 0
+        """Sequence number of the chunk the delivered position is the end of."""
         self._reading_seq: int | None = None
         self._resume = asyncio.Event()
         self._resume.set()
@@ -593,11 +597,10 @@ class QueueManager:
 
     def _skip_delivered(self, chunk: Chunk, skipping: DeliveredAhead) -> Chunk:
         """``chunk`` without the items delivered before the stop this queue resumes from."""
-        if self.read_position < skipping.until:
-            chunk, skipped = skipping.skip(chunk)
-            self._skipped += skipped
-            if chunk.end < skipping.until:
-                return chunk
+        chunk, skipped = skipping.skip(chunk)
+        self._skipped += skipped
+        if chunk.end < skipping.until:
+            return chunk
         # What is left lay in chunks before the saved position: a batch's items are kept
         # until the position passes its newest chunk.
         self._log.info(
@@ -1017,11 +1020,7 @@ class QueueManager:
         protocol = self.negotiation.current
         body = encode.compress(self._serialize(batch, protocol))
         self._park_estimate = len(body)
-        try:
-            items = pack_items(batch.items())
-        except OverflowError:
-            items = b""  # a timestamp step beyond int64: the batch could be sent twice
-        ref = spool.put(body, items)
+        ref = spool.put(body, pack_items(batch.items()))
         if ref is None:
             self.metrics.spool_refused.inc()
             return False
@@ -1077,7 +1076,7 @@ class QueueManager:
             *counts,
             err,
         )
-        for kind, n in zip(KINDS3, counts, strict=True):
+        for kind, n in zip(ITEM_KINDS, counts, strict=True):
             if n:
                 self.metrics.dropped(kind, DROP_SPOOL_UNREADABLE).inc(n)
                 self.metrics.pending[kind].dec(n)
@@ -1103,23 +1102,29 @@ class QueueManager:
         if not marks or marks[0][0] >= low:
             return
         while marks and marks[0][0] < low:
-            seq, self.delivered_position = marks.popleft()
+            self._delivered_seq, self.delivered_position = marks.popleft()
         if self._ahead:
-            self._release(self._ahead.prune(seq))
+            self._release(self._ahead.prune(self._delivered_seq))
         if self.on_delivered is not None:
             self.on_delivered(self.delivered_position)
 
-    def _note_finished(self, batch: _Batch) -> None:
+    def _note_finished(self, batch: _Batch, delivered: bool) -> None:
         """Keep a finished batch's items until the delivered position passes them: a stop
-        before then hands them on (``delivered_ahead``), so a restart skips them."""
+        before then hands them on (``delivered_ahead``), so a restart skips them.
+
+        A parked batch whose body could not be read back (not ``delivered``) is
+        not kept: the WAL still holds a good copy, which a restart sends."""
         # Every chunk the batch took from has a sequence number below this one.
-        bound = batch.last_seq + 1 if batch.last_seq else self._next_seq
+        bound = batch.last_seq + 1
         if batch.parked is None:
             self._ahead.add(bound, batch.items())
             return
         self._parked_waiting -= 1
-        self._ahead.add(bound, token=batch.parked.ref)
-        self._publish_spool()
+        if delivered:
+            self._ahead.add(bound, token=batch.parked.ref)
+            self._publish_spool()
+        else:
+            self._release([batch.parked.ref])
 
     def _release(self, refs: list[SpoolRef]) -> None:
         if refs and self._spool is not None:
@@ -1129,10 +1134,10 @@ class QueueManager:
 
     def _collect_delivered_ahead(self) -> None:
         """At stop: what was finished beyond the delivered position, for the next start."""
-        ahead, _ = self._ahead.collect(self._read_end_seen, self._parked_items)
-        still = self._skipping
-        if still is not None and still.total():
-            ahead = ahead.merged(still)
+        ahead = self._ahead.collect(self._read_end_seen, self._delivered_seq, self._parked_items)
+        resumed = self._resumed_ahead
+        if resumed is not None and self.delivered_position < resumed.until:
+            ahead = ahead.merged(resumed)
         self.delivered_ahead = ahead if ahead.total() else None
 
     def _parked_items(self, ref: SpoolRef) -> BatchItems | None:
@@ -1142,8 +1147,8 @@ class QueueManager:
             return unpack_items(self._spool.get_extra(ref))
         except (SpoolError, ValueError) as err:
             self._log.warning(
-                "queue %s: which items a sent parked batch held cannot be read back (%s); "
-                "they are sent again after a restart",
+                "queue %s: which items a delivered parked batch held cannot be read back "
+                "(%s); they are sent again after a restart",
                 self.name,
                 err,
             )
@@ -1175,16 +1180,18 @@ class QueueManager:
             shard.space.set()
             busy = self.metrics.shard_busy_time
             busy.change(1)
+            delivered = True
             try:
                 await self._send_batch(batch, shard.stop)
             except _Interrupted:
                 return
             except SpoolError as err:
                 self._drop_unreadable(batch, err)
+                delivered = False
             finally:
                 busy.change(-1)
             shard.inflight = None
-            self._note_finished(batch)
+            self._note_finished(batch, delivered)
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
@@ -1257,11 +1264,12 @@ class QueueManager:
             histograms=[batch.histograms[i] for i in keep_h],
             histogram_refs=[batch.histogram_refs[i] for i in keep_h],
             first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
         )
         if starts:
             shed.note_starts(0, [starts.get(i, 0) for i in keep])
         shed.count = len(keep) + len(keep_ex) + len(keep_h)
-        for kind, before, after in zip(KINDS3, batch.counts(), shed.counts(), strict=True):
+        for kind, before, after in zip(ITEM_KINDS, batch.counts(), shed.counts(), strict=True):
             if before > after:
                 self.metrics.dropped(kind, DROP_TOO_OLD).inc(before - after)
                 self.metrics.pending[kind].dec(before - after)
@@ -1316,7 +1324,7 @@ class QueueManager:
                 body = await self._encode(batch, protocol, phases)
                 continue
             counts = batch.counts()
-            for kind, n in zip(KINDS3, counts, strict=True):
+            for kind, n in zip(ITEM_KINDS, counts, strict=True):
                 if n:
                     metrics.sent[kind].inc(n)
             metrics.in_flight.inc()
@@ -1337,7 +1345,7 @@ class QueueManager:
             metrics.batch_duration.observe(result.duration)
             self.last_status = result.status
             if self._refuses_v2(result, protocol, batch.count):
-                for kind, n in zip(KINDS3, counts, strict=True):
+                for kind, n in zip(ITEM_KINDS, counts, strict=True):
                     if n:
                         metrics.retried[kind].inc(n)
                 protocol, batch = 1, self._as_v1(batch)
@@ -1394,7 +1402,7 @@ class QueueManager:
                 if probing:
                     self._probing = False
                 not_sending += self._send_clock() - slept_at
-            for kind, n in zip(KINDS3, counts, strict=True):
+            for kind, n in zip(ITEM_KINDS, counts, strict=True):
                 if n:
                     metrics.retried[kind].inc(n)
             backoff = min(2 * (asked or backoff), self.settings.max_backoff)
@@ -1406,7 +1414,7 @@ class QueueManager:
                 metrics.queue_highest_sent.set(highest)
                 metrics.highest_sent.set(highest)
             final = batch.counts()
-            for kind, n, lost in zip(KINDS3, final, _failed_counts(result, final), strict=True):
+            for kind, n, lost in zip(ITEM_KINDS, final, _failed_counts(result, final), strict=True):
                 if lost:
                     metrics.failed[kind].inc(lost)
                 if result.outcome == "ok" and n > lost:
@@ -1419,7 +1427,7 @@ class QueueManager:
                 if self._retrying:
                     self._recovered.set()
                     self._recovered = asyncio.Event()
-        for kind, n in zip(KINDS3, batch.counts(), strict=True):
+        for kind, n in zip(ITEM_KINDS, batch.counts(), strict=True):
             if n:
                 metrics.pending[kind].dec(n)
         self._data_out.add(sum(original))
@@ -1505,6 +1513,7 @@ class QueueManager:
             histogram_refs=[batch.histogram_refs[i] for i in keep_h],
             count=batch.count - dropped,
             first_seq=batch.first_seq,
+            last_seq=batch.last_seq,
         )
 
     def _unparked(self, batch: _Batch) -> _Batch:
@@ -1517,7 +1526,7 @@ class QueueManager:
             )
         except (decode.InvalidRequest, ValueError) as err:
             raise SpoolError(f"a parked 2.0 body does not decode: {err}") from err
-        columns = _Batch(first_seq=batch.first_seq)
+        columns = _Batch(first_seq=batch.first_seq, last_seq=batch.last_seq)
         for series in request.series:
             key = (series.labels, series.metadata)
             starts = series.start_timestamps
@@ -1544,7 +1553,7 @@ class QueueManager:
         if written is None:
             return
         confirmed = _written_by_kind(written)
-        missing = [(kind, c - w) for kind, c, w in zip(KINDS3, counts, confirmed, strict=True)]
+        missing = [(kind, c - w) for kind, c, w in zip(ITEM_KINDS, counts, confirmed, strict=True)]
         missing = [(kind, n) for kind, n in missing if n > 0]
         if not missing:
             return
@@ -1743,7 +1752,7 @@ class QueueManager:
         return "healthy"
 
     def pending_items(self) -> int:
-        return int(sum(self.metrics.pending[k].value for k in KINDS3))
+        return int(sum(self.metrics.pending[k].value for k in ITEM_KINDS))
 
     def out_rate(self) -> float:
         return self._data_out.rate
@@ -1884,7 +1893,7 @@ def _describe(result: SendResultLike) -> str:
 
 
 def _written_by_kind(written: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Written counts (samples, histograms, exemplars) in KINDS3 order."""
+    """Written counts (samples, histograms, exemplars) in ITEM_KINDS order."""
     return written[0], written[2], written[1]
 
 

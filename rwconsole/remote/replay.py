@@ -47,11 +47,11 @@ from rwconsole.wal.segment import (
     wal_files,
 )
 
+log = logging.getLogger("rwconsole.replay")
+
 PROGRESS_VERSION = 1
 MAX_CHUNK_ITEMS = 20_000
 _SAVE_INTERVAL = 0.5
-
-log = logging.getLogger("rwconsole.replay")
 _MIN_TIME = -(1 << 63)
 _MAX_TIME = (1 << 63) - 1
 _DROP_REASONS = (

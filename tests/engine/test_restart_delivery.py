@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 import threading
@@ -23,6 +24,7 @@ from peers import VictoriaMetrics
 from rwconsole.config import schema
 from rwconsole.demo.receiver import DemoReceiver
 from rwconsole.engine import PROGRESS_INTERVAL, Engine
+from rwconsole.remote.ahead import DeliveredAhead
 from rwconsole.wal.records import count_samples
 from rwconsole.wal.segment import iter_segment, list_segments
 
@@ -176,6 +178,39 @@ def test_a_restart_while_the_receiver_refuses_resends_nothing(tmp_path: Path) ->
         assert again == in_wal, f"{again - in_wal} samples sent twice (or lost if < 0)"
         saved = json.loads((data / "remote-progress.json").read_text())["queues"]
         assert "delivered_ahead" not in next(iter(saved.values()))
+    finally:
+        receiver.close()
+
+
+def test_items_saved_beyond_a_wal_end_that_is_gone_are_not_skipped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A saved set of items delivered ahead names the WAL end it lay before; when the
+    WAL no longer reaches there (its tail was lost), other records would be read
+    in its place, so the set is dropped and says why."""
+    receiver = ThreadReceiver()
+    data = tmp_path / "data"
+    try:
+        engine = Engine(_config(data, receiver.receiver.url, synthetic=True), serve_metrics=False)
+        engine.start()
+        try:
+            wait_until(lambda: receiver.samples > 2_000, timeout=60)
+        finally:
+            engine.stop()
+        path = data / "remote-progress.json"
+        saved = json.loads(path.read_text())
+        (entry,) = saved["queues"].values()
+        entry["delivered_ahead"] = DeliveredAhead.of(
+            (entry["segment"] + 5, 0), [(([1], [1]), ([], []), ([], []))]
+        ).to_json()
+        path.write_text(json.dumps(saved))
+        engine = Engine(_config(data, receiver.receiver.url, synthetic=False), serve_metrics=False)
+        with caplog.at_level(logging.WARNING, logger="rwconsole.engine"):
+            engine.start()
+            engine.stop()
+        assert "the WAL no longer holds the records up to" in caplog.text
+        (entry,) = json.loads(path.read_text())["queues"].values()
+        assert "delivered_ahead" not in entry
     finally:
         receiver.close()
 

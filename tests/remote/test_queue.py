@@ -565,8 +565,18 @@ def test_a_stop_while_the_receiver_refuses_hands_on_what_was_delivered_ahead() -
         assert ahead is not None and ahead.until == (0, 1)
         assert ahead.total() == delivered
 
+        # Stopped again while the receiver still refuses: what the first run delivered
+        # is handed on whole, though this run skipped it and sent none of it.
+        refusing = Harness(receiver, settings, delivered_ahead=ahead.copy())
+        refusing.queue.start()
+        refusing.source.push(*columns)
+        await eventually(lambda: refusing.metric("samples_retried_total") > 0)
+        await refusing.queue.stop(0.2)
+        assert receiver.stats().samples == delivered
+        assert refusing.queue.delivered_ahead == ahead
+
         receiver.set_fault("ok")
-        again = Harness(receiver, settings, delivered_ahead=ahead)
+        again = Harness(receiver, settings, delivered_ahead=refusing.queue.delivered_ahead)
         again.queue.start()
         again.source.push(*columns)  # read again from the saved position
         await eventually(again.delivered_everything(rounds * len(refs)))
