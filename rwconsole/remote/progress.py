@@ -96,10 +96,10 @@ class ProgressStore:
                 del self._ahead[queue_name]
 
     def delivered_ahead(self, queue_name: str) -> DeliveredAhead | None:
-        """Items delivered beyond the saved position before the last stop (a fresh copy:
-        the queue that takes it counts it down)."""
+        """Items delivered beyond the saved position before the last stop (not to be
+        changed: a queue counts down its own copy)."""
         kept = self._ahead.get(queue_name)
-        return None if kept is None else kept[0].copy()
+        return None if kept is None else kept[0]
 
     def set_delivered_ahead(self, queue_name: str, ahead: DeliveredAhead | None) -> None:
         """Keep (None: forget) the items a stopped queue delivered beyond its position,

@@ -334,8 +334,9 @@ class QueueManager:
         self.delivered_position: Position = start_position
         self.on_delivered: Callable[[Position], None] | None = None
         self.delivered_ahead: DeliveredAhead | None = None
-        """Set at stop: the items finished beyond ``delivered_position`` (with what was
-        still to skip of the ``delivered_ahead`` it started with), or None."""
+        """Set at stop: the items finished beyond ``delivered_position`` (with the
+        ``delivered_ahead`` it started with, while the position has not passed it), or
+        None. The one it started with is read, never changed."""
         self.last_error = ""
         self.last_error_time = 0.0
         self.last_status: int | None = None

@@ -480,7 +480,7 @@ class Replay:
             send_exemplars=config.send_exemplars,
             send_native_histograms=config.send_native_histograms,
             flush_deadline=self.options.flush_deadline,
-            delivered_ahead=self._ahead.copy() if self._ahead is not None else None,
+            delivered_ahead=self._ahead,
         )
         queue.on_delivered = self._delivered
         queue.start()

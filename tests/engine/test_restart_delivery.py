@@ -71,12 +71,20 @@ def settled(count: callable, at_least: int, quiet: float = 1.0) -> int:  # type:
     raise AssertionError("the receiver kept receiving")
 
 
-def _config(data: Path, url: str, *, synthetic: bool, series: int = 2000) -> schema.Config:
+def _config(
+    data: Path,
+    url: str,
+    *,
+    synthetic: bool,
+    series: int = 2000,
+    queue: schema.QueueConfig | None = None,
+) -> schema.Config:
     return schema.Config(
         # unnamed: the identity comes from url and protobuf_message
         endpoint=[
             schema.EndpointConfig(
-                url=url, queue_config=schema.QueueConfig(batch_send_deadline=0.2, max_shards=4)
+                url=url,
+                queue_config=queue or schema.QueueConfig(batch_send_deadline=0.2, max_shards=4),
             )
         ],
         storage=schema.StorageConfig(path=str(data)),
@@ -125,26 +133,17 @@ def test_a_restart_while_the_receiver_refuses_resends_nothing(tmp_path: Path) ->
     receiver = ThreadReceiver()
     url = receiver.receiver.url
     data = tmp_path / "data"
-
-    def config(synthetic: bool) -> schema.Config:
-        queue = schema.QueueConfig(
-            min_shards=1,
-            max_shards=1,
-            max_samples_per_send=333,
-            batch_send_deadline=0.2,
-            min_backoff=0.05,
-            max_backoff=0.2,
-        )
-        return schema.Config(
-            endpoint=[schema.EndpointConfig(url=url, queue_config=queue)],
-            storage=schema.StorageConfig(path=str(data)),
-            synthetic=schema.SyntheticConfig(series=2000, metrics=10, interval=0.1)
-            if synthetic
-            else None,
-        )
+    queue = schema.QueueConfig(
+        min_shards=1,
+        max_shards=1,
+        max_samples_per_send=333,
+        batch_send_deadline=0.2,
+        min_backoff=0.05,
+        max_backoff=0.2,
+    )
 
     try:
-        engine = Engine(config(synthetic=True), serve_metrics=False)
+        engine = Engine(_config(data, url, synthetic=True, queue=queue), serve_metrics=False)
         engine.start()
         try:
             wait_until(lambda: receiver.samples > 20_000, timeout=60)
@@ -168,7 +167,7 @@ def test_a_restart_while_the_receiver_refuses_resends_nothing(tmp_path: Path) ->
         # that straddles the position hands on also what lies before it.
         assert received - before <= ahead < received - before + 333
         receiver.receiver.set_fault("ok")
-        engine = Engine(config(synthetic=False), serve_metrics=False)
+        engine = Engine(_config(data, url, synthetic=False, queue=queue), serve_metrics=False)
         engine.start()
         try:
             in_wal = wal_samples(data / "wal")

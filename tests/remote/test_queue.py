@@ -567,12 +567,14 @@ def test_a_stop_while_the_receiver_refuses_hands_on_what_was_delivered_ahead() -
 
         # Stopped again while the receiver still refuses: what the first run delivered
         # is handed on whole, though this run skipped it and sent none of it.
-        refusing = Harness(receiver, settings, delivered_ahead=ahead.copy())
+        kept = ahead.copy()
+        refusing = Harness(receiver, settings, delivered_ahead=ahead)
         refusing.queue.start()
         refusing.source.push(*columns)
         await eventually(lambda: refusing.metric("samples_retried_total") > 0)
         await refusing.queue.stop(0.2)
         assert receiver.stats().samples == delivered
+        assert ahead == kept, "a queue counts down its own copy, not the one it is given"
         assert refusing.queue.delivered_ahead == ahead
 
         receiver.set_fault("ok")
