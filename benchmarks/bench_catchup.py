@@ -17,8 +17,9 @@ intervals' worth of samples.
 
 Reported per forwarder:
   backlog        samples taken in while the receiver was down
-  drain s        receiver up -> the first of two polls in a row whose backlog is
-                 under 2 intervals' worth of samples. The backlog of rwconsole
+  drain s        receiver answering (its process takes 0.3-0.7 s to start, which
+                 is no forwarder's doing) -> the first of two polls in a row
+                 whose backlog is under 2 intervals' worth of samples. The backlog of rwconsole
                  and the agent: the larger of the lag of
                  ``bench_forwarder.lag_seconds`` (times the offered rate) and
                  ``samples_pending`` (the lag follows the highest timestamp any
@@ -31,7 +32,9 @@ Reported per forwarder:
   ×ingest        drain/s / steady ingest rate
   RSS steady / outage / drain   VmRSS: the steady window's peak, the outage's
                  peak and the drain's peak (MiB)
-  CPU%           the forwarder's CPU during the drain; ``idle%`` the machine's
+  CPU%           the forwarder's CPU during the drain; ``idle%`` the machine's;
+                 ``rcv%`` the receiver's (from when it answers; ``--trace``
+                 prints every poll of the drain and when the receiver answered)
   µs/smp         the forwarder's CPU seconds during the drain / the samples it had
                  to send meanwhile (scraping included): on a machine whose CPUs
                  are saturated by other work the drain rate follows the CPU share
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -70,6 +74,7 @@ from bench_forwarder import (
     BenchError,
     Load,
     P,
+    R,
     _Proc,
     _Running,
     cpu_seconds,
@@ -88,6 +93,7 @@ VMAGENT = "vmagent"
 VM_IN = "vmagent_remotewrite_global_rows_pushed_before_relabel_total"
 VM_PENDING = "vmagent_remotewrite_pending_data_bytes"
 VM_WRITTEN = "vm_persistentqueue_bytes_written_total"
+IN_FLIGHT_SECONDS = R + "requests_in_flight_seconds_total"
 
 
 @dataclass
@@ -106,6 +112,8 @@ class CatchupResult:
     cpu_percent_drain: float
     cpu_us_per_sample_drain: float
     machine_idle_percent_drain: float
+    receiver_cpu_percent_drain: float
+    answering_after_seconds: float
     shards_max: float | None
     drained: bool
 
@@ -117,6 +125,9 @@ class _Sample:
     backlog_samples: float
     rss: int
     shards: float | None
+    cpu: float = 0.0
+    receiver_cpu: float = 0.0
+    in_flight_seconds: float | None = None  # rwconsole: requests in flight x seconds so far
 
 
 class CatchupBench(Bench):
@@ -127,7 +138,7 @@ class CatchupBench(Bench):
             "null-receiver",
             [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)],
         )
-        wait_http(f"http://127.0.0.1:{port}/", proc, 20)
+        wait_http(f"http://127.0.0.1:{port}/", proc, 20, every=0.01)
         return proc
 
     def start_any(self, name: str, load: Load, targets: list[str], write_url: str) -> _Running:
@@ -178,7 +189,7 @@ class CatchupBench(Bench):
             "record",
             f"--pid={running.proc.popen.pid}",
             f"--duration={int(self.args.profile_seconds)}",
-            "--rate=100",
+            f"--rate={self.args.profile_rate}",
             "--format=raw",
             f"--output={raw}",
             "--nonblocking",
@@ -207,13 +218,21 @@ class CatchupBench(Bench):
 
         def sample() -> _Sample:
             m = read_metrics(running.metrics_url)
+            cpu = cpu_seconds(pid)
+            receiver_cpu = 0.0
+            if receiver.popen.poll() is None:  # down during the outage
+                with contextlib.suppress(OSError):
+                    receiver_cpu = cpu_seconds(receiver.popen.pid)
             if running.kind == VMAGENT:
                 pending = m.get(VM_PENDING, 0.0) * per_byte[0]
-                return _Sample(time.monotonic(), m.get(VM_IN, 0.0), pending, rss_bytes(pid), None)
+                return _Sample(
+                    time.monotonic(), m.get(VM_IN, 0.0), pending, rss_bytes(pid), None, cpu,
+                    receiver_cpu,
+                )  # fmt: skip
             backlog = max(lag_seconds(m) * load.offered, m.get(P + "samples_pending", 0.0))
             return _Sample(
                 time.monotonic(), m.get(P + "samples_in_total", 0.0), backlog, rss_bytes(pid),
-                m.get(P + "shards"),
+                m.get(P + "shards"), cpu, receiver_cpu, m.get(IN_FLIGHT_SECONDS),
             )  # fmt: skip
 
         def poll(
@@ -245,6 +264,8 @@ class CatchupBench(Bench):
             outage = poll(args.outage)
             up_at = time.monotonic()
             receiver = self.start_null_receiver(port)
+            answering = time.monotonic()  # its process starts in 0.3-0.7 s: not the forwarder's
+            receiver_cpu0 = cpu_seconds(receiver.popen.pid)
             if running.kind == VMAGENT:
                 written = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0) - written_before
                 taken = outage[-1].samples_in - down.samples_in
@@ -259,6 +280,9 @@ class CatchupBench(Bench):
             # Two polls in a row: vmagent's pending bytes can read 0 for a moment.
             drain = poll(args.drain_timeout, drained_by)
             cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
+            receiver_cpu1 = cpu_seconds(receiver.popen.pid)
+            if args.trace:
+                print_trace(drain, up_at, answering)
             if profile is not None:
                 self.print_profile(profile)
         finally:
@@ -267,7 +291,7 @@ class CatchupBench(Bench):
         last = drain[-1]
         drained = drained_by(drain)
         end = drain[-2] if drained else last  # the second poll only confirms the first
-        seconds = end.t - up_at
+        seconds = end.t - answering
         cleared = end.samples_in - down.samples_in
         cleared_by_last = last.samples_in - down.samples_in
         rate = cleared / seconds if seconds > 0 else math.nan
@@ -284,9 +308,13 @@ class CatchupBench(Bench):
             rss_steady=max(s.rss for s in steady),
             rss_outage=max(s.rss for s in outage),
             rss_drain=max(s.rss for s in drain),
-            cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, last.t - up_at),
+            cpu_percent_drain=100.0 * (cpu1 - cpu0) / max(1e-9, last.t - answering),
             cpu_us_per_sample_drain=1e6 * (cpu1 - cpu0) / max(1.0, cleared_by_last),
             machine_idle_percent_drain=100.0 * (idle1 - idle0) / max(1.0, total1 - total0),
+            receiver_cpu_percent_drain=100.0
+            * (receiver_cpu1 - receiver_cpu0)
+            / max(1e-9, last.t - answering),
+            answering_after_seconds=round(answering - up_at, 2),
             shards_max=max(shards) if shards else None,
             drained=drained,
         )
@@ -305,12 +333,29 @@ class CatchupBench(Bench):
         return results
 
 
+def print_trace(drain: Sequence[_Sample], up_at: float, answering: float) -> None:
+    """Each drain poll: seconds since the receiver started (and since it answered),
+    the backlog, and what each side used of a CPU since the poll before."""
+    print(f"  receiver answering {answering - up_at:.2f}s after its start (t = 0)")
+    print("     t s      backlog  forwarder CPU%  receiver CPU%  requests in flight")
+    for before, s in itertools.pairwise(drain):
+        span = max(1e-9, s.t - before.t)
+        in_flight = "-"
+        if s.in_flight_seconds is not None and before.in_flight_seconds is not None:
+            in_flight = f"{(s.in_flight_seconds - before.in_flight_seconds) / span:.1f}"
+        print(
+            f"  {s.t - up_at:>6.2f} {s.backlog_samples:>12,.0f} "
+            f"{100 * (s.cpu - before.cpu) / span:>14.0f} "
+            f"{100 * (s.receiver_cpu - before.receiver_cpu) / span:>14.0f} {in_flight:>19}"
+        )
+
+
 def print_results(results: Sequence[CatchupResult]) -> None:
     mib = 2**20
     header = (
         f"{'forwarder':<18} {'ingest/s':>9} {'backlog':>11} {'drain s':>8} {'drain/s':>9} "
         f"{'×ingest':>7} {'RSS steady/outage/drain MiB':>28} {'CPU%':>6} {'µs/smp':>6} "
-        f"{'idle%':>6} {'shards':>6}"
+        f"{'idle%':>6} {'rcv%':>5} {'shards':>6}"
     )
     print(header)
     for r in results:
@@ -321,7 +366,8 @@ def print_results(results: Sequence[CatchupResult]) -> None:
             f"{r.forwarder:<18} {r.ingest_per_second:>9,.0f} {r.backlog_samples:>11,.0f} "
             f"{drain:>8} {r.drain_per_second:>9,.0f} {r.drain_over_ingest:>7.2f} {rss:>28} "
             f"{r.cpu_percent_drain:>6.1f} {r.cpu_us_per_sample_drain:>6.2f} "
-            f"{r.machine_idle_percent_drain:>6.1f} {shards:>6}"
+            f"{r.machine_idle_percent_drain:>6.1f} {r.receiver_cpu_percent_drain:>5.0f} "
+            f"{shards:>6}"
         )
 
 
@@ -359,7 +405,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--loadgen-procs", type=int, default=0)
     parser.add_argument("--profile-dir", type=Path, help="py-spy rwconsole's drain, save here")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--profile-rate", type=int, default=100, help="py-spy samples per second")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--trace", action="store_true", help="print every poll of the drain")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--pin",

@@ -227,7 +227,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, proc: _Proc, timeout: float) -> None:
+def wait_http(url: str, proc: _Proc, timeout: float, every: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
@@ -235,7 +235,7 @@ def wait_http(url: str, proc: _Proc, timeout: float) -> None:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code < 500:
                 return
-        time.sleep(0.2)
+        time.sleep(every)
     raise BenchError(f"{proc.name} did not answer {url} within {timeout:.0f}s:\n{tail(proc.log)}")
 
 
