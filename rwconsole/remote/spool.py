@@ -15,7 +15,9 @@ again, as without a spool.
 One append-only file per queue. A frame is a header (the body's length and
 CRC32, then an extra part's) followed by the body and the extra part: the
 queue keeps there which items the body holds (``rwconsole.remote.ahead``),
-read back only if a stop comes before the delivered position passes them. The
+read back only if a stop comes before the delivered position passes them.
+The drain reads a body alone and checks it against the length and CRC its
+``SpoolRef`` keeps in memory. The
 file is emptied (truncated) when no frame in it is waiting.
 ``SpoolBudget``, shared by the spools of one engine, bounds their total size
 and keeps the filesystem's free space above a reserve and above what the
@@ -45,8 +47,13 @@ class SpoolError(Exception):
 
 
 class SpoolRef(NamedTuple):
+    """Where a frame lies; the body's length and CRC are kept here too, so the drain
+    reads the body alone, straight into the bytes it sends."""
+
     offset: int
     length: int
+    body_length: int
+    body_crc: int
 
 
 def budget_bytes(wal: WALConfig) -> int:
@@ -116,7 +123,8 @@ class Spool:
     def put(self, body: bytes, extra: bytes = b"") -> SpoolRef | None:
         """Append ``body`` and ``extra``; None when the budget, the reserve or the disk
         refuse them."""
-        header = _HEADER.pack(len(body), zlib.crc32(body), len(extra), zlib.crc32(extra))
+        body_crc = zlib.crc32(body)
+        header = _HEADER.pack(len(body), body_crc, len(extra), zlib.crc32(extra))
         frame = b"".join((header, body, extra))
         if self._budget.used + len(frame) > self._budget.max_bytes:
             return None
@@ -132,7 +140,7 @@ class Spool:
             # A short write leaves nothing usable; the next frame overwrites it.
             self._note_error(f"short write to {self.path} ({written} of {len(frame)} bytes)")
             return None
-        ref = SpoolRef(self._end, len(frame))
+        ref = SpoolRef(self._end, len(frame), len(body), body_crc)
         self._end += len(frame)
         self._budget.used += len(frame)
         self.waiting += 1
@@ -140,38 +148,45 @@ class Spool:
 
     def get(self, ref: SpoolRef) -> bytes:
         """The body parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
-        return self._read(ref, extra=False)
+        body = self._pread(ref.offset + _HEADER.size, ref.body_length, ref)
+        if zlib.crc32(body) != ref.body_crc:
+            raise SpoolError(
+                f"{self.path}: frame at offset {ref.offset} fails its CRC check (body)"
+            )
+        return body
 
     def get_extra(self, ref: SpoolRef) -> bytes:
         """The extra part parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
-        return self._read(ref, extra=True)
+        frame = self._pread(ref.offset, ref.length, ref)
+        body_length, _, extra_length, extra_crc = _HEADER.unpack_from(frame)
+        if (body_length, _HEADER.size + body_length + extra_length) != (
+            ref.body_length,
+            ref.length,
+        ):
+            raise SpoolError(
+                f"{self.path}: frame at offset {ref.offset} says {body_length} + {extra_length} "
+                f"bytes, was written with {ref.body_length} + "
+                f"{ref.length - _HEADER.size - ref.body_length}"
+            )
+        extra = frame[_HEADER.size + body_length :]
+        if zlib.crc32(extra) != extra_crc:
+            raise SpoolError(
+                f"{self.path}: frame at offset {ref.offset} fails its CRC check (extra part)"
+            )
+        return extra
 
-    def _read(self, ref: SpoolRef, *, extra: bool) -> bytes:
+    def _pread(self, offset: int, length: int, ref: SpoolRef) -> bytes:
         if self._fd is None:
             raise SpoolError(f"{self.path} is closed")
         try:
-            frame = os.pread(self._fd, ref.length, ref.offset)
+            data = os.pread(self._fd, length, offset)
         except OSError as err:
             raise SpoolError(f"cannot read {self.path} at offset {ref.offset}: {err}") from err
-        if len(frame) != ref.length:
+        if len(data) != length:
             raise SpoolError(
-                f"short read from {self.path} at offset {ref.offset}: "
-                f"{len(frame)} of {ref.length} bytes"
+                f"short read from {self.path} at offset {ref.offset}: {len(data)} of {length} bytes"
             )
-        body_length, body_crc, extra_length, extra_crc = _HEADER.unpack_from(frame)
-        if _HEADER.size + body_length + extra_length != len(frame):
-            raise SpoolError(
-                f"{self.path}: frame at offset {ref.offset} says {body_length} + {extra_length} "
-                f"bytes, holds {len(frame) - _HEADER.size}"
-            )
-        start = _HEADER.size + (body_length if extra else 0)
-        part = frame[start : start + (extra_length if extra else body_length)]
-        if zlib.crc32(part) != (extra_crc if extra else body_crc):
-            what = "extra part" if extra else "body"
-            raise SpoolError(
-                f"{self.path}: frame at offset {ref.offset} fails its CRC check ({what})"
-            )
-        return part
+        return data
 
     def done(self, ref: SpoolRef) -> None:
         """The frame at ``ref`` is finished with; the file empties when none waits."""

@@ -63,6 +63,31 @@ def test_a_damaged_frame_is_reported_with_file_and_offset(tmp_path: Path) -> Non
     spool.close()
 
 
+def test_the_extra_part_comes_back_checked_and_apart_from_the_body(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+    refs = [spool.put(b"body-%d" % i * 50, b"extra-%d" % i * 20) for i in range(3)]
+    assert all(ref is not None for ref in refs)
+    assert [spool.get_extra(ref) for ref in refs if ref] == [b"extra-%d" % i * 20 for i in range(3)]
+    assert [spool.get(ref) for ref in refs if ref] == [b"body-%d" % i * 50 for i in range(3)]
+    first, second, third = refs
+    assert first is not None and second is not None and third is not None
+    with open(tmp_path / "q.spool", "r+b") as f:
+        f.seek(second.offset + second.length - 1)  # the last byte of the extra part
+        f.write(b"X")
+        f.seek(third.offset)  # the body length in the header: 300 (0x12c) becomes 0x101
+        f.write(b"\x01")
+    with pytest.raises(SpoolError, match=rf"offset {second.offset} fails .*\(extra part\)"):
+        spool.get_extra(second)
+    assert spool.get(second) == b"body-1" * 50, "the body is whole: the drain sends it"
+    with pytest.raises(
+        SpoolError, match=rf"offset {third.offset} says 257 \+ 140 bytes, was written with 300 "
+    ):
+        spool.get_extra(third)
+    spool.close()
+    with pytest.raises(SpoolError, match="is closed"):
+        spool.get(first)
+
+
 def test_the_budget_and_the_free_space_reserve_refuse_bodies(tmp_path: Path) -> None:
     small = SpoolBudget(250, 0)
     a, b = Spool(tmp_path / "a.spool", small), Spool(tmp_path / "b.spool", small)
