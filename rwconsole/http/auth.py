@@ -25,7 +25,7 @@ from rwconsole.http.azuread import AzureADTokenSource
 from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.http.errors import AuthError
 from rwconsole.http.oauth2 import OAuth2TokenSource
-from rwconsole.http.options import opt, secret_or_file
+from rwconsole.http.options import opt, secret_or_file, unchanging
 from rwconsole.http.sigv4 import SigV4Signer
 
 
@@ -34,6 +34,10 @@ class Authenticator(Protocol):
 
     async def apply(self, request: httpx.Request) -> None:
         """Add credentials to ``request``; raise ``AuthError`` when unavailable."""
+
+    def fixed(self) -> bool:
+        """Whether ``apply`` adds the same headers to every request (nothing read from
+        a file, no token that expires, no signature of the request)."""
 
     def on_unauthorized(self) -> None:
         """The receiver answered 401: drop cached credentials."""
@@ -49,6 +53,9 @@ class _NoAuth:
 
     async def apply(self, request: httpx.Request) -> None:
         return None
+
+    def fixed(self) -> bool:
+        return True
 
     def on_unauthorized(self) -> None:
         return None
@@ -101,6 +108,18 @@ class _HeaderAuth(_NoAuth):
     async def apply(self, request: httpx.Request) -> None:
         request.headers["Authorization"] = self._header()
 
+    def fixed(self) -> bool:
+        endpoint = self._endpoint
+        if self.kind == "basic_auth":
+            block = opt(endpoint, "basic_auth")
+            secret, path = opt(block, "password"), opt(block, "password_file")
+        elif self.kind == "authorization":
+            block = opt(endpoint, "authorization")
+            secret, path = opt(block, "credentials"), opt(block, "credentials_file")
+        else:
+            secret, path = opt(endpoint, "bearer_token"), opt(endpoint, "bearer_token_file")
+        return not path and unchanging(secret)
+
 
 class _TokenAuth(_NoAuth):
     """oauth2 and azuread: a cached bearer token from a token source."""
@@ -112,6 +131,9 @@ class _TokenAuth(_NoAuth):
     async def apply(self, request: httpx.Request) -> None:
         token = await self._source.token()
         request.headers["Authorization"] = f"{token.token_type} {token.value}"
+
+    def fixed(self) -> bool:
+        return False
 
     def on_unauthorized(self) -> None:
         self._source.invalidate()
@@ -133,6 +155,9 @@ class _SigV4Auth(_NoAuth):
 
     async def apply(self, request: httpx.Request) -> None:
         await self._signer.sign(request)
+
+    def fixed(self) -> bool:
+        return False
 
     def on_unauthorized(self) -> None:
         self._signer.invalidate()

@@ -8,7 +8,9 @@ the close of the connection, ``Connection: close``, HTTP/1.0 answers, 1xx
 interim responses skipped), and TLS with the endpoint's ``ssl.SSLContext``.
 It offers the ``interface.Transport`` interface (``exchange``: a whole
 ``Reply``) and, for httpx clients, that of an ``httpx.AsyncBaseTransport``
-(a streamed ``httpx.Response``). Errors are raised as the httpx
+(a streamed ``httpx.Response``). A caller that sends many bodies with the
+same headers prepares their head once (``prepare_head``) and sends each with
+``exchange_prepared``, which only adds its ``Content-Length``. Errors are raised as the httpx
 exceptions httpcore would raise for them (``ConnectError`` with the
 ``ssl.SSLError`` as its cause, ``ReadError``, ``WriteError``,
 ``RemoteProtocolError``).
@@ -165,13 +167,24 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         (None: the whole body).
         """
         head, body = await self._open(request)
-        return Reply(
-            head.status,
-            head.reason.decode("ascii", "ignore"),
-            head.version.decode("ascii", "ignore"),
-            head.headers,
-            await body.read(max_body),
+        return await _reply(head, body, max_body)
+
+    async def exchange_prepared(
+        self,
+        prepared: PreparedHead,
+        content: bytes,
+        *,
+        max_body: int | None,
+        connect_timeout: float | None,
+    ) -> Reply:
+        """``exchange`` for a POST whose head was prepared once (``prepare_head``):
+        only its ``Content-Length`` is added. Errors are raised as ``exchange`` raises
+        them, without the request attached."""
+        payload = b"".join((prepared.head, b"Content-Length: %d\r\n\r\n" % len(content), content))
+        head, body = await self._send(
+            prepared.origin, payload, False, prepared.close, connect_timeout, None
         )
+        return await _reply(head, body, max_body)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         head, body = await self._open(request)
@@ -184,17 +197,24 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 
     async def _open(self, request: httpx.Request) -> tuple[_Head, _Body]:
         """Send ``request`` and read the response head; the body is still to be read."""
-        url = request.url
-        scheme = url.scheme
-        if scheme not in DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
-        origin = (scheme, url.host, url.port or DEFAULT_PORTS[scheme])
+        origin = _origin_of(request.url, request)
         payload, close = _encode_request(request, await request.aread())
-        head_only = request.method == "HEAD"
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        return await self._send(origin, payload, request.method == "HEAD", close, timeout, request)
+
+    async def _send(
+        self,
+        origin: _Origin,
+        payload: bytes,
+        head_only: bool,
+        close: bool,
+        connect_timeout: float | None,
+        request: httpx.Request | None,
+    ) -> tuple[_Head, _Body]:
         for attempt in range(2):
             conn = self._idle_connection(origin) if attempt == 0 else None
             if conn is None:
-                conn = await self._connect(origin, request)
+                conn = await self._connect(origin, connect_timeout, request)
             try:
                 return await self._exchange(conn, payload, head_only, close)
             except httpx.TransportError:
@@ -243,13 +263,14 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
             connections.pop(0).close()
         connections.append(conn)
 
-    async def _connect(self, origin: _Origin, request: httpx.Request) -> _Connection:
+    async def _connect(
+        self, origin: _Origin, timeout: float | None, request: httpx.Request | None
+    ) -> _Connection:
         scheme, host, port = origin
         conn = _Connection(origin)
         tls = scheme == "https"
         if tls and self._ssl is None:
             self._ssl = ssl.create_default_context()
-        timeout = request.extensions.get("timeout", {}).get("connect")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -306,11 +327,36 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
 # --- request ------------------------------------------------------------------------
 
 
+class PreparedHead(NamedTuple):
+    """A POST's request line and headers, encoded and checked once, for many bodies."""
+
+    origin: _Origin
+    head: bytes  # each line ended by CRLF; no Content-Length and no blank line yet
+    close: bool  # the request asks for the connection to be closed
+
+
+def prepare_head(request: httpx.Request) -> PreparedHead:
+    """The head of ``request`` for ``HTTP1Transport.exchange_prepared``; its own framing
+    headers (``Content-Length``, ``Transfer-Encoding``) are left out."""
+    lines, _, close = _head_lines(request, framing=False)
+    return PreparedHead(_origin_of(request.url, request), b"\r\n".join(lines) + b"\r\n", close)
+
+
 def _encode_request(request: httpx.Request, content: bytes) -> tuple[bytes, bool]:
     """Request line, headers and body as one bytes object (a Content-Length body).
 
     Also tells whether the request asks for the connection to be closed.
     """
+    lines, framed, close = _head_lines(request, framing=True)
+    if not framed and (content or request.method in ("POST", "PUT", "PATCH")):
+        lines.append(b"Content-Length: %d" % len(content))
+    return b"".join((b"\r\n".join(lines), b"\r\n\r\n", content)), close
+
+
+def _head_lines(request: httpx.Request, *, framing: bool) -> tuple[list[bytes], bool, bool]:
+    """The request line and header lines of ``request``, checked; whether a
+    ``Content-Length`` is among them (kept only with ``framing``), and whether the
+    request asks for the connection to be closed."""
     lines = [b"%s %s HTTP/1.1" % (request.method.encode("ascii"), request.url.raw_path)]
     framed = False
     close = False
@@ -320,18 +366,35 @@ def _encode_request(request: httpx.Request, content: bytes) -> tuple[bytes, bool
             continue  # the body is sent whole, with a Content-Length
         if lowered == b"content-length":
             framed = True
+            if not framing:
+                continue
         elif lowered == b"connection":
             close = b"close" in value.lower()
         if b":" in name:
             raise httpx.LocalProtocolError(f"illegal header name {name!r}")
-        lines.append(name + b": " + value)
-    if not framed and (content or request.method in ("POST", "PUT", "PATCH")):
-        lines.append(b"Content-Length: %d" % len(content))
-    head = b"\r\n".join(lines)
-    # a line break inside a name or value would smuggle in another header
-    if head.count(b"\n") != len(lines) - 1 or head.count(b"\r") != len(lines) - 1:
-        raise httpx.LocalProtocolError("a request header contains a line break")
-    return b"".join((head, b"\r\n\r\n", content)), close
+        line = name + b": " + value
+        # a line break inside a name or value would smuggle in another header
+        if b"\n" in line or b"\r" in line:
+            raise httpx.LocalProtocolError("a request header contains a line break")
+        lines.append(line)
+    return lines, framed, close
+
+
+def _origin_of(url: httpx.URL, request: httpx.Request) -> _Origin:
+    scheme = url.scheme
+    if scheme not in DEFAULT_PORTS:
+        raise httpx.UnsupportedProtocol(f"unsupported URL scheme {scheme!r}", request=request)
+    return (scheme, url.host, url.port or DEFAULT_PORTS[scheme])
+
+
+async def _reply(head: _Head, body: _Body, max_body: int | None) -> Reply:
+    return Reply(
+        head.status,
+        head.reason.decode("ascii", "ignore"),
+        head.version.decode("ascii", "ignore"),
+        head.headers,
+        await body.read(max_body),
+    )
 
 
 # --- response head ------------------------------------------------------------------

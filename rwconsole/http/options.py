@@ -42,6 +42,12 @@ def reveal(value: SecretLike | str | None) -> str | None:
     return str(value)
 
 
+def unchanging(value: object) -> bool:
+    """Whether a setting reads the same on every use: anything but a secret kept in a
+    file (re-read on every use, so a rotated file takes effect)."""
+    return getattr(value, "kind", "value") != "file"
+
+
 def read_secret_file(path: str, key: str) -> str:
     """Read a secret file now (files are re-read per request, so rotation works).
 

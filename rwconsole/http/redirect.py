@@ -32,14 +32,18 @@ async def follow(
     status_and_headers: Callable[[Answer], tuple[int, list[tuple[bytes, bytes]]]],
     *,
     enabled: bool,
+    answered: Answer | None = None,
 ) -> Answer:
     """The final answer to ``request``, redirects followed (at most 20) when ``enabled``.
 
     ``send_once`` sends one request without following redirects; an answer it
     returns is expected to have been read whole, so nothing needs closing.
+    ``answered`` is the answer to ``request`` when it went out already.
     """
+    answer = answered
     for _ in range(MAX_REDIRECTS + 1):
-        answer = await send_once(request)
+        if answer is None:
+            answer = await send_once(request)
         if not enabled:
             return answer
         status, headers = status_and_headers(answer)
@@ -47,6 +51,7 @@ async def follow(
         if target is None:
             return answer
         request = next_request(request, status, target)
+        answer = None
     raise httpx.TooManyRedirects("Exceeded maximum allowed redirects.", request=request)
 
 

@@ -39,14 +39,22 @@ _Origin = tuple[str, str, int | None]
 
 
 async def send(
-    transport: Transport, request: httpx.Request, *, follow_redirects: bool, max_body: int | None
+    transport: Transport,
+    request: httpx.Request,
+    *,
+    follow_redirects: bool,
+    max_body: int | None,
+    answered: Reply | None = None,
 ) -> Reply:
-    """``request``'s final reply, redirects followed when asked."""
+    """``request``'s final reply, redirects followed when asked; ``answered`` is the
+    reply to ``request`` when it went out already."""
 
     async def exchange(request: httpx.Request) -> Reply:
         return await transport.exchange(request, max_body=max_body)
 
-    return await redirect.follow(request, exchange, _status_and_headers, enabled=follow_redirects)
+    return await redirect.follow(
+        request, exchange, _status_and_headers, enabled=follow_redirects, answered=answered
+    )
 
 
 def _status_and_headers(reply: Reply) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -172,7 +180,7 @@ class RoutingTransport(httpx.AsyncBaseTransport):
             try:
                 return await lean.exchange(request, max_body=max_body)
             except HTTP2Negotiated:
-                self._lean_origins[origin] = False
+                self.chose_http2(url)
         reply = await self._httpx.exchange(request, max_body=max_body)
         self._learn(url, origin, reply.http_version)
         return reply
@@ -185,10 +193,19 @@ class RoutingTransport(httpx.AsyncBaseTransport):
             try:
                 return await lean.handle_async_request(request)
             except HTTP2Negotiated:
-                self._lean_origins[origin] = False
+                self.chose_http2(url)
         response = await self._httpx.handle_async_request(request)
         self._learn(url, origin, response.http_version)
         return response
+
+    def lean_transport(self, url: httpx.URL) -> HTTP1Transport | None:
+        """The lean transport when requests to ``url`` go through it now, else None."""
+        return self._lean_for(url, (url.scheme, url.host, url.port))
+
+    def chose_http2(self, url: httpx.URL) -> None:
+        """The server at ``url`` chose HTTP/2 on a lean connection (``HTTP2Negotiated``):
+        requests there go through httpx from now on."""
+        self._lean_origins[(url.scheme, url.host, url.port)] = False
 
     def _lean_for(self, url: httpx.URL, origin: _Origin) -> HTTP1Transport | None:
         """The lean transport when requests to ``origin`` go through it."""

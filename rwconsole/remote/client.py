@@ -4,7 +4,8 @@ Owns building a remote-write request for one endpoint (the protocol headers
 of remote-write 1.0 and 2.0, the user's ``headers``/``http_headers``,
 ``Retry-Attempt``), sending it through ``rwconsole.http`` (its transport,
 TLS, proxy, authentication and redirect policy) within the per-attempt
-``remote_timeout``, and turning whatever comes back —
+``remote_timeout`` (a first attempt over a lean HTTP/1.1 connection, with
+headers that never change, goes out with the head prepared once), and turning whatever comes back —
 a response, a network error, a timeout, a credentials failure — into a
 ``SendResult`` the queue manager acts on. ``send`` never raises for anything
 the server or the network does. ``state`` is the connection summary for the
@@ -31,8 +32,10 @@ from rwconsole.http.auth import Authenticator, build_authenticator
 from rwconsole.http.credential_cache import CredentialStatus
 from rwconsole.http.diagnose import describe_network_error
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
+from rwconsole.http.http1 import HTTP2Negotiated, PreparedHead, prepare_head
 from rwconsole.http.interface import Reply
-from rwconsole.http.options import reveal
+from rwconsole.http.options import reveal, unchanging
+from rwconsole.http.redirect import location
 from rwconsole.http.transport import build_transport, send
 from rwconsole.protocol.encode import (
     CONTENT_ENCODING,
@@ -141,6 +144,12 @@ class RemoteWriteClient:
         self._state = EndpointConnection(
             url=redact_url(url), auth=self._auth.kind, proxied=transport.proxied(self._url)
         )
+        user_values = [
+            *endpoint.headers.values(),
+            *(value for values in endpoint.http_headers.values() for value in values),
+        ]
+        self._fixed_headers = self._auth.fixed() and all(map(unchanging, user_values))
+        self._prepared: dict[int, PreparedHead] = {}
 
     @property
     def state(self) -> EndpointConnection:
@@ -174,14 +183,7 @@ class RemoteWriteClient:
         start = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
-                request = self._build_request(body, protocol, attempt)
-                await self._auth.apply(request)
-                reply = await send(
-                    self._transport,
-                    request,
-                    follow_redirects=self._follow_redirects,
-                    max_body=_MAX_DRAIN_BYTES,
-                )
+                reply = await self._exchange(body, protocol, attempt)
         except AuthError as exc:
             return self._failed(str(exc), start, network=False)
         except TimeoutError:
@@ -200,6 +202,48 @@ class RemoteWriteClient:
     async def aclose(self) -> None:
         await self._transport.aclose()
         await self._auth.aclose()
+
+    async def _exchange(self, body: bytes, protocol: int, attempt: int) -> Reply:
+        """The reply to one attempt. A first attempt that goes over a lean HTTP/1.1
+        connection, with headers that are the same on every request, is sent with the
+        head prepared once for its protocol (the same headers ``_request`` builds);
+        anything else is built whole."""
+        lean = None
+        if attempt == 0 and self._fixed_headers:
+            lean = self._transport.lean_transport(self._url)
+        if lean is not None:
+            prepared = self._prepared.get(protocol) or await self._prepare(protocol)
+            try:
+                reply = await lean.exchange_prepared(
+                    prepared, body, max_body=_MAX_DRAIN_BYTES, connect_timeout=self._timeout
+                )
+            except HTTP2Negotiated:
+                self._transport.chose_http2(self._url)  # nothing went out: httpx sends it
+            else:
+                if not self._follow_redirects or location(reply.status, reply.headers) is None:
+                    return reply
+                return await send(
+                    self._transport,
+                    await self._request(body, protocol, attempt),
+                    follow_redirects=True,
+                    max_body=_MAX_DRAIN_BYTES,
+                    answered=reply,
+                )
+        return await send(
+            self._transport,
+            await self._request(body, protocol, attempt),
+            follow_redirects=self._follow_redirects,
+            max_body=_MAX_DRAIN_BYTES,
+        )
+
+    async def _prepare(self, protocol: int) -> PreparedHead:
+        prepared = self._prepared[protocol] = prepare_head(await self._request(b"", protocol, 0))
+        return prepared
+
+    async def _request(self, body: bytes, protocol: int, attempt: int) -> httpx.Request:
+        request = self._build_request(body, protocol, attempt)
+        await self._auth.apply(request)
+        return request
 
     def _build_request(self, body: bytes, protocol: int, attempt: int) -> httpx.Request:
         headers = self._base_headers[protocol] + [(b"Content-Length", b"%d" % len(body))]

@@ -10,11 +10,13 @@ record every request they read.
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 import ssl
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,6 +35,7 @@ from http_helpers import (
 )
 
 from rwconsole.config.schema import BasicAuthConfig, TLSConfig
+from rwconsole.config.secrets import Secret
 from rwconsole.http import http1
 from rwconsole.http.http1 import HTTP1Transport
 from rwconsole.remote.client import RemoteWriteClient, SendResult
@@ -189,6 +192,74 @@ def test_keep_alive_reuses_one_connection_with_the_same_headers(lean: bool) -> N
         assert request.header("Content-Length") == "5"
         assert request.header("Transfer-Encoding") is None
         assert client.state.protocol == "HTTP/1.1" and client.state.connected
+
+    run(body)
+
+
+def test_a_first_attempt_and_a_retry_carry_the_same_headers() -> None:
+    """A first attempt goes out with a head prepared once; a retry is built whole."""
+
+    async def body() -> None:
+        server = await HTTPServer().start()
+        config = endpoint(
+            server.url,
+            basic_auth=BasicAuthConfig(username="u", password=secret("p")),
+            headers={"X-Scope-OrgID": secret("tenant-1")},
+            http_headers={"X-Team": [secret("a"), secret("b")]},
+        )
+        client = RemoteWriteClient(config, user_agent=UA)
+        try:
+            sent = [(b"one", 0), (b"two" * 700, 0), (b"three", 2)]
+            for protocol in (1, 2):
+                for payload, attempt in sent:
+                    await client.send(payload, protocol=protocol, attempt=attempt)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert [r.body for r in server.requests] == [payload for payload, _ in sent] * 2
+        assert [r.header("Content-Length") for r in server.requests] == ["3", "2100", "5"] * 2
+        assert [r.header("Retry-Attempt") for r in server.requests] == [None, None, "2"] * 2
+
+        def others(request: Request) -> list[tuple[str, str]]:
+            framing = ("content-length", "retry-attempt")
+            return sorted((k.lower(), v) for k, v in request.headers if k.lower() not in framing)
+
+        for first, second, retry in (server.requests[:3], server.requests[3:]):
+            assert others(first) == others(second) == others(retry)
+        v1, v2 = others(server.requests[0]), others(server.requests[3])
+        assert ("authorization", "Basic dTpw") in v1 and ("x-scope-orgid", "tenant-1") in v1
+        assert ("x-team", "a, b") in v1 or {("x-team", "a"), ("x-team", "b")} <= set(v1)
+        assert dict(v1)["content-type"] != dict(v2)["content-type"]
+
+    run(body)
+
+
+def test_secrets_kept_in_files_are_read_again_for_every_request(tmp_path: Path) -> None:
+    password, tenant = tmp_path / "password", tmp_path / "tenant"
+    password.write_text("old")
+    tenant.write_text("t-old")
+
+    async def body() -> None:
+        server = await HTTPServer().start()
+        config = endpoint(
+            server.url,
+            basic_auth=BasicAuthConfig(username="u", password=Secret.from_file(str(password))),
+            headers={"X-Scope-OrgID": Secret.from_file(str(tenant))},
+        )
+        client = RemoteWriteClient(config, user_agent=UA)
+        try:
+            await client.send(b"x", protocol=1, attempt=0)
+            password.write_text("new")
+            tenant.write_text("t-new")
+            await client.send(b"x", protocol=1, attempt=0)
+        finally:
+            await client.aclose()
+            await server.aclose()
+        assert [r.header("Authorization") for r in server.requests] == [
+            "Basic " + base64.b64encode(b"u:old").decode(),
+            "Basic " + base64.b64encode(b"u:new").decode(),
+        ]
+        assert [r.header("X-Scope-OrgID") for r in server.requests] == ["t-old", "t-new"]
 
     run(body)
 
