@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.widgets import DataTable, Input, Static, TabbedContent
@@ -244,6 +246,39 @@ async def test_a_wal_that_vanishes_is_a_notice_not_a_crash(
             pilot,
             lambda: any("Repair preview failed" in (n.title or "") for n in app._notifications),
         )
+        assert app.is_running
+
+
+async def test_tools_that_end_after_the_screen_is_gone_change_nothing(fixtures_dir: Path) -> None:
+    """As when the console closes while an inspection or a verify is still running."""
+    app = ConsoleApp(None, wal_dir=fixtures_dir / "agent-uncompressed" / "wal")
+    released = asyncio.Event()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _inspected(app, pilot)
+        tools = screen.console.tools
+        original = tools.run
+        finished: list[str] = []
+
+        async def held(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await original(fn, *args, **kwargs)
+            finally:
+                await released.wait()
+                finished.append(fn.__name__)
+
+        tools.run = held  # type: ignore[method-assign]
+        screen.report = None
+        screen.action_inspect()
+        await pilot.press("v")
+        await _until(pilot, lambda: screen.workers and all(w.is_running for w in screen.workers))
+        for child in list(screen.children):
+            await child.remove()
+        released.set()
+        await _until(pilot, lambda: len(finished) == 2)
+        await _until(pilot, lambda: not any(w.is_running for w in screen.workers))
+        assert sorted(finished) == ["inspect", "verify"]
+        assert screen.report is None and screen.verify_report is None
+        assert all(w.error is None for w in screen.workers)
         assert app.is_running
 
 

@@ -225,12 +225,22 @@ class WalScreen(ConsoleScreen):
     # ---- inspect ----------------------------------------------------------------------
 
     async def _offloaded(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a WAL tool in the console's helper process; a failure is a notice."""
+        """Run a WAL tool in the console's helper process; a failure is a notice. None as
+        well when the screen's widgets went away meanwhile (the console is closing)."""
         try:
-            return await self.console.tools.run(fn, *args, **kwargs)
+            result = await self.console.tools.run(fn, *args, **kwargs)
         except ToolError as err:
-            self.notify(escape(err.message), title=f"{what} failed", severity="error", timeout=12)
+            if not self._gone():
+                self.notify(
+                    escape(err.message), title=f"{what} failed", severity="error", timeout=12
+                )
             return None
+        return None if self._gone() else result
+
+    def _gone(self) -> bool:
+        """Whether the screen's widgets are gone: a tool that ends while the console
+        closes has nothing left to show its result in."""
+        return not self.query("#wal-heading")
 
     def action_inspect(self) -> None:
         if self.directory is None:
@@ -241,7 +251,8 @@ class WalScreen(ConsoleScreen):
     async def _inspect(self, directory: Path) -> None:
         report = await self._offloaded("Inspect", tools.inspect, directory, top=TOP_N)
         if report is None:
-            self._heading()
+            if not self._gone():
+                self._heading()
             return
         if directory != self.directory:
             return
