@@ -74,51 +74,32 @@ class _HeaderAuth(_NoAuth):
         self._endpoint = endpoint
         self.kind = kind
 
-    def _header(self) -> str:
-        endpoint = self._endpoint
+    def _setting(self) -> tuple[object, str, str]:
+        """The block holding the secret, and the names of the secret and its file."""
         if self.kind == "basic_auth":
-            block = opt(endpoint, "basic_auth")
-            username = opt(block, "username", "")
-            password = secret_or_file(
-                opt(block, "password"),
-                opt(block, "password_file"),
-                "basic_auth.password",
-                "basic_auth.password_file",
-            )
-            raw = f"{username}:{password or ''}".encode()
-            return "Basic " + base64.b64encode(raw).decode("ascii")
+            return opt(self._endpoint, "basic_auth"), "password", "password_file"
         if self.kind == "authorization":
-            block = opt(endpoint, "authorization")
-            scheme = opt(block, "type", "") or "Bearer"
-            credentials = secret_or_file(
-                opt(block, "credentials"),
-                opt(block, "credentials_file"),
-                "authorization.credentials",
-                "authorization.credentials_file",
-            )
-            return f"{scheme} {credentials or ''}".rstrip()
-        token = secret_or_file(
-            opt(endpoint, "bearer_token"),
-            opt(endpoint, "bearer_token_file"),
-            "bearer_token",
-            "bearer_token_file",
+            return opt(self._endpoint, "authorization"), "credentials", "credentials_file"
+        return self._endpoint, "bearer_token", "bearer_token_file"
+
+    def _header(self) -> str:
+        block, name, file_name = self._setting()
+        prefix = "" if self.kind == "bearer_token" else f"{self.kind}."
+        secret = secret_or_file(
+            opt(block, name), opt(block, file_name), prefix + name, prefix + file_name
         )
-        return f"Bearer {token or ''}".rstrip()
+        if self.kind == "basic_auth":
+            raw = f"{opt(block, 'username', '')}:{secret or ''}".encode()
+            return "Basic " + base64.b64encode(raw).decode("ascii")
+        scheme = (opt(block, "type", "") or "Bearer") if self.kind == "authorization" else "Bearer"
+        return f"{scheme} {secret or ''}".rstrip()
 
     async def apply(self, request: httpx.Request) -> None:
         request.headers["Authorization"] = self._header()
 
     def fixed(self) -> bool:
-        endpoint = self._endpoint
-        if self.kind == "basic_auth":
-            block = opt(endpoint, "basic_auth")
-            secret, path = opt(block, "password"), opt(block, "password_file")
-        elif self.kind == "authorization":
-            block = opt(endpoint, "authorization")
-            secret, path = opt(block, "credentials"), opt(block, "credentials_file")
-        else:
-            secret, path = opt(endpoint, "bearer_token"), opt(endpoint, "bearer_token_file")
-        return not path and unchanging(secret)
+        block, name, file_name = self._setting()
+        return not opt(block, file_name) and unchanging(opt(block, name))
 
 
 class _TokenAuth(_NoAuth):

@@ -5,10 +5,10 @@ of remote-write 1.0 and 2.0, the user's ``headers``/``http_headers``,
 ``Retry-Attempt``), sending it through ``rwconsole.http`` (its transport,
 TLS, proxy, authentication and redirect policy) within the per-attempt
 ``remote_timeout`` (a first attempt over a lean HTTP/1.1 connection, with
-headers that never change, goes out with the head prepared once), and turning whatever comes back —
-a response, a network error, a timeout, a credentials failure — into a
-``SendResult`` the queue manager acts on. ``send`` never raises for anything
-the server or the network does. ``state`` is the connection summary for the
+headers that never change, goes out with the head prepared once), and
+turning whatever comes back — a response, a network error, a timeout, a
+credentials failure — into a ``SendResult`` the queue manager acts on.
+``send`` never raises for anything the server or the network does. ``state`` is the connection summary for the
 console; it never contains a secret (URL passwords are shown as ``<secret>``,
 header values are never included).
 
