@@ -8,16 +8,15 @@ TLS, proxy, authentication and redirect policy) within the per-attempt
 headers that never change, goes out with the head prepared once), and
 turning whatever comes back — a response, a network error, a timeout, a
 credentials failure — into a ``SendResult`` the queue manager acts on.
-``send`` never raises for anything the server or the network does. ``state`` is the connection summary for the
-console; it never contains a secret (URL passwords are shown as ``<secret>``,
-header values are never included).
+``send`` never raises for anything the server or the network does. ``state``
+is the connection summary for the console; it never contains a secret (URL
+passwords are shown as ``<secret>``, header values are never included).
 
 Retrying, backoff and accounting belong to the queue manager.
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
 from collections.abc import Mapping
@@ -30,6 +29,7 @@ from rwconsole.config.schema import EndpointConfig
 from rwconsole.config.secrets import redact_url
 from rwconsole.http.auth import Authenticator, build_authenticator
 from rwconsole.http.credential_cache import CredentialStatus
+from rwconsole.http.deadlines import Deadlines
 from rwconsole.http.diagnose import describe_network_error
 from rwconsole.http.errors import AuthError, ConnectivityConfigError
 from rwconsole.http.http1 import HTTP2Negotiated, PreparedHead, prepare_head
@@ -132,6 +132,7 @@ class RemoteWriteClient:
 
     def _setup(self, endpoint: EndpointConfig, url: str) -> None:
         self._timeout = float(endpoint.remote_timeout)
+        self._deadlines = Deadlines(self._timeout)
         self._follow_redirects = endpoint.follow_redirects
         transport = build_transport(endpoint, http2=endpoint.enable_http2, lean_http1=self._lean)
         self._auth: Authenticator = build_authenticator(endpoint, timeout=self._timeout)
@@ -141,6 +142,7 @@ class RemoteWriteClient:
             protocol: _protocol_headers(self._url, protocol, self._user_agent)
             for protocol in (1, 2)
         }
+        self._ok: tuple[int, float, str] | None = None
         self._state = EndpointConnection(
             url=redact_url(url), auth=self._auth.kind, proxied=transport.proxied(self._url)
         )
@@ -153,6 +155,16 @@ class RemoteWriteClient:
 
     @property
     def state(self) -> EndpointConnection:
+        if self._ok is not None:
+            status, when, protocol = self._ok
+            self._ok = None
+            self._state = replace(
+                self._state,
+                connected=True,
+                last_status=status,
+                last_success_time=when,
+                protocol=protocol,
+            )
         return self._state
 
     def credential_status(self) -> CredentialStatus | None:
@@ -182,7 +194,7 @@ class RemoteWriteClient:
             retry_on_http_429 = self._endpoint.queue_config.retry_on_http_429
         start = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with self._deadlines.timeout():
                 reply = await self._exchange(body, protocol, attempt)
         except AuthError as exc:
             return self._failed(str(exc), start, network=False)
@@ -309,22 +321,13 @@ class RemoteWriteClient:
             self._auth.on_unauthorized()
         now = time.time()
         protocol_name = reply.http_version
-        state = self._state
-        if outcome == "ok":  # built directly: ``replace`` costs several µs per send
-            self._state = EndpointConnection(
-                state.url,
-                True,
-                status,
-                state.last_error,
-                state.last_error_time,
-                now,
-                protocol_name,
-                state.auth,
-                state.proxied,
-            )
+        if outcome == "ok":
+            # Kept as it comes and made into the summary when ``state`` is read: a
+            # summary built for every send costs several µs of it.
+            self._ok = (status, now, protocol_name)
         else:
             self._state = replace(
-                state,
+                self.state,
                 connected=True,
                 last_status=status,
                 protocol=protocol_name,
@@ -335,9 +338,10 @@ class RemoteWriteClient:
 
     def _failed(self, reason: str, start: float, *, network: bool = True) -> SendResult:
         reason = redact_url(reason)
-        connected = False if network else self._state.connected
+        state = self.state
+        connected = False if network else state.connected
         self._state = replace(
-            self._state,
+            state,
             connected=connected,
             last_error=_one_line(reason),
             last_error_time=time.time(),

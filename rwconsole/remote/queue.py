@@ -1092,15 +1092,23 @@ class QueueManager:
 
     # ---- delivered position --------------------------------------------------------
 
-    def _advance_delivered(self) -> None:
-        """Move the delivered position to the last chunk with no unfinished item."""
+    def _advance_delivered(self, finished_from: int | None = None) -> None:
+        """Move the delivered position to the last chunk with no unfinished item.
+
+        ``finished_from`` is the first chunk of a batch that just finished, when
+        nothing else changed since the last call. That call left the oldest mark at
+        or after the oldest unfinished item; a batch beginning past that mark was not
+        that item, which still holds the position, so there is nothing to scan for.
+        """
+        marks = self._marks
+        if not marks or (finished_from is not None and finished_from > marks[0][0]):
+            return
         low = self._reading_seq if self._reading_seq is not None else self._next_seq
         for shard in (*self._legacy, *self._shards) if self._legacy else self._shards:
             oldest = shard.oldest_seq()
             if oldest is not None and oldest < low:
                 low = oldest
-        marks = self._marks
-        if not marks or marks[0][0] >= low:
+        if marks[0][0] >= low:
             return
         while marks and marks[0][0] < low:
             self._delivered_seq, self.delivered_position = marks.popleft()
@@ -1196,7 +1204,7 @@ class QueueManager:
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
-            self._advance_delivered()
+            self._advance_delivered(batch.first_seq)
 
     async def _encode(
         self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None

@@ -13,7 +13,7 @@ engine empties the spool directory at start) reads those records from the WAL
 again, as without a spool.
 
 One append-only file per queue. A frame is a header (the body's length and
-CRC32, then an extra part's) followed by the body and the extra part: the
+CRC32C, then an extra part's) followed by the body and the extra part: the
 queue keeps there which items the body holds (``rwconsole.remote.ahead``),
 read back only if a stop comes before the delivered position passes them.
 The drain reads a body alone and checks it against the length and CRC its
@@ -30,9 +30,10 @@ import contextlib
 import logging
 import os
 import struct
-import zlib
 from pathlib import Path
 from typing import NamedTuple
+
+import crc32c
 
 from rwconsole.config.schema import WALConfig
 
@@ -123,33 +124,33 @@ class Spool:
     def put(self, body: bytes, extra: bytes = b"") -> SpoolRef | None:
         """Append ``body`` and ``extra``; None when the budget, the reserve or the disk
         refuse them."""
-        body_crc = zlib.crc32(body)
-        header = _HEADER.pack(len(body), body_crc, len(extra), zlib.crc32(extra))
-        frame = b"".join((header, body, extra))
-        if self._budget.used + len(frame) > self._budget.max_bytes:
+        body_crc = crc32c.crc32c(body)
+        header = _HEADER.pack(len(body), body_crc, len(extra), crc32c.crc32c(extra))
+        length = len(header) + len(body) + len(extra)
+        if self._budget.used + length > self._budget.max_bytes:
             return None
         try:
             fd = self._open()
-            if not self._budget.admit(fd, len(frame)):
+            if not self._budget.admit(fd, length):
                 return None
-            written = os.pwrite(fd, frame, self._end)
+            written = os.pwritev(fd, (header, body, extra), self._end)
         except OSError as err:
             self._note_error(f"cannot write to {self.path}: {err}")
             return None
-        if written != len(frame):
+        if written != length:
             # A short write leaves nothing usable; the next frame overwrites it.
-            self._note_error(f"short write to {self.path} ({written} of {len(frame)} bytes)")
+            self._note_error(f"short write to {self.path} ({written} of {length} bytes)")
             return None
-        ref = SpoolRef(self._end, len(frame), len(body), body_crc)
-        self._end += len(frame)
-        self._budget.used += len(frame)
+        ref = SpoolRef(self._end, length, len(body), body_crc)
+        self._end += length
+        self._budget.used += length
         self.waiting += 1
         return ref
 
     def get(self, ref: SpoolRef) -> bytes:
         """The body parked at ``ref``; raises ``SpoolError`` when it cannot be read."""
         body = self._pread(ref.offset + _HEADER.size, ref.body_length, ref)
-        if zlib.crc32(body) != ref.body_crc:
+        if crc32c.crc32c(body) != ref.body_crc:
             raise SpoolError(
                 f"{self.path}: frame at offset {ref.offset} fails its CRC check (body)"
             )
@@ -169,7 +170,7 @@ class Spool:
                 f"{ref.length - _HEADER.size - ref.body_length}"
             )
         extra = frame[_HEADER.size + body_length :]
-        if zlib.crc32(extra) != extra_crc:
+        if crc32c.crc32c(extra) != extra_crc:
             raise SpoolError(
                 f"{self.path}: frame at offset {ref.offset} fails its CRC check (extra part)"
             )
