@@ -1092,16 +1092,10 @@ class QueueManager:
 
     # ---- delivered position --------------------------------------------------------
 
-    def _advance_delivered(self, finished_from: int | None = None) -> None:
-        """Move the delivered position to the last chunk with no unfinished item.
-
-        ``finished_from`` is the first chunk of a batch that just finished, when
-        nothing else changed since the last call. That call left the oldest mark at
-        or after the oldest unfinished item; a batch beginning past that mark was not
-        that item, which still holds the position, so there is nothing to scan for.
-        """
+    def _advance_delivered(self) -> None:
+        """Move the delivered position to the last chunk with no unfinished item."""
         marks = self._marks
-        if not marks or (finished_from is not None and finished_from > marks[0][0]):
+        if not marks:
             return
         low = self._reading_seq if self._reading_seq is not None else self._next_seq
         for shard in (*self._legacy, *self._shards) if self._legacy else self._shards:
@@ -1116,6 +1110,23 @@ class QueueManager:
             self._release(self._ahead.prune(self._delivered_seq))
         if self.on_delivered is not None:
             self.on_delivered(self.delivered_position)
+
+    def _advance_delivered_after(self, batch: _Batch, shard: _Shard) -> None:
+        """``_advance_delivered`` once ``batch`` of ``shard`` finished, without looking at
+        every shard when the position cannot move (most batches of a drain)."""
+        marks = self._marks
+        if not marks:
+            return
+        oldest_mark = marks[0][0]
+        if batch.first_seq > oldest_mark:
+            # Every change since the last call ended with one, which left the oldest
+            # mark at or after the oldest unfinished item; this batch was not that item,
+            # which is still unfinished and still holds the position.
+            return
+        held = shard.oldest_seq()
+        if held is not None and held <= oldest_mark:
+            return  # the shard's next item holds the position
+        self._advance_delivered()
 
     def _note_finished(self, batch: _Batch, delivered: bool) -> None:
         """Keep a finished batch's items until the delivered position passes them: a stop
@@ -1204,7 +1215,7 @@ class QueueManager:
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
-            self._advance_delivered(batch.first_seq)
+            self._advance_delivered_after(batch, shard)
 
     async def _encode(
         self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
