@@ -1097,13 +1097,16 @@ class QueueManager:
         marks = self._marks
         if not marks:
             return
+        oldest_mark = marks[0][0]
         low = self._reading_seq if self._reading_seq is not None else self._next_seq
+        if low <= oldest_mark:
+            return
         for shard in (*self._legacy, *self._shards) if self._legacy else self._shards:
             oldest = shard.oldest_seq()
             if oldest is not None and oldest < low:
+                if oldest <= oldest_mark:
+                    return  # it holds the position where it is
                 low = oldest
-        if marks[0][0] >= low:
-            return
         while marks and marks[0][0] < low:
             self._delivered_seq, self.delivered_position = marks.popleft()
         if self._ahead:
@@ -1349,17 +1352,17 @@ class QueueManager:
                     metrics.sent[kind].inc(n)
             metrics.in_flight.inc()
             metrics.in_flight_time.change(1)
+            began = phases.begin()
             try:
-                result = await phases.network(
-                    self._client.send(
-                        body,
-                        protocol=protocol,
-                        attempt=attempt,
-                        items=batch.count,
-                        retry_on_http_429=self.settings.retry_on_http_429,
-                    )
+                result = await self._client.send(
+                    body,
+                    protocol=protocol,
+                    attempt=attempt,
+                    items=batch.count,
+                    retry_on_http_429=self.settings.retry_on_http_429,
                 )
             finally:
+                phases.sent(began)
                 metrics.in_flight.dec()
                 metrics.in_flight_time.change(-1)
             metrics.batch_duration.observe(result.duration)
@@ -1850,10 +1853,13 @@ class _SendPhases:
     def _lateness(self) -> float:
         return self._lag.seconds() if self._lag is not None else 0.0
 
-    async def _timed(self, step: Awaitable[_T]) -> tuple[_T, float]:
-        started, late = time.monotonic(), self._lateness()
-        result = await step
-        return result, max(0.0, (time.monotonic() - started) - (self._lateness() - late))
+    def begin(self) -> tuple[float, float]:
+        """Mark the start of a step timed off the loop (``off_loop``, ``sent``)."""
+        return time.monotonic(), self._lateness()
+
+    def _since(self, began: tuple[float, float]) -> float:
+        started, late = began
+        return max(0.0, (time.monotonic() - started) - (self._lateness() - late))
 
     def on_loop(self, seconds: float) -> None:
         """Encoding work done on the loop (it made the loop late itself)."""
@@ -1861,14 +1867,16 @@ class _SendPhases:
         self._own += seconds
 
     async def off_loop(self, step: Awaitable[_T]) -> _T:
-        result, seconds = await self._timed(step)
-        self.encoding += seconds
+        began = self.begin()
+        result = await step
+        self.encoding += self._since(began)
         return result
 
-    async def network(self, step: Awaitable[_T]) -> _T:
-        result, seconds = await self._timed(step)
-        self.sending += seconds
-        return result
+    def sent(self, began: tuple[float, float]) -> None:
+        """An HTTP attempt that began at ``began`` ended. (Timed around the attempt
+        rather than by awaiting it through here: a send is resumed several times, and
+        each resume goes through every coroutine frame above it.)"""
+        self.sending += self._since(began)
 
     def finish(self, metrics: QueueMetrics, backoff: float) -> float:
         """Count the phases; returns the seconds the send waited for the loop."""
