@@ -11,7 +11,8 @@ and unregisters in constant time, and the timer fires about once per timeout
 What a caller sees is what ``asyncio.timeout`` gives: at its deadline the
 operation's task is cancelled, and the ``CancelledError`` leaves the ``async
 with`` block as ``TimeoutError`` — unless the task was also cancelled from
-outside, which then goes on as a cancellation.
+outside meanwhile, which then goes on as a cancellation. An owner serves one
+event loop at a time, on that loop's thread.
 """
 
 from __future__ import annotations
@@ -39,14 +40,21 @@ class Deadlines:
         return _Deadline(self)
 
     def _enter(self, deadline: _Deadline) -> None:
+        if deadline.at:
+            raise RuntimeError("a deadline's block is entered once")
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # first use, or a new loop: nothing of the old one holds
+        if loop is not self._loop:
+            # First use, or the owner moved to a new loop (tests run one per case);
+            # one loop at a time is assumed: nothing of the old one holds.
+            if self._timer is not None:
+                self._timer.cancel()
             self._loop, self._timer = loop, None
             self._running.clear()
         task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("Deadlines.timeout() must be used inside a task")
         deadline.task = task
+        deadline.cancelling = task.cancelling()
         deadline.at = loop.time() + self.seconds
         self._running[deadline] = None
         if self._timer is None:
@@ -70,11 +78,12 @@ class Deadlines:
 
 
 class _Deadline:
-    __slots__ = ("_owner", "at", "expired", "task")
+    __slots__ = ("_owner", "at", "cancelling", "expired", "task")
 
     def __init__(self, owner: Deadlines) -> None:
         self._owner = owner
         self.at = 0.0
+        self.cancelling = 0  # the task's pending cancellations when the block began
         self.expired = False
         self.task: asyncio.Task[object]
 
@@ -90,6 +99,10 @@ class _Deadline:
     ) -> None:
         self._owner._exit(self)
         # As asyncio.timeout: the cancellation this deadline asked for is taken back;
-        # if none from elsewhere remains, the block ran out of time.
-        if self.expired and self.task.uncancel() == 0 and exc_type is asyncio.CancelledError:
+        # if no other came meanwhile, the block ran out of time.
+        if (
+            self.expired
+            and self.task.uncancel() <= self.cancelling
+            and exc_type is asyncio.CancelledError
+        ):
             raise TimeoutError from exc

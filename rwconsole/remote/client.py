@@ -155,6 +155,7 @@ class RemoteWriteClient:
 
     @property
     def state(self) -> EndpointConnection:
+        """The connection summary; read it on the loop's thread, as ``send`` runs."""
         if self._ok is not None:
             status, when, protocol = self._ok
             self._ok = None

@@ -1122,9 +1122,11 @@ class QueueManager:
             return
         oldest_mark = marks[0][0]
         if batch.first_seq > oldest_mark:
-            # Every change since the last call ended with one, which left the oldest
-            # mark at or after the oldest unfinished item; this batch was not that item,
-            # which is still unfinished and still holds the position.
+            # The last call left the oldest mark at or after the oldest unfinished item.
+            # What can make that item newer calls again (a batch finishing, the reader
+            # moving on, an old shard retiring, the end of a stop); a reshard only makes
+            # it older. This batch began after the mark, so it was not that item, which
+            # still holds the position. (Skipping wrongly would only delay the position.)
             return
         held = shard.oldest_seq()
         if held is not None and held <= oldest_mark:
@@ -1705,8 +1707,12 @@ class QueueManager:
         )
 
     def _retire(self, shard: _Shard) -> None:
-        with contextlib.suppress(ValueError):
-            self._legacy.remove(shard)
+        """An old shard's task ended. It leaves once it holds nothing unsent: a task
+        cancelled by a stop (the receiver still down) keeps its batches, and they keep
+        the delivered position before them."""
+        if shard.oldest_seq() is None:
+            with contextlib.suppress(ValueError):
+                self._legacy.remove(shard)
         self._advance_delivered()
 
     def _redistribute(self, batches: list[_Batch]) -> None:
@@ -1749,6 +1755,7 @@ class QueueManager:
             if shard.partial.count >= max_per_send:
                 shard.full.append(shard.partial)
                 shard.partial = _Batch()
+            _lower_first_seqs(shard)
             shard.wakeup.set()
 
     # ---- state for the console -----------------------------------------------------
@@ -1779,6 +1786,21 @@ class QueueManager:
 
     def out_rate(self) -> float:
         return self._data_out.rate
+
+
+def _lower_first_seqs(shard: _Shard) -> None:
+    """Give each of the shard's batches the lowest first chunk of itself and every batch
+    after it. Carried batches are dealt out one old shard after another, not oldest
+    first, so a batch can hold items older than the one before it; the shard's oldest
+    item is read from its first batch (``oldest_seq``). A lower first chunk is still a
+    lower bound."""
+    batches = [*shard.full, shard.partial] if shard.partial.count else list(shard.full)
+    low: int | None = None
+    for batch in reversed(batches):
+        if low is not None and low < batch.first_seq:
+            batch.first_seq = low
+        else:
+            low = batch.first_seq
 
 
 def _move_sample(batch: _Batch, i: int, old: _Batch) -> None:

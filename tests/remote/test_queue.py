@@ -528,6 +528,40 @@ def test_resharding_under_load_loses_and_reorders_nothing() -> None:
     run(body)
 
 
+def test_a_reshard_keeps_the_delivered_position_before_every_carried_item() -> None:
+    """Carried batches are dealt out one old shard after another, not oldest first: here
+    the new shard's first batch comes from chunks 2-3 and its last holds chunk 1. The
+    delivered position must still stay before chunk 1 until that is sent."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        settings = QueueConfig(
+            min_shards=2,
+            max_shards=2,
+            max_samples_per_send=2,
+            capacity=8,
+            batch_send_deadline=0.02,
+        )
+        h = Harness(receiver, settings, series=4)
+        h.queue.pause()  # each shard holds its first batch at the gate, unsent
+        h.queue.start()
+        # Chunk 1 goes to shard 1 only (odd refs), chunks 2-4 to shard 0 only.
+        h.source.push([1, 3], [NOW_MS, NOW_MS], [1.0, 1.0])
+        for r in range(1, 4):
+            h.source.push([2, 4], [NOW_MS + r * 1000] * 2, [float(r)] * 2)
+        await eventually(lambda: h.queue.read_position == (0, 4))
+        assert h.queue.delivered_position == (0, 0)
+        await h.queue._reshard(1)
+        h.source.push([2], [NOW_MS + 9000], [9.0])  # the reader looks for the position again
+        await eventually(lambda: h.queue.read_position == (0, 5))
+        assert h.queue.delivered_position == (0, 0), "chunk 1 is still unsent"
+        h.queue.resume()
+        await eventually(h.delivered_everything(9), timeout=30)
+        await h.queue.stop(5)
+        assert receiver.stats().samples == 9
+
+    run(body)
+
+
 def test_a_stop_while_the_receiver_refuses_hands_on_what_was_delivered_ahead() -> None:
     """One chunk of 2,000 samples, sent 500 at a time: the receiver takes the first
     batches, then refuses. The delivered position cannot pass the chunk, so the

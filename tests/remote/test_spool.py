@@ -206,6 +206,29 @@ def test_a_queue_widens_to_the_drain_shards_before_it_parks(tmp_path: Path) -> N
     run(body)
 
 
+def test_a_stop_before_the_old_shards_finish_keeps_their_batches_undelivered(
+    tmp_path: Path,
+) -> None:
+    """A reshard behind parked batches leaves the old shards to send them; a stop
+    while the receiver is still down cancels those shards. Their batches were never
+    sent, so the delivered position must not pass them: the next start sends them."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        await receiver.down()
+        h, spool = _harness(receiver, tmp_path, SpoolBudget(BIG, 0), max_shards=10)
+        assert spool is not None
+        h.queue.start()
+        h.push_rounds(10)
+        await eventually(lambda: _read_everything(h) and spool.waiting > 5)
+        await h.queue._reshard(5)
+        await h.queue.stop(0.2)
+        assert receiver.stats().samples == 0
+        assert h.queue.delivered_position == (0, 0)
+        assert h.queue.delivered_ahead is None
+
+    run(body)
+
+
 def test_resharding_and_retuning_behind_parked_batches_keep_order(tmp_path: Path) -> None:
     async def body(receiver: DemoReceiver) -> None:
         await receiver.down()
