@@ -10,11 +10,11 @@ remote-write client, the default ``queue_config`` but ``max_samples_per_send``)
 whose receiver refuses connections while ``requests × samples-per-send``
 samples are read, so they are parked as encoded bodies; then the null receiver
 (``bench_forwarder.py``'s sink) starts, and the drain is timed from its first
-answer until the delivered position reaches the end. Nothing else runs in the
-process meanwhile: no scraping, no WAL, so the figure is what sending one
-parked body costs (the spool read, the HTTP exchange, the queue's accounting),
-which the end-to-end catch-up benchmark (``bench_catchup.py``) mixes with the
-live load.
+answer until the delivered position reaches the end (an event, not a poll).
+Nothing else runs in the process meanwhile: no scraping, no WAL, so the figure
+is what sending one parked body costs (the spool read, the HTTP exchange, the
+queue's accounting), which the end-to-end catch-up benchmark
+(``bench_catchup.py``) mixes with the live load.
 
 The series look like the load generator's (seven labels, a few hundred
 thousand apart in value), so a body of 2,000 samples is some 41 KB, as in the
@@ -44,14 +44,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_forwarder import free_port  # noqa: E402
+
 _METHODS = ("GET", "POST", "PUT", "DELETE")
 _CODES = ("200", "404", "500", "301", "204")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, seconds: float) -> None:
@@ -105,7 +103,7 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
         async def next_chunk(self) -> Chunk:
             return await chunks.get()
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api/v1/write"
     spool_path = Path(args.spool_dir) / f"drain-{os.getpid()}.spool"
     spool = Spool(spool_path, SpoolBudget(1 << 40, 0))
@@ -141,10 +139,17 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
             break
         await asyncio.sleep(0.02)
     parked = spool.waiting
+    if queue.read_position != end or parked < args.requests * 0.9:
+        raise SystemExit(
+            f"only {parked} of {args.requests} bodies were parked (spool in {args.spool_dir}: "
+            f"{spool.last_error or 'no error'}); the figures would not be the drain's"
+        )
+    delivered = asyncio.Event()
+    queue.on_delivered = lambda position: delivered.set() if position == end else None
     receiver = subprocess.Popen(
         [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)],
         stdout=subprocess.DEVNULL,
-        **_pinned_elsewhere(args.pin),
+        **_pinned_to(args.receiver_cpus),
     )
     try:
         _wait_listening(port, 30)
@@ -154,11 +159,15 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        wall0, cpu0 = time.perf_counter(), time.process_time()
-        for _ in range(10_000_000):
-            if queue.delivered_position == end:
+        # From the first answer: the shards' next retry after the receiver is up is
+        # no part of sending.
+        for _ in range(100_000):
+            if client.state.last_success_time is not None:
                 break
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.0005)
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        async with asyncio.timeout(600):
+            await delivered.wait()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         if profiler is not None:
             profiler.disable()
@@ -178,12 +187,11 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def _pinned_elsewhere(pin: int | None) -> dict[str, object]:
-    if pin is None:
+def _pinned_to(cpus: str | None) -> dict[str, object]:
+    if not cpus:
         return {}
-    # Not this process's affinity: it is pinned to ``pin`` alone already.
-    others = sorted(set(range(os.cpu_count() or 1)) - {pin}) or [pin]
-    return {"preexec_fn": lambda: os.sched_setaffinity(0, others)}
+    chosen = {int(cpu) for cpu in cpus.split(",")}
+    return {"preexec_fn": lambda: os.sched_setaffinity(0, chosen)}
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -203,7 +211,9 @@ def _run(tree: Path, args: argparse.Namespace) -> dict[str, float]:
         f"--spool-dir={args.spool_dir}",
     ]
     if args.pin is not None:
-        argv.append(f"--pin={args.pin}")
+        # Chosen here: the measuring process is pinned to ``pin`` alone.
+        others = sorted(os.sched_getaffinity(0) - {args.pin}) or [args.pin]
+        argv.append(f"--receiver-cpus={','.join(map(str, others))}")
     if args.profile:
         argv.append(f"--profile={args.profile}.{tree.name}")
     env = {**os.environ, "PYTHONPATH": str(tree)}
@@ -227,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="cProfile each drain into FILE.<tree name>")
     parser.add_argument("--spool-dir", default=tempfile.gettempdir(), help="where the spools go")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--receiver-cpus", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)
