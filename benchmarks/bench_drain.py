@@ -161,10 +161,9 @@ async def _measure(args: argparse.Namespace) -> dict[str, float]:
             profiler.enable()
         # From the first answer: the shards' next retry after the receiver is up is
         # no part of sending.
-        for _ in range(100_000):
-            if client.state.last_success_time is not None:
-                break
-            await asyncio.sleep(0.0005)
+        async with asyncio.timeout(60):
+            while client.state.last_success_time is None:
+                await asyncio.sleep(0.0005)
         wall0, cpu0 = time.perf_counter(), time.process_time()
         async with asyncio.timeout(600):
             await delivered.wait()

@@ -1114,25 +1114,6 @@ class QueueManager:
         if self.on_delivered is not None:
             self.on_delivered(self.delivered_position)
 
-    def _advance_delivered_after(self, batch: _Batch, shard: _Shard) -> None:
-        """``_advance_delivered`` once ``batch`` of ``shard`` finished, without looking at
-        every shard when the position cannot move (most batches of a drain)."""
-        marks = self._marks
-        if not marks:
-            return
-        oldest_mark = marks[0][0]
-        if batch.first_seq > oldest_mark:
-            # The last call left the oldest mark at or after the oldest unfinished item.
-            # What can make that item newer calls again (a batch finishing, the reader
-            # moving on, an old shard retiring, the end of a stop); a reshard only makes
-            # it older. This batch began after the mark, so it was not that item, which
-            # still holds the position. (Skipping wrongly would only delay the position.)
-            return
-        held = shard.oldest_seq()
-        if held is not None and held <= oldest_mark:
-            return  # the shard's next item holds the position
-        self._advance_delivered()
-
     def _note_finished(self, batch: _Batch, delivered: bool) -> None:
         """Keep a finished batch's items until the delivered position passes them: a stop
         before then hands them on (``delivered_ahead``), so a restart skips them.
@@ -1220,7 +1201,7 @@ class QueueManager:
             last_send = time.monotonic()
             shard.done += batch.count
             shard.space.set()
-            self._advance_delivered_after(batch, shard)
+            self._advance_delivered()
 
     async def _encode(
         self, batch: _Batch, protocol: int | None = None, phases: _SendPhases | None = None
