@@ -30,6 +30,13 @@ Reported per forwarder:
   drain/s        samples taken in from the outage's start until drained, divided
                  by the drain time (what had to go out while draining)
   ×ingest        drain/s / steady ingest rate
+  rx drain s     the drain timed by the receiver, the same way for every forwarder:
+                 receiver answering -> the arrival of the last body whose first
+                 sample is older than that (``arrivals.py``; a queue sends its
+                 samples oldest first). The receiver stays up 1.5 s after the
+                 forwarder's own figures read drained, for bodies still on the way
+  rx drain/s     samples scraped before the receiver answered / rx drain s
+  rx B/smp       compressed bytes of those backlog bodies per backlog sample
   RSS steady / outage / drain   VmRSS: the steady window's peak, the outage's
                  peak and the drain's peak (MiB)
   CPU%           the forwarder's CPU during the drain; ``idle%`` the machine's;
@@ -66,6 +73,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from arrivals import backlog_delivered, read_arrivals
 from bench_forwarder import (
     BASELINE_SUFFIX,
     FORWARDERS,
@@ -94,6 +102,8 @@ VM_IN = "vmagent_remotewrite_global_rows_pushed_before_relabel_total"
 VM_PENDING = "vmagent_remotewrite_pending_data_bytes"
 VM_WRITTEN = "vm_persistentqueue_bytes_written_total"
 IN_FLIGHT_SECONDS = R + "requests_in_flight_seconds_total"
+RECEIVER_SETTLE = 1.5
+"""Seconds the receiver stays up after the forwarder's figures read drained."""
 
 
 @dataclass
@@ -114,6 +124,13 @@ class CatchupResult:
     machine_idle_percent_drain: float
     receiver_cpu_percent_drain: float
     answering_after_seconds: float
+    receiver_drain_seconds: float
+    """Receiver answering -> the last body whose first sample is older than that arrived."""
+    receiver_drain_per_second: float
+    """Samples scraped before the receiver answered / ``receiver_drain_seconds``."""
+    receiver_backlog_bodies: int
+    receiver_bytes_per_sample: float
+    """Compressed body bytes of those bodies per sample of the backlog."""
     shards_max: float | None
     drained: bool
 
@@ -133,11 +150,11 @@ class _Sample:
 class CatchupBench(Bench):
     """Adds vmagent and a restartable receiver to ``bench_forwarder.Bench``."""
 
-    def start_null_receiver(self, port: int) -> _Proc:
-        proc = self.procs.start(
-            "null-receiver",
-            [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)],
-        )
+    def start_null_receiver(self, port: int, arrivals: Path | None = None) -> _Proc:
+        command = [sys.executable, str(HERE / "bench_forwarder.py"), "--null-receiver", str(port)]
+        if arrivals is not None:
+            command.append(f"--arrivals={arrivals}")
+        proc = self.procs.start("null-receiver", command)
         wait_http(f"http://127.0.0.1:{port}/", proc, 20, every=0.01)
         return proc
 
@@ -263,8 +280,10 @@ class CatchupBench(Bench):
             down = sample()
             outage = poll(args.outage)
             up_at = time.monotonic()
-            receiver = self.start_null_receiver(port)
+            arrivals = self.workdir / f"arrivals-{name}.jsonl"
+            receiver = self.start_null_receiver(port, arrivals)
             answering = time.monotonic()  # its process starts in 0.3-0.7 s: not the forwarder's
+            answering_ms = int(time.time() * 1000)
             receiver_cpu0 = cpu_seconds(receiver.popen.pid)
             if running.kind == VMAGENT:
                 written = read_metrics(running.metrics_url).get(VM_WRITTEN, 0.0) - written_before
@@ -281,6 +300,9 @@ class CatchupBench(Bench):
             drain = poll(args.drain_timeout, drained_by)
             cpu1, (idle1, total1) = cpu_seconds(pid), machine_times()
             receiver_cpu1 = cpu_seconds(receiver.popen.pid)
+            # The receiver stays up a while longer: a forwarder's own figure may read drained
+            # before its last old body arrived, and the receiver's notes tell when it did.
+            time.sleep(RECEIVER_SETTLE)
             if args.trace:
                 print_trace(drain, up_at, answering)
             if profile is not None:
@@ -288,6 +310,8 @@ class CatchupBench(Bench):
         finally:
             self.stop_forwarder(running)
             self.procs.stop(receiver)
+        notes = read_arrivals(arrivals)
+        delivered_at, old_bodies, old_bytes = backlog_delivered(notes, answering_ms)
         last = drain[-1]
         drained = drained_by(drain)
         end = drain[-2] if drained else last  # the second poll only confirms the first
@@ -295,6 +319,10 @@ class CatchupBench(Bench):
         cleared = end.samples_in - down.samples_in
         cleared_by_last = last.samples_in - down.samples_in
         rate = cleared / seconds if seconds > 0 else math.nan
+        # Everything scraped before the receiver answered, by the receiver's clock.
+        before_answer = outage[-1].samples_in - down.samples_in
+        before_answer += ingest * max(0.0, answering - outage[-1].t)
+        rx_seconds = delivered_at - answering if delivered_at is not None else math.nan
         shards = [s.shards for s in steady + outage + drain if s.shards is not None]
         return CatchupResult(
             forwarder=name,
@@ -315,6 +343,10 @@ class CatchupBench(Bench):
             * (receiver_cpu1 - receiver_cpu0)
             / max(1e-9, last.t - answering),
             answering_after_seconds=round(answering - up_at, 2),
+            receiver_drain_seconds=round(rx_seconds, 2),
+            receiver_drain_per_second=before_answer / rx_seconds if rx_seconds > 0 else math.nan,
+            receiver_backlog_bodies=old_bodies,
+            receiver_bytes_per_sample=old_bytes / before_answer if before_answer else math.nan,
             shards_max=max(shards) if shards else None,
             drained=drained,
         )
@@ -355,7 +387,8 @@ def print_results(results: Sequence[CatchupResult]) -> None:
     header = (
         f"{'forwarder':<18} {'ingest/s':>9} {'backlog':>11} {'drain s':>8} {'drain/s':>9} "
         f"{'×ingest':>7} {'RSS steady/outage/drain MiB':>28} {'CPU%':>6} {'µs/smp':>6} "
-        f"{'idle%':>6} {'rcv%':>5} {'shards':>6}"
+        f"{'idle%':>6} {'rcv%':>5} {'shards':>6} {'rx drain s':>10} {'rx drain/s':>11} "
+        f"{'rx B/smp':>8}"
     )
     print(header)
     for r in results:
@@ -367,7 +400,8 @@ def print_results(results: Sequence[CatchupResult]) -> None:
             f"{drain:>8} {r.drain_per_second:>9,.0f} {r.drain_over_ingest:>7.2f} {rss:>28} "
             f"{r.cpu_percent_drain:>6.1f} {r.cpu_us_per_sample_drain:>6.2f} "
             f"{r.machine_idle_percent_drain:>6.1f} {r.receiver_cpu_percent_drain:>5.0f} "
-            f"{shards:>6}"
+            f"{shards:>6} {r.receiver_drain_seconds:>10.2f} {r.receiver_drain_per_second:>11,.0f} "
+            f"{r.receiver_bytes_per_sample:>8.1f}"
         )
 
 
@@ -382,7 +416,9 @@ def print_ratios(results: Sequence[CatchupResult]) -> None:
                 continue
             print(
                 f"ratio {r.forwarder}/{ref.forwarder}: drain/s "
-                f"{r.drain_per_second / ref.drain_per_second:.2f}, peak drain RSS "
+                f"{r.drain_per_second / ref.drain_per_second:.2f} (at the receiver "
+                f"{r.receiver_drain_per_second / ref.receiver_drain_per_second:.2f}), "
+                "peak drain RSS "
                 f"{r.rss_drain / ref.rss_drain:.2f}, CPU per sample while draining "
                 f"{r.cpu_us_per_sample_drain / ref.cpu_us_per_sample_drain:.2f}; "
                 f"{r.forwarder} drain RSS / steady "

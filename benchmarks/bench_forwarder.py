@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from arrivals import Arrivals
 
 HERE = Path(__file__).resolve().parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -907,8 +908,12 @@ def _ratio(a: float, b: float) -> str:
 # ---- null receiver ----------------------------------------------------------------------------
 
 
-async def _null_receiver(port: int, seconds: float) -> None:
-    """Reads each request body and answers 204 (GET answers 200 for the readiness check)."""
+async def _null_receiver(port: int, seconds: float, arrivals_file: Path | None = None) -> None:
+    """Reads each request body and answers 204 (GET answers 200 for the readiness check).
+
+    With ``arrivals_file``, each body's arrival and first sample's timestamp are noted
+    (``arrivals.Arrivals``) and written there when the receiver stops."""
+    arrivals = Arrivals() if arrivals_file is not None else None
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -919,7 +924,9 @@ async def _null_receiver(port: int, seconds: float) -> None:
                     if line[:15].lower() == b"content-length:":
                         length = int(line[15:])
                 if length:
-                    await reader.readexactly(length)
+                    body = await reader.readexactly(length)
+                    if arrivals is not None:
+                        arrivals.note(body)
                 if head.startswith(b"GET"):
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
                 else:
@@ -937,6 +944,8 @@ async def _null_receiver(port: int, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
     server.close()
+    if arrivals is not None and arrivals_file is not None:
+        arrivals.write(arrivals_file)
 
 
 # ---- main -------------------------------------------------------------------------------------
@@ -987,6 +996,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--quick", action="store_true", help="a small load, about one minute")
     parser.add_argument("--null-receiver", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--arrivals", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.null_receiver is not None:
         return args
@@ -1061,7 +1071,7 @@ def run_guarded(bench: Bench, work: Callable[[], object]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.null_receiver is not None:
-        asyncio.run(_null_receiver(args.null_receiver, 7200))
+        asyncio.run(_null_receiver(args.null_receiver, 7200, args.arrivals))
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="bench-forwarder-"))
     bench = Bench(args, workdir)
