@@ -48,8 +48,11 @@ Reported per forwarder:
                  a forwarder gets, this figure much less
 The background CPU use is printed before the runs: quote ratios of one run.
 Forwarders: ``rwconsole``, ``rwconsole-5000``, ``agent``, ``agent-5000`` (as in
-``bench_forwarder.py``), ``vmagent`` (its default remote-write settings), and
-``NAME@base`` with ``--baseline DIR``.
+``bench_forwarder.py``), ``vmagent`` (its default remote-write settings: up to
+10,000 samples a request), ``vmagent-2000`` (``-remoteWrite.maxRowsPerBlock=2000``,
+the request size of rwconsole's and Alloy's defaults), and ``NAME@base`` with
+``--baseline DIR``. With ``--pin`` every forwarder, vmagent included, runs on that
+CPU alone.
 """
 
 from __future__ import annotations
@@ -98,6 +101,8 @@ from bench_forwarder import (
 )
 
 VMAGENT = "vmagent"
+VMAGENT_ROWS = {VMAGENT: None, f"{VMAGENT}-2000": 2000}
+"""vmagent variants by -remoteWrite.maxRowsPerBlock (None: its default, 10,000 samples)."""
 VM_IN = "vmagent_remotewrite_global_rows_pushed_before_relabel_total"
 VM_PENDING = "vmagent_remotewrite_pending_data_bytes"
 VM_WRITTEN = "vm_persistentqueue_bytes_written_total"
@@ -159,7 +164,7 @@ class CatchupBench(Bench):
         return proc
 
     def start_any(self, name: str, load: Load, targets: list[str], write_url: str) -> _Running:
-        if name != VMAGENT:
+        if name not in VMAGENT_ROWS:
             return self.start_forwarder(name, load, targets, write_url)
         binary = shutil.which("vmagent")
         if binary is None:
@@ -188,7 +193,13 @@ class CatchupBench(Bench):
             f"-remoteWrite.label=forwarder={name}",
             f"-httpListenAddr=127.0.0.1:{port}",
         ]
-        proc = self.procs.start(name, argv, cwd=data_dir)
+        rows = VMAGENT_ROWS[name]
+        if rows is not None:
+            argv.append(f"-remoteWrite.maxRowsPerBlock={rows}")
+        # Pinned like every forwarder: on the other CPUs it would share one with the
+        # receiver and the load generator (Go sizes GOMAXPROCS to the CPUs it may use).
+        pin = {self.args.pin} if self.args.pin is not None else None
+        proc = self.procs.start(name, argv, cpus=pin, cwd=data_dir)
         metrics_url = f"http://127.0.0.1:{port}/metrics"
         wait_http(metrics_url, proc, 60)
         return _Running(name, VMAGENT, proc, metrics_url, data_dir)
@@ -449,16 +460,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--pin",
         type=int,
         metavar="CPU",
-        help="run each rwconsole and agent on this CPU alone, everything else on the others",
+        help="run each forwarder on this CPU alone, everything else on the others",
     )
     parser.set_defaults(attach=0)  # bench_forwarder's console links: none here
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.forwarders.split(",") if n.strip()]
     unknown = [
-        n for n in names if n != VMAGENT and n.removesuffix(BASELINE_SUFFIX) not in FORWARDERS
+        n
+        for n in names
+        if n not in VMAGENT_ROWS and n.removesuffix(BASELINE_SUFFIX) not in FORWARDERS
     ]
     if unknown or not names:
-        choices = ", ".join([VMAGENT, *FORWARDERS])
+        choices = ", ".join([*VMAGENT_ROWS, *FORWARDERS])
         parser.error(f"--forwarders: unknown {unknown}; choose from {choices}")
     if any(n.endswith(BASELINE_SUFFIX) for n in names) and args.baseline is None:
         parser.error(f"forwarders named NAME{BASELINE_SUFFIX} need --baseline DIR")
