@@ -289,7 +289,11 @@ class WalFollower:
             if not self._live:
                 chunk, self._ready = self._ready, None
                 if chunk is None:
-                    chunk = self._read_files()
+                    try:
+                        chunk = self._read_files()
+                    except Exception:
+                        self._reader = None  # the next read starts again from what was handed
+                        raise
                 if chunk is not None:
                     self._handed = chunk.end
                     self._schedule_prefetch()

@@ -69,6 +69,9 @@ DRAIN_SHARDS = BULK_MAX_SHARDS
 """Shards a queue widens to (within max_shards) before it parks its first batch: a
 parked batch stays with the shard that built it, so this is how many requests the
 drain can have in flight."""
+READ_RETRY_MIN_SECONDS = 1.0
+READ_RETRY_MAX_SECONDS = 30.0
+"""A read of the WAL that failed is tried again after 1 s, doubling up to this."""
 _MISSING = object()
 _THREAD_COMPRESS_BYTES = 64 * 1024
 """Request bodies this large are compressed in a worker thread (about 60 µs of
@@ -449,11 +452,11 @@ class QueueManager:
             return
         self._stopped = True
         if self._widening is not None:
-            await _cancel([self._widening])
+            self._log_task_errors(await _cancel([self._widening]))
         loop = asyncio.get_running_loop()
         until = loop.time() + (self.flush_deadline if deadline is None else deadline)
         read_task, *others = self._tasks or [None]
-        await _cancel(others)
+        self._log_task_errors(await _cancel(others))
         if read_task is not None:
             await self._stop_reading(read_task, until)
         self._reading_seq = None
@@ -464,7 +467,7 @@ class QueueManager:
         tasks = [s.task for s in every if s.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, until - loop.time()))
-            await _cancel(pending)
+            self._log_task_errors(await _cancel(pending))
             if pending:
                 self._log.warning(
                     "queue %s: %d shard(s) still sending at shutdown; their data stays in the "
@@ -494,7 +497,13 @@ class QueueManager:
         if self._reading_seq is not None:
             timeout = max(0.0, until - asyncio.get_running_loop().time())
             await asyncio.wait([read_task], timeout=timeout)
-        await _cancel([read_task])
+        self._log_task_errors(await _cancel([read_task]))
+
+    def _log_task_errors(self, errors: list[BaseException]) -> None:
+        """A task of the queue that ended with an error: logged, so a stop still goes on
+        to flush, save the delivered position and hand on what was delivered ahead."""
+        for error in errors:
+            self._log.error("queue %s: a task failed: %s", self.name, error, exc_info=error)
 
     def _publish_settings(self) -> None:
         s = self.settings
@@ -576,8 +585,25 @@ class QueueManager:
     # ---- reading and enqueueing ----------------------------------------------------
 
     async def _read_loop(self) -> None:
+        pause = READ_RETRY_MIN_SECONDS
         while not self._reading_stopped:
-            chunk = await self._source.next_chunk()
+            try:
+                chunk = await self._source.next_chunk()
+            except Exception as err:
+                # Reading the WAL failed (an I/O error, say): nothing was taken from it,
+                # so the same read is tried again, less often while it keeps failing.
+                self.last_error = f"reading the WAL: {err}"
+                self.last_error_time = self._clock()
+                self._log.error(
+                    "queue %s: reading the WAL failed (%s); trying again in %.0fs",
+                    self.name,
+                    err,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, READ_RETRY_MAX_SECONDS)
+                continue
+            pause = READ_RETRY_MIN_SECONDS
             if self._skipping is not None:
                 chunk = self._skip_delivered(chunk, self._skipping)
             self._read_end_seen = chunk.end
@@ -1019,15 +1045,18 @@ class QueueManager:
                 self._widen(lanes)
                 return False
         protocol = self.negotiation.current
-        body = encode.compress(self._serialize(batch, protocol))
+        # After a fallback to 1.0 the batch still has 2.0 series keys: encoded as 1.0.
+        encoded = batch if protocol == self.protocol else self._as_v1(batch)
+        body = encode.compress(self._serialize(encoded, protocol))
         self._park_estimate = len(body)
         ref = spool.put(body, pack_items(batch.items()))
         if ref is None:
             self.metrics.spool_refused.inc()
             return False
         self._parked_waiting += 1
+        batch.count = encoded.count  # without what 1.0 cannot carry (counted as dropped)
         batch.parked = _Parked(
-            ref, batch.counts(), batch.lowest_timestamp(), batch.highest_timestamp(), protocol
+            ref, encoded.counts(), encoded.lowest_timestamp(), encoded.highest_timestamp(), protocol
         )
         batch.refs, batch.series, batch.timestamps, batch.values = [], [], [], []
         batch.exemplars, batch.exemplar_refs = [], []
@@ -1245,41 +1274,41 @@ class QueueManager:
             )
         return body
 
-    def _shed_too_old(self, batch: _Batch) -> _Batch:
-        """Drop items older than sample_age_limit from a batch that waited too long."""
+    def _shed_too_old(self, batch: _Batch) -> bool:
+        """Drop items older than sample_age_limit from a batch that waited too long, in
+        place (a reshard then carries the batch as shed, and nothing is counted twice):
+        whether any were dropped."""
         limit = self.settings.sample_age_limit
         if limit <= 0 or batch.parked is not None:
             # A parked body goes whole: parking is off while a limit is set, so only
             # batches parked before a live change to it get here.
-            return batch
+            return False
         cutoff = int((self._clock() - limit) * 1000)
         lowest = batch.lowest_timestamp()
         if lowest <= 0 or lowest >= cutoff:
-            return batch
+            return False
+        before = batch.counts()
         keep = [i for i, t in enumerate(batch.timestamps) if t >= cutoff]
         keep_ex = [i for i, (_, e) in enumerate(batch.exemplars) if e.timestamp >= cutoff]
         keep_h = [i for i, h in enumerate(batch.histograms) if h[1] >= cutoff]
         starts = batch.starts
-        shed = _Batch(
-            refs=[batch.refs[i] for i in keep],
-            series=[batch.series[i] for i in keep],
-            timestamps=[batch.timestamps[i] for i in keep],
-            values=[batch.values[i] for i in keep],
-            exemplars=[batch.exemplars[i] for i in keep_ex],
-            exemplar_refs=[batch.exemplar_refs[i] for i in keep_ex],
-            histograms=[batch.histograms[i] for i in keep_h],
-            histogram_refs=[batch.histogram_refs[i] for i in keep_h],
-            first_seq=batch.first_seq,
-            last_seq=batch.last_seq,
-        )
+        batch.refs = [batch.refs[i] for i in keep]
+        batch.series = [batch.series[i] for i in keep]
+        batch.timestamps = [batch.timestamps[i] for i in keep]
+        batch.values = [batch.values[i] for i in keep]
+        batch.exemplars = [batch.exemplars[i] for i in keep_ex]
+        batch.exemplar_refs = [batch.exemplar_refs[i] for i in keep_ex]
+        batch.histograms = [batch.histograms[i] for i in keep_h]
+        batch.histogram_refs = [batch.histogram_refs[i] for i in keep_h]
+        batch.starts = None
         if starts:
-            shed.note_starts(0, [starts.get(i, 0) for i in keep])
-        shed.count = len(keep) + len(keep_ex) + len(keep_h)
-        for kind, before, after in zip(ITEM_KINDS, batch.counts(), shed.counts(), strict=True):
-            if before > after:
-                self.metrics.dropped(kind, DROP_TOO_OLD).inc(before - after)
-                self.metrics.pending[kind].dec(before - after)
-        return shed
+            batch.note_starts(0, [starts.get(i, 0) for i in keep])
+        batch.count = len(keep) + len(keep_ex) + len(keep_h)
+        for kind, was, now in zip(ITEM_KINDS, before, batch.counts(), strict=True):
+            if was > now:
+                self.metrics.dropped(kind, DROP_TOO_OLD).inc(was - now)
+                self.metrics.pending[kind].dec(was - now)
+        return True
 
     async def _send_batch(self, batch: _Batch, stop: asyncio.Event) -> None:
         """Send one batch until it succeeds or fails for good (retrying forever).
@@ -1310,11 +1339,8 @@ class QueueManager:
         # an outage they would read as a receiver taking minutes per batch.
         not_sending = 0.0
         while True:
-            shed = self._shed_too_old(batch)
-            if shed is not batch:
-                batch = shed
-                if batch.count:
-                    body = await self._encode(batch, protocol, phases)
+            if self._shed_too_old(batch) and batch.count:
+                body = await self._encode(batch, protocol, phases)
             if batch.count == 0:
                 break
             if not self._resume.is_set():
@@ -1638,6 +1664,8 @@ class QueueManager:
         an unfinished item.
         """
         async with self._reshard_lock:
+            if self._stopped:
+                return
             if self._holds_parked():
                 self._reshard_behind_parked(n)
                 return
@@ -1653,7 +1681,11 @@ class QueueManager:
                     _, running = await asyncio.wait(tasks, timeout=self.flush_deadline)
                     # An attempt still running after the deadline is cancelled; its batch
                     # is sent again, which a receiver may see twice.
-                    await _cancel(running)
+                    self._log_task_errors(await _cancel(running))
+                if self._stopped:
+                    # A stop came meanwhile and saw the old shards: their unfinished
+                    # batches stay with them, before the delivered position it saved.
+                    return
                 carried = [batch for shard in old for batch in shard.unfinished()]
                 self._shards = self._new_shards(n)
                 self._redistribute(carried)
@@ -1908,13 +1940,20 @@ async def _wait_all_or(tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event)
     return not stop.is_set()
 
 
-async def _cancel(tasks: Any) -> None:
+async def _cancel(tasks: Any) -> list[BaseException]:
+    """Cancel ``tasks`` and wait for them; the errors of those that had failed."""
     tasks = list(tasks)
     for task in tasks:
         task.cancel()
+    errors: list[BaseException] = []
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await task
+        except asyncio.CancelledError:
+            pass
+        except Exception as err:
+            errors.append(err)
+    return errors
 
 
 def _describe(result: SendResultLike) -> str:

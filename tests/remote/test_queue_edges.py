@@ -1,0 +1,233 @@
+"""The endpoint queue where two things meet: a fallback and parking, a stop and a live
+queue_config change, a stop and a failing WAL read, a reshard and shedding by age.
+
+Each test drives one such sequence end to end against a real receiver and checks
+that nothing is lost, sent twice or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import test_protocol_fallback as fallback
+from test_queue import NOW_MS, Harness, ListSource, refuse_from_now_on, run
+from test_spool import BIG, _settings
+from waits import eventually
+
+from rwconsole.config.schema import QueueConfig
+from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.remote.chunks import Chunk
+from rwconsole.remote.spool import Spool, SpoolBudget
+
+
+def test_batches_parked_after_a_fallback_to_1_0_are_encoded_as_1_0(tmp_path: Path) -> None:
+    """A 2.0 endpoint whose receiver speaks only 1.0 falls back; later the receiver goes
+    down and the queue parks batches. They are parked as 1.0 bodies (the batches hold
+    2.0 series keys, which the 1.0 encoder cannot take as they are: encoding them
+    raised in ``seal()``, which ended the read loop, or, in a shard's ``take()``, lost
+    the batch it had just taken), and every round reaches the receiver once, in order."""
+    rounds = 40
+
+    async def body() -> None:
+        receiver = fallback.Receiver("v1-only-415")
+        await receiver.server.start("127.0.0.1", 0)
+        port = receiver.server.port
+        source = fallback.Source()
+        spool = Spool(tmp_path / "q.spool", SpoolBudget(BIG, 0))
+        queue, _ = fallback.make_queue(receiver, source, spool=spool, park_after_lag=0.0)
+        queue.settings = _settings(max_samples_per_send=10, capacity=20, max_shards=4)
+        queue.start()
+        try:
+            source.push_round(0)
+            await eventually(lambda: queue.delivered_position == (0, 1))
+            assert queue.negotiation.current == 1, "fell back to 1.0"
+            await receiver.server.stop()
+            for r in range(1, rounds):
+                source.push_round(r)
+            await eventually(lambda: queue.status() == "retrying")
+            await asyncio.sleep(1.0)
+            await receiver.server.start("127.0.0.1", port)
+            await eventually(lambda: queue.delivered_position == (0, rounds), timeout=15)
+        finally:
+            read_task = queue._tasks[0]
+            crashed = read_task.done() and not read_task.cancelled() and read_task.exception()
+            await queue.stop(5.0)
+            await receiver.server.stop()
+        assert not crashed, f"the read loop died: {crashed!r}"
+        for labels, samples in receiver.samples.items():
+            assert [v for _, v in samples] == [float(r) for r in range(rounds)], labels
+        assert len(receiver.samples) == fallback.N_SERIES
+
+    asyncio.run(body())
+
+
+def test_a_stop_during_a_live_queue_config_change_leaves_no_shard_sending() -> None:
+    """``apply_settings`` reshards: the old shards are stopped and ``_reshard`` waits for
+    the one in an HTTP attempt. A queue stop meanwhile (an engine shutdown while a
+    console command runs) saves the delivered position and what was delivered ahead
+    from the old shards; the reshard then leaves the shards as they are instead of
+    starting new ones with the carried batches, so nothing is sent after the stop
+    returned (a restart would send it again)."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("latency", delay=0.5)
+        settings = QueueConfig(
+            min_shards=2,
+            max_shards=4,
+            max_samples_per_send=20,
+            capacity=1000,
+            batch_send_deadline=0.02,
+        )
+        h = Harness(receiver, settings)
+        h.queue.start()
+        h.push_rounds(10)
+        in_flight = lambda: h.registry.value(  # noqa: E731
+            "rwconsole_remote_requests_in_flight", remote_name="test", url=receiver.url
+        )
+        await eventually(lambda: h.queue.read_position == (0, 10) and in_flight() > 0)
+        change = asyncio.create_task(
+            h.queue.apply_settings(dataclasses.replace(settings, min_shards=3, max_shards=3))
+        )
+        await asyncio.sleep(0.05)  # the reshard waits for the attempts in flight
+        await h.queue.stop(5)
+        await change
+        at_stop = receiver.stats().samples
+        position, ahead = h.queue.delivered_position, h.queue.delivered_ahead
+        await asyncio.sleep(1.5)
+        running = [s for s in h.queue._shards if s.task is not None and not s.task.done()]
+        for shard in running:
+            shard.task.cancel()
+        assert receiver.stats().samples == at_stop, (
+            f"sent after stop returned (saved position {position}, "
+            f"ahead {ahead.total() if ahead else 0})"
+        )
+        assert not running, "shard tasks still running after stop"
+
+    run(body)
+
+
+def test_a_source_error_does_not_cost_the_stop_its_flush_and_delivered_ahead() -> None:
+    """The chunk source raises (an I/O error reading the WAL files): the read loop logs it
+    and tries again later instead of ending, and a stop still flushes and cancels the
+    shards, keeps the delivered position and hands on every item delivered beyond it
+    (a stop that re-raised the read loop's error skipped all of that, so a restart
+    sent those items again)."""
+
+    class FailingSource(ListSource):
+        async def next_chunk(self) -> Chunk:
+            if self._queue.empty() and self.position:
+                raise OSError("EIO reading a WAL segment")
+            return await super().next_chunk()
+
+    async def body(receiver: DemoReceiver) -> None:
+        settings = QueueConfig(
+            min_shards=1,
+            max_shards=1,
+            max_samples_per_send=500,
+            capacity=2000,
+            batch_send_deadline=0.05,
+            min_backoff=0.02,
+            max_backoff=0.1,
+        )
+        h = Harness(receiver, settings)
+        h.source = h.queue._source = FailingSource()
+        refs = sorted(h.series)
+        rounds = 40
+        receiver.set_fault("latency", delay=0.2)
+        h.queue.start()
+        h.source.push(
+            [ref for _ in range(rounds) for ref in refs],
+            [NOW_MS + r * 1000 for r in range(rounds) for _ in refs],
+            [float(r) for r in range(rounds) for _ in refs],
+        )
+        await eventually(lambda: receiver.stats().samples >= 1000)
+        await refuse_from_now_on(h)
+        raised = None
+        try:
+            await h.queue.stop(0.2)
+        except OSError as err:
+            raised = err
+        delivered = receiver.stats().samples
+        running = [s for s in h.queue._shards if s.task is not None and not s.task.done()]
+        for shard in running:
+            shard.task.cancel()
+        assert h.queue.delivered_position == (0, 0)
+        ahead = h.queue.delivered_ahead
+        assert ahead is not None and ahead.total() == delivered, (
+            f"{delivered} samples delivered ahead of the position are not handed on "
+            f"(stop raised {raised!r})"
+        )
+        assert not running, "shard tasks still running after stop"
+
+    run(body)
+
+
+def test_items_shed_before_a_reshard_interrupted_the_retry_are_counted_once() -> None:
+    """Items shed by age while a batch is retried, then a reshard that interrupts the
+    retry: the batch is carried as shed, so ``samples_dropped_total{reason="too_old"}``
+    counts each shed item once and ``samples_pending`` ends at zero (shedding a copy
+    left the carried batch whole, and its new shard shed and counted it again)."""
+    now = [NOW_MS / 1000]
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("error_5xx", status=503)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=1,
+                max_shards=2,
+                max_samples_per_send=1000,
+                batch_send_deadline=0.02,
+                sample_age_limit=60.0,
+                min_backoff=0.02,
+                max_backoff=0.1,
+            ),
+            clock=lambda: now[0],
+        )
+        h.queue.start()
+        h.push_rounds(1, start_ms=NOW_MS - 30_000)
+        fresh = h.push_rounds(1, start_ms=NOW_MS)
+        await eventually(lambda: h.metric("samples_retried_total") > 0)
+        now[0] += 45  # the first round is 75 s old now, the second 45 s
+        dropped = lambda: h.metric("samples_dropped_total", reason="too_old")  # noqa: E731
+        await eventually(lambda: dropped() == 50)
+        await h.queue._reshard(2)
+        receiver.set_fault("ok")
+        await eventually(lambda: receiver.stats().samples >= fresh)
+        await h.queue.stop(5)
+        assert receiver.stats().samples == fresh
+        assert dropped() == 50, "each shed sample counted once"
+        assert h.metric("samples_pending") == 0
+
+    run(body)
+
+
+def test_a_failed_read_of_the_wal_is_tried_again_and_loses_nothing() -> None:
+    """One read of the source fails (an I/O error); the queue says so in its last error,
+    tries again a second later and delivers every round exactly once."""
+
+    class OnceFailingSource(ListSource):
+        calls = 0
+
+        async def next_chunk(self) -> Chunk:
+            self.calls += 1
+            if self.calls == 3:
+                raise OSError("EIO reading a WAL segment")
+            return await super().next_chunk()
+
+    async def body(receiver: DemoReceiver) -> None:
+        h = Harness(
+            receiver,
+            QueueConfig(min_shards=1, max_shards=1, max_samples_per_send=100),
+        )
+        h.source = h.queue._source = OnceFailingSource()
+        expected = h.push_rounds(10)
+        h.queue.start()
+        await eventually(lambda: "reading the WAL" in (h.queue.last_error or ""))
+        await eventually(h.delivered_everything(expected), timeout=15)
+        await h.queue.stop(5)
+        assert receiver.stats().samples == expected
+
+    run(body)
