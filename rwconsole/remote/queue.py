@@ -1148,7 +1148,9 @@ class QueueManager:
         before then hands them on (``delivered_ahead``), so a restart skips them.
 
         A parked batch whose body could not be read back (not ``delivered``) is
-        not kept: the WAL still holds a good copy, which a restart sends."""
+        not kept: it was counted as dropped (``_drop_unreadable``), and the WAL's
+        copy goes out again only if a restart comes before the delivered position
+        passes it."""
         # Every chunk the batch took from has a sequence number below this one.
         bound = batch.last_seq + 1
         if batch.parked is None:
