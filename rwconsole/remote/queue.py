@@ -457,6 +457,9 @@ class QueueManager:
         until = loop.time() + (self.flush_deadline if deadline is None else deadline)
         read_task, *others = self._tasks or [None]
         self._log_task_errors(await _cancel(others))
+        for shard in self._shards:
+            if shard.stop.is_set():
+                self._resume_stopped(shard)
         if read_task is not None:
             await self._stop_reading(read_task, until)
         self._reading_seq = None
@@ -485,6 +488,18 @@ class QueueManager:
             self._spool.close()
             self._parked_waiting = 0
             self._publish_spool()
+
+    def _resume_stopped(self, shard: _Shard) -> None:
+        """A shard that a reshard cancelled by the stop had stopped sends again, so the
+        stop flushes it: a task still in its HTTP attempt goes on, an ended one is
+        started again with the batch it was interrupted in first."""
+        shard.stop.clear()
+        if shard.task is not None and not shard.task.done():
+            return
+        if shard.inflight is not None:
+            shard.full.appendleft(shard.inflight)
+            shard.inflight = None
+        shard.task = asyncio.create_task(self._run_shard(shard), name=f"queue-{self.name}-shard")
 
     async def _stop_reading(self, read_task: asyncio.Task[None], until: float) -> None:
         """End the read loop at a chunk boundary (within the deadline).

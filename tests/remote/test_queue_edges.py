@@ -12,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 import test_protocol_fallback as fallback
-from test_queue import NOW_MS, Harness, ListSource, refuse_from_now_on, run
+from test_queue import NOW_MS, Harness, ListSource, assert_in_order, refuse_from_now_on, run
 from test_spool import BIG, _settings
 from waits import eventually
 
@@ -66,13 +66,13 @@ def test_batches_parked_after_a_fallback_to_1_0_are_encoded_as_1_0(tmp_path: Pat
 def test_a_stop_during_a_live_queue_config_change_leaves_no_shard_sending() -> None:
     """``apply_settings`` reshards: the old shards are stopped and ``_reshard`` waits for
     the one in an HTTP attempt. A queue stop meanwhile (an engine shutdown while a
-    console command runs) saves the delivered position and what was delivered ahead
-    from the old shards; the reshard then leaves the shards as they are instead of
-    starting new ones with the carried batches, so nothing is sent after the stop
-    returned (a restart would send it again)."""
+    console command runs) flushes the old shards and saves the delivered position;
+    the reshard then leaves the shards as they are instead of starting new ones with
+    the carried batches, so no shard runs and nothing is sent after the stop returned
+    (a restart would send it again)."""
 
     async def body(receiver: DemoReceiver) -> None:
-        receiver.set_fault("latency", delay=0.5)
+        receiver.set_fault("latency", delay=0.2)
         settings = QueueConfig(
             min_shards=2,
             max_shards=4,
@@ -82,7 +82,7 @@ def test_a_stop_during_a_live_queue_config_change_leaves_no_shard_sending() -> N
         )
         h = Harness(receiver, settings)
         h.queue.start()
-        h.push_rounds(10)
+        expected = h.push_rounds(10)
         in_flight = lambda: h.registry.value(  # noqa: E731
             "rwconsole_remote_requests_in_flight", remote_name="test", url=receiver.url
         )
@@ -91,19 +91,16 @@ def test_a_stop_during_a_live_queue_config_change_leaves_no_shard_sending() -> N
             h.queue.apply_settings(dataclasses.replace(settings, min_shards=3, max_shards=3))
         )
         await asyncio.sleep(0.05)  # the reshard waits for the attempts in flight
-        await h.queue.stop(5)
+        await h.queue.stop(30)
         await change
         at_stop = receiver.stats().samples
-        position, ahead = h.queue.delivered_position, h.queue.delivered_ahead
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.0)
         running = [s for s in h.queue._shards if s.task is not None and not s.task.done()]
         for shard in running:
             shard.task.cancel()
-        assert receiver.stats().samples == at_stop, (
-            f"sent after stop returned (saved position {position}, "
-            f"ahead {ahead.total() if ahead else 0})"
-        )
         assert not running, "shard tasks still running after stop"
+        assert receiver.stats().samples == at_stop == expected
+        assert h.queue.delivered_position == (0, 10)
 
     run(body)
 
@@ -229,5 +226,40 @@ def test_a_failed_read_of_the_wal_is_tried_again_and_loses_nothing() -> None:
         await eventually(h.delivered_everything(expected), timeout=15)
         await h.queue.stop(5)
         assert receiver.stats().samples == expected
+
+    run(body)
+
+
+def test_a_stop_during_a_reshard_of_the_queue_still_flushes_everything() -> None:
+    """The queue's own reshard (the reshard loop, or the widening before parking) has
+    stopped the old shards and waits for the one in an HTTP attempt when the queue
+    stops, which cancels that reshard: the old shards send what they hold before the
+    stop returns, the interrupted batch first, and the delivered position reaches the
+    end (stopped shards that were never woken again sent nothing more, so the stop
+    waited out its deadline and a restart sent it all)."""
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("latency", delay=0.3)
+        h = Harness(
+            receiver,
+            QueueConfig(
+                min_shards=2, max_shards=4, max_samples_per_send=20, batch_send_deadline=0.02
+            ),
+        )
+        h.queue.start()
+        expected = h.push_rounds(10)
+        await eventually(lambda: h.queue.read_position == (0, 10))
+        in_flight = lambda: h.registry.value(  # noqa: E731
+            "rwconsole_remote_requests_in_flight", remote_name="test", url=receiver.url
+        )
+        await eventually(lambda: in_flight() > 0)
+        reshard = asyncio.create_task(h.queue._reshard(3))
+        h.queue._tasks.append(reshard)  # as the reshard loop's task: a stop cancels it
+        await eventually(lambda: all(s.stop.is_set() for s in h.queue._shards))
+        await h.queue.stop(10)
+        assert reshard.cancelled()
+        assert receiver.stats().samples == expected
+        assert h.queue.delivered_position == (0, 10)
+        assert_in_order(receiver, 10, len(h.series))
 
     run(body)
