@@ -81,17 +81,20 @@ def snappy_prefix(body: bytes, size: int) -> bytes:
     return bytes(out)
 
 
-def _field(data: bytes, start: int, end: int, number: int) -> tuple[int, int | tuple[int, int]]:
-    """The first field ``number`` of the message in ``data[start:end]``: (wire type, value),
-    a varint's value or a length-delimited field's (start, end); IndexError if cut off."""
+def _field(data: bytes, start: int, end: int, number: int, wire_type: int) -> tuple[int, int]:
+    """The first field ``number`` of the message in ``data[start:end]``: a varint's
+    (value, 0) or a length-delimited field's (start, end). IndexError if it is not in
+    ``data`` (cut off), ValueError if it has another wire type than ``wire_type``."""
     pos = start
     while pos < end:
         key, pos = _varint(data, pos)
         field, wire = key >> 3, key & 7
+        if field == number and wire != wire_type:
+            raise ValueError(f"field {number} at byte {pos} has wire type {wire}")
         if wire == 0:
             value, pos = _varint(data, pos)
             if field == number:
-                return wire, value
+                return value, 0
         elif wire == 1:
             pos += 8
         elif wire == 2:
@@ -99,7 +102,7 @@ def _field(data: bytes, start: int, end: int, number: int) -> tuple[int, int | t
             if field == number:
                 if pos + length > len(data):
                     raise IndexError("field cut off")
-                return wire, (pos, pos + length)
+                return pos, pos + length
             pos += length
         elif wire == 5:
             pos += 4
@@ -110,20 +113,17 @@ def _field(data: bytes, start: int, end: int, number: int) -> tuple[int, int | t
 
 def _first_timestamp_in(data: bytes) -> int | None:
     """WriteRequest.timeseries[0].samples[0].timestamp; None when the first series has none."""
-    _, series = _field(data, 0, len(data), 1)
-    assert isinstance(series, tuple)
+    series = _field(data, 0, len(data), 1, 2)
     try:
-        _, sample = _field(data, *series, 2)
+        sample = _field(data, *series, 2, 2)
     except IndexError:
         if series[1] <= len(data):
             return None  # the whole first series is here and holds no float sample
         raise
-    assert isinstance(sample, tuple)
     try:
-        _, timestamp = _field(data, *sample, 2)
+        timestamp, _ = _field(data, *sample, 2, 0)
     except IndexError:
         return 0  # proto3 leaves a zero timestamp out
-    assert isinstance(timestamp, int)
     return timestamp - (1 << 64) if timestamp >= 1 << 63 else timestamp
 
 
@@ -168,6 +168,9 @@ class Arrivals:
 
 
 def read_arrivals(path: Path) -> list[tuple[float, int | None, int]]:
+    """The notes ``Arrivals.write`` wrote; none if the receiver wrote none (it was killed)."""
+    if not path.exists():
+        return []
     rows = []
     for line in path.read_text().splitlines():
         arrived, first, size = json.loads(line)

@@ -452,11 +452,11 @@ class QueueManager:
             return
         self._stopped = True
         if self._widening is not None:
-            self._log_task_errors(await _cancel([self._widening]))
+            await self._cancel([self._widening])
         loop = asyncio.get_running_loop()
         until = loop.time() + (self.flush_deadline if deadline is None else deadline)
         read_task, *others = self._tasks or [None]
-        self._log_task_errors(await _cancel(others))
+        await self._cancel(others)
         for shard in self._shards:
             if shard.stop.is_set():
                 self._resume_stopped(shard)
@@ -470,7 +470,7 @@ class QueueManager:
         tasks = [s.task for s in every if s.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=max(0.0, until - loop.time()))
-            self._log_task_errors(await _cancel(pending))
+            await self._cancel(pending)
             if pending:
                 self._log.warning(
                     "queue %s: %d shard(s) still sending at shutdown; their data stays in the "
@@ -512,13 +512,22 @@ class QueueManager:
         if self._reading_seq is not None:
             timeout = max(0.0, until - asyncio.get_running_loop().time())
             await asyncio.wait([read_task], timeout=timeout)
-        self._log_task_errors(await _cancel([read_task]))
+        await self._cancel([read_task])
 
-    def _log_task_errors(self, errors: list[BaseException]) -> None:
-        """A task of the queue that ended with an error: logged, so a stop still goes on
-        to flush, save the delivered position and hand on what was delivered ahead."""
-        for error in errors:
-            self._log.error("queue %s: a task failed: %s", self.name, error, exc_info=error)
+    async def _cancel(self, tasks: Iterable[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks`` and wait for them. One that had failed is logged, not raised,
+        so a stop still goes on to flush, save the delivered position and hand on what
+        was delivered ahead."""
+        tasks = list(tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception as error:
+                self._log.error("queue %s: a task failed: %s", self.name, error, exc_info=error)
 
     def _publish_settings(self) -> None:
         s = self.settings
@@ -1698,7 +1707,7 @@ class QueueManager:
                     _, running = await asyncio.wait(tasks, timeout=self.flush_deadline)
                     # An attempt still running after the deadline is cancelled; its batch
                     # is sent again, which a receiver may see twice.
-                    self._log_task_errors(await _cancel(running))
+                    await self._cancel(running)
                 if self._stopped:
                     # A stop came meanwhile and saw the old shards: their unfinished
                     # batches stay with them, before the delivered position it saved.
@@ -1955,22 +1964,6 @@ async def _wait_all_or(tasks: Sequence[asyncio.Task[None]], stop: asyncio.Event)
     finally:
         stopping.cancel()
     return not stop.is_set()
-
-
-async def _cancel(tasks: Any) -> list[BaseException]:
-    """Cancel ``tasks`` and wait for them; the errors of those that had failed."""
-    tasks = list(tasks)
-    for task in tasks:
-        task.cancel()
-    errors: list[BaseException] = []
-    for task in tasks:
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        except Exception as err:
-            errors.append(err)
-    return errors
 
 
 def _describe(result: SendResultLike) -> str:
