@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -58,9 +57,7 @@ class VictoriaMetrics:
                 continue
             row = json.loads(line)
             labels = tuple(sorted(row["metric"].items()))
-            # JSON has no NaN: VictoriaMetrics writes a NaN (a staleness marker) as null.
-            values = [math.nan if v is None else v for v in row["values"]]
-            result[labels] = list(zip(row["timestamps"], values, strict=True))
+            result[labels] = list(zip(row["timestamps"], row["values"], strict=True))
         return result
 
 
