@@ -135,6 +135,10 @@ class _Batch:
     parked: _Parked | None = None
     """Set when the batch's encoded body is parked in the spool (``_park``); its columns
     are then empty and this holds what the rest of the queue asks of them."""
+    dropped: list[BatchItems] | None = None
+    """Items taken out of the batch as dropped (shed by age, or with no 1.0 form): they
+    finish with it, handed on as delivered ahead like the rest, so a restart skips
+    them."""
 
     def note_starts(self, first: int, starts: Iterable[int]) -> None:
         """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
@@ -292,6 +296,51 @@ class _Shard:
         if self.partial.count:
             batches.append(self.partial)
         return batches
+
+
+def _shed(batch: _Batch, cutoff: int) -> tuple[int, int, int]:
+    """Take the items older than ``cutoff`` (ms) out of ``batch``: how many of each kind."""
+    return _take_out(
+        batch,
+        [i for i, t in enumerate(batch.timestamps) if t >= cutoff],
+        [i for i, (_, e) in enumerate(batch.exemplars) if e.timestamp >= cutoff],
+        [i for i, h in enumerate(batch.histograms) if h[1] >= cutoff],
+    )
+
+
+def _take_out(
+    batch: _Batch, keep: Sequence[int], keep_ex: Sequence[int], keep_h: Sequence[int]
+) -> tuple[int, int, int]:
+    """Keep only the items at these indices (ascending) of ``batch``, in place, and note
+    the others in ``batch.dropped``: how many of each kind went."""
+    before = batch.counts()
+    gone = sorted(set(range(len(batch.values))).difference(keep))
+    gone_ex = sorted(set(range(len(batch.exemplars))).difference(keep_ex))
+    gone_h = sorted(set(range(len(batch.histograms))).difference(keep_h))
+    taken: BatchItems = (
+        ([batch.refs[i] for i in gone], [batch.timestamps[i] for i in gone]),
+        (
+            [batch.exemplar_refs[i] for i in gone_ex],
+            [batch.exemplars[i][1].timestamp for i in gone_ex],
+        ),
+        ([batch.histogram_refs[i] for i in gone_h], [batch.histograms[i][1] for i in gone_h]),
+    )
+    batch.dropped = [*(batch.dropped or ()), taken]
+    starts = batch.starts
+    batch.refs = [batch.refs[i] for i in keep]
+    batch.series = [batch.series[i] for i in keep]
+    batch.timestamps = [batch.timestamps[i] for i in keep]
+    batch.values = [batch.values[i] for i in keep]
+    batch.exemplars = [batch.exemplars[i] for i in keep_ex]
+    batch.exemplar_refs = [batch.exemplar_refs[i] for i in keep_ex]
+    batch.histograms = [batch.histograms[i] for i in keep_h]
+    batch.histogram_refs = [batch.histogram_refs[i] for i in keep_h]
+    batch.starts = None
+    if starts:
+        batch.note_starts(0, [starts.get(i, 0) for i in keep])
+    batch.count = len(keep) + len(keep_ex) + len(keep_h)
+    after = batch.counts()
+    return before[0] - after[0], before[1] - after[1], before[2] - after[2]
 
 
 class QueueManager:
@@ -1168,8 +1217,9 @@ class QueueManager:
             self.on_delivered(self.delivered_position)
 
     def _note_finished(self, batch: _Batch, delivered: bool) -> None:
-        """Keep a finished batch's items until the delivered position passes them: a stop
-        before then hands them on (``delivered_ahead``), so a restart skips them.
+        """Keep a finished batch's items, those it dropped included, until the delivered
+        position passes them: a stop before then hands them on (``delivered_ahead``), so
+        a restart skips them.
 
         A parked batch whose body could not be read back (not ``delivered``) is
         not kept: it was counted as dropped (``_drop_unreadable``), and the WAL's
@@ -1179,6 +1229,8 @@ class QueueManager:
         bound = batch.last_seq + 1
         if batch.parked is None:
             self._ahead.add(bound, batch.items())
+            for dropped in batch.dropped or ():
+                self._ahead.add(bound, dropped)
             return
         self._parked_waiting -= 1
         if delivered:
@@ -1300,10 +1352,11 @@ class QueueManager:
             )
         return body
 
-    def _shed_too_old(self, batch: _Batch) -> bool:
+    def _shed_too_old(self, batch: _Batch, held: _Batch | None = None) -> bool:
         """Drop items older than sample_age_limit from a batch that waited too long, in
-        place (a reshard then carries the batch as shed, and nothing is counted twice):
-        whether any were dropped."""
+        place: whether any were dropped. ``held`` is the batch the shard holds when
+        ``batch`` is its 1.0 form: it loses the same items, counted once, so a reshard
+        that deals it out again (or carries it) does not shed and count them again."""
         limit = self.settings.sample_age_limit
         if limit <= 0 or batch.parked is not None:
             # A parked body goes whole: parking is off while a limit is set, so only
@@ -1313,27 +1366,12 @@ class QueueManager:
         lowest = batch.lowest_timestamp()
         if lowest <= 0 or lowest >= cutoff:
             return False
-        before = batch.counts()
-        keep = [i for i, t in enumerate(batch.timestamps) if t >= cutoff]
-        keep_ex = [i for i, (_, e) in enumerate(batch.exemplars) if e.timestamp >= cutoff]
-        keep_h = [i for i, h in enumerate(batch.histograms) if h[1] >= cutoff]
-        starts = batch.starts
-        batch.refs = [batch.refs[i] for i in keep]
-        batch.series = [batch.series[i] for i in keep]
-        batch.timestamps = [batch.timestamps[i] for i in keep]
-        batch.values = [batch.values[i] for i in keep]
-        batch.exemplars = [batch.exemplars[i] for i in keep_ex]
-        batch.exemplar_refs = [batch.exemplar_refs[i] for i in keep_ex]
-        batch.histograms = [batch.histograms[i] for i in keep_h]
-        batch.histogram_refs = [batch.histogram_refs[i] for i in keep_h]
-        batch.starts = None
-        if starts:
-            batch.note_starts(0, [starts.get(i, 0) for i in keep])
-        batch.count = len(keep) + len(keep_ex) + len(keep_h)
-        for kind, was, now in zip(ITEM_KINDS, before, batch.counts(), strict=True):
-            if was > now:
-                self.metrics.dropped(kind, DROP_TOO_OLD).inc(was - now)
-                self.metrics.pending[kind].dec(was - now)
+        for kind, n in zip(ITEM_KINDS, _shed(batch, cutoff), strict=True):
+            if n:
+                self.metrics.dropped(kind, DROP_TOO_OLD).inc(n)
+                self.metrics.pending[kind].dec(n)
+        if held is not None and held is not batch and held.parked is None:
+            _shed(held, cutoff)
         return True
 
     async def _send_batch(self, batch: _Batch, stop: asyncio.Event) -> None:
@@ -1346,6 +1384,7 @@ class QueueManager:
         """
         metrics = self.metrics
         original = batch.counts()
+        held = batch  # what the shard holds, and a reshard carries
         backoff = self.settings.min_backoff
         attempt = 0
         protocol = self._protocol_for_batch()
@@ -1353,7 +1392,7 @@ class QueueManager:
         if batch.parked is not None and not (batch.parked.protocol == 2 and protocol == 1):
             protocol = batch.parked.protocol  # as parked (a 1.0 body is taken by all)
         elif protocol != self.protocol:
-            batch = self._as_v1(batch)
+            batch = self._sent_as_v1(batch)
         body = await self._encode(batch, protocol, phases)
         # Timed from here: encoding is this loop's own CPU work, which more shards
         # could not spread, so it is no part of the receiver's time per sample.
@@ -1365,7 +1404,7 @@ class QueueManager:
         # an outage they would read as a receiver taking minutes per batch.
         not_sending = 0.0
         while True:
-            if self._shed_too_old(batch) and batch.count:
+            if self._shed_too_old(batch, held) and batch.count:
                 body = await self._encode(batch, protocol, phases)
             if batch.count == 0:
                 break
@@ -1378,7 +1417,7 @@ class QueueManager:
                 raise _Interrupted
             if protocol != self.negotiation.current and protocol == 2:
                 # Another shard found the receiver speaks only 1.0.
-                protocol, batch = 1, self._as_v1(batch)
+                protocol, batch = 1, self._sent_as_v1(batch)
                 body = await self._encode(batch, protocol, phases)
                 continue
             counts = batch.counts()
@@ -1406,7 +1445,7 @@ class QueueManager:
                 for kind, n in zip(ITEM_KINDS, counts, strict=True):
                     if n:
                         metrics.retried[kind].inc(n)
-                protocol, batch = 1, self._as_v1(batch)
+                protocol, batch = 1, self._sent_as_v1(batch)
                 body = await self._encode(batch, protocol, phases)
                 attempt = 0
                 continue
@@ -1538,6 +1577,18 @@ class QueueManager:
             )
             self._publish_protocol()
         return True
+
+    def _sent_as_v1(self, batch: _Batch) -> _Batch:
+        """``_as_v1`` of the batch a shard holds. What 1.0 cannot carry goes from the
+        held batch too: a reshard deals that batch out again, and its new shards would
+        drop and count it a second time."""
+        converted = self._as_v1(batch)
+        if batch.parked is None and len(converted.histograms) < len(batch.histograms):
+            keep_h = [
+                i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA
+            ]
+            _take_out(batch, range(len(batch.values)), range(len(batch.exemplars)), keep_h)
+        return converted
 
     def _as_v1(self, batch: _Batch) -> _Batch:
         """A 2.0 batch (series keys are (labels, metadata)) as a 1.0 batch.
@@ -1759,6 +1810,7 @@ class QueueManager:
         n = len(shards)
         max_per_send = self.settings.max_samples_per_send
         for old in batches:
+            batch: _Batch | None = None
             for kind_refs, adder in (
                 (old.refs, lambda b, i, o=old: _move_sample(b, i, o)),
                 (
@@ -1790,6 +1842,9 @@ class QueueManager:
                     batch.last_seq = max(batch.last_seq, old.last_seq)
                     adder(batch, i)
                     batch.count += 1
+            if old.dropped and batch is not None:
+                # Finished with a batch that took from every chunk ``old`` took from.
+                batch.dropped = [*(batch.dropped or ()), *old.dropped]
         for shard in shards:
             if shard.partial.count >= max_per_send:
                 shard.full.append(shard.partial)

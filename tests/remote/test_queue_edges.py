@@ -1,5 +1,6 @@
 """The endpoint queue where two things meet: a fallback and parking, a stop and a live
-queue_config change, a stop and a failing WAL read, a reshard and shedding by age.
+queue_config change, a stop and a failing WAL read, a reshard and shedding by age (also
+after a fallback to 1.0), a restart and shedding by age.
 
 Each test drives one such sequence end to end against a real receiver and checks
 that nothing is lost, sent twice or counted twice.
@@ -18,6 +19,7 @@ from waits import eventually
 
 from rwconsole.config.schema import QueueConfig
 from rwconsole.demo.receiver import DemoReceiver
+from rwconsole.model import CUSTOM_BUCKETS_SCHEMA, Histogram, HistogramSample
 from rwconsole.remote.chunks import Chunk
 from rwconsole.remote.spool import Spool, SpoolBudget
 
@@ -263,3 +265,133 @@ def test_a_stop_during_a_reshard_of_the_queue_still_flushes_everything() -> None
         assert_in_order(receiver, 10, len(h.series))
 
     run(body)
+
+
+def test_items_shed_by_age_beyond_the_delivered_position_are_skipped_after_a_restart() -> None:
+    """A batch that ages past ``sample_age_limit`` while it is retried is shed whole and
+    finishes, while the next batch of the same chunk is still retried, so the delivered
+    position stays before both. The stop hands the shed items on as delivered ahead, and
+    the next start skips them: they are not read, dropped and counted in
+    ``samples_dropped_total{reason="too_old"}`` a second time."""
+    now = [NOW_MS / 1000]
+
+    async def body(receiver: DemoReceiver) -> None:
+        receiver.set_fault("error_5xx", status=503)
+        settings = QueueConfig(
+            min_shards=1,
+            max_shards=1,
+            max_samples_per_send=25,
+            batch_send_deadline=0.02,
+            sample_age_limit=60.0,
+            min_backoff=0.02,
+            max_backoff=0.1,
+        )
+        clock = lambda: now[0]  # noqa: E731
+        first = Harness(receiver, settings, clock=clock)
+        refs = sorted(first.series)
+        # One chunk, two batches: 25 series scraped 50 s ago, then 25 scraped now.
+        timestamps = [NOW_MS - 50_000] * 25 + [NOW_MS] * 25
+        first.source.push(refs, timestamps, [1.0] * 50)
+        first.queue.start()
+        await eventually(lambda: first.metric("samples_retried_total") > 0)
+        now[0] += 15  # the first batch is 65 s old now: shed at its next attempt
+        await eventually(lambda: first.metric("samples_dropped_total", reason="too_old") == 25)
+        await first.queue.stop(0.2)
+        assert first.queue.delivered_position == (0, 0)
+        ahead = first.queue.delivered_ahead
+        assert ahead is not None and ahead.total() == 25, "the shed items are not handed on"
+
+        receiver.set_fault("ok")
+        again = Harness(receiver, settings, clock=clock, delivered_ahead=ahead)
+        again.source.push(refs, timestamps, [1.0] * 50)
+        again.queue.start()
+        await eventually(again.delivered_everything(25))
+        await again.queue.stop(5)
+        assert receiver.stats().samples == 25
+        assert again.metric("samples_dropped_total", reason="too_old") == 0, "dropped again"
+        assert again.metric("samples_pending") == 0
+
+    run(body)
+
+
+def test_items_dropped_after_a_fallback_then_a_reshard_are_counted_once() -> None:
+    """After a fallback to 1.0 a shard sends its batch's 1.0 form, without the histograms
+    with custom buckets (1.0 has no form for them); items are shed by age from that form
+    while it is retried; then a reshard interrupts the retry. The batch the shard held
+    lost the same items, so ``samples_dropped_total{reason="too_old"}`` and
+    ``histograms_dropped_total{reason="nhcb_in_rw1_not_supported"}`` count each item
+    once (the held 2.0 batch was whole, and the shards it was dealt out to dropped and
+    counted the same items again)."""
+    now = [fallback.NOW_MS / 1000]
+
+    async def body() -> None:
+        receiver = fallback.Receiver("v1-only-415")
+        await receiver.server.start("127.0.0.1", 0)
+        port = receiver.server.port
+        source = fallback.Source()
+        queue, registry = fallback.make_queue(
+            receiver, source, clock=lambda: now[0], send_native_histograms=True
+        )
+        queue.settings = dataclasses.replace(
+            queue.settings,
+            min_shards=1,
+            max_shards=2,
+            sample_age_limit=60.0,
+            min_backoff=0.02,
+            max_backoff=0.1,
+        )
+
+        def metric(name: str, **labels: str) -> float:
+            return fallback.value(queue, registry, f"prometheus_remote_storage_{name}", **labels)
+
+        queue.start()
+        try:
+            source.push_round(0)
+            await eventually(lambda: queue.delivered_position == (0, 1))
+            assert queue.negotiation.current == 1, "fell back to 1.0"
+            retried = metric("samples_retried_total")  # the 2.0 attempt of round 0
+            await receiver.server.stop()
+            # One chunk, so one batch: round 1, shed below, round 30, which is not, and
+            # histograms with custom buckets, which 1.0 cannot carry.
+            source.position += 1
+            refs = list(range(1, fallback.N_SERIES + 1))
+            nhcb = Histogram(
+                schema=CUSTOM_BUCKETS_SCHEMA,
+                zero_threshold=0.0,
+                zero_count=0.0,
+                count=3.0,
+                sum=1.5,
+                positive_spans=((0, 2),),
+                positive_buckets=(1.0, 1.0),
+                custom_values=(1.0,),
+            )
+            source.queue.put_nowait(
+                Chunk(
+                    end=(0, source.position),
+                    refs=refs * 2,
+                    timestamps=[fallback.NOW_MS + r * 1000 for r in (1, 30) for _ in refs],
+                    values=[float(r) for r in (1, 30) for _ in refs],
+                    histograms=[
+                        HistogramSample(ref, fallback.NOW_MS + 30_000, nhcb) for ref in refs[:5]
+                    ],
+                )
+            )
+            await eventually(lambda: metric("samples_retried_total") > retried)
+            now[0] += 75  # round 1 is 74 s old now, round 30 45 s
+            await eventually(lambda: metric("samples_dropped_total", reason="too_old") > 0)
+            await queue._reshard(2)
+            await receiver.server.start("127.0.0.1", port)
+            await eventually(lambda: queue.delivered_position == (0, 2), timeout=15)
+        finally:
+            await queue.stop(5.0)
+            await receiver.server.stop()
+        dropped = metric("samples_dropped_total", reason="too_old")
+        assert dropped == fallback.N_SERIES, "each shed sample counted once"
+        nhcb_dropped = metric("histograms_dropped_total", reason="nhcb_in_rw1_not_supported")
+        assert nhcb_dropped == 5, "each histogram with custom buckets counted once"
+        assert metric("samples_pending") == 0
+        assert metric("histograms_pending") == 0
+        for labels, samples in receiver.samples.items():
+            assert [v for _, v in samples] == [0.0, 30.0], labels
+
+    asyncio.run(body())
