@@ -135,10 +135,6 @@ class _Batch:
     parked: _Parked | None = None
     """Set when the batch's encoded body is parked in the spool (``_park``); its columns
     are then empty and this holds what the rest of the queue asks of them."""
-    dropped: list[BatchItems] | None = None
-    """Items taken out of the batch as dropped (shed by age, or with no 1.0 form): they
-    finish with it, handed on as delivered ahead like the rest, so a restart skips
-    them."""
 
     def note_starts(self, first: int, starts: Iterable[int]) -> None:
         """Keep the nonzero ``starts`` of the samples placed from index ``first`` on."""
@@ -298,8 +294,8 @@ class _Shard:
         return batches
 
 
-def _shed(batch: _Batch, cutoff: int) -> tuple[int, int, int]:
-    """Take the items older than ``cutoff`` (ms) out of ``batch``: how many of each kind."""
+def _shed(batch: _Batch, cutoff: int) -> BatchItems:
+    """Take the items older than ``cutoff`` (ms) out of ``batch``: which went."""
     return _take_out(
         batch,
         [i for i, t in enumerate(batch.timestamps) if t >= cutoff],
@@ -310,10 +306,9 @@ def _shed(batch: _Batch, cutoff: int) -> tuple[int, int, int]:
 
 def _take_out(
     batch: _Batch, keep: Sequence[int], keep_ex: Sequence[int], keep_h: Sequence[int]
-) -> tuple[int, int, int]:
-    """Keep only the items at these indices (ascending) of ``batch``, in place, and note
-    the others in ``batch.dropped``: how many of each kind went."""
-    before = batch.counts()
+) -> BatchItems:
+    """Keep only the items at these indices (ascending) of ``batch``, in place: the
+    others, which went."""
     gone = sorted(set(range(len(batch.values))).difference(keep))
     gone_ex = sorted(set(range(len(batch.exemplars))).difference(keep_ex))
     gone_h = sorted(set(range(len(batch.histograms))).difference(keep_h))
@@ -325,7 +320,6 @@ def _take_out(
         ),
         ([batch.histogram_refs[i] for i in gone_h], [batch.histograms[i][1] for i in gone_h]),
     )
-    batch.dropped = [*(batch.dropped or ()), taken]
     starts = batch.starts
     batch.refs = [batch.refs[i] for i in keep]
     batch.series = [batch.series[i] for i in keep]
@@ -339,8 +333,7 @@ def _take_out(
     if starts:
         batch.note_starts(0, [starts.get(i, 0) for i in keep])
     batch.count = len(keep) + len(keep_ex) + len(keep_h)
-    after = batch.counts()
-    return before[0] - after[0], before[1] - after[1], before[2] - after[2]
+    return taken
 
 
 class QueueManager:
@@ -1217,9 +1210,8 @@ class QueueManager:
             self.on_delivered(self.delivered_position)
 
     def _note_finished(self, batch: _Batch, delivered: bool) -> None:
-        """Keep a finished batch's items, those it dropped included, until the delivered
-        position passes them: a stop before then hands them on (``delivered_ahead``), so
-        a restart skips them.
+        """Keep a finished batch's items until the delivered position passes them: a stop
+        before then hands them on (``delivered_ahead``), so a restart skips them.
 
         A parked batch whose body could not be read back (not ``delivered``) is
         not kept: it was counted as dropped (``_drop_unreadable``), and the WAL's
@@ -1229,8 +1221,6 @@ class QueueManager:
         bound = batch.last_seq + 1
         if batch.parked is None:
             self._ahead.add(bound, batch.items())
-            for dropped in batch.dropped or ():
-                self._ahead.add(bound, dropped)
             return
         self._parked_waiting -= 1
         if delivered:
@@ -1356,7 +1346,8 @@ class QueueManager:
         """Drop items older than sample_age_limit from a batch that waited too long, in
         place: whether any were dropped. ``held`` is the batch the shard holds when
         ``batch`` is its 1.0 form: it loses the same items, counted once, so a reshard
-        that deals it out again (or carries it) does not shed and count them again."""
+        that deals it out again (or carries it) does not shed and count them again.
+        What went is finished: kept as delivered ahead (``_note_dropped``)."""
         limit = self.settings.sample_age_limit
         if limit <= 0 or batch.parked is not None:
             # A parked body goes whole: parking is off while a limit is set, so only
@@ -1366,13 +1357,21 @@ class QueueManager:
         lowest = batch.lowest_timestamp()
         if lowest <= 0 or lowest >= cutoff:
             return False
-        for kind, n in zip(ITEM_KINDS, _shed(batch, cutoff), strict=True):
-            if n:
-                self.metrics.dropped(kind, DROP_TOO_OLD).inc(n)
-                self.metrics.pending[kind].dec(n)
+        shed = _shed(batch, cutoff)
+        for kind, (refs, _) in zip(ITEM_KINDS, shed, strict=True):
+            if refs:
+                self.metrics.dropped(kind, DROP_TOO_OLD).inc(len(refs))
+                self.metrics.pending[kind].dec(len(refs))
         if held is not None and held is not batch and held.parked is None:
             _shed(held, cutoff)
+        self._note_dropped(batch, shed)
         return True
+
+    def _note_dropped(self, batch: _Batch, items: BatchItems) -> None:
+        """Items dropped from ``batch`` while it waits to be sent are finished: kept like a
+        finished batch's, so a stop before the delivered position passes them hands them
+        on and a restart does not read, drop and count them again."""
+        self._ahead.add(batch.last_seq + 1, items)
 
     async def _send_batch(self, batch: _Batch, stop: asyncio.Event) -> None:
         """Send one batch until it succeeds or fails for good (retrying forever).
@@ -1587,7 +1586,8 @@ class QueueManager:
             keep_h = [
                 i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA
             ]
-            _take_out(batch, range(len(batch.values)), range(len(batch.exemplars)), keep_h)
+            taken = _take_out(batch, range(len(batch.values)), range(len(batch.exemplars)), keep_h)
+            self._note_dropped(batch, taken)
         return converted
 
     def _as_v1(self, batch: _Batch) -> _Batch:
@@ -1810,7 +1810,6 @@ class QueueManager:
         n = len(shards)
         max_per_send = self.settings.max_samples_per_send
         for old in batches:
-            batch: _Batch | None = None
             for kind_refs, adder in (
                 (old.refs, lambda b, i, o=old: _move_sample(b, i, o)),
                 (
@@ -1842,9 +1841,6 @@ class QueueManager:
                     batch.last_seq = max(batch.last_seq, old.last_seq)
                     adder(batch, i)
                     batch.count += 1
-            if old.dropped and batch is not None:
-                # Finished with a batch that took from every chunk ``old`` took from.
-                batch.dropped = [*(batch.dropped or ()), *old.dropped]
         for shard in shards:
             if shard.partial.count >= max_per_send:
                 shard.full.append(shard.partial)

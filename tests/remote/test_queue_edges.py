@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import pytest
 import test_protocol_fallback as fallback
 from test_queue import NOW_MS, Harness, ListSource, assert_in_order, refuse_from_now_on, run
 from test_spool import BIG, _settings
@@ -314,14 +315,19 @@ def test_items_shed_by_age_beyond_the_delivered_position_are_skipped_after_a_res
     run(body)
 
 
-def test_items_dropped_after_a_fallback_then_a_reshard_are_counted_once() -> None:
+@pytest.mark.parametrize("receiver_back", [True, False], ids=["delivered", "stopped-while-down"])
+def test_items_dropped_after_a_fallback_then_a_reshard_are_counted_once(
+    receiver_back: bool,
+) -> None:
     """After a fallback to 1.0 a shard sends its batch's 1.0 form, without the histograms
     with custom buckets (1.0 has no form for them); items are shed by age from that form
     while it is retried; then a reshard interrupts the retry. The batch the shard held
-    lost the same items, so ``samples_dropped_total{reason="too_old"}`` and
-    ``histograms_dropped_total{reason="nhcb_in_rw1_not_supported"}`` count each item
-    once (the held 2.0 batch was whole, and the shards it was dealt out to dropped and
-    counted the same items again)."""
+    loses the same items, so the shards it is dealt out to do not drop and count them
+    again: ``samples_dropped_total{reason="too_old"}`` and
+    ``histograms_dropped_total{reason="nhcb_in_rw1_not_supported"}`` count each once.
+    Either the receiver comes back and the rest is delivered, or the queue stops while
+    it is down, and then the dropped items are handed on as delivered ahead (finished,
+    though no batch holding them finished), so a restart skips them."""
     now = [fallback.NOW_MS / 1000]
 
     async def body() -> None:
@@ -380,18 +386,30 @@ def test_items_dropped_after_a_fallback_then_a_reshard_are_counted_once() -> Non
             now[0] += 75  # round 1 is 74 s old now, round 30 45 s
             await eventually(lambda: metric("samples_dropped_total", reason="too_old") > 0)
             await queue._reshard(2)
-            await receiver.server.start("127.0.0.1", port)
-            await eventually(lambda: queue.delivered_position == (0, 2), timeout=15)
+            if receiver_back:
+                await receiver.server.start("127.0.0.1", port)
+                await eventually(lambda: queue.delivered_position == (0, 2), timeout=15)
+            else:
+                retried = metric("samples_retried_total")
+                await eventually(lambda: metric("samples_retried_total") > retried)
         finally:
-            await queue.stop(5.0)
+            await queue.stop(5.0 if receiver_back else 0.2)
             await receiver.server.stop()
         dropped = metric("samples_dropped_total", reason="too_old")
         assert dropped == fallback.N_SERIES, "each shed sample counted once"
         nhcb_dropped = metric("histograms_dropped_total", reason="nhcb_in_rw1_not_supported")
         assert nhcb_dropped == 5, "each histogram with custom buckets counted once"
-        assert metric("samples_pending") == 0
-        assert metric("histograms_pending") == 0
-        for labels, samples in receiver.samples.items():
-            assert [v for _, v in samples] == [0.0, 30.0], labels
+        if receiver_back:
+            assert metric("samples_pending") == 0
+            assert metric("histograms_pending") == 0
+            for labels, samples in receiver.samples.items():
+                assert [v for _, v in samples] == [0.0, 30.0], labels
+        else:
+            assert queue.delivered_position == (0, 1)
+            ahead = queue.delivered_ahead
+            assert ahead is not None
+            samples, _, histograms = ahead.counts
+            assert sorted(samples) == [(ref, fallback.NOW_MS + 1000) for ref in refs]
+            assert sorted(histograms) == [(ref, fallback.NOW_MS + 30_000) for ref in refs[:5]]
 
     asyncio.run(body())
