@@ -304,6 +304,11 @@ def _shed(batch: _Batch, cutoff: int) -> BatchItems:
     )
 
 
+def _v1_histograms(batch: _Batch) -> list[int]:
+    """Indices of the batch's histograms that have a 1.0 form (not custom buckets)."""
+    return [i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA]
+
+
 def _take_out(
     batch: _Batch, keep: Sequence[int], keep_ex: Sequence[int], keep_h: Sequence[int]
 ) -> BatchItems:
@@ -1583,9 +1588,7 @@ class QueueManager:
         drop and count it a second time."""
         converted = self._as_v1(batch)
         if batch.parked is None and len(converted.histograms) < len(batch.histograms):
-            keep_h = [
-                i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA
-            ]
+            keep_h = _v1_histograms(batch)
             taken = _take_out(batch, range(len(batch.values)), range(len(batch.exemplars)), keep_h)
             self._note_dropped(batch, taken)
         return converted
@@ -1606,7 +1609,7 @@ class QueueManager:
                 found = memo[id(key)] = encode.encode_series_v1(key[0])
             return found
 
-        keep_h = [i for i, h in enumerate(batch.histograms) if h[2].schema != CUSTOM_BUCKETS_SCHEMA]
+        keep_h = _v1_histograms(batch)
         dropped = len(batch.histograms) - len(keep_h)
         if dropped:
             self.metrics.dropped("histograms", DROP_NHCB_V1).inc(dropped)

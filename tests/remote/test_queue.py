@@ -58,6 +58,19 @@ def series_table(n: int) -> dict[int, Labels]:
     }
 
 
+ONE_SLOW_SHARD = QueueConfig(
+    min_shards=1,
+    max_shards=1,
+    max_samples_per_send=500,
+    capacity=2000,
+    batch_send_deadline=0.05,
+    min_backoff=0.02,
+    max_backoff=0.1,
+)
+"""One shard, 500 samples a request, quick retries: a chunk of a few thousand samples
+goes out in several requests, one at a time."""
+
+
 class Harness:
     def __init__(self, receiver: DemoReceiver, settings: QueueConfig, **kwargs: object) -> None:
         self.receiver = receiver
@@ -95,6 +108,16 @@ class Harness:
         for r in range(rounds):
             self.source.push(refs, [start_ms + r * 1000] * len(refs), [float(r)] * len(refs))
         return rounds * len(refs)
+
+    def rounds_in_one_chunk(self, rounds: int) -> tuple[list[int], list[int], list[float]]:
+        """The columns of one chunk holding ``rounds`` rounds of every series (the value is
+        the round), for ``ListSource.push``."""
+        refs = sorted(self.series)
+        return (
+            [ref for _ in range(rounds) for ref in refs],
+            [NOW_MS + r * 1000 for r in range(rounds) for _ in refs],
+            [float(r) for r in range(rounds) for _ in refs],
+        )
 
     def delivered_everything(self, expected: int) -> Callable[[], bool]:
         return lambda: (
@@ -570,22 +593,10 @@ def test_a_stop_while_the_receiver_refuses_hands_on_what_was_delivered_ahead() -
     rounds = 40
 
     async def body(receiver: DemoReceiver) -> None:
-        settings = QueueConfig(
-            min_shards=1,
-            max_shards=1,
-            max_samples_per_send=500,
-            capacity=2000,
-            batch_send_deadline=0.05,
-            min_backoff=0.02,
-            max_backoff=0.1,
-        )
+        settings = ONE_SLOW_SHARD
         h = Harness(receiver, settings)
         refs = sorted(h.series)
-        columns = (
-            [ref for _ in range(rounds) for ref in refs],
-            [NOW_MS + r * 1000 for r in range(rounds) for _ in refs],
-            [float(r) for r in range(rounds) for _ in refs],
-        )
+        columns = h.rounds_in_one_chunk(rounds)
         receiver.set_fault("latency", delay=0.2)
         h.queue.start()
         h.source.push(*columns)

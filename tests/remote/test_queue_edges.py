@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 import test_protocol_fallback as fallback
-from test_queue import NOW_MS, Harness, ListSource, assert_in_order, refuse_from_now_on, run
+from test_queue import (
+    NOW_MS,
+    ONE_SLOW_SHARD,
+    Harness,
+    ListSource,
+    assert_in_order,
+    refuse_from_now_on,
+    run,
+)
 from test_spool import BIG, _settings
 from waits import eventually
 
@@ -122,26 +130,11 @@ def test_a_source_error_does_not_cost_the_stop_its_flush_and_delivered_ahead() -
             return await super().next_chunk()
 
     async def body(receiver: DemoReceiver) -> None:
-        settings = QueueConfig(
-            min_shards=1,
-            max_shards=1,
-            max_samples_per_send=500,
-            capacity=2000,
-            batch_send_deadline=0.05,
-            min_backoff=0.02,
-            max_backoff=0.1,
-        )
-        h = Harness(receiver, settings)
+        h = Harness(receiver, ONE_SLOW_SHARD)
         h.source = h.queue._source = FailingSource()
-        refs = sorted(h.series)
-        rounds = 40
         receiver.set_fault("latency", delay=0.2)
         h.queue.start()
-        h.source.push(
-            [ref for _ in range(rounds) for ref in refs],
-            [NOW_MS + r * 1000 for r in range(rounds) for _ in refs],
-            [float(r) for r in range(rounds) for _ in refs],
-        )
+        h.source.push(*h.rounds_in_one_chunk(40))
         await eventually(lambda: receiver.stats().samples >= 1000)
         await refuse_from_now_on(h)
         raised = None
